@@ -1,0 +1,74 @@
+// Row normalisation, one workgroup per row of x: (rows, d).
+//   RMSNorm:   y = x / sqrt(mean(x^2) + eps) * w
+//   LayerNorm: y = (x - mean(x)) / sqrt(var(x) + eps) * w + b
+// Statistics are reduced in workgroup memory; LayerNorm takes the variance about the mean
+// in a second pass for accuracy.
+
+struct Params {
+    rows: u32,
+    d: u32,
+    eps: f32,
+}
+
+override WG: u32 = 64u;
+override LAYER: bool = false;
+override HAS_BIAS: bool = false;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<WORD_w>;
+@group(0) @binding(3) var<storage, read> b: array<WORD_b>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
+
+fn reduce_sum(v: f32, tid: u32) -> f32 {
+    red[tid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (tid < s) {
+            red[tid] = red[tid] + red[tid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let tid = lid.x;
+    let base = row * p.d;
+    let inv_d = 1.0 / f32(p.d);
+
+    var mean = 0.0;
+    if (LAYER) {
+        var s = 0.0;
+        for (var i = tid; i < p.d; i = i + WG) {
+            s = s + x[base + i];
+        }
+        mean = reduce_sum(s, tid) * inv_d;
+    }
+    var sq = 0.0;
+    for (var i = tid; i < p.d; i = i + WG) {
+        let c = x[base + i] - mean;
+        sq = fma(c, c, sq);
+    }
+    let inv_rms = inverseSqrt(reduce_sum(sq, tid) * inv_d + p.eps);
+    for (var i = tid; i < p.d; i = i + WG) {
+        var v = (x[base + i] - mean) * inv_rms * load_w(i);
+        if (HAS_BIAS) {
+            v = v + load_b(i);
+        }
+        y[base + i] = v;
+    }
+}

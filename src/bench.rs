@@ -1,0 +1,264 @@
+//! Kernel microbenchmarks: each adapter's measured bandwidth roofline (a plain copy kernel),
+//! next to GEMV bandwidth and GEMM throughput through the same planner and executor the
+//! models use. Figures are medians of wall-clock samples, each sample many back-to-back
+//! submissions, so submission overhead is included and amortised.
+
+use crate::error::Result;
+use crate::exec::{Feed, Program};
+use crate::gpu::Gpu;
+use crate::graph::Graph;
+use crate::kernels::{ELEMENTWISE_WG, Kernel, Params, grid};
+use crate::schedule::{Plan, Target};
+use crate::{DType, Tensor};
+use std::time::{Duration, Instant};
+
+/// Run the copy kernel once over `data` and read the copy back (the kernel's own test).
+pub async fn copy_once(gpu: &Gpu, data: &[f32]) -> Result<Vec<f32>> {
+    let (src, dst, copy) = copy_setup(gpu, data.len()).await?;
+    gpu.queue()
+        .write_buffer(&src, 0, bytemuck::cast_slice(data));
+    copy.submit(gpu);
+    gpu.read_f32(&dst, data.len()).await
+}
+
+/// A ready copy dispatch over two buffers.
+struct CopyJob {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    grid: [u32; 3],
+}
+
+impl CopyJob {
+    fn submit(&self, gpu: &Gpu) {
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&self.pipeline);
+            pass.set_bind_group(0, &self.bind_group, &[]);
+            let [x, y, z] = self.grid;
+            pass.dispatch_workgroups(x, y, z);
+        }
+        gpu.queue().submit([enc.finish()]);
+    }
+}
+
+async fn copy_setup(gpu: &Gpu, n: usize) -> Result<(wgpu::Buffer, wgpu::Buffer, CopyJob)> {
+    let bytes = n as u64 * 4;
+    let src = gpu.storage_buffer("copy src", bytes).await?;
+    let dst = gpu.storage_buffer("copy dst", bytes).await?;
+    let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
+    let params = gpu.create_buffer("copy params", 32, uniform).await?;
+    let step = gpu.create_buffer("copy step", 16, uniform).await?;
+    gpu.queue()
+        .write_buffer(&params, 0, Params::new(&[n as u32, 1, 0]).bytes());
+    let compiled = gpu.pipelines().get(gpu, Kernel::Copy).await?;
+    let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("copy"),
+        layout: &compiled.layout,
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: params.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: step.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: src.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 3,
+                resource: dst.as_entire_binding(),
+            },
+        ],
+    });
+    let groups = (n as u32).div_ceil(ELEMENTWISE_WG);
+    let job = CopyJob {
+        pipeline: compiled.pipeline,
+        bind_group,
+        grid: grid(groups, gpu.limits().max_compute_workgroups_per_dimension),
+    };
+    Ok((src, dst, job))
+}
+
+/// Problem sizes: small enough for CPU adapters, or sized for real GPUs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Size {
+    Small,
+    Large,
+}
+
+impl Size {
+    /// Small on software adapters, large on real GPUs.
+    pub fn for_gpu(gpu: &Gpu) -> Size {
+        if gpu.info().device_type == wgpu::DeviceType::Cpu {
+            Size::Small
+        } else {
+            Size::Large
+        }
+    }
+}
+
+/// One measured line of the report.
+#[derive(Clone, Debug)]
+pub struct Figure {
+    pub name: String,
+    pub median: Duration,
+    /// Bytes moved (copy: read + write; GEMV: weight bytes read).
+    pub bytes: f64,
+    pub flops: f64,
+}
+
+impl Figure {
+    pub fn gbps(&self) -> f64 {
+        self.bytes / self.median.as_secs_f64() / 1e9
+    }
+    pub fn gflops(&self) -> f64 {
+        self.flops / self.median.as_secs_f64() / 1e9
+    }
+}
+
+/// Every figure for one adapter.
+pub struct Report {
+    pub adapter: String,
+    pub figures: Vec<Figure>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.adapter)?;
+        let roof = self
+            .figures
+            .iter()
+            .find(|x| x.name.starts_with("copy"))
+            .map(Figure::gbps);
+        for x in &self.figures {
+            let ms = x.median.as_secs_f64() * 1e3;
+            write!(f, "  {:<28} median {ms:>9.3} ms", x.name)?;
+            if x.bytes > 0.0 {
+                write!(f, "  {:>8.2} GB/s", x.gbps())?;
+                if let (Some(roof), false) = (roof, x.name.starts_with("copy")) {
+                    write!(f, " ({:>5.1}% of copy)", 100.0 * x.gbps() / roof)?;
+                }
+            }
+            if x.flops > 0.0 {
+                write!(f, "  {:>8.2} GFLOP/s", x.gflops())?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Median wall time of `run` (which submits work), from `samples` samples of enough
+/// back-to-back runs to take ~50 ms each.
+async fn measure(
+    gpu: &Gpu,
+    samples: usize,
+    mut run: impl AsyncFnMut() -> Result<()>,
+) -> Result<Duration> {
+    run().await?;
+    gpu.flush().await;
+    let t0 = Instant::now();
+    run().await?;
+    gpu.flush().await;
+    let once = t0.elapsed().max(Duration::from_micros(1));
+    let reps =
+        (Duration::from_millis(50).as_secs_f64() / once.as_secs_f64()).clamp(1.0, 200.0) as u32;
+    let mut times = Vec::new();
+    for _ in 0..samples {
+        let t = Instant::now();
+        for _ in 0..reps {
+            run().await?;
+        }
+        gpu.flush().await;
+        times.push(t.elapsed() / reps);
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
+}
+
+/// A matmul program y = x (m, k) @ w (n, k)^T with random weights of `dtype`.
+async fn matmul_program(
+    gpu: &Gpu,
+    m: usize,
+    k: usize,
+    n: usize,
+    dtype: DType,
+) -> Result<(Program, Vec<f32>)> {
+    let values: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 7919 % 1000) as f32 / 1000.0) - 0.5)
+        .collect();
+    let w = Tensor::from_f32(gpu, "w", &[n, k], dtype, &values).await?;
+    let g = Graph::new();
+    let x = g.input("x", m, k);
+    g.output("y", g.matmul(x, g.weight(&w)));
+    let plan = Plan::new(&g, Target::of(gpu))?;
+    let x = vec![0.5f32; m * k];
+    Ok((Program::new(gpu, plan, None).await?, x))
+}
+
+/// Measure one adapter.
+pub async fn run(gpu: &Gpu, size: Size) -> Result<Report> {
+    let samples = 7;
+    let (copy_mib, gemv_nk, gemm_mnk) = match size {
+        Size::Small => (
+            32usize,
+            (2048usize, 2048usize),
+            (128usize, 512usize, 512usize),
+        ),
+        Size::Large => (512, (8192, 8192), (2048, 4096, 4096)),
+    };
+    let mut figures = Vec::new();
+
+    let n = (copy_mib << 20) / 4;
+    let (_src, _dst, copy) = copy_setup(gpu, n).await?;
+    let t = measure(gpu, samples, async || {
+        copy.submit(gpu);
+        Ok(())
+    })
+    .await?;
+    figures.push(Figure {
+        name: format!("copy {copy_mib} MiB"),
+        median: t,
+        bytes: 2.0 * (n * 4) as f64,
+        flops: 0.0,
+    });
+
+    let (n, k) = gemv_nk;
+    for dtype in [DType::F32, DType::F16] {
+        let (prog, x) = matmul_program(gpu, 1, k, n, dtype).await?;
+        let t = measure(gpu, samples, async || {
+            prog.submit(0, &[("x", Feed::F32(&x))]).await
+        })
+        .await?;
+        let bytes = (n * k * dtype.size()) as f64;
+        figures.push(Figure {
+            name: format!("gemv {dtype} {n}x{k}"),
+            median: t,
+            bytes,
+            flops: 2.0 * (n * k) as f64,
+        });
+    }
+
+    let (m, n, k) = gemm_mnk;
+    for dtype in [DType::F32, DType::F16] {
+        let (prog, x) = matmul_program(gpu, m, k, n, dtype).await?;
+        let t = measure(gpu, samples, async || {
+            prog.submit(0, &[("x", Feed::F32(&x))]).await
+        })
+        .await?;
+        figures.push(Figure {
+            name: format!("gemm {dtype} {m}x{n}x{k}"),
+            median: t,
+            bytes: 0.0,
+            flops: 2.0 * (m * n * k) as f64,
+        });
+    }
+    Ok(Report {
+        adapter: gpu.describe(),
+        figures,
+    })
+}

@@ -1,0 +1,86 @@
+//! One error type for the library. Every variant carries enough context (file, tensor,
+//! adapter, limit) for the message alone to say what went wrong and where.
+
+use std::fmt;
+
+/// What went wrong.
+#[derive(Debug)]
+pub enum Error {
+    /// No GPU adapter matched, or none exists.
+    NoAdapter(String),
+    /// The device could not be created, or reported an error.
+    Gpu(String),
+    /// A weights file is malformed, or does not hold what was asked of it.
+    Load {
+        path: String,
+        tensor: Option<String>,
+        reason: String,
+    },
+    /// Reading a file failed.
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Shapes that do not fit together, or a graph used the wrong way.
+    Shape(String),
+    /// A buffer, binding or dispatch beyond what the device allows.
+    Limit(String),
+    /// A bad argument from the caller.
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn load(path: impl fmt::Display, reason: impl Into<String>) -> Self {
+        Error::Load {
+            path: path.to_string(),
+            tensor: None,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn tensor(
+        path: impl fmt::Display,
+        tensor: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Load {
+            path: path.to_string(),
+            tensor: Some(tensor.into()),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NoAdapter(m) => write!(f, "no GPU adapter: {m}"),
+            Error::Gpu(m) => write!(f, "GPU error: {m}"),
+            Error::Load {
+                path,
+                tensor: Some(t),
+                reason,
+            } => write!(f, "{path}: tensor '{t}': {reason}"),
+            Error::Load {
+                path,
+                tensor: None,
+                reason,
+            } => write!(f, "{path}: {reason}"),
+            Error::Io { path, source } => write!(f, "{path}: {source}"),
+            Error::Shape(m) => write!(f, "shape error: {m}"),
+            Error::Limit(m) => write!(f, "device limit exceeded: {m}"),
+            Error::Invalid(m) => write!(f, "invalid argument: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

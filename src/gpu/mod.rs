@@ -1,0 +1,252 @@
+//! The GPU runtime: adapter discovery and choice, device creation with the adapter's own
+//! limits and kiln's optional features, buffers, and asynchronous readback.
+//!
+//! A [`Gpu`] is a device and queue plus what kiln learned about them. Build one with
+//! [`Gpu::new`] (kiln picks or is told which adapter), or hand kiln a device you already own
+//! with [`Gpu::from_device`], e.g. the render device of a desktop app.
+
+mod adapter;
+mod signal;
+
+pub use adapter::{
+    AdapterChoice, AdapterSummary, INSTALL_HINT, adapter_rank, enumerate, summarize,
+};
+pub(crate) use signal::oneshot;
+
+use crate::error::{Error, Result};
+use crate::kernels::PipelineCache;
+use std::sync::Arc;
+
+/// Optional features kiln uses when the adapter has them.
+pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::TIMESTAMP_QUERY);
+
+/// A device and queue, with the limits and features kiln plans against.
+#[derive(Clone)]
+pub struct Gpu {
+    inner: Arc<GpuInner>,
+}
+
+struct GpuInner {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    features: wgpu::Features,
+    pipelines: PipelineCache,
+    #[cfg(not(target_arch = "wasm32"))]
+    poller: signal::Poller,
+}
+
+/// How to open a [`Gpu`].
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Which adapter to use; by default the best-ranked one.
+    pub adapter: AdapterChoice,
+}
+
+impl Gpu {
+    /// Open the chosen adapter with its own limits and kiln's optional features.
+    pub async fn new(options: &GpuOptions) -> Result<Gpu> {
+        let instance = adapter::instance();
+        let adapters = adapter::enumerate_adapters(&instance).await;
+        let adapter = options.adapter.pick(adapters)?;
+        Self::open(&adapter).await
+    }
+
+    /// Open every adapter on the machine (used for testing and benchmarking each one).
+    pub async fn all() -> Vec<Result<Gpu>> {
+        let instance = adapter::instance();
+        let mut out = Vec::new();
+        for a in adapter::enumerate_adapters(&instance).await {
+            out.push(Self::open(&a).await);
+        }
+        out
+    }
+
+    /// Request a device from `adapter` with all of its limits and the optional features
+    /// kiln can use.
+    pub async fn open(adapter: &wgpu::Adapter) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let features = adapter.features() & OPTIONAL_FEATURES;
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("kiln"),
+            required_features: features,
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) = adapter.request_device(&desc).await.map_err(|e| {
+            Error::Gpu(format!(
+                "could not open a device on adapter '{}' ({:?}): {e}",
+                info.name, info.backend
+            ))
+        })?;
+        // kiln catches its own errors in error scopes; anything else is logged, not a panic.
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+            log::error!("uncaptured wgpu error: {e}");
+        }));
+        Ok(Self::with_info(device, queue, info))
+    }
+
+    /// Use a device the caller owns (say, a desktop app's render device). kiln works within the
+    /// device's limits and features as they are; it does not install an error handler.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Gpu {
+        let info = device.adapter_info();
+        Self::with_info(device, queue, info)
+    }
+
+    fn with_info(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Gpu {
+        let limits = device.limits();
+        let features = device.features();
+        Gpu {
+            inner: Arc::new(GpuInner {
+                #[cfg(not(target_arch = "wasm32"))]
+                poller: signal::Poller::new(device.clone()),
+                pipelines: PipelineCache::default(),
+                device,
+                queue,
+                info,
+                limits,
+                features,
+            }),
+        }
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.features
+    }
+    pub(crate) fn pipelines(&self) -> &PipelineCache {
+        &self.inner.pipelines
+    }
+    /// Whether shaders may declare `f16` values (the SHADER_F16 feature).
+    pub fn has_f16(&self) -> bool {
+        self.inner.features.contains(wgpu::Features::SHADER_F16)
+    }
+    /// A short description: "name (backend, type)".
+    pub fn describe(&self) -> String {
+        let i = &self.inner.info;
+        format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+    }
+    /// The largest range of one buffer that a single storage binding may cover.
+    pub fn max_binding(&self) -> u64 {
+        self.inner
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.inner.limits.max_buffer_size)
+    }
+
+    /// Create a storage buffer, checking the device's size limit first and catching
+    /// out-of-memory as an error instead of a panic.
+    pub async fn storage_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        let size = bytes.max(4).next_multiple_of(4);
+        self.create_buffer(
+            label,
+            size,
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+        )
+        .await
+    }
+
+    pub(crate) async fn create_buffer(
+        &self,
+        label: &str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        if size > self.inner.limits.max_buffer_size {
+            return Err(Error::Limit(format!(
+                "buffer '{label}' needs {size} bytes but {} allows at most {} per buffer",
+                self.inner.info.name, self.inner.limits.max_buffer_size
+            )));
+        }
+        let scope = self
+            .device()
+            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        });
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!(
+                "could not allocate buffer '{label}' of {size} bytes: {e}"
+            )));
+        }
+        Ok(buffer)
+    }
+
+    /// Resolves once the GPU has finished all work submitted so far.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::<()>();
+        self.queue().on_submitted_work_done(move || tx.send(()));
+        self.kick();
+        rx.await
+    }
+
+    /// Make sure pending callbacks will fire (native: wake the poll thread).
+    pub(crate) fn kick(&self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.inner.poller.request();
+    }
+
+    /// Copy `size` bytes of `src` from `offset` back to the host. Issues its own submission.
+    pub async fn read_bytes(&self, src: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        let padded = size.next_multiple_of(4).max(4);
+        let staging = self
+            .create_buffer(
+                "kiln readback",
+                padded,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )
+            .await?;
+        let mut enc = self.device().create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(src, offset, &staging, 0, padded);
+        self.queue().submit([enc.finish()]);
+        self.map_read(&staging, size).await
+    }
+
+    /// Map a MAP_READ buffer whose copy has been submitted, and take its first `size` bytes.
+    pub(crate) async fn map_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        let (tx, rx) = oneshot();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| tx.send(r));
+        self.kick();
+        rx.await
+            .map_err(|e| Error::Gpu(format!("reading back a buffer failed: {e}")))?;
+        let bytes = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Gpu(format!("mapping a readback buffer failed: {e}")))?;
+            view[..size as usize].to_vec()
+        };
+        staging.unmap();
+        Ok(bytes)
+    }
+
+    /// Read back `count` f32 values from the start of `src`.
+    pub async fn read_f32(&self, src: &wgpu::Buffer, count: usize) -> Result<Vec<f32>> {
+        let bytes = self.read_bytes(src, 0, count as u64 * 4).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}

@@ -1,0 +1,32 @@
+//! kiln: an inference engine that runs neural networks on any GPU through WebGPU.
+//!
+//! The data path, in processing order:
+//! weights file → [`load`] (validate, upload) → model code building a [`graph::Graph`] →
+//! [`schedule`] (order, fuse, plan buffers, group passes) → [`exec`] (one submission per
+//! step) → the host loop.
+//!
+//! Everything here is async and never blocks the calling thread; native callers drive the
+//! futures with any executor (the CLI uses `pollster`).
+
+pub mod dtype;
+pub mod error;
+pub mod exec;
+pub mod gpu;
+pub mod graph;
+pub mod kernels;
+pub mod load;
+pub mod reference;
+pub mod schedule;
+pub mod tensor;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
+
+pub use dtype::{DType, WeightFormat};
+pub use error::{Error, Result};
+pub use exec::{Feed, Program, State};
+pub use gpu::{AdapterChoice, Gpu, GpuOptions};
+pub use graph::{Graph, Value};
+pub use kernels::Act;
+pub use schedule::{Plan, Target};
+pub use tensor::Tensor;

@@ -1,0 +1,157 @@
+//! Loading weights: safetensors files (single or sharded) mapped from disk, validated, and
+//! uploaded to the GPU in bounded chunks with progress reports.
+
+pub mod safetensors;
+mod upload;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod checkpoint;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use checkpoint::Checkpoint;
+pub use safetensors::{FileDType, Header, TensorInfo};
+pub use upload::Uploader;
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+
+/// Where a load stands, reported after every uploaded chunk.
+#[derive(Clone, Debug)]
+pub struct Progress<'a> {
+    /// The tensor being uploaded.
+    pub tensor: &'a str,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub tensors_done: usize,
+    pub tensors_total: usize,
+}
+
+/// Options for uploading a checkpoint.
+#[derive(Default)]
+pub struct LoadOptions<'a> {
+    /// Split tensors into parts of at most this many bytes (never more than the device's
+    /// storage binding size). Mostly for tests; the default is the device's limit.
+    pub max_part_bytes: Option<u64>,
+    /// Called after each uploaded chunk.
+    pub progress: Option<Box<dyn FnMut(&Progress) + 'a>>,
+}
+
+/// Tensors resident on one GPU, by name.
+#[derive(Default)]
+pub struct Weights {
+    tensors: HashMap<String, Tensor>,
+    /// Tensors present in the file but not uploaded, with the reason.
+    skipped: HashMap<String, String>,
+    /// Where the weights came from, for error messages.
+    origin: String,
+}
+
+impl Weights {
+    pub fn new(origin: impl Into<String>) -> Self {
+        Weights {
+            origin: origin.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn insert(&mut self, tensor: Tensor) {
+        self.tensors.insert(tensor.name().to_string(), tensor);
+    }
+
+    /// The named tensor; a missing one is an error naming it and the checkpoint.
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        if let Some(t) = self.tensors.get(name) {
+            return Ok(t);
+        }
+        let reason = match self.skipped.get(name) {
+            Some(why) => why.clone(),
+            None => "missing from the checkpoint".to_string(),
+        };
+        Err(Error::tensor(&self.origin, name, reason))
+    }
+
+    /// The named tensor, checked against the shape the model expects.
+    pub fn get_shaped(&self, name: &str, shape: &[usize]) -> Result<&Tensor> {
+        let t = self.get(name)?;
+        if t.shape() != shape {
+            return Err(Error::tensor(
+                &self.origin,
+                name,
+                format!("has shape {:?}, the model expects {shape:?}", t.shape()),
+            ));
+        }
+        Ok(t)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+    /// Bytes held on the GPU.
+    pub fn bytes(&self) -> u64 {
+        self.tensors.values().map(Tensor::bytes).sum()
+    }
+    pub fn skipped(&self) -> &HashMap<String, String> {
+        &self.skipped
+    }
+}
+
+/// Upload `tensors`, whose bytes `bytes_of` provides, to `gpu`. Tensors of a dtype kiln does
+/// not compute with are recorded as skipped, so asking for one later gives a clear error.
+pub async fn upload_all<'b>(
+    gpu: &crate::Gpu,
+    origin: &str,
+    tensors: &[&TensorInfo],
+    mut bytes_of: impl FnMut(&TensorInfo) -> Result<&'b [u8]>,
+    options: LoadOptions<'_>,
+) -> Result<Weights> {
+    let LoadOptions {
+        max_part_bytes,
+        mut progress,
+    } = options;
+    let mut weights = Weights::new(origin);
+    let bytes_total: u64 = tensors.iter().map(|t| t.bytes()).sum();
+    let mut up = Uploader::new(gpu, max_part_bytes);
+    let mut base = 0u64;
+    for (i, info) in tensors.iter().enumerate() {
+        let Some(dtype) = info.dtype.compute() else {
+            let why = format!(
+                "has dtype {:?}; kiln computes with F32, F16 and BF16, so it was not uploaded",
+                info.dtype
+            );
+            log::warn!("{origin}: skipping '{}': {why}", info.name);
+            weights.skipped.insert(info.name.clone(), why);
+            base += info.bytes();
+            continue;
+        };
+        let data = bytes_of(info)?;
+        let report = |done: u64| {
+            if let Some(cb) = progress.as_mut() {
+                cb(&Progress {
+                    tensor: &info.name,
+                    bytes_done: base + done,
+                    bytes_total,
+                    tensors_done: i,
+                    tensors_total: tensors.len(),
+                });
+            }
+        };
+        let tensor = up
+            .tensor_with(&info.name, &info.shape, dtype, data, report)
+            .await
+            .map_err(|e| match e {
+                Error::Limit(m) | Error::Gpu(m) => Error::tensor(origin, &info.name, m),
+                other => other,
+            })?;
+        weights.insert(tensor);
+        base += info.bytes();
+    }
+    up.finish().await;
+    Ok(weights)
+}

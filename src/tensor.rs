@@ -1,0 +1,152 @@
+//! A tensor on the GPU: shape, dtype and the buffers that hold it. No math lives here.
+//!
+//! A tensor larger than one storage binding (128 MiB on lavapipe) is split by rows of its
+//! first dimension into parts, each its own buffer no larger than one binding. Kernels that
+//! read weights (matmul, embedding) run once per part; everything else sees one part.
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::load::Uploader;
+use std::ops::Range;
+
+/// Rows `rows` of a tensor, in their own buffer starting at byte 0.
+#[derive(Clone, Debug)]
+pub struct Part {
+    pub buffer: wgpu::Buffer,
+    pub rows: Range<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    name: String,
+    shape: Vec<usize>,
+    dtype: DType,
+    parts: Vec<Part>,
+}
+
+impl Tensor {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn bytes(&self) -> u64 {
+        (self.numel() * self.dtype.size()) as u64
+    }
+    /// Length of the first dimension (1 for a scalar).
+    pub fn rows(&self) -> usize {
+        self.shape.first().copied().unwrap_or(1)
+    }
+    /// Elements per row of the first dimension.
+    pub fn row_len(&self) -> usize {
+        self.shape.iter().skip(1).product()
+    }
+
+    /// Split `shape` by rows so that no part exceeds `max_part_bytes`.
+    pub fn plan_parts(
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        max_part_bytes: u64,
+    ) -> Result<Vec<Range<usize>>> {
+        let rows = shape.first().copied().unwrap_or(1);
+        let row_bytes = (shape.iter().skip(1).product::<usize>() * dtype.size()) as u64;
+        if row_bytes == 0 || rows == 0 {
+            return Ok(vec![0..rows]);
+        }
+        if row_bytes.next_multiple_of(4) > max_part_bytes {
+            return Err(Error::Limit(format!(
+                "one row of tensor '{name}' {shape:?} takes {row_bytes} bytes, more than one \
+                 storage binding holds on this device ({max_part_bytes} bytes)"
+            )));
+        }
+        // Keep a little room for rounding the part up to whole 4-byte words.
+        let per_part = ((max_part_bytes - 3) / row_bytes).max(1) as usize;
+        Ok((0..rows)
+            .step_by(per_part)
+            .map(|s| s..(s + per_part).min(rows))
+            .collect())
+    }
+
+    /// Allocate the buffers for a tensor, split to fit `max_part_bytes` (at most the
+    /// device's binding size).
+    pub async fn allocate(
+        gpu: &Gpu,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        max_part_bytes: Option<u64>,
+    ) -> Result<Tensor> {
+        let limit = max_part_bytes.unwrap_or(u64::MAX).min(gpu.max_binding());
+        let row_bytes = (shape.iter().skip(1).product::<usize>() * dtype.size()) as u64;
+        let mut parts = Vec::new();
+        for rows in Self::plan_parts(name, shape, dtype, limit)? {
+            let bytes = rows.len() as u64 * row_bytes;
+            let label = format!("{name}[{}..{}]", rows.start, rows.end);
+            let buffer = gpu.storage_buffer(&label, bytes).await?;
+            parts.push(Part { buffer, rows });
+        }
+        Ok(Tensor {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            dtype,
+            parts,
+        })
+    }
+
+    /// Upload little-endian `bytes` of `dtype` to a new tensor.
+    pub async fn from_bytes(
+        gpu: &Gpu,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        bytes: &[u8],
+    ) -> Result<Tensor> {
+        let mut up = Uploader::new(gpu, None);
+        let t = up.tensor(name, shape, dtype, bytes).await?;
+        up.finish().await;
+        Ok(t)
+    }
+
+    /// Convert f32 values to `dtype` (rounding) and upload them.
+    pub async fn from_f32(
+        gpu: &Gpu,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        values: &[f32],
+    ) -> Result<Tensor> {
+        let numel: usize = shape.iter().product();
+        if values.len() != numel {
+            return Err(Error::Shape(format!(
+                "tensor '{name}' of shape {shape:?} needs {numel} values, got {}",
+                values.len()
+            )));
+        }
+        Self::from_bytes(gpu, name, shape, dtype, &dtype.from_f32(values)).await
+    }
+
+    /// Read the whole tensor back as f32 values (for tests and debugging).
+    pub async fn to_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let row_bytes = self.row_len() * self.dtype.size();
+        let mut out = Vec::with_capacity(self.numel());
+        for part in &self.parts {
+            let bytes = part.rows.len() * row_bytes;
+            let raw = gpu.read_bytes(&part.buffer, 0, bytes as u64).await?;
+            out.extend(self.dtype.to_f32(&raw));
+        }
+        out.truncate(self.numel());
+        Ok(out)
+    }
+}

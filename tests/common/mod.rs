@@ -1,0 +1,135 @@
+//! Shared test support: every adapter on the machine, opened once per test binary; a seeded
+//! RNG; and helpers to run a graph on a GPU and on the CPU reference.
+#![allow(dead_code)]
+
+use kiln::reference::graph::{Host, evaluate};
+use kiln::{DType, Feed, Gpu, Graph, Plan, Program, State, Target, Tensor};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// Whether this is a CI run, where a missing adapter or missing weights fail instead of
+/// being reported and passed over.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Every adapter on the machine, opened once. Under CI a machine with no adapter, or one
+/// that fails to open, fails the test; elsewhere the tests say loudly that they ran on none.
+pub fn gpus() -> &'static [Gpu] {
+    static GPUS: OnceLock<Vec<Gpu>> = OnceLock::new();
+    GPUS.get_or_init(|| {
+        let mut out = Vec::new();
+        for g in pollster::block_on(Gpu::all()) {
+            match g {
+                Ok(g) => out.push(g),
+                Err(e) if ci() => panic!("CI=true and an adapter failed to open: {e}"),
+                Err(e) => eprintln!("WARNING: an adapter failed to open: {e}"),
+            }
+        }
+        if out.is_empty() {
+            if ci() {
+                panic!(
+                    "CI=true but no GPU adapter was found; {}",
+                    kiln::gpu::INSTALL_HINT
+                );
+            }
+            eprintln!(
+                "WARNING: no GPU adapter found; GPU tests ran on nothing. {}",
+                kiln::gpu::INSTALL_HINT
+            );
+        }
+        out
+    })
+}
+
+/// SplitMix64: small, seeded, reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-scale, scale).
+    pub fn uniform(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale)
+            .collect()
+    }
+    pub fn below(&mut self, n: u32) -> u32 {
+        (self.next_u64() % u64::from(n)) as u32
+    }
+}
+
+/// Values as the GPU will hold them once stored as `dtype`.
+pub fn rounded(values: &[f32], dtype: DType) -> Vec<f32> {
+    dtype.to_f32(&dtype.from_f32(values))
+}
+
+/// A weight uploaded to `gpu` together with its host values (rounded to its dtype).
+pub struct HostWeight {
+    pub tensor: Tensor,
+    pub values: Vec<f32>,
+}
+
+pub fn weight(
+    gpu: &Gpu,
+    name: &str,
+    shape: &[usize],
+    dtype: DType,
+    rng: &mut Rng,
+    scale: f32,
+    max_part: Option<u64>,
+) -> HostWeight {
+    let n: usize = shape.iter().product();
+    let values = rounded(&rng.uniform(n, scale), dtype);
+    let tensor = pollster::block_on(async {
+        let mut up = kiln::load::Uploader::new(gpu, max_part);
+        let t = up
+            .tensor(name, shape, dtype, &dtype.from_f32(&values))
+            .await;
+        up.finish().await;
+        t
+    })
+    .expect("upload");
+    HostWeight { tensor, values }
+}
+
+pub fn label(gpu: &Gpu) -> String {
+    gpu.describe()
+}
+
+/// Plan and run `graph` on `gpu` at `pos`, with optional state; returns the outputs.
+pub fn run_gpu(
+    gpu: &Gpu,
+    graph: &Graph,
+    feeds: &[(&str, Feed)],
+    pos: usize,
+) -> HashMap<String, Vec<f32>> {
+    let plan = Plan::new(graph, Target::of(gpu)).expect("plan");
+    pollster::block_on(async {
+        let state = State::new(gpu, &[&plan]).await.expect("state");
+        let prog = Program::new(gpu, plan, Some(&state))
+            .await
+            .expect("program");
+        prog.run(pos, feeds).await.expect("run")
+    })
+}
+
+/// Run on the CPU reference.
+pub fn run_cpu(graph: &Graph, host: &mut Host, pos: usize) -> HashMap<String, Vec<f32>> {
+    evaluate(graph, host, pos).expect("reference")
+}
+
+/// Assert `got` matches `want` within atol + rtol * |want|, naming the adapter and case.
+pub fn assert_close(got: &[f32], want: &[f32], atol: f32, rtol: f32, what: &str) {
+    if let Err(e) = kiln::reference::compare(got, want, atol, rtol) {
+        panic!("{what}: {e}");
+    }
+}

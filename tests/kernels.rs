@@ -1,0 +1,432 @@
+//! Every WGSL kernel against its plain-Rust CPU twin, on every adapter, on seeded random
+//! inputs with sizes that are not multiples of the tiles. Tolerances are `atol + rtol*|ref|`,
+//! stated per test. Weights are tested in F32, F16 and BF16, and F16 both natively and packed
+//! where the adapter has SHADER_F16.
+
+mod common;
+
+use common::*;
+use kiln::reference as r;
+use kiln::reference::graph::Host;
+use kiln::{Act, DType, Feed, Gpu, Graph, Plan, Program, State, Target};
+use std::collections::HashMap;
+
+const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
+/// The targets to plan for on `gpu`: as it is, and without native f16 when it has it (so
+/// the packed f16 reader is tested too).
+fn targets(gpu: &Gpu) -> Vec<Target> {
+    let t = Target::of(gpu);
+    if t.has_f16 {
+        vec![
+            t,
+            Target {
+                has_f16: false,
+                ..t
+            },
+        ]
+    } else {
+        vec![t]
+    }
+}
+
+fn run(
+    gpu: &Gpu,
+    target: Target,
+    g: &Graph,
+    feeds: &[(&str, Feed)],
+    pos: usize,
+) -> HashMap<String, Vec<f32>> {
+    let plan = Plan::new(g, target).expect("plan");
+    pollster::block_on(async {
+        let state = State::new(gpu, &[&plan]).await.expect("state");
+        let prog = Program::new(gpu, plan, Some(&state))
+            .await
+            .expect("program");
+        prog.run(pos, feeds).await.expect("run")
+    })
+}
+
+/// Matmul (tiled GEMM for m > 1, GEMV for m == 1), weights split into parts or whole.
+fn check_matmul(m: usize, k: usize, n: usize, max_part_rows: Option<usize>) {
+    for gpu in gpus() {
+        for dtype in DTYPES {
+            let mut rng = Rng::new(7 + (m * k * n) as u64);
+            let max_part = max_part_rows.map(|rows| (rows * k * dtype.size()) as u64);
+            let w = weight(gpu, "w", &[n, k], dtype, &mut rng, 1.0, max_part);
+            if let Some(rows) = max_part_rows {
+                assert_eq!(
+                    w.tensor.parts().len(),
+                    n.div_ceil(rows),
+                    "the weight was split"
+                );
+            }
+            let x = rng.uniform(m * k, 1.0);
+            let g = Graph::new();
+            let xi = g.input("x", m, k);
+            let y = g.matmul(xi, g.weight(&w.tensor));
+            g.output("y", y);
+            let want = r::matmul(&x, &w.values, m, n, k);
+            for target in targets(gpu) {
+                let got = run(gpu, target, &g, &[("x", Feed::F32(&x))], 0);
+                // f32 accumulation over k products of values in [-1, 1].
+                let what = format!(
+                    "matmul {m}x{k}x{n} {dtype} f16={} on {}",
+                    target.has_f16,
+                    label(gpu)
+                );
+                assert_close(&got["y"], &want, 1e-4, 1e-4, &what);
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_matches_reference_off_tile_sizes() {
+    check_matmul(37, 83, 45, None);
+    check_matmul(70, 130, 67, None);
+}
+
+#[test]
+fn gemv_matches_reference_off_tile_sizes() {
+    check_matmul(1, 83, 45, None);
+    check_matmul(1, 301, 130, None);
+}
+
+#[test]
+fn matmul_over_a_weight_split_into_parts() {
+    check_matmul(5, 40, 45, Some(16));
+    check_matmul(1, 40, 45, Some(16));
+}
+
+/// y = act(x @ Wg^T + b) * (x @ Wu^T) + res: fused into the matmuls' epilogues.
+#[test]
+fn fused_epilogues_match_reference() {
+    for gpu in gpus() {
+        for (m, act) in [
+            (1, Act::Silu),
+            (13, Act::Silu),
+            (9, Act::GeluTanh),
+            (1, Act::GeluErf),
+            (6, Act::Relu),
+        ] {
+            let (k, n) = (50, 37);
+            let mut rng = Rng::new(99 + m as u64);
+            let wg = weight(gpu, "wg", &[n, k], DType::F32, &mut rng, 0.5, None);
+            let wu = weight(gpu, "wu", &[n, k], DType::F16, &mut rng, 0.5, None);
+            let b = weight(gpu, "b", &[n], DType::F32, &mut rng, 0.5, None);
+            let x = rng.uniform(m * k, 1.0);
+            let res = rng.uniform(m * n, 1.0);
+            let g = Graph::new();
+            let xi = g.input("x", m, k);
+            let ri = g.input("res", m, n);
+            let gate = g.linear(xi, g.weight(&wg.tensor), Some(g.weight(&b.tensor)));
+            let up = g.matmul(xi, g.weight(&wu.tensor));
+            let y = g.add(ri, g.glu(gate, up, act));
+            g.output("y", y);
+            let plan = Plan::new(&g, Target::of(gpu)).expect("plan");
+            assert_eq!(
+                plan.dispatches.len(),
+                2,
+                "glu and add fused into the matmuls"
+            );
+            assert_eq!(plan.memory.fused_ops, 2);
+
+            let gate_v = r::tail(
+                &r::matmul(&x, &wg.values, m, n, k),
+                n,
+                Some(&b.values),
+                Act::Identity,
+                None,
+                None,
+            );
+            let up_v = r::matmul(&x, &wu.values, m, n, k);
+            let want = r::tail(
+                &gate_v,
+                n,
+                None,
+                act,
+                Some((&up_v, Act::Identity)),
+                Some(&res),
+            );
+            let got = run(
+                gpu,
+                Target::of(gpu),
+                &g,
+                &[("x", Feed::F32(&x)), ("res", Feed::F32(&res))],
+                0,
+            );
+            let what = format!("fused {act:?} m={m} on {}", label(gpu));
+            assert_close(&got["y"], &want, 1e-4, 1e-4, &what);
+        }
+    }
+}
+
+/// Elementwise ops with nothing to fuse into: add, mul, each activation, glu.
+#[test]
+fn elementwise_ops_match_reference() {
+    for gpu in gpus() {
+        let (rows, cols) = (7, 301);
+        let mut rng = Rng::new(3);
+        let a = rng.uniform(rows * cols, 4.0);
+        let b = rng.uniform(rows * cols, 4.0);
+        let g = Graph::new();
+        let (ai, bi) = (g.input("a", rows, cols), g.input("b", rows, cols));
+        g.output("add", g.add(ai, bi));
+        g.output("mul", g.mul(ai, bi));
+        for act in Act::ALL {
+            g.output(&format!("{act:?}"), g.act(ai, act));
+        }
+        g.output("glu", g.glu(ai, bi, Act::GeluTanh));
+        let got = run(
+            gpu,
+            Target::of(gpu),
+            &g,
+            &[("a", Feed::F32(&a)), ("b", Feed::F32(&b))],
+            0,
+        );
+        let tail = |act, aux: Option<(&[f32], Act)>, res: Option<&[f32]>| {
+            r::tail(&a, cols, None, act, aux, res)
+        };
+        let what = |op: &str| format!("{op} on {}", label(gpu));
+        assert_close(
+            &got["add"],
+            &tail(Act::Identity, None, Some(&b)),
+            1e-6,
+            1e-6,
+            &what("add"),
+        );
+        assert_close(
+            &got["mul"],
+            &tail(Act::Identity, Some((&b, Act::Identity)), None),
+            1e-6,
+            1e-6,
+            &what("mul"),
+        );
+        for act in Act::ALL {
+            // The GPU's exp/tanh and the erf approximation (|err| < 1.5e-7) against f64.
+            assert_close(
+                &got[&format!("{act:?}")],
+                &tail(act, None, None),
+                2e-6,
+                2e-5,
+                &what(&format!("{act:?}")),
+            );
+        }
+        let glu = tail(Act::GeluTanh, Some((&b, Act::Identity)), None);
+        assert_close(&got["glu"], &glu, 1e-5, 2e-5, &what("glu"));
+    }
+}
+
+#[test]
+fn norms_match_reference() {
+    for gpu in gpus() {
+        for dtype in DTYPES {
+            for (rows, d) in [(5, 77), (3, 300)] {
+                let mut rng = Rng::new(11 + d as u64);
+                let w = weight(gpu, "w", &[d], dtype, &mut rng, 1.0, None);
+                let b = weight(gpu, "b", &[d], dtype, &mut rng, 1.0, None);
+                // An offset makes LayerNorm's mean matter.
+                let x: Vec<f32> = rng.uniform(rows * d, 3.0).iter().map(|v| v + 1.5).collect();
+                let g = Graph::new();
+                let xi = g.input("x", rows, d);
+                let (wv, bv) = (g.weight(&w.tensor), g.weight(&b.tensor));
+                g.output("rms", g.rms_norm(xi, wv, 1e-5));
+                g.output("ln", g.layer_norm(xi, wv, Some(bv), 1e-5));
+                g.output("ln_nobias", g.layer_norm(xi, wv, None, 1e-6));
+                for target in targets(gpu) {
+                    let got = run(gpu, target, &g, &[("x", Feed::F32(&x))], 0);
+                    let what = |op: &str| format!("{op} {rows}x{d} {dtype} on {}", label(gpu));
+                    assert_close(
+                        &got["rms"],
+                        &r::rms_norm(&x, &w.values, d, 1e-5),
+                        1e-5,
+                        1e-4,
+                        &what("rms"),
+                    );
+                    let ln = r::layer_norm(&x, &w.values, Some(&b.values), d, 1e-5);
+                    assert_close(&got["ln"], &ln, 1e-5, 1e-4, &what("layernorm"));
+                    let ln = r::layer_norm(&x, &w.values, None, d, 1e-6);
+                    assert_close(
+                        &got["ln_nobias"],
+                        &ln,
+                        1e-5,
+                        1e-4,
+                        &what("layernorm without bias"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn softmax_is_stable_and_matches_reference() {
+    for gpu in gpus() {
+        for (rows, d) in [(7, 1000), (3, 5)] {
+            let mut rng = Rng::new(5);
+            // Logits up to +-80: exp would overflow f32 without subtracting the max.
+            let x = rng.uniform(rows * d, 80.0);
+            let g = Graph::new();
+            let xi = g.input("x", rows, d);
+            g.output("y", g.softmax(xi));
+            let got = run(gpu, Target::of(gpu), &g, &[("x", Feed::F32(&x))], 0);
+            let what = format!("softmax {rows}x{d} on {}", label(gpu));
+            assert!(
+                got["y"].iter().all(|v| v.is_finite()),
+                "{what}: non-finite output"
+            );
+            assert_close(&got["y"], &r::softmax(&x, d), 1e-6, 1e-4, &what);
+        }
+    }
+}
+
+#[test]
+fn rope_matches_reference_at_an_offset() {
+    for gpu in gpus() {
+        let (t, heads, head_dim, pos) = (5, 3, 10, 7);
+        let mut rng = Rng::new(21);
+        let x = rng.uniform(t * heads * head_dim, 2.0);
+        let table = r::rope_table(&r::rope_inv_freq(head_dim, 10_000.0), 20);
+        let g = Graph::new();
+        let xi = g.input("x", t, heads * head_dim);
+        g.output(
+            "y",
+            g.rope(
+                xi,
+                g.constant("rope", &[20, head_dim], table.clone()),
+                heads,
+                head_dim,
+            ),
+        );
+        let got = run(gpu, Target::of(gpu), &g, &[("x", Feed::F32(&x))], pos);
+        let what = format!("rope on {}", label(gpu));
+        assert_close(
+            &got["y"],
+            &r::rope(&x, &table, heads, head_dim, pos),
+            1e-6,
+            1e-5,
+            &what,
+        );
+    }
+}
+
+#[test]
+fn embedding_gathers_rows_from_every_part() {
+    for gpu in gpus() {
+        for dtype in DTYPES {
+            let (vocab, d, t) = (50, 33, 17);
+            let mut rng = Rng::new(8);
+            // Parts of 12 rows: 5 parts, the last partial.
+            let table = weight(
+                gpu,
+                "emb",
+                &[vocab, d],
+                dtype,
+                &mut rng,
+                1.0,
+                Some((12 * d * dtype.size()) as u64),
+            );
+            assert_eq!(table.tensor.parts().len(), 5);
+            let mut ids: Vec<u32> = (0..t).map(|_| rng.below(vocab as u32)).collect();
+            ids[0] = 0;
+            ids[1] = vocab as u32 - 1;
+            let g = Graph::new();
+            let idv = g.ids("ids", t);
+            g.output("y", g.embedding(g.weight(&table.tensor), idv));
+            for target in targets(gpu) {
+                let got = run(gpu, target, &g, &[("ids", Feed::Ids(&ids))], 0);
+                let what = format!("embedding {dtype} on {}", label(gpu));
+                assert_close(
+                    &got["y"],
+                    &r::embedding(&table.values, &ids, d),
+                    0.0,
+                    0.0,
+                    &what,
+                );
+            }
+        }
+    }
+}
+
+/// Prefill (many queries, more keys than one block) then decode (one query) against the
+/// same KV cache, grouped-query heads, causal and not.
+#[test]
+fn attention_prefill_then_decode_matches_reference() {
+    for gpu in gpus() {
+        for causal in [true, false] {
+            let (heads, kv_heads, hd, cap) = (6, 2, 20, 80);
+            let mut rng = Rng::new(31);
+            let build = |t: usize| {
+                let g = Graph::new();
+                let q = g.input("q", t, heads * hd);
+                let k = g.kv_write(
+                    g.input("k", t, kv_heads * hd),
+                    g.state("kc", cap, kv_heads * hd),
+                );
+                let v = g.kv_write(
+                    g.input("v", t, kv_heads * hd),
+                    g.state("vc", cap, kv_heads * hd),
+                );
+                g.output("o", g.attention(q, k, v, heads, kv_heads, hd, causal));
+                g
+            };
+            let mut host = Host::default();
+            host.states
+                .insert("kc".into(), vec![0.0; cap * kv_heads * hd]);
+            host.states
+                .insert("vc".into(), vec![0.0; cap * kv_heads * hd]);
+            let (prefill, decode) = (build(70), build(1));
+            let p1 = Plan::new(&prefill, Target::of(gpu)).expect("plan");
+            let p2 = Plan::new(&decode, Target::of(gpu)).expect("plan");
+            pollster::block_on(async {
+                let state = State::new(gpu, &[&p1, &p2]).await.expect("state");
+                let prog1 = Program::new(gpu, p1, Some(&state)).await.expect("program");
+                let prog2 = Program::new(gpu, p2, Some(&state)).await.expect("program");
+                for (t, pos, prog, g) in [
+                    (70, 0, &prog1, &prefill),
+                    (1, 70, &prog2, &decode),
+                    (1, 71, &prog2, &decode),
+                ] {
+                    let q = rng.uniform(t * heads * hd, 2.0);
+                    let k = rng.uniform(t * kv_heads * hd, 2.0);
+                    let v = rng.uniform(t * kv_heads * hd, 2.0);
+                    let feeds = [
+                        ("q", Feed::F32(&q)),
+                        ("k", Feed::F32(&k)),
+                        ("v", Feed::F32(&v)),
+                    ];
+                    let got = prog.run(pos, &feeds).await.expect("run");
+                    host.inputs = [("q", q), ("k", k), ("v", v)]
+                        .into_iter()
+                        .map(|(n, x)| (n.to_string(), x.clone()))
+                        .collect();
+                    let want = r::graph::evaluate(g, &mut host, pos).expect("reference");
+                    let what = format!(
+                        "attention causal={causal} t={t} pos={pos} on {}",
+                        label(gpu)
+                    );
+                    assert_close(&got["o"], &want["o"], 1e-5, 1e-4, &what);
+                }
+                let kc = state.read(gpu, "kc").await.expect("read");
+                assert_close(
+                    &kc,
+                    &host.states["kc"],
+                    0.0,
+                    0.0,
+                    "the KV cache holds what was written",
+                );
+            });
+        }
+    }
+}
+
+#[test]
+fn copy_kernel_copies() {
+    for gpu in gpus() {
+        let mut rng = Rng::new(1);
+        let data = rng.uniform(1000 * 3 + 7, 1.0);
+        let got = pollster::block_on(kiln::bench::copy_once(gpu, &data)).expect("copy");
+        assert_close(&got, &data, 0.0, 0.0, &format!("copy on {}", label(gpu)));
+    }
+}
