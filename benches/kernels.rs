@@ -1,1 +1,33 @@
-fn main() {}
+//! Kernel microbenchmark: per adapter, a plain copy kernel's GB/s (the measured bandwidth
+//! roofline), GEMV GB/s and GEMM GFLOP/s. `cargo bench --bench kernels [-- --size small|large]`.
+//! The same figures come from `kiln bench --all`.
+
+fn main() {
+    env_logger::init();
+    let args: Vec<String> = std::env::args().collect();
+    let size = args
+        .iter()
+        .position(|a| a == "--size")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| match s.as_str() {
+            "large" => kiln::bench::Size::Large,
+            _ => kiln::bench::Size::Small,
+        });
+    let gpus = pollster::block_on(kiln::Gpu::all());
+    if gpus.is_empty() {
+        eprintln!("no GPU adapter found; {}", kiln::gpu::INSTALL_HINT);
+        std::process::exit(1);
+    }
+    for gpu in gpus {
+        match gpu {
+            Ok(gpu) => {
+                let size = size.unwrap_or_else(|| kiln::bench::Size::for_gpu(&gpu));
+                match pollster::block_on(kiln::bench::run(&gpu, size)) {
+                    Ok(report) => print!("{report}"),
+                    Err(e) => eprintln!("{}: {e}", gpu.describe()),
+                }
+            }
+            Err(e) => eprintln!("skipping an adapter that failed to open: {e}"),
+        }
+    }
+}

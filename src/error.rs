@@ -76,11 +76,6 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+// The messages already include any underlying I/O error, so no `source()` chain: printing
+// the chain (as anyhow's `{:#}` does) would repeat it.
+impl std::error::Error for Error {}

@@ -153,6 +153,18 @@ fn cmd_load(args: &Args) -> Result<()> {
         weights.len(),
         mb / secs
     );
+    let binding = gpu.max_binding();
+    for name in weights.names() {
+        let t = weights.get(name)?;
+        if t.parts().len() > 1 {
+            eprintln!(
+                "{name}: {:.1} MB, split into {} parts (one binding holds {:.1} MB here)",
+                t.bytes() as f64 / 1e6,
+                t.parts().len(),
+                binding as f64 / 1e6
+            );
+        }
+    }
     for (name, why) in weights.skipped() {
         eprintln!("skipped {name}: {why}");
     }

@@ -71,8 +71,12 @@ impl Tensor {
                  storage binding holds on this device ({max_part_bytes} bytes)"
             )));
         }
-        // Keep a little room for rounding the part up to whole 4-byte words.
-        let per_part = ((max_part_bytes - 3) / row_bytes).max(1) as usize;
+        // As many rows as fit, once the part is rounded up to whole 4-byte words.
+        let mut per_part = (max_part_bytes / row_bytes).max(1);
+        while per_part > 1 && (per_part * row_bytes).next_multiple_of(4) > max_part_bytes {
+            per_part -= 1;
+        }
+        let per_part = per_part as usize;
         Ok((0..rows)
             .step_by(per_part)
             .map(|s| s..(s + per_part).min(rows))

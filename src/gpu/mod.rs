@@ -34,6 +34,9 @@ struct GpuInner {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     features: wgpu::Features,
+    /// Whether shaders may call unpack2x16float (always so on WebGPU; a downlevel flag on
+    /// native backends).
+    f16_unpack: bool,
     pipelines: PipelineCache,
     #[cfg(not(target_arch = "wasm32"))]
     poller: signal::Poller,
@@ -86,17 +89,25 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             log::error!("uncaptured wgpu error: {e}");
         }));
-        Ok(Self::with_info(device, queue, info))
+        let flags = adapter.get_downlevel_capabilities().flags;
+        let f16_unpack = flags.contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
+        Ok(Self::with_info(device, queue, info, f16_unpack))
     }
 
     /// Use a device the caller owns (say, a desktop app's render device). kiln works within the
     /// device's limits and features as they are; it does not install an error handler.
+    /// `unpack2x16float` is assumed available, as WebGPU guarantees.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Gpu {
         let info = device.adapter_info();
-        Self::with_info(device, queue, info)
+        Self::with_info(device, queue, info, true)
     }
 
-    fn with_info(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Gpu {
+    fn with_info(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        f16_unpack: bool,
+    ) -> Gpu {
         let limits = device.limits();
         let features = device.features();
         Gpu {
@@ -109,6 +120,7 @@ impl Gpu {
                 info,
                 limits,
                 features,
+                f16_unpack,
             }),
         }
     }
@@ -134,6 +146,10 @@ impl Gpu {
     /// Whether shaders may declare `f16` values (the SHADER_F16 feature).
     pub fn has_f16(&self) -> bool {
         self.inner.features.contains(wgpu::Features::SHADER_F16)
+    }
+    /// Whether shaders may unpack f16 pairs from u32 words (`unpack2x16float`).
+    pub fn has_f16_unpack(&self) -> bool {
+        self.inner.f16_unpack
     }
     /// A short description: "name (backend, type)".
     pub fn describe(&self) -> String {

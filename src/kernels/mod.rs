@@ -186,6 +186,49 @@ impl Kernel {
     pub fn source(&self) -> String {
         compose(self)
     }
+
+    /// Every variant the scheduler can ask for (tests validate each one with naga).
+    pub fn variants() -> Vec<Kernel> {
+        let mut epilogues = Vec::new();
+        for bias in [false, true] {
+            for act in Act::ALL {
+                for aux in std::iter::once(None).chain(Act::ALL.map(Some)) {
+                    for residual in [false, true] {
+                        epilogues.push(Epilogue {
+                            bias,
+                            act,
+                            aux,
+                            residual,
+                        });
+                    }
+                }
+            }
+        }
+        let formats = WeightFormat::ALL;
+        let mut out = vec![
+            Kernel::Softmax,
+            Kernel::Rope,
+            Kernel::Attention,
+            Kernel::KvWrite,
+            Kernel::Copy,
+        ];
+        for w in formats {
+            out.push(Kernel::Embedding { table: w });
+            for b in formats {
+                for (layer, bias) in [(false, false), (true, false), (true, true)] {
+                    out.push(Kernel::Norm { w, b, layer, bias });
+                }
+                for &epi in &epilogues {
+                    out.push(Kernel::Matmul { w, bias: b, epi });
+                    out.push(Kernel::Gemv { w, bias: b, epi });
+                }
+            }
+            for &epi in &epilogues {
+                out.push(Kernel::Elementwise { bias: w, epi });
+            }
+        }
+        out
+    }
 }
 
 /// Compiled pipelines and their layouts, one cache per device.

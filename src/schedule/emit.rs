@@ -205,7 +205,14 @@ impl Emitter<'_> {
                         "tensor '{name}' is split into {parts} parts but its op reads it whole"
                     )));
                 }
-                Ok((tensor.dtype().weight_format(self.target.has_f16), parts))
+                let format = tensor.dtype().weight_format(self.target.has_f16);
+                if format == WeightFormat::F16Packed && !self.target.has_f16_unpack {
+                    return Err(Error::Gpu(format!(
+                        "tensor '{name}' is F16, but this adapter can neither read f16 natively \
+                         (SHADER_F16) nor unpack it (unpack2x16float); store it as F32 or BF16"
+                    )));
+                }
+                Ok((format, parts))
             }
             Op::Const { .. } => Ok((WeightFormat::F32, 1)),
             other => Err(Error::Invalid(format!(

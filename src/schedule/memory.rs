@@ -32,10 +32,18 @@ pub struct MemoryReport {
 
 impl fmt::Display for MemoryReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        let mib = |b: u64| {
+            if b >= 1 << 20 {
+                format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64)
+            } else if b >= 1024 {
+                format!("{:.1} KiB", b as f64 / 1024.0)
+            } else {
+                format!("{b} B")
+            }
+        };
         write!(
             f,
-            "activations {:.2} MiB in {} buffers for {} values (unshared {:.2} MiB, live peak {:.2} MiB); {} ops fused",
+            "activations {} in {} buffers for {} values (unshared {}, live peak {}); {} ops fused",
             mib(self.activation_bytes),
             self.buffers,
             self.values,

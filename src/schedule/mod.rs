@@ -106,7 +106,10 @@ pub struct Plan {
 /// What the plan needs to know about the device.
 #[derive(Copy, Clone, Debug)]
 pub struct Target {
+    /// Native f16 in shaders (SHADER_F16).
     pub has_f16: bool,
+    /// `unpack2x16float` in shaders.
+    pub has_f16_unpack: bool,
     pub max_workgroups: u32,
     pub max_binding: u64,
 }
@@ -115,6 +118,7 @@ impl Target {
     pub fn of(gpu: &crate::Gpu) -> Target {
         Target {
             has_f16: gpu.has_f16(),
+            has_f16_unpack: gpu.has_f16_unpack(),
             max_workgroups: gpu.limits().max_compute_workgroups_per_dimension,
             max_binding: gpu.max_binding(),
         }
