@@ -2,7 +2,7 @@
 //   RMSNorm:   y = x / sqrt(mean(x^2) + eps) * w
 //   LayerNorm: y = (x - mean(x)) / sqrt(var(x) + eps) * w + b
 // Statistics are reduced in workgroup memory; LayerNorm takes the variance about the mean
-// in a second pass for accuracy.
+// in a second pass for accuracy. reduce_sum comes from reduce.wgsl.
 
 struct Params {
     rows: u32,
@@ -19,22 +19,6 @@ override HAS_BIAS: bool = false;
 @group(0) @binding(2) var<storage, read> w: array<WORD_w>;
 @group(0) @binding(3) var<storage, read> b: array<WORD_b>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-
-var<workgroup> red: array<f32, WG>;
-
-fn reduce_sum(v: f32, tid: u32) -> f32 {
-    red[tid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (tid < s) {
-            red[tid] = red[tid] + red[tid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(

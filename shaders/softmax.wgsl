@@ -1,5 +1,5 @@
 // Numerically stable softmax over each row of x: (rows, d); one workgroup per row.
-// y = exp(x - max) / sum(exp(x - max))
+// y = exp(x - max) / sum(exp(x - max)). The reductions come from reduce.wgsl.
 
 struct Params {
     rows: u32,
@@ -11,8 +11,6 @@ override WG: u32 = 64u;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-
-var<workgroup> red: array<f32, WG>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(
@@ -31,30 +29,12 @@ fn main(
     for (var i = tid; i < p.d; i = i + WG) {
         m = max(m, x[base + i]);
     }
-    red[tid] = m;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (tid < s) {
-            red[tid] = max(red[tid], red[tid + s]);
-        }
-        workgroupBarrier();
-    }
-    m = red[0];
-    workgroupBarrier();
-
+    m = reduce_max(m, tid);
     var sum = 0.0;
     for (var i = tid; i < p.d; i = i + WG) {
         sum = sum + exp(x[base + i] - m);
     }
-    red[tid] = sum;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (tid < s) {
-            red[tid] = red[tid] + red[tid + s];
-        }
-        workgroupBarrier();
-    }
-    let inv = 1.0 / red[0];
+    let inv = 1.0 / reduce_sum(sum, tid);
     for (var i = tid; i < p.d; i = i + WG) {
         y[base + i] = exp(x[base + i] - m) * inv;
     }

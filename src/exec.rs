@@ -267,10 +267,15 @@ impl Program {
         Ok(())
     }
 
-    /// Record every pass of the plan into `encoder`.
-    fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+    /// Write the inputs, record every pass (and, with `readback`, the copies of the outputs
+    /// to their staging buffers) into one command buffer, and submit it.
+    async fn step(&self, pos: usize, feeds: &[(&str, Feed<'_>)], readback: bool) -> Result<()> {
+        self.prepare(pos, feeds)?;
+        let device = self.gpu.device();
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut enc = device.create_command_encoder(&Default::default());
         for pass in &self.plan.passes {
-            let mut cp = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            let mut cp = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(&pass.label),
                 timestamp_writes: None,
             });
@@ -281,25 +286,21 @@ impl Program {
                 cp.dispatch_workgroups(x, y, z);
             }
         }
+        if readback {
+            for (o, staging) in self.plan.outputs.iter().zip(&self.staging) {
+                enc.copy_buffer_to_buffer(&self.slots[o.slot], 0, staging, 0, staging.size());
+            }
+        }
+        self.gpu.queue().submit([enc.finish()]);
+        match scope.pop().await {
+            Some(e) => Err(Error::Gpu(format!("recording the plan failed: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// Run one step at position `pos` without reading anything back; resolves once submitted.
     pub async fn submit(&self, pos: usize, feeds: &[(&str, Feed<'_>)]) -> Result<()> {
-        self.prepare(pos, feeds)?;
-        let scope = self
-            .gpu
-            .device()
-            .push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut enc = self
-            .gpu
-            .device()
-            .create_command_encoder(&Default::default());
-        self.record(&mut enc);
-        self.gpu.queue().submit([enc.finish()]);
-        if let Some(e) = scope.pop().await {
-            return Err(Error::Gpu(format!("recording the plan failed: {e}")));
-        }
-        Ok(())
+        self.step(pos, feeds, false).await
     }
 
     /// Run one step at position `pos` and read every output back: one submission.
@@ -308,23 +309,7 @@ impl Program {
         pos: usize,
         feeds: &[(&str, Feed<'_>)],
     ) -> Result<HashMap<String, Vec<f32>>> {
-        self.prepare(pos, feeds)?;
-        let scope = self
-            .gpu
-            .device()
-            .push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut enc = self
-            .gpu
-            .device()
-            .create_command_encoder(&Default::default());
-        self.record(&mut enc);
-        for (o, staging) in self.plan.outputs.iter().zip(&self.staging) {
-            enc.copy_buffer_to_buffer(&self.slots[o.slot], 0, staging, 0, staging.size());
-        }
-        self.gpu.queue().submit([enc.finish()]);
-        if let Some(e) = scope.pop().await {
-            return Err(Error::Gpu(format!("recording the plan failed: {e}")));
-        }
+        self.step(pos, feeds, true).await?;
         let mut out = HashMap::new();
         for (o, staging) in self.plan.outputs.iter().zip(&self.staging) {
             let n = o.shape.iter().product::<usize>();

@@ -8,6 +8,7 @@
 use super::Kernel;
 
 const EPILOGUE: &str = include_str!("../../shaders/epilogue.wgsl");
+const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 /// The kernel family's own file.
 pub fn family_source(kernel: &Kernel) -> &'static str {
@@ -48,6 +49,10 @@ pub fn compose(kernel: &Kernel) -> String {
     }
     if uses_epilogue(kernel) {
         out.push_str(EPILOGUE);
+        out.push('\n');
+    }
+    if matches!(kernel, Kernel::Norm { .. } | Kernel::Softmax) {
+        out.push_str(REDUCE);
         out.push('\n');
     }
     out.push_str(&body);

@@ -1,0 +1,33 @@
+// Workgroup reductions for the row kernels (norms, softmax): every thread passes its partial
+// value and gets the workgroup's total back. WG, the workgroup size, is a power of two
+// declared by the including kernel. Call from uniform control flow.
+
+var<workgroup> red: array<f32, WG>;
+
+fn reduce_sum(v: f32, tid: u32) -> f32 {
+    red[tid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (tid < s) {
+            red[tid] = red[tid] + red[tid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+fn reduce_max(v: f32, tid: u32) -> f32 {
+    red[tid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (tid < s) {
+            red[tid] = max(red[tid], red[tid + s]);
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}

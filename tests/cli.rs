@@ -1,0 +1,105 @@
+//! The `kiln` binary: what it prints where, and its errors.
+
+mod common;
+
+use std::process::Command;
+
+fn kiln(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run kiln");
+    let s = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        s(out.stdout),
+        s(out.stderr),
+    )
+}
+
+fn sample_file(name: &str, truncate: bool) -> std::path::PathBuf {
+    let header = r#"{"emb":{"dtype":"F32","shape":[3,2],"data_offsets":[0,24]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend((0..6).flat_map(|i| (i as f32).to_le_bytes()));
+    if truncate {
+        bytes.truncate(bytes.len() - 10);
+    }
+    let p = std::env::temp_dir().join(format!("kiln-cli-{}-{name}", std::process::id()));
+    std::fs::write(&p, bytes).expect("write");
+    p
+}
+
+#[test]
+fn adapters_lists_every_adapter_on_stdout() {
+    let (code, out, _) = kiln(&["adapters"], &[]);
+    let n = common::gpus().len();
+    if n == 0 {
+        assert_eq!(code, 1);
+        return;
+    }
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with('[')).count(),
+        n,
+        "{out}"
+    );
+    assert!(
+        out.contains("max storage binding") && out.contains("SHADER_F16"),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_adapter_says_how_to_install_one() {
+    // On Linux no Metal adapter exists: as if the machine had no GPU driver at all.
+    let (code, out, err) = kiln(&["adapters"], &[("WGPU_BACKEND", "metal")]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("mesa-vulkan-drivers") && err.contains("lavapipe"),
+        "{err}"
+    );
+}
+
+#[test]
+fn inspect_and_load_report_on_stderr_and_fail_clearly() {
+    let good = sample_file("good.safetensors", false);
+    let (code, out, err) = kiln(&["inspect", good.to_str().expect("utf-8")], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("emb") && out.contains("[3, 2]"), "{out}");
+
+    let bad = sample_file("bad.safetensors", true);
+    let (code, out, err) = kiln(&["inspect", bad.to_str().expect("utf-8")], &[]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("bad.safetensors") && err.contains("'emb'") && err.contains("truncated"),
+        "{err}"
+    );
+
+    if !common::gpus().is_empty() {
+        let (code, out, err) = kiln(
+            &["load", good.to_str().expect("utf-8"), "--adapter", "0"],
+            &[],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(out.is_empty(), "load prints nothing on stdout: {out}");
+        assert!(
+            err.contains("100.0%") && err.contains("loaded 1 tensors"),
+            "{err}"
+        );
+    }
+
+    let (code, _, err) = kiln(&["load"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("needs a FILE"), "{err}");
+    let (code, _, err) = kiln(&["bench", "--size", "huge"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("small or large") || err.contains("no GPU adapter"),
+        "{err}"
+    );
+}
