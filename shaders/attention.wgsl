@@ -17,6 +17,7 @@ struct Params {
     capacity: u32,
     causal: u32,
     scale: f32,
+    window: u32,
 }
 
 struct Step {
@@ -68,6 +69,10 @@ fn main(
         n_keys = step.pos + t + 1u;
     }
     n_keys = min(n_keys, p.capacity);
+    var first = 0u;
+    if (p.window > 0u && n_keys > p.window) {
+        first = n_keys - p.window;
+    }
 
     var m = NEG;
     var l = 0.0;
@@ -76,7 +81,7 @@ fn main(
         acc[i] = 0.0;
     }
 
-    for (var j0 = 0u; j0 < n_keys; j0 = j0 + WG) {
+    for (var j0 = first; j0 < n_keys; j0 = j0 + WG) {
         let j = j0 + tid;
         var s = NEG;
         if (j < n_keys) {

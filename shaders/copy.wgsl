@@ -1,10 +1,12 @@
-// Copies. `main`: dst = src, a plain copy that also measures an adapter's bandwidth.
-// `kv_write`: append (tokens, width) rows of src at row step.pos of a KV cache (rows, width).
+// Copies. `main`: dst[i] = src[offset + i], a plain copy (taking rows of a tensor, and
+// measuring an adapter's bandwidth). `kv_write`: append (tokens, width) rows of src at row
+// step.pos of a KV cache (capacity, width).
 
 struct Params {
     count: u32,
     width: u32,
     capacity: u32,
+    offset: u32,
 }
 
 struct Step {
@@ -22,7 +24,7 @@ override WG: u32 = 256u;
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
     if (i < p.count) {
-        dst[i] = src[i];
+        dst[i] = src[p.offset + i];
     }
 }
 

@@ -50,7 +50,7 @@ async fn copy_setup(gpu: &Gpu, n: usize) -> Result<(wgpu::Buffer, wgpu::Buffer, 
     let params = gpu.create_buffer("copy params", 32, uniform).await?;
     let step = gpu.create_buffer("copy step", 16, uniform).await?;
     gpu.queue()
-        .write_buffer(&params, 0, Params::new(&[n as u32, 1, 0]).bytes());
+        .write_buffer(&params, 0, Params::new(&[n as u32, 1, 0, 0]).bytes());
     let compiled = gpu.pipelines().get(gpu, Kernel::Copy).await?;
     let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("copy"),

@@ -76,6 +76,12 @@ pub enum Op {
     Softmax {
         x: Value,
     },
+    /// Rows [start, start + len) of x.
+    Rows {
+        x: Value,
+        start: usize,
+        len: usize,
+    },
     Rope {
         x: Value,
         /// (positions, head_dim) cos/sin table, see [`crate::reference::rope_table`].
@@ -98,6 +104,8 @@ pub enum Op {
         head_dim: usize,
         causal: bool,
         scale: f32,
+        /// Attend only to the last `window` keys (sliding-window attention).
+        window: Option<usize>,
     },
 }
 
@@ -134,7 +142,7 @@ impl Op {
                 v.extend([*x, *w]);
                 v.extend(*b);
             }
-            Op::Softmax { x } => v.push(*x),
+            Op::Softmax { x } | Op::Rows { x, .. } => v.push(*x),
             Op::Rope { x, table, .. } => v.extend([*x, *table]),
             Op::KvWrite { src, cache } => v.extend([*src, *cache]),
             Op::Attention { q, k, v: vv, .. } => v.extend([*q, *k, *vv]),
@@ -397,6 +405,18 @@ impl Graph {
         self.push(Op::Softmax { x }, s)
     }
 
+    /// Rows [start, start + len) of a 2-D activation, e.g. the last position before the LM head.
+    pub fn rows(&self, x: Value, start: usize, len: usize) -> Value {
+        let (r, c) = self.dims(x, "rows input");
+        if start + len > r || len == 0 {
+            self.fail(format!(
+                "rows {start}..{} of a ({r}, {c}) activation",
+                start + len
+            ));
+        }
+        self.push(Op::Rows { x, start, len }, vec![len, c])
+    }
+
     /// Rotate-half RoPE over (T, heads * head_dim) with a (positions, head_dim) cos/sin table
     /// (see [`crate::reference::rope_table`]).
     pub fn rope(&self, x: Value, table: Value, heads: usize, head_dim: usize) -> Value {
@@ -437,6 +457,7 @@ impl Graph {
 
     /// Grouped-query attention of q (T, heads * head_dim) over the caches k, v
     /// (capacity, kv_heads * head_dim), scaled by 1/sqrt(head_dim).
+    #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &self,
         q: Value,
@@ -446,6 +467,33 @@ impl Graph {
         kv_heads: usize,
         head_dim: usize,
         causal: bool,
+    ) -> Value {
+        self.attention_op(q, k, v, [heads, kv_heads, head_dim], causal, None)
+    }
+
+    /// Causal attention that sees at most the last `window` keys, when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_windowed(
+        &self,
+        q: Value,
+        k: Value,
+        v: Value,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        window: Option<usize>,
+    ) -> Value {
+        self.attention_op(q, k, v, [heads, kv_heads, head_dim], true, window)
+    }
+
+    fn attention_op(
+        &self,
+        q: Value,
+        k: Value,
+        v: Value,
+        [heads, kv_heads, head_dim]: [usize; 3],
+        causal: bool,
+        window: Option<usize>,
     ) -> Value {
         let (t, c) = self.dims(q, "attention query");
         if c != heads * head_dim {
@@ -473,19 +521,18 @@ impl Graph {
             ));
         }
         let scale = 1.0 / (head_dim as f32).sqrt();
-        self.push(
-            Op::Attention {
-                q,
-                k,
-                v,
-                heads,
-                kv_heads,
-                head_dim,
-                causal,
-                scale,
-            },
-            vec![t, c],
-        )
+        let op = Op::Attention {
+            q,
+            k,
+            v,
+            heads,
+            kv_heads,
+            head_dim,
+            causal,
+            scale,
+            window,
+        };
+        self.push(op, vec![t, c])
     }
 
     /// The nodes built so far (for the scheduler and the CPU reference).

@@ -8,6 +8,8 @@
 //! Everything here is async and never blocks the calling thread; native callers drive the
 //! futures with any executor (the CLI uses `pollster`).
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod convert;
 pub mod dtype;
 pub mod error;
 pub mod exec;
@@ -15,6 +17,7 @@ pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod load;
+pub mod models;
 pub mod reference;
 pub mod schedule;
 pub mod tensor;

@@ -13,6 +13,8 @@ USAGE:
     kiln adapters                      list every adapter on every backend
     kiln inspect FILE                  validate a safetensors checkpoint and list its tensors
     kiln load FILE [--adapter A]       upload a checkpoint to a GPU, with progress
+    kiln convert FILE.gguf OUT_DIR     import a GGUF model as an HF folder (F32 safetensors,
+                                       config.json, tokenizer.json, tokenizer_config.json)
     kiln bench [--adapter A | --all] [--size small|large]
                                        kernel microbenchmarks and each adapter's roofline
 
@@ -171,6 +173,25 @@ fn cmd_load(args: &Args) -> Result<()> {
     Ok(())
 }
 
+fn cmd_convert(args: &Args) -> Result<()> {
+    let [src, out] = args.positional.as_slice() else {
+        bail!("convert needs FILE.gguf and OUT_DIR");
+    };
+    let t0 = Instant::now();
+    let mut report = |done: usize, total: usize, name: &str| {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\rconverting {done}/{total} {name:<50.50}");
+        let _ = err.flush();
+    };
+    kiln::convert::convert(src.as_ref(), out.as_ref(), &mut report)?;
+    eprintln!(
+        "\rconverted {src} into {out} in {:.1} s{:40}",
+        t0.elapsed().as_secs_f64(),
+        ""
+    );
+    Ok(())
+}
+
 fn cmd_bench(args: &Args) -> Result<()> {
     let gpus: Vec<Gpu> = if args.flag("all") {
         pollster::block_on(Gpu::all())
@@ -205,6 +226,7 @@ fn main() {
                 args.check_known(&["adapter"])?;
                 cmd_load(&args)
             }
+            "convert" => cmd_convert(&args),
             "bench" => {
                 args.check_known(&["adapter", "all", "size"])?;
                 cmd_bench(&args)

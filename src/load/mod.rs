@@ -1,6 +1,7 @@
 //! Loading weights: safetensors files (single or sharded) mapped from disk, validated, and
 //! uploaded to the GPU in bounded chunks with progress reports.
 
+pub mod gguf;
 pub mod safetensors;
 mod upload;
 

@@ -100,6 +100,7 @@ pub fn evaluate(graph: &Graph, host: &mut Host, pos: usize) -> Result<HashMap<St
                 }
             }
             Op::Softmax { x } => softmax(v(x), cols),
+            Op::Rows { x, start, len } => v(x)[start * cols..(start + len) * cols].to_vec(),
             Op::Rope {
                 x,
                 table,
@@ -132,16 +133,16 @@ pub fn evaluate(graph: &Graph, host: &mut Host, pos: usize) -> Result<HashMap<St
                 kv_heads,
                 head_dim,
                 causal,
+                window,
                 ..
             } => attention(
                 v(q),
                 v(k),
                 v(vv),
-                *heads,
-                *kv_heads,
-                *head_dim,
+                [*heads, *kv_heads, *head_dim],
                 pos,
                 *causal,
+                *window,
             ),
         };
         vals.push(out);

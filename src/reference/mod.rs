@@ -2,6 +2,7 @@
 //! check each WGSL kernel against these, and [`graph::evaluate`] runs a whole graph with them.
 
 pub mod graph;
+pub mod llama;
 
 use crate::kernels::Act;
 
@@ -107,17 +108,16 @@ pub fn rope(x: &[f32], table: &[f32], heads: usize, head_dim: usize, pos: usize)
 }
 
 /// Grouped-query attention of q (t, heads * head_dim) over caches k, v
-/// (>= pos + t rows of kv_heads * head_dim); query j sits at position pos + j.
-#[allow(clippy::too_many_arguments)]
+/// (>= pos + t rows of kv_heads * head_dim); query j sits at position pos + j and, with a
+/// window, sees only the last `window` keys.
 pub fn attention(
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
+    [heads, kv_heads, head_dim]: [usize; 3],
     pos: usize,
     causal: bool,
+    window: Option<usize>,
 ) -> Vec<f32> {
     let t = q.len() / (heads * head_dim);
     let kvw = kv_heads * head_dim;
@@ -125,10 +125,11 @@ pub fn attention(
     let mut o = vec![0.0; q.len()];
     for j in 0..t {
         let n_keys = if causal { pos + j + 1 } else { pos + t };
+        let first = window.map_or(0, |w| n_keys.saturating_sub(w));
         for h in 0..heads {
             let kvh = h / (heads / kv_heads);
             let qrow = &q[j * heads * head_dim + h * head_dim..][..head_dim];
-            let scores: Vec<f64> = (0..n_keys)
+            let scores: Vec<f64> = (first..n_keys)
                 .map(|s| {
                     let krow = &k[s * kvw + kvh * head_dim..][..head_dim];
                     qrow.iter()
@@ -142,8 +143,8 @@ pub fn attention(
             let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
             let sum: f64 = e.iter().sum();
             for d in 0..head_dim {
-                let acc: f64 = (0..n_keys)
-                    .map(|s| e[s] * f64::from(v[s * kvw + kvh * head_dim + d]))
+                let acc: f64 = (first..n_keys)
+                    .map(|s| e[s - first] * f64::from(v[s * kvw + kvh * head_dim + d]))
                     .sum();
                 o[j * heads * head_dim + h * head_dim + d] = (acc / sum) as f32;
             }

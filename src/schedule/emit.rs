@@ -414,6 +414,13 @@ impl Emitter<'_> {
                     g,
                 );
             }
+            Op::Rows { x, start, .. } => {
+                let count = shape[0] * shape[1];
+                let bindings = vec![Buf::Params, Buf::Step, self.buf(*x), out];
+                let p = Params::new(&[count as u32, shape[1] as u32, 0, (start * shape[1]) as u32]);
+                let g = self.grid1(count.div_ceil(ELEMENTWISE_WG as usize));
+                self.push(v, Kernel::Copy, bindings, p, g);
+            }
             Op::Rope {
                 x,
                 table,
@@ -444,6 +451,7 @@ impl Emitter<'_> {
                 head_dim,
                 causal,
                 scale,
+                window,
             } => {
                 let t = shape[0];
                 let capacity = self.node(*k).shape[0];
@@ -462,6 +470,8 @@ impl Emitter<'_> {
                     *head_dim as u32,
                     capacity as u32,
                     u32::from(*causal),
+                    0,
+                    window.unwrap_or(0) as u32,
                 ])
                 .with_f32(6, *scale);
                 let g = self.grid1(t * heads);

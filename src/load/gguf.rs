@@ -1,0 +1,407 @@
+//! Reading GGUF files (llama.cpp's format) for import: metadata, tensor directory, and
+//! dequantisation of F32, F16, BF16, Q8_0, Q4_0 and Q4_1 to f32.
+//!
+//! Layout (v2/v3): magic `GGUF`, version, tensor count, metadata count, the metadata
+//! key/values, the tensor infos (name, dims innermost first, type, offset), padding to
+//! `general.alignment` (default 32), then the tensor data. Every count, length and offset is
+//! checked against the file before it is used.
+
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+
+/// A metadata value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Meta {
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    Str(String),
+    Array(Vec<Meta>),
+}
+
+impl Meta {
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Meta::U64(v) => Some(*v),
+            Meta::I64(v) => u64::try_from(*v).ok(),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Meta::F64(v) => Some(*v),
+            Meta::U64(v) => Some(*v as f64),
+            Meta::I64(v) => Some(*v as f64),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Meta::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_array(&self) -> Option<&[Meta]> {
+        match self {
+            Meta::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Meta::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+/// ggml tensor types kiln can dequantise.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum GgmlType {
+    F32,
+    F16,
+    BF16,
+    Q4_0,
+    Q4_1,
+    Q8_0,
+}
+
+impl GgmlType {
+    fn from_id(id: u32) -> Option<GgmlType> {
+        Some(match id {
+            0 => GgmlType::F32,
+            1 => GgmlType::F16,
+            2 => GgmlType::Q4_0,
+            3 => GgmlType::Q4_1,
+            8 => GgmlType::Q8_0,
+            30 => GgmlType::BF16,
+            _ => return None,
+        })
+    }
+
+    /// (elements per block, bytes per block)
+    pub fn block(self) -> (usize, usize) {
+        match self {
+            GgmlType::F32 => (1, 4),
+            GgmlType::F16 | GgmlType::BF16 => (1, 2),
+            GgmlType::Q4_0 => (32, 18),
+            GgmlType::Q4_1 => (32, 20),
+            GgmlType::Q8_0 => (32, 34),
+        }
+    }
+}
+
+/// One tensor's directory entry.
+#[derive(Clone, Debug)]
+pub struct GgufTensor {
+    pub name: String,
+    /// Dimensions as ggml lists them, innermost (contiguous) first.
+    pub dims: Vec<usize>,
+    pub kind: GgmlType,
+    /// Absolute byte range in the file.
+    pub start: usize,
+    pub end: usize,
+}
+
+impl GgufTensor {
+    /// The row-major shape, outermost first (HF order): ggml's dims reversed.
+    pub fn shape(&self) -> Vec<usize> {
+        self.dims.iter().rev().copied().collect()
+    }
+    pub fn numel(&self) -> usize {
+        self.dims.iter().product()
+    }
+}
+
+/// A parsed GGUF file over its bytes.
+pub struct Gguf<'a> {
+    pub version: u32,
+    pub meta: BTreeMap<String, Meta>,
+    pub tensors: Vec<GgufTensor>,
+    bytes: &'a [u8],
+    path: String,
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    path: &'a str,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| {
+                Error::load(
+                    self.path,
+                    format!(
+                        "{what} at byte {} runs past the end of the {}-byte file (truncated?)",
+                        self.pos,
+                        self.bytes.len()
+                    ),
+                )
+            })?;
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(
+            self.take(8, what)?.try_into().expect("8 bytes"),
+        ))
+    }
+    /// A count that must fit in what remains of the file, at `min_size` bytes per item.
+    fn count(&mut self, what: &str, min_size: usize) -> Result<usize> {
+        let n = self.u64(what)?;
+        let left = (self.bytes.len() - self.pos) as u64;
+        if n.saturating_mul(min_size as u64) > left {
+            return Err(Error::load(
+                self.path,
+                format!("{what} {n} is more than the file can hold"),
+            ));
+        }
+        Ok(n as usize)
+    }
+    fn string(&mut self, what: &str) -> Result<String> {
+        let n = self.count(what, 1)?;
+        let b = self.take(n, what)?;
+        String::from_utf8(b.to_vec())
+            .map_err(|_| Error::load(self.path, format!("{what} is not UTF-8")))
+    }
+    fn value(&mut self, ty: u32, key: &str, depth: usize) -> Result<Meta> {
+        let scalar = |c: &mut Self, n: usize| c.take(n, key).map(|b| b.to_vec());
+        Ok(match ty {
+            0 => Meta::U64(u64::from(scalar(self, 1)?[0])),
+            1 => Meta::I64(i64::from(scalar(self, 1)?[0] as i8)),
+            2 => Meta::U64(u64::from(u16::from_le_bytes(
+                scalar(self, 2)?.try_into().expect("2"),
+            ))),
+            3 => Meta::I64(i64::from(i16::from_le_bytes(
+                scalar(self, 2)?.try_into().expect("2"),
+            ))),
+            4 => Meta::U64(u64::from(self.u32(key)?)),
+            5 => Meta::I64(i64::from(self.u32(key)? as i32)),
+            6 => Meta::F64(f64::from(f32::from_bits(self.u32(key)?))),
+            7 => Meta::Bool(scalar(self, 1)?[0] != 0),
+            8 => Meta::Str(self.string(key)?),
+            9 if depth == 0 => {
+                let inner = self.u32(key)?;
+                let n = self.count(key, 1)?;
+                let mut items = Vec::with_capacity(n.min(1 << 20));
+                for _ in 0..n {
+                    items.push(self.value(inner, key, depth + 1)?);
+                }
+                Meta::Array(items)
+            }
+            10 => Meta::U64(self.u64(key)?),
+            11 => Meta::I64(self.u64(key)? as i64),
+            12 => Meta::F64(f64::from_bits(self.u64(key)?)),
+            _ => {
+                return Err(Error::load(
+                    self.path,
+                    format!("metadata '{key}' has unknown type {ty}"),
+                ));
+            }
+        })
+    }
+}
+
+impl<'a> Gguf<'a> {
+    /// Parse and check a GGUF file held in `bytes` (typically a memory map).
+    pub fn parse(path: &str, bytes: &'a [u8]) -> Result<Gguf<'a>> {
+        let mut c = Cursor {
+            bytes,
+            pos: 0,
+            path,
+        };
+        if c.take(4, "magic").ok() != Some(b"GGUF".as_slice()) {
+            return Err(Error::load(path, "not a GGUF file (no GGUF magic)"));
+        }
+        let version = c.u32("version")?;
+        if !(2..=3).contains(&version) {
+            return Err(Error::load(
+                path,
+                format!("GGUF version {version} is not supported (2 or 3)"),
+            ));
+        }
+        let n_tensors = c.count("tensor count", 24)?;
+        let n_meta = c.count("metadata count", 12)?;
+        let mut meta = BTreeMap::new();
+        for _ in 0..n_meta {
+            let key = c.string("metadata key")?;
+            let ty = c.u32(&key)?;
+            let v = c.value(ty, &key, 0)?;
+            meta.insert(key, v);
+        }
+        let mut infos = Vec::with_capacity(n_tensors);
+        for _ in 0..n_tensors {
+            let name = c.string("tensor name")?;
+            let n_dims = c.u32(&name)? as usize;
+            if n_dims > 4 {
+                return Err(Error::tensor(
+                    path,
+                    &name,
+                    format!("has {n_dims} dimensions (at most 4)"),
+                ));
+            }
+            let dims = (0..n_dims)
+                .map(|_| c.u64(&name).map(|d| d as usize))
+                .collect::<Result<Vec<_>>>()?;
+            let ty = c.u32(&name)?;
+            let offset = c.u64(&name)? as usize;
+            infos.push((name, dims, ty, offset));
+        }
+        let align = meta
+            .get("general.alignment")
+            .and_then(Meta::as_u64)
+            .unwrap_or(32) as usize;
+        if align == 0 || !align.is_power_of_two() {
+            return Err(Error::load(
+                path,
+                format!("general.alignment {align} is not a power of two"),
+            ));
+        }
+        let data_start = c.pos.next_multiple_of(align);
+        let mut tensors = Vec::with_capacity(infos.len());
+        for (name, dims, ty, offset) in infos {
+            let kind = GgmlType::from_id(ty).ok_or_else(|| {
+                Error::tensor(path, &name, format!("ggml type {ty} is not supported for import (kiln reads F32, F16, BF16, Q8_0, Q4_0, Q4_1)"))
+            })?;
+            let numel = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            let (block, block_bytes) = kind.block();
+            let bytes_len = numel
+                .filter(|n| n % block == 0 && dims.first().is_none_or(|d| d % block == 0))
+                .and_then(|n| (n / block).checked_mul(block_bytes))
+                .ok_or_else(|| {
+                    Error::tensor(
+                        path,
+                        &name,
+                        format!("dims {dims:?} do not fit {kind:?} blocks of {block}"),
+                    )
+                })?;
+            let start = data_start.checked_add(offset);
+            let end = start.and_then(|s| s.checked_add(bytes_len));
+            match (start, end) {
+                (Some(s), Some(e)) if e <= bytes.len() => tensors.push(GgufTensor {
+                    name,
+                    dims,
+                    kind,
+                    start: s,
+                    end: e,
+                }),
+                _ => {
+                    return Err(Error::tensor(
+                        path,
+                        &name,
+                        format!(
+                            "data at offset {offset} ({bytes_len} bytes) runs past the end of the file (truncated?)"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Gguf {
+            version,
+            meta,
+            tensors,
+            bytes,
+            path: path.to_string(),
+        })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// A metadata value, or an error naming the missing key.
+    pub fn get(&self, key: &str) -> Result<&Meta> {
+        self.meta
+            .get(key)
+            .ok_or_else(|| Error::load(&self.path, format!("metadata '{key}' is missing")))
+    }
+
+    pub fn u64(&self, key: &str) -> Result<u64> {
+        self.get(key)?
+            .as_u64()
+            .ok_or_else(|| Error::load(&self.path, format!("metadata '{key}' is not an integer")))
+    }
+
+    pub fn f64(&self, key: &str) -> Result<f64> {
+        self.get(key)?
+            .as_f64()
+            .ok_or_else(|| Error::load(&self.path, format!("metadata '{key}' is not a number")))
+    }
+
+    pub fn str(&self, key: &str) -> Result<&str> {
+        self.get(key)?
+            .as_str()
+            .ok_or_else(|| Error::load(&self.path, format!("metadata '{key}' is not a string")))
+    }
+
+    pub fn strings(&self, key: &str) -> Result<Vec<&str>> {
+        let bad = || {
+            Error::load(
+                &self.path,
+                format!("metadata '{key}' is not an array of strings"),
+            )
+        };
+        self.get(key)?
+            .as_array()
+            .ok_or_else(bad)?
+            .iter()
+            .map(|m| m.as_str().ok_or_else(bad))
+            .collect()
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&GgufTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// The tensor's values as f32, in row-major (HF) order.
+    pub fn dequantize(&self, t: &GgufTensor) -> Vec<f32> {
+        dequantize(t.kind, &self.bytes[t.start..t.end])
+    }
+}
+
+fn f16(b: &[u8]) -> f32 {
+    half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+}
+
+/// Dequantise `bytes` of ggml type `kind` (whole blocks) to f32.
+pub fn dequantize(kind: GgmlType, bytes: &[u8]) -> Vec<f32> {
+    let (block, block_bytes) = kind.block();
+    let mut out = Vec::with_capacity(bytes.len() / block_bytes * block);
+    for b in bytes.chunks_exact(block_bytes) {
+        match kind {
+            GgmlType::F32 => out.push(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            GgmlType::F16 => out.push(f16(b)),
+            GgmlType::BF16 => out.push(half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+            GgmlType::Q8_0 => {
+                let d = f16(b);
+                out.extend(b[2..34].iter().map(|&q| d * f32::from(q as i8)));
+            }
+            GgmlType::Q4_0 => {
+                let d = f16(b);
+                let qs = &b[2..18];
+                out.extend(qs.iter().map(|&q| d * (f32::from(q & 0xf) - 8.0)));
+                out.extend(qs.iter().map(|&q| d * (f32::from(q >> 4) - 8.0)));
+            }
+            GgmlType::Q4_1 => {
+                let (d, m) = (f16(b), f16(&b[2..]));
+                let qs = &b[4..20];
+                out.extend(qs.iter().map(|&q| d * f32::from(q & 0xf) + m));
+                out.extend(qs.iter().map(|&q| d * f32::from(q >> 4) + m));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,184 @@
+//! `config.json` of a Llama-family model (Llama 2/3, SmolLM, Qwen2, Mistral, TinyLlama),
+//! checked for what kiln supports, with the derived quantities the model needs.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+struct Raw {
+    model_type: Option<String>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    rms_norm_eps: f64,
+    rope_theta: Option<f64>,
+    max_position_embeddings: usize,
+    vocab_size: usize,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    rope_scaling: Option<serde_json::Value>,
+    hidden_act: Option<String>,
+    attention_bias: Option<bool>,
+    sliding_window: Option<usize>,
+    bos_token_id: Option<serde_json::Value>,
+    eos_token_id: Option<serde_json::Value>,
+}
+
+/// A validated Llama-family configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub model_type: String,
+    pub hidden: usize,
+    pub ffn: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub eps: f32,
+    pub vocab: usize,
+    pub max_positions: usize,
+    pub tied_embeddings: bool,
+    /// q, k and v projections carry biases (Qwen2).
+    pub qkv_bias: bool,
+    /// Keys further back than this are not attended to (Mistral).
+    pub sliding_window: Option<usize>,
+    /// RoPE inverse frequencies, scaling applied.
+    pub inv_freq: Vec<f32>,
+    pub bos: Option<u32>,
+    pub eos: Vec<u32>,
+}
+
+const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2"];
+
+fn token_ids(v: &Option<serde_json::Value>) -> Vec<u32> {
+    match v {
+        Some(serde_json::Value::Number(n)) => {
+            n.as_u64().map(|n| vec![n as u32]).unwrap_or_default()
+        }
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|n| n.as_u64())
+            .map(|n| n as u32)
+            .collect(),
+        _ => vec![],
+    }
+}
+
+impl Config {
+    /// Parse `config.json` text; `origin` names the file in errors.
+    pub fn from_json(origin: &str, text: &str) -> Result<Config> {
+        let bad = |m: String| Error::load(origin, m);
+        let raw: Raw = serde_json::from_str(text)
+            .map_err(|e| bad(format!("not a Llama-family config: {e}")))?;
+        let model_type = raw
+            .model_type
+            .clone()
+            .or_else(|| {
+                raw.architectures
+                    .first()
+                    .map(|a| a.to_lowercase().replace("forcausallm", ""))
+            })
+            .unwrap_or_default();
+        if !SUPPORTED.contains(&model_type.as_str()) {
+            return Err(bad(format!(
+                "model_type '{model_type}' ({:?}) is not supported; kiln runs {}",
+                raw.architectures,
+                SUPPORTED.join(", ")
+            )));
+        }
+        let act = raw.hidden_act.as_deref().unwrap_or("silu");
+        if act != "silu" {
+            return Err(bad(format!("hidden_act '{act}' is not supported (silu)")));
+        }
+        let heads = raw.num_attention_heads;
+        let kv_heads = raw.num_key_value_heads.unwrap_or(heads);
+        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
+            return Err(bad(format!(
+                "{heads} attention heads do not group over {kv_heads} KV heads"
+            )));
+        }
+        let head_dim = raw.head_dim.unwrap_or(raw.hidden_size / heads);
+        if head_dim % 2 != 0 || head_dim > crate::kernels::ATTENTION_MAX_HEAD_DIM {
+            return Err(bad(format!(
+                "head_dim {head_dim} is not supported (even, at most {})",
+                crate::kernels::ATTENTION_MAX_HEAD_DIM
+            )));
+        }
+        let theta = raw.rope_theta.unwrap_or(10_000.0);
+        let mut inv_freq: Vec<f64> = (0..head_dim / 2)
+            .map(|i| theta.powf(-2.0 * i as f64 / head_dim as f64))
+            .collect();
+        if let Some(scaling) = &raw.rope_scaling {
+            scale_rope(&mut inv_freq, scaling).map_err(bad)?;
+        }
+        let sliding_window = raw
+            .sliding_window
+            .filter(|&w| w < raw.max_position_embeddings);
+        Ok(Config {
+            qkv_bias: raw.attention_bias.unwrap_or(model_type == "qwen2"),
+            model_type,
+            hidden: raw.hidden_size,
+            ffn: raw.intermediate_size,
+            layers: raw.num_hidden_layers,
+            heads,
+            kv_heads,
+            head_dim,
+            eps: raw.rms_norm_eps as f32,
+            vocab: raw.vocab_size,
+            max_positions: raw.max_position_embeddings,
+            tied_embeddings: raw.tie_word_embeddings,
+            sliding_window,
+            inv_freq: inv_freq.into_iter().map(|f| f as f32).collect(),
+            bos: token_ids(&raw.bos_token_id).first().copied(),
+            eos: token_ids(&raw.eos_token_id),
+        })
+    }
+}
+
+/// Apply `rope_scaling` to the inverse frequencies (linear and Llama 3 schemes).
+fn scale_rope(inv_freq: &mut [f64], s: &serde_json::Value) -> Result<(), String> {
+    let kind = s
+        .get("rope_type")
+        .or_else(|| s.get("type"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("default");
+    let num = |k: &str| {
+        s.get(k)
+            .and_then(|v| v.as_f64())
+            .ok_or(format!("rope_scaling '{kind}' lacks '{k}'"))
+    };
+    match kind {
+        "default" => {}
+        "linear" => {
+            let factor = num("factor")?;
+            inv_freq.iter_mut().for_each(|f| *f /= factor);
+        }
+        "llama3" => {
+            let factor = num("factor")?;
+            let low = num("low_freq_factor")?;
+            let high = num("high_freq_factor")?;
+            let old = num("original_max_position_embeddings")?;
+            let (low_wavelen, high_wavelen) = (old / low, old / high);
+            for f in inv_freq.iter_mut() {
+                let wavelen = 2.0 * std::f64::consts::PI / *f;
+                if wavelen > low_wavelen {
+                    *f /= factor;
+                } else if wavelen >= high_wavelen {
+                    let smooth = (old / wavelen - low) / (high - low);
+                    *f = (1.0 - smooth) * *f / factor + smooth * *f;
+                }
+            }
+        }
+        other => {
+            return Err(format!(
+                "rope_scaling type '{other}' is not supported (linear, llama3)"
+            ));
+        }
+    }
+    Ok(())
+}

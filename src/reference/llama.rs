@@ -1,0 +1,114 @@
+//! A plain-Rust Llama forward pass over host weights by HF name, in the style of llama2.c:
+//! no graph, no GPU, f64 accumulation in the reference ops. Tests run the GPU model against
+//! it, in prefill and in decode.
+
+use super::{attention, embedding, matmul, rms_norm, rope, rope_table, tail};
+use crate::kernels::Act;
+use crate::models::Config;
+use std::collections::HashMap;
+
+/// The reference model's state: weights and the KV cache so far.
+pub struct Reference<'a> {
+    cfg: &'a Config,
+    w: &'a HashMap<String, Vec<f32>>,
+    /// Per layer: (k rows, v rows) of kv_heads * head_dim values, one per position.
+    cache: Vec<(Vec<f32>, Vec<f32>)>,
+    table: Vec<f32>,
+}
+
+impl<'a> Reference<'a> {
+    pub fn new(cfg: &'a Config, weights: &'a HashMap<String, Vec<f32>>, capacity: usize) -> Self {
+        Reference {
+            cfg,
+            w: weights,
+            cache: vec![(Vec::new(), Vec::new()); cfg.layers],
+            table: rope_table(&cfg.inv_freq, capacity),
+        }
+    }
+
+    fn w(&self, name: &str) -> &[f32] {
+        self.w
+            .get(name)
+            .unwrap_or_else(|| panic!("reference: no weight {name}"))
+    }
+
+    /// x (t, in) times the named projection, plus its bias if the model has one.
+    fn proj(&self, x: &[f32], name: &str, n: usize, k: usize, bias: bool) -> Vec<f32> {
+        let y = matmul(x, self.w(&format!("{name}.weight")), x.len() / k, n, k);
+        if bias {
+            tail(
+                &y,
+                n,
+                Some(self.w(&format!("{name}.bias"))),
+                Act::Identity,
+                None,
+                None,
+            )
+        } else {
+            y
+        }
+    }
+
+    /// Logits (t, vocab) for `ids` following the tokens already in the cache.
+    pub fn forward(&mut self, ids: &[u32]) -> Vec<f32> {
+        let c = self.cfg;
+        let (d, hd) = (c.hidden, c.head_dim);
+        let (qd, kvd) = (c.heads * hd, c.kv_heads * hd);
+        let pos = self.cache[0].0.len() / kvd;
+        let mut x = embedding(self.w("model.embed_tokens.weight"), ids, d);
+        for l in 0..c.layers {
+            let p = |n: &str| format!("model.layers.{l}.{n}");
+            let h = rms_norm(&x, self.w(&p("input_layernorm.weight")), d, c.eps);
+            let q = rope(
+                &self.proj(&h, &p("self_attn.q_proj"), qd, d, c.qkv_bias),
+                &self.table,
+                c.heads,
+                hd,
+                pos,
+            );
+            let k = rope(
+                &self.proj(&h, &p("self_attn.k_proj"), kvd, d, c.qkv_bias),
+                &self.table,
+                c.kv_heads,
+                hd,
+                pos,
+            );
+            let v = self.proj(&h, &p("self_attn.v_proj"), kvd, d, c.qkv_bias);
+            self.cache[l].0.extend(&k);
+            self.cache[l].1.extend(&v);
+            let (kc, vc) = &self.cache[l];
+            let a = attention(
+                &q,
+                kc,
+                vc,
+                [c.heads, c.kv_heads, hd],
+                pos,
+                true,
+                c.sliding_window,
+            );
+            let o = self.proj(&a, &p("self_attn.o_proj"), d, qd, false);
+            x = x.iter().zip(&o).map(|(a, b)| a + b).collect();
+
+            let h = rms_norm(&x, self.w(&p("post_attention_layernorm.weight")), d, c.eps);
+            let gate = self.proj(&h, &p("mlp.gate_proj"), c.ffn, d, false);
+            let up = self.proj(&h, &p("mlp.up_proj"), c.ffn, d, false);
+            let m = tail(
+                &gate,
+                c.ffn,
+                None,
+                Act::Silu,
+                Some((&up, Act::Identity)),
+                None,
+            );
+            let down = self.proj(&m, &p("mlp.down_proj"), d, c.ffn, false);
+            x = x.iter().zip(&down).map(|(a, b)| a + b).collect();
+        }
+        let x = rms_norm(&x, self.w("model.norm.weight"), d, c.eps);
+        let head = if c.tied_embeddings {
+            "model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        };
+        matmul(&x, self.w(head), ids.len(), c.vocab, d)
+    }
+}
