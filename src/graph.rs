@@ -89,6 +89,15 @@ pub enum Op {
         heads: usize,
         head_dim: usize,
     },
+    /// Sample a token from the last row of `logits` (1, V) with the run's sampling
+    /// parameters, after marking `ids` seen (for the repetition penalty). Updates the states
+    /// `seen` (V flags) and `token` (1 id); the result is `token` after the write.
+    Sample {
+        logits: Value,
+        ids: Option<Value>,
+        seen: Value,
+        token: Value,
+    },
     /// Write `src` (tokens, width) into `cache` at the run's position; the result is the
     /// cache after the write.
     KvWrite {
@@ -145,9 +154,28 @@ impl Op {
             Op::Softmax { x } | Op::Rows { x, .. } => v.push(*x),
             Op::Rope { x, table, .. } => v.extend([*x, *table]),
             Op::KvWrite { src, cache } => v.extend([*src, *cache]),
+            Op::Sample {
+                logits,
+                ids,
+                seen,
+                token,
+            } => {
+                v.push(*logits);
+                v.extend(*ids);
+                v.extend([*seen, *token]);
+            }
             Op::Attention { q, k, v: vv, .. } => v.extend([*q, *k, *vv]),
         }
         v
+    }
+
+    /// The state this op updates in place, if any; its result aliases that state.
+    pub fn updates(&self) -> Option<Value> {
+        match self {
+            Op::KvWrite { cache, .. } => Some(*cache),
+            Op::Sample { token, .. } => Some(*token),
+            _ => None,
+        }
     }
 
     /// Values that live outside any single run: weights, constants, states and inputs.
@@ -403,6 +431,34 @@ impl Graph {
         let s = self.shape(x);
         self.dims(x, "softmax input");
         self.push(Op::Softmax { x }, s)
+    }
+
+    /// Sample the next token from `logits` (1, V) into the state `token` (see [`Op::Sample`]).
+    /// `ids`, when given, are marked seen first (the prompt, in prefill).
+    pub fn sample(&self, logits: Value, ids: Option<Value>, seen: Value, token: Value) -> Value {
+        let (r, v) = self.dims(logits, "sample input");
+        if r != 1 {
+            self.fail(format!("sample: logits must be one row, got {r}"));
+        }
+        if self.shape(seen).iter().product::<usize>() != v {
+            self.fail(format!(
+                "sample: the seen state {:?} does not cover {v} tokens",
+                self.shape(seen)
+            ));
+        }
+        if self.shape(token).iter().product::<usize>() != 1 {
+            self.fail("sample: the token state must hold one id".into());
+        }
+        let shape = self.shape(token);
+        self.push(
+            Op::Sample {
+                logits,
+                ids,
+                seen,
+                token,
+            },
+            shape,
+        )
     }
 
     /// Rows [start, start + len) of a 2-D activation, e.g. the last position before the LM head.

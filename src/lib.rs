@@ -13,12 +13,15 @@ pub mod convert;
 pub mod dtype;
 pub mod error;
 pub mod exec;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fetch;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod load;
 pub mod models;
 pub mod reference;
+pub mod sample;
 pub mod schedule;
 pub mod tensor;
 
@@ -27,9 +30,10 @@ pub mod bench;
 
 pub use dtype::{DType, WeightFormat};
 pub use error::{Error, Result};
-pub use exec::{Feed, Program, State};
+pub use exec::{Feed, Outputs, Program, State, Step};
 pub use gpu::{AdapterChoice, Gpu, GpuOptions};
 pub use graph::{Graph, Value};
 pub use kernels::Act;
+pub use sample::Sampling;
 pub use schedule::{Plan, Target};
 pub use tensor::Tensor;

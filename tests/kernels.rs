@@ -30,13 +30,7 @@ fn targets(gpu: &Gpu) -> Vec<Target> {
     }
 }
 
-fn run(
-    gpu: &Gpu,
-    target: Target,
-    g: &Graph,
-    feeds: &[(&str, Feed)],
-    pos: usize,
-) -> HashMap<String, Vec<f32>> {
+fn run(gpu: &Gpu, target: Target, g: &Graph, feeds: &[(&str, Feed)], pos: usize) -> kiln::Outputs {
     let plan = Plan::new(g, target).expect("plan");
     pollster::block_on(async {
         let state = State::new(gpu, &[&plan]).await.expect("state");

@@ -106,7 +106,7 @@ fn every_shader_variant_validates_and_matches_its_layout() {
     }
     assert_eq!(
         families.len(),
-        10,
+        11,
         "every kernel family is covered: {families:?}"
     );
     eprintln!(

@@ -95,6 +95,8 @@ pub enum Kernel {
     Embedding {
         table: WeightFormat,
     },
+    /// Token sampling from the last row of logits.
+    Sample,
 }
 
 /// The kinds of binding a kernel declares, in binding order.
@@ -141,6 +143,7 @@ impl Kernel {
             Kernel::Attention => &[Uniform, Uniform, Read, Read, Read, Write],
             Kernel::KvWrite | Kernel::Copy => &[Uniform, Uniform, Read, Write],
             Kernel::Embedding { .. } => &[Uniform, Read, Read, Write],
+            Kernel::Sample => &[Uniform, Uniform, Read, Read, Write, Write],
         }
     }
 
@@ -170,6 +173,7 @@ impl Kernel {
             }
             Kernel::Softmax | Kernel::Attention => c.push(("WG", f64::from(ROW_WG))),
             Kernel::Rope => c.push(("WG", f64::from(ROPE_WG))),
+            Kernel::Sample => c.push(("WG", f64::from(SAMPLE_WG))),
             Kernel::KvWrite | Kernel::Copy | Kernel::Embedding { .. } => {
                 c.push(("WG", f64::from(ELEMENTWISE_WG)))
             }
@@ -211,6 +215,7 @@ impl Kernel {
             Kernel::Attention,
             Kernel::KvWrite,
             Kernel::Copy,
+            Kernel::Sample,
         ];
         for w in formats {
             out.push(Kernel::Embedding { table: w });

@@ -13,6 +13,8 @@ pub const GEMV_ROWS: u32 = 4;
 pub const ROW_WG: u32 = 64;
 pub const ELEMENTWISE_WG: u32 = 256;
 pub const ROPE_WG: u32 = 64;
+/// The sampler runs as one workgroup of this many threads.
+pub const SAMPLE_WG: u32 = 256;
 /// Attention keeps head_dim / ROW_WG accumulators per thread, at most this many.
 pub const ATTENTION_MAX_HEAD_DIM: usize = 4 * ROW_WG as usize;
 

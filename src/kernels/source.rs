@@ -22,6 +22,7 @@ pub fn family_source(kernel: &Kernel) -> &'static str {
         Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
         Kernel::KvWrite | Kernel::Copy => include_str!("../../shaders/copy.wgsl"),
         Kernel::Embedding { .. } => include_str!("../../shaders/embedding.wgsl"),
+        Kernel::Sample => include_str!("../../shaders/sample.wgsl"),
     }
 }
 
@@ -51,7 +52,10 @@ pub fn compose(kernel: &Kernel) -> String {
         out.push_str(EPILOGUE);
         out.push('\n');
     }
-    if matches!(kernel, Kernel::Norm { .. } | Kernel::Softmax) {
+    if matches!(
+        kernel,
+        Kernel::Norm { .. } | Kernel::Softmax | Kernel::Sample
+    ) {
         out.push_str(REDUCE);
         out.push('\n');
     }

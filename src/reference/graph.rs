@@ -16,7 +16,11 @@ pub struct Host {
     /// Token-id inputs by name.
     pub ids: HashMap<String, Vec<u32>>,
     /// Persistent states (KV caches) by name, (capacity * width) values each; updated in place.
+    /// Token states hold ids as f32 values; seen flags are 0 or 1.
     pub states: HashMap<String, Vec<f32>>,
+    /// The sampler's parameters and random bits for the step.
+    pub sampling: crate::sample::Sampling,
+    pub rand: u32,
 }
 
 /// Run `graph` at position `pos`; returns each output by name.
@@ -124,6 +128,35 @@ pub fn evaluate(graph: &Graph, host: &mut Host, pos: usize) -> Result<HashMap<St
                 c[pos * cols..end].copy_from_slice(src);
                 host.states.insert(name, c.clone());
                 c
+            }
+            Op::Sample {
+                logits,
+                ids,
+                seen,
+                token,
+            } => {
+                let seen_name = state_of
+                    .get(&seen.0)
+                    .cloned()
+                    .ok_or_else(|| missing("state for", "seen"))?;
+                let token_name = state_of
+                    .get(&token.0)
+                    .cloned()
+                    .ok_or_else(|| missing("state for", "token"))?;
+                let mut flags: Vec<bool> = v(seen).iter().map(|&f| f != 0.0).collect();
+                for &id in ids.map(|i| v(&i).as_slice()).unwrap_or(&[]) {
+                    flags[id as usize] = true;
+                }
+                let t =
+                    crate::sample::sample_reference(v(logits), &flags, &host.sampling, host.rand);
+                flags[t as usize] = true;
+                host.states.insert(
+                    seen_name,
+                    flags.iter().map(|&f| f32::from(u8::from(f))).collect(),
+                );
+                host.states.insert(token_name.clone(), vec![t as f32]);
+                state_of.insert(i, token_name);
+                vec![t as f32]
             }
             Op::Attention {
                 q,

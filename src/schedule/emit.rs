@@ -28,7 +28,7 @@ pub(super) fn emit(
     fused_ops: usize,
 ) -> Result<Plan> {
     // Liveness of computed values over positions in `order`.
-    let computed = |i: usize| !nodes[i].op.is_leaf() && !matches!(nodes[i].op, Op::KvWrite { .. });
+    let computed = |i: usize| !nodes[i].op.is_leaf() && nodes[i].op.updates().is_none();
     let mut first: HashMap<usize, usize> = HashMap::new();
     let mut last: HashMap<usize, usize> = HashMap::new();
     for (pos, &i) in order.iter().enumerate() {
@@ -42,7 +42,11 @@ pub(super) fn emit(
             }
         }
     }
-    let pinned: Vec<usize> = outputs.iter().map(|(_, v)| v.0).collect();
+    let pinned: Vec<usize> = outputs
+        .iter()
+        .map(|(_, v)| v.0)
+        .filter(|&i| computed(i))
+        .collect();
     let values: Vec<usize> = order.iter().copied().filter(|&i| computed(i)).collect();
     let intervals: Vec<Interval> = values
         .iter()
@@ -151,8 +155,9 @@ pub(super) fn emit(
         .iter()
         .map(|(name, v)| OutputSpec {
             name: name.clone(),
-            slot: em.slot_of[v],
+            buf: em.buf(*v),
             shape: nodes[v.0].shape.clone(),
+            ids: matches!(nodes[v.0].op, Op::Sample { .. }),
         })
         .collect();
     let dispatches = em.out;
@@ -189,7 +194,7 @@ impl Emitter<'_> {
             Op::Weight { .. } => Buf::Weight { value: v, part: 0 },
             Op::Const { .. } => Buf::Const(v),
             Op::State { name } => Buf::State(name.clone()),
-            Op::KvWrite { cache, .. } => self.buf(*cache),
+            Op::KvWrite { cache: s, .. } | Op::Sample { token: s, .. } => self.buf(*s),
             _ => Buf::Slot(self.slot_of[&v]),
         }
     }
@@ -413,6 +418,25 @@ impl Emitter<'_> {
                     Params::new(&[rows as u32, d as u32]),
                     g,
                 );
+            }
+            Op::Sample {
+                logits,
+                ids,
+                seen,
+                token,
+            } => {
+                let vocab = self.node(*logits).shape[1];
+                let n_ids = ids.map_or(0, |i| self.node(i).shape.iter().product::<usize>());
+                let bindings = vec![
+                    Buf::Params,
+                    Buf::Step,
+                    self.buf(*logits),
+                    ids.map_or(Buf::Dummy, |i| self.buf(i)),
+                    self.buf(*seen),
+                    self.buf(*token),
+                ];
+                let p = Params::new(&[vocab as u32, n_ids as u32]);
+                self.push(v, Kernel::Sample, bindings, p, [1, 1, 1]);
             }
             Op::Rows { x, start, .. } => {
                 let count = shape[0] * shape[1];

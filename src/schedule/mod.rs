@@ -82,8 +82,11 @@ pub struct PositionLimit {
 #[derive(Clone, Debug)]
 pub struct OutputSpec {
     pub name: String,
-    pub slot: usize,
+    /// Where it lives: an activation slot, or a state (a sampled token).
+    pub buf: Buf,
     pub shape: Vec<usize>,
+    /// Token ids (u32) rather than f32 values.
+    pub ids: bool,
 }
 
 /// Everything the executor needs to record a forward step.
@@ -162,17 +165,19 @@ impl Plan {
             return Err(Error::Invalid("the graph has no outputs".into()));
         }
         for (name, v) in &outputs {
-            if nodes[v.0].op.is_leaf() || matches!(nodes[v.0].op, Op::KvWrite { .. }) {
+            let op = &nodes[v.0].op;
+            if op.is_leaf() || matches!(op, Op::KvWrite { .. }) {
                 return Err(Error::Invalid(format!(
-                    "output '{name}' must be a computed activation, not a weight, input or state"
+                    "output '{name}' must be a computed activation or a sampled token, not a \
+                     weight, input or cache"
                 )));
             }
         }
-        // Roots: outputs, then cache writes (their effect outlives the run).
+        // Roots: outputs, then state updates (their effect outlives the run).
         let mut roots: Vec<Value> = outputs.iter().map(|(_, v)| *v).collect();
         roots.extend(
             (0..nodes.len())
-                .filter(|&i| matches!(nodes[i].op, Op::KvWrite { .. }))
+                .filter(|&i| nodes[i].op.updates().is_some())
                 .map(Value),
         );
         let mut ord = order(&nodes, &roots);

