@@ -1,9 +1,11 @@
-// GEMV for one row of activations (decode): y[n_off + n] = epilogue(sum_k w[n, k] * x[k]).
+// GEMV for a few rows of activations (decode, short prompts):
+//   y[m, n_off + n] = epilogue(sum_k w[n, k] * x[m, k])   for m < M (M small)
 //
-// Each workgroup computes ROWS output rows with LANES threads per row. A row's lanes stride
-// through k four elements at a time (vector loads of the weight), then reduce their partial
-// sums in workgroup memory. LANES must be a power of two. Rows are laid out over a 2-D grid
-// so that N may exceed the 65535 workgroups one dimension allows.
+// Each workgroup computes ROWS output columns for up to MR rows of x (workgroup z picks the
+// block of rows), with LANES threads per column. A column's lanes stride through k four
+// elements at a time (vector loads of the weight, read once for all MR rows), then reduce
+// their partial sums in workgroup memory. LANES must be a power of two. Columns are laid out
+// over a 2-D grid so that N may exceed the 65535 workgroups one dimension allows.
 
 struct Params {
     m: u32,
@@ -15,6 +17,8 @@ struct Params {
 
 override LANES: u32 = 32u;
 override ROWS: u32 = 4u;
+// Rows of x per workgroup (a function-scope array size, so a const).
+const MR: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -24,7 +28,7 @@ override ROWS: u32 = 4u;
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
 
-var<workgroup> partial: array<f32, LANES * ROWS>;
+var<workgroup> partial: array<f32, LANES * ROWS * MR>;
 
 @compute @workgroup_size(LANES, ROWS, 1)
 fn main(
@@ -34,29 +38,48 @@ fn main(
 ) {
     let lane = lid.x;
     let n = (wid.x + wid.y * nwg.x) * ROWS + lid.y;
-    var acc = 0.0;
+    let m0 = wid.z * MR;
+    let rows = min(MR, p.m - m0);
+    var acc: array<f32, MR>;
+    for (var r = 0u; r < MR; r = r + 1u) {
+        acc[r] = 0.0;
+    }
     if (n < p.n) {
         let base = n * p.k;
         let k4 = p.k & ~3u;
         for (var k = lane * 4u; k < k4; k = k + LANES * 4u) {
-            let xv = vec4<f32>(x[k], x[k + 1u], x[k + 2u], x[k + 3u]);
-            acc = acc + dot(load4_w(base + k), xv);
+            let wv = load4_w(base + k);
+            for (var r = 0u; r < rows; r = r + 1u) {
+                let xr = (m0 + r) * p.k + k;
+                acc[r] = acc[r] + dot(wv, vec4<f32>(x[xr], x[xr + 1u], x[xr + 2u], x[xr + 3u]));
+            }
         }
         for (var k = k4 + lane; k < p.k; k = k + LANES) {
-            acc = fma(load_w(base + k), x[k], acc);
+            let wv = load_w(base + k);
+            for (var r = 0u; r < rows; r = r + 1u) {
+                acc[r] = fma(wv, x[(m0 + r) * p.k + k], acc[r]);
+            }
         }
     }
-    let slot = lid.y * LANES;
-    partial[slot + lane] = acc;
+    let slot = lid.y * MR * LANES;
+    for (var r = 0u; r < MR; r = r + 1u) {
+        partial[slot + r * LANES + lane] = acc[r];
+    }
     workgroupBarrier();
     for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
         if (lane < s) {
-            partial[slot + lane] = partial[slot + lane] + partial[slot + lane + s];
+            for (var r = 0u; r < rows; r = r + 1u) {
+                let i = slot + r * LANES + lane;
+                partial[i] = partial[i] + partial[i + s];
+            }
         }
         workgroupBarrier();
     }
     if (lane == 0u && n < p.n) {
         let col = p.n_off + n;
-        y[col] = epilogue(partial[slot], col, col);
+        for (var r = 0u; r < rows; r = r + 1u) {
+            let idx = (m0 + r) * p.ldy + col;
+            y[idx] = epilogue(partial[slot + r * LANES], col, idx);
+        }
     }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod exec;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fetch;
+pub mod generate;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;
@@ -31,6 +32,7 @@ pub mod bench;
 pub use dtype::{DType, WeightFormat};
 pub use error::{Error, Result};
 pub use exec::{Feed, Outputs, Program, State, Step};
+pub use generate::{GenerateOptions, Message, Session, TextModel};
 pub use gpu::{AdapterChoice, Gpu, GpuOptions};
 pub use graph::{Graph, Value};
 pub use kernels::Act;

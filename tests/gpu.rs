@@ -84,7 +84,12 @@ fn adapters_are_chosen_by_index_name_and_backend() {
         assert!(!ci(), "CI=true but no adapter");
         return;
     }
-    let open = |c: AdapterChoice| pollster::block_on(Gpu::new(&GpuOptions { adapter: c }));
+    let open = |c: AdapterChoice| {
+        pollster::block_on(Gpu::new(&GpuOptions {
+            adapter: c,
+            ..Default::default()
+        }))
+    };
     let last = list.len() - 1;
     assert_eq!(
         open(AdapterChoice::Index(last)).expect("index").info().name,

@@ -85,6 +85,8 @@ fn gemm_matches_reference_off_tile_sizes() {
 fn gemv_matches_reference_off_tile_sizes() {
     check_matmul(1, 83, 45, None);
     check_matmul(1, 301, 130, None);
+    // A few rows at once: one block of 8 rows and a partial one.
+    check_matmul(11, 83, 45, None);
 }
 
 #[test]

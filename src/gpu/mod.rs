@@ -37,6 +37,7 @@ struct GpuInner {
     /// Whether shaders may call unpack2x16float (always so on WebGPU; a downlevel flag on
     /// native backends).
     f16_unpack: bool,
+    bounds_checks: bool,
     pipelines: PipelineCache,
     #[cfg(not(target_arch = "wasm32"))]
     poller: signal::Poller,
@@ -47,6 +48,8 @@ struct GpuInner {
 pub struct GpuOptions {
     /// Which adapter to use; by default the best-ranked one.
     pub adapter: AdapterChoice,
+    /// Keep wgpu's per-access bounds checks in kiln's shaders (slower; for debugging).
+    pub bounds_checks: bool,
 }
 
 impl Gpu {
@@ -55,7 +58,7 @@ impl Gpu {
         let instance = adapter::instance();
         let adapters = adapter::enumerate_adapters(&instance).await;
         let adapter = options.adapter.pick(adapters)?;
-        Self::open(&adapter).await
+        Self::open(&adapter, options.bounds_checks).await
     }
 
     /// Open every adapter on the machine (used for testing and benchmarking each one).
@@ -63,14 +66,14 @@ impl Gpu {
         let instance = adapter::instance();
         let mut out = Vec::new();
         for a in adapter::enumerate_adapters(&instance).await {
-            out.push(Self::open(&a).await);
+            out.push(Self::open(&a, false).await);
         }
         out
     }
 
     /// Request a device from `adapter` with all of its limits and the optional features
-    /// kiln can use.
-    pub async fn open(adapter: &wgpu::Adapter) -> Result<Gpu> {
+    /// kiln can use. `bounds_checks` keeps wgpu's per-access checks in kiln's shaders.
+    pub async fn open(adapter: &wgpu::Adapter, bounds_checks: bool) -> Result<Gpu> {
         let info = adapter.get_info();
         let features = adapter.features() & OPTIONAL_FEATURES;
         let desc = wgpu::DeviceDescriptor {
@@ -91,7 +94,13 @@ impl Gpu {
         }));
         let flags = adapter.get_downlevel_capabilities().flags;
         let f16_unpack = flags.contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
-        Ok(Self::with_info(device, queue, info, f16_unpack))
+        Ok(Self::with_info(
+            device,
+            queue,
+            info,
+            f16_unpack,
+            bounds_checks,
+        ))
     }
 
     /// Use a device the caller owns (say, a desktop app's render device). kiln works within the
@@ -99,7 +108,7 @@ impl Gpu {
     /// `unpack2x16float` is assumed available, as WebGPU guarantees.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Gpu {
         let info = device.adapter_info();
-        Self::with_info(device, queue, info, true)
+        Self::with_info(device, queue, info, true, false)
     }
 
     fn with_info(
@@ -107,6 +116,7 @@ impl Gpu {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         f16_unpack: bool,
+        bounds_checks: bool,
     ) -> Gpu {
         let limits = device.limits();
         let features = device.features();
@@ -121,6 +131,7 @@ impl Gpu {
                 limits,
                 features,
                 f16_unpack,
+                bounds_checks,
             }),
         }
     }
@@ -147,6 +158,11 @@ impl Gpu {
     pub fn has_f16(&self) -> bool {
         self.inner.features.contains(wgpu::Features::SHADER_F16)
     }
+    /// Whether kiln's pipelines keep wgpu's per-access bounds checks.
+    pub fn bounds_checks(&self) -> bool {
+        self.inner.bounds_checks
+    }
+
     /// Whether shaders may unpack f16 pairs from u32 words (`unpack2x16float`).
     pub fn has_f16_unpack(&self) -> bool {
         self.inner.f16_unpack

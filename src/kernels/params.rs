@@ -6,9 +6,14 @@ pub const GEMM_TY: u32 = 16;
 pub const GEMM_BK: u32 = 16;
 pub const GEMM_TILE_N: u32 = GEMM_TX * 4;
 pub const GEMM_TILE_M: u32 = GEMM_TY * 4;
-/// GEMV: LANES threads per output row, ROWS rows per workgroup.
-pub const GEMV_LANES: u32 = 32;
-pub const GEMV_ROWS: u32 = 4;
+/// GEMV: LANES threads per output column, ROWS columns per workgroup, up to GEMV_MR rows of
+/// activations per workgroup (the shader's `MR`).
+pub const GEMV_LANES: u32 = 4;
+pub const GEMV_ROWS: u32 = 64;
+pub const GEMV_MR: u32 = 8;
+/// Up to this many rows of activations, matmuls run as GEMV (weights read once per 8 rows)
+/// rather than as tiled GEMM (whose 64-row tiles would be mostly empty).
+pub const GEMV_MAX_M: usize = 16;
 /// Row kernels (norms, softmax, attention): threads per workgroup, one workgroup per row.
 pub const ROW_WG: u32 = 64;
 pub const ELEMENTWISE_WG: u32 = 256;

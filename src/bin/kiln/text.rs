@@ -1,0 +1,302 @@
+//! `kiln generate`, `kiln chat` and `kiln logits`.
+
+use crate::args::Args;
+use crate::progress::Bar;
+use anyhow::{Context, Result, bail};
+use kiln::Sampling;
+use kiln::generate::{Finish, GenerateOptions, Message, Stats, TextModel};
+use kiln::load::LoadOptions;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Options shared by the text commands.
+pub const MODEL_OPTIONS: &[&str] = &["model", "adapter", "context"];
+pub const SAMPLING_OPTIONS: &[&str] = &[
+    "temperature",
+    "top-k",
+    "top-p",
+    "min-p",
+    "repeat-penalty",
+    "seed",
+    "max-tokens",
+    "stop",
+];
+
+/// The model folder to load: `--model DIR`, `--model FILE.gguf` (converted once into the
+/// cache), or the default model (fetched once into the cache).
+fn resolve_model(args: &Args) -> Result<PathBuf> {
+    let cache = kiln::fetch::cache_dir();
+    let log = &mut |m: &str| eprintln!("{m}");
+    match args.get("model") {
+        None => Ok(kiln::fetch::ensure(
+            &kiln::fetch::SMOLLM2_135M,
+            &cache,
+            log,
+        )?),
+        Some(m) if m.ends_with(".gguf") => {
+            let src = Path::new(m);
+            let meta = std::fs::metadata(src).with_context(|| format!("--model {m}"))?;
+            let stem = src.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+            let dir = cache
+                .join("converted")
+                .join(format!("{stem}-{}", meta.len()));
+            if !kiln::fetch::is_complete(&dir) {
+                eprintln!("converting {m} into {}", dir.display());
+                kiln::convert::convert(src, &dir, &mut |_, _, _| {})?;
+            }
+            Ok(dir)
+        }
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if !dir.join("config.json").is_file() {
+                bail!(
+                    "--model {}: no config.json there; pass an HF model folder or a .gguf file",
+                    dir.display()
+                );
+            }
+            Ok(dir)
+        }
+    }
+}
+
+pub struct Loaded {
+    pub model: TextModel,
+    pub context: usize,
+    pub load_secs: f64,
+}
+
+/// Resolve, open the GPU, upload with a progress bar, report on stderr.
+pub fn load(args: &Args) -> Result<Loaded> {
+    let dir = resolve_model(args)?;
+    let gpu = crate::open_gpu(args)?;
+    let t0 = Instant::now();
+    let mut bar = Bar::new("loading");
+    let options = LoadOptions {
+        progress: Some(Box::new(move |p| {
+            bar.update(p.bytes_done, p.bytes_total, p.tensor)
+        })),
+        ..Default::default()
+    };
+    let model = pollster::block_on(TextModel::load(&gpu, &dir, options))?;
+    let load_secs = t0.elapsed().as_secs_f64();
+    let c = &model.llama.config;
+    let context = args.parse_or("context", c.max_positions.min(2048))?;
+    eprintln!(
+        "model: {} ({} layers, {:.1} MB of weights), loaded in {load_secs:.2} s",
+        dir.display(),
+        c.layers,
+        model.llama.weight_bytes() as f64 / 1e6
+    );
+    Ok(Loaded {
+        model,
+        context,
+        load_secs,
+    })
+}
+
+fn sampling(args: &Args) -> Result<Sampling> {
+    let d = Sampling::default();
+    let seed = match args.get("seed") {
+        Some(s) => s.parse().with_context(|| format!("--seed {s}"))?,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    };
+    let s = Sampling {
+        temperature: args.parse_or("temperature", d.temperature)?,
+        top_k: args.parse_or("top-k", d.top_k)?,
+        top_p: args.parse_or("top-p", d.top_p)?,
+        min_p: args.parse_or("min-p", d.min_p)?,
+        repetition_penalty: args.parse_or("repeat-penalty", d.repetition_penalty)?,
+        seed,
+    };
+    s.validate()?;
+    Ok(s)
+}
+
+fn options(args: &Args) -> Result<GenerateOptions> {
+    Ok(GenerateOptions {
+        max_tokens: args.parse_or("max-tokens", 256)?,
+        sampling: sampling(args)?,
+        stop: args.all("stop"),
+        cancel: None,
+    })
+}
+
+fn report(
+    stats: &Stats,
+    finish: Option<Finish>,
+    load_secs: Option<f64>,
+    gpu_bytes: u64,
+    weight_bytes: u64,
+) {
+    let mut parts = Vec::new();
+    if let Some(l) = load_secs {
+        parts.push(format!("load {l:.2} s"));
+    }
+    parts.push(format!(
+        "first token {:.0} ms",
+        stats.first_token_secs * 1e3
+    ));
+    parts.push(format!(
+        "prefill {} tokens at {:.1} tok/s",
+        stats.prompt_tokens - stats.reused_tokens,
+        stats.prefill_tokens_per_sec()
+    ));
+    parts.push(format!(
+        "decode {} tokens at {:.1} tok/s",
+        stats.generated_tokens,
+        stats.decode_tokens_per_sec()
+    ));
+    parts.push(format!(
+        "GPU memory {:.1} MB (weights {:.1} MB)",
+        (gpu_bytes + weight_bytes) as f64 / 1e6,
+        weight_bytes as f64 / 1e6
+    ));
+    if let Some(f) = finish {
+        parts.push(format!("stopped: {f:?}"));
+    }
+    eprintln!("{}", parts.join(", "));
+}
+
+/// Stream a generation's text to stdout as it comes.
+fn stream_out(g: &mut kiln::generate::Generation) -> Result<String> {
+    let mut all = String::new();
+    let mut out = std::io::stdout().lock();
+    while let Some(delta) = pollster::block_on(g.next()) {
+        let delta = delta?;
+        out.write_all(delta.as_bytes())?;
+        out.flush()?;
+        all.push_str(&delta);
+    }
+    Ok(all)
+}
+
+pub fn generate(args: &Args) -> Result<()> {
+    let prompt = args
+        .get("prompt")
+        .context("generate needs --prompt TEXT")?
+        .to_string();
+    let opts = options(args)?;
+    let loaded = load(args)?;
+    let model = &loaded.model;
+    let text = if args.flag("chat") {
+        let mut messages = Vec::new();
+        if let Some(sys) = args.get("system") {
+            messages.push(Message::new("system", sys));
+        }
+        messages.push(Message::new("user", &prompt));
+        model.render_chat(&messages)?
+    } else {
+        if args.get("system").is_some() {
+            bail!("--system needs --chat");
+        }
+        prompt
+    };
+    let ids = model.encode(&text)?;
+    let mut session = pollster::block_on(model.session(loaded.context))?;
+    let mut g = pollster::block_on(session.generate(&ids, opts))?;
+    stream_out(&mut g)?;
+    eprintln!();
+    let (stats, finish) = (g.stats().clone(), g.finish());
+    drop(g);
+    report(
+        &stats,
+        finish,
+        Some(loaded.load_secs),
+        session.gpu_bytes(),
+        model.llama.weight_bytes(),
+    );
+    Ok(())
+}
+
+pub fn chat(args: &Args) -> Result<()> {
+    let opts = options(args)?;
+    let loaded = load(args)?;
+    let model = &loaded.model;
+    if !model.has_chat_template() {
+        bail!("this model has no chat template (tokenizer_config.json); use `kiln generate`");
+    }
+    let mut session = pollster::block_on(model.session(loaded.context))?;
+    let mut messages = Vec::new();
+    if let Some(sys) = args.get("system") {
+        messages.push(Message::new("system", sys));
+    }
+    eprintln!("chat with the model; /reset starts over, /exit or end of input leaves");
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        match line.trim() {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                messages.retain(|m: &Message| m.role == "system");
+                session.reset();
+                continue;
+            }
+            _ => {}
+        }
+        messages.push(Message::new("user", line));
+        let ids = model.encode(&model.render_chat(&messages)?)?;
+        let mut g = match pollster::block_on(session.generate(&ids, opts.clone())) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("error: {e}");
+                messages.pop();
+                continue;
+            }
+        };
+        let reply = stream_out(&mut g)?;
+        println!();
+        let (stats, finish) = (g.stats().clone(), g.finish());
+        drop(g);
+        report(
+            &stats,
+            finish,
+            None,
+            session.gpu_bytes(),
+            model.llama.weight_bytes(),
+        );
+        messages.push(Message::new("assistant", &reply));
+    }
+    Ok(())
+}
+
+pub fn logits(args: &Args) -> Result<()> {
+    let prompt = args
+        .get("prompt")
+        .context("logits needs --prompt TEXT")?
+        .to_string();
+    let k: usize = args.parse_or("top-k", 10)?;
+    let loaded = load(args)?;
+    let model = &loaded.model;
+    let ids = model.encode(&prompt)?;
+    let mut session = pollster::block_on(model.session(loaded.context))?;
+    let rows = pollster::block_on(session.logits(&ids, args.flag("all-positions")))?;
+    let positions: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            let top: Vec<serde_json::Value> = order
+                .iter()
+                .take(k)
+                .map(|&i| {
+                    let text = model.decode(&[i as u32]).unwrap_or_default();
+                    serde_json::json!({"id": i, "logit": row[i], "text": text})
+                })
+                .collect();
+            serde_json::json!({ "top": top })
+        })
+        .collect();
+    let out = serde_json::json!({ "input_ids": ids, "positions": positions });
+    println!("{out}");
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! Text generation: a loaded model with its tokenizer and chat template ([`TextModel`]), a
+//! conversation's KV cache and programs ([`Session`]), and the token stream ([`Generation`]).
+
+pub mod chat;
+mod session;
+pub mod stream;
+
+pub use chat::{ChatTemplate, Message};
+pub use session::{Finish, GenerateOptions, Generation, Session, Stats};
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::load::Weights;
+use crate::models::{Config, Llama};
+use tokenizers::Tokenizer;
+
+/// A Llama-family model on the GPU, with its tokenizer and chat template.
+pub struct TextModel {
+    gpu: Gpu,
+    pub llama: Llama,
+    tokenizer: Tokenizer,
+    chat: Option<ChatTemplate>,
+    add_bos: bool,
+    /// Tokens that end generation.
+    pub eos: Vec<u32>,
+}
+
+impl TextModel {
+    /// Assemble a model from the contents of its files and its uploaded weights.
+    pub fn from_parts(
+        gpu: &Gpu,
+        origin: &str,
+        config_json: &str,
+        tokenizer_json: &[u8],
+        tokenizer_config_json: Option<&str>,
+        weights: &Weights,
+    ) -> Result<TextModel> {
+        let config = Config::from_json(&format!("{origin}/config.json"), config_json)?;
+        let llama = Llama::new(config, weights)?;
+        let tokenizer = Tokenizer::from_bytes(tokenizer_json).map_err(|e| {
+            Error::load(
+                format!("{origin}/tokenizer.json"),
+                format!("not a tokenizer: {e}"),
+            )
+        })?;
+        let tc: serde_json::Value = match tokenizer_config_json {
+            Some(t) => serde_json::from_str(t).map_err(|e| {
+                Error::load(
+                    format!("{origin}/tokenizer_config.json"),
+                    format!("not JSON: {e}"),
+                )
+            })?,
+            None => serde_json::Value::Null,
+        };
+        let chat =
+            ChatTemplate::from_tokenizer_config(&format!("{origin}/tokenizer_config.json"), &tc)?;
+        let mut eos = llama.config.eos.clone();
+        if let Some(id) = tc
+            .get("eos_token")
+            .and_then(|t| t.as_str())
+            .and_then(|t| tokenizer.token_to_id(t))
+        {
+            if !eos.contains(&id) {
+                eos.push(id);
+            }
+        }
+        let vocab = tokenizer.get_vocab_size(true);
+        if vocab > llama.config.vocab {
+            return Err(Error::load(
+                origin,
+                format!(
+                    "the tokenizer has {vocab} tokens but the model's vocabulary is {}",
+                    llama.config.vocab
+                ),
+            ));
+        }
+        let add_bos = tc
+            .get("add_bos_token")
+            .and_then(|b| b.as_bool())
+            .unwrap_or(false);
+        Ok(TextModel {
+            gpu: gpu.clone(),
+            llama,
+            tokenizer,
+            chat,
+            add_bos,
+            eos,
+        })
+    }
+
+    /// Load an HF model folder (`config.json`, safetensors, `tokenizer.json`, and
+    /// `tokenizer_config.json` where present).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub async fn load(
+        gpu: &Gpu,
+        dir: &std::path::Path,
+        options: crate::load::LoadOptions<'_>,
+    ) -> Result<TextModel> {
+        let read = |name: &str| {
+            let p = dir.join(name);
+            std::fs::read(&p).map_err(|e| Error::Io {
+                path: p.display().to_string(),
+                source: e,
+            })
+        };
+        let text = |name: &str| -> Result<String> {
+            String::from_utf8(read(name)?)
+                .map_err(|_| Error::load(dir.join(name).display(), "not UTF-8"))
+        };
+        let config = text("config.json")?;
+        let tokenizer = read("tokenizer.json")?;
+        let tokenizer_config = if dir.join("tokenizer_config.json").exists() {
+            Some(text("tokenizer_config.json")?)
+        } else {
+            None
+        };
+        let weights = crate::load::Checkpoint::open(dir)?
+            .upload(gpu, options)
+            .await?;
+        Self::from_parts(
+            gpu,
+            &dir.display().to_string(),
+            &config,
+            &tokenizer,
+            tokenizer_config.as_deref(),
+            &weights,
+        )
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn has_chat_template(&self) -> bool {
+        self.chat.is_some()
+    }
+
+    /// Token ids of `text`; special tokens written in the text (e.g. `<|im_start|>`) become
+    /// their ids. A BOS is prepended when the tokenizer config asks for it.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::Invalid(format!("tokenizing failed: {e}")))?;
+        let mut ids = Vec::with_capacity(enc.len() + 1);
+        if self.add_bos {
+            if let Some(b) = self.llama.config.bos {
+                if !text.starts_with(self.tokenizer.id_to_token(b).unwrap_or_default().as_str()) {
+                    ids.push(b);
+                }
+            }
+        }
+        ids.extend_from_slice(enc.get_ids());
+        Ok(ids)
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer
+            .decode(ids, false)
+            .map_err(|e| Error::Invalid(format!("decoding failed: {e}")))
+    }
+
+    /// The conversation rendered with the model's chat template, ready for the assistant.
+    pub fn render_chat(&self, messages: &[Message]) -> Result<String> {
+        let chat = self.chat.as_ref().ok_or_else(|| {
+            Error::Invalid("this model has no chat template in tokenizer_config.json".into())
+        })?;
+        chat.render(messages, true)
+    }
+
+    /// A new conversation with a KV cache of `context` positions.
+    pub async fn session(&self, context: usize) -> Result<Session<'_>> {
+        Session::new(self, context).await
+    }
+}
