@@ -30,6 +30,22 @@ fn targets(gpu: &Gpu) -> Vec<Target> {
     }
 }
 
+/// For matmuls: also with every matmul as tiled GEMM, and every one as GEMV, so both kernels
+/// see every shape whatever the adapter's own choice.
+fn matmul_targets(gpu: &Gpu) -> Vec<Target> {
+    let mut out = targets(gpu);
+    let t = Target::of(gpu);
+    out.push(Target {
+        gemv_max_rows: 0,
+        ..t
+    });
+    out.push(Target {
+        gemv_max_rows: usize::MAX,
+        ..t
+    });
+    out
+}
+
 fn run(gpu: &Gpu, target: Target, g: &Graph, feeds: &[(&str, Feed)], pos: usize) -> kiln::Outputs {
     let plan = Plan::new(g, target).expect("plan");
     pollster::block_on(async {
@@ -61,12 +77,13 @@ fn check_matmul(m: usize, k: usize, n: usize, max_part_rows: Option<usize>) {
             let y = g.matmul(xi, g.weight(&w.tensor));
             g.output("y", y);
             let want = r::matmul(&x, &w.values, m, n, k);
-            for target in targets(gpu) {
+            for target in matmul_targets(gpu) {
                 let got = run(gpu, target, &g, &[("x", Feed::F32(&x))], 0);
                 // f32 accumulation over k products of values in [-1, 1].
                 let what = format!(
-                    "matmul {m}x{k}x{n} {dtype} f16={} on {}",
+                    "matmul {m}x{k}x{n} {dtype} f16={} gemv up to {} rows on {}",
                     target.has_f16,
+                    target.gemv_max_rows,
                     label(gpu)
                 );
                 assert_close(&got["y"], &want, 1e-4, 1e-4, &what);

@@ -339,7 +339,7 @@ impl Emitter<'_> {
                         part.rows.start as u32,
                         n_total as u32,
                     ]);
-                    if m <= GEMV_MAX_M {
+                    if m <= self.target.gemv_max_rows {
                         let kernel = Kernel::Gemv {
                             w: wf,
                             bias: bf,

@@ -115,6 +115,9 @@ pub struct Target {
     pub has_f16_unpack: bool,
     pub max_workgroups: u32,
     pub max_binding: u64,
+    /// Matmuls over at most this many rows run as GEMV (weights streamed once per 8 rows),
+    /// larger ones as tiled GEMM.
+    pub gemv_max_rows: usize,
 }
 
 impl Target {
@@ -124,6 +127,7 @@ impl Target {
             has_f16_unpack: gpu.has_f16_unpack(),
             max_workgroups: gpu.limits().max_compute_workgroups_per_dimension,
             max_binding: gpu.max_binding(),
+            gemv_max_rows: crate::kernels::GEMV_MAX_M,
         }
     }
 }
