@@ -103,3 +103,21 @@ fn inspect_and_load_report_on_stderr_and_fail_clearly() {
         "{err}"
     );
 }
+
+#[test]
+fn without_pip_the_default_model_error_says_how_to_get_it() {
+    let cache = std::env::temp_dir().join(format!("kiln-cli-{}-empty-cache", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let (code, out, err) = kiln(
+        &["generate", "--prompt", "hi"],
+        &[("PATH", ""), ("KILN_CACHE", cache.to_str().expect("utf-8"))],
+    );
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("python3 is not installed")
+            && err.contains("by hand")
+            && err.contains("kiln convert"),
+        "{err}"
+    );
+}

@@ -310,3 +310,43 @@ fn a_prompt_over_the_context_is_refused() {
         .to_string();
     assert!(e.contains("outside the vocabulary"), "{e}");
 }
+
+#[test]
+fn cancellation_stops_at_the_next_token() {
+    let Some(m) = model() else { return };
+    let mut session = pollster::block_on(m.session(64)).expect("session");
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let options = GenerateOptions {
+        max_tokens: 50,
+        sampling: Sampling::greedy(),
+        cancel: Some(cancel.clone()),
+        ..Default::default()
+    };
+    let prompt = m.encode("Once upon a time").expect("encode");
+    let mut g = pollster::block_on(session.generate(&prompt, options)).expect("generate");
+    let first = pollster::block_on(g.next()).expect("a delta").expect("ok");
+    assert!(!first.is_empty());
+    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rest = pollster::block_on(g.text()).expect("text");
+    assert!(g.tokens().len() < 5, "stopped promptly: {first:?} {rest:?}");
+    assert_eq!(g.finish(), Some(Finish::Cancelled));
+}
+
+#[test]
+fn a_multibyte_character_split_across_tokens_streams_whole() {
+    let Some(m) = model() else { return };
+    // A character the vocabulary spells in several byte tokens.
+    let text = "漢";
+    let ids = m.encode(text).expect("encode");
+    assert!(ids.len() > 1, "{text} is {ids:?}");
+    let mut s = kiln::generate::stream::TextStream::new(vec![]);
+    let deltas: Vec<String> = ids
+        .iter()
+        .map(|&id| s.push(m.tokenizer(), id).expect("push"))
+        .collect();
+    assert!(
+        deltas[..ids.len() - 1].iter().all(String::is_empty),
+        "nothing until the last byte: {deltas:?}"
+    );
+    assert_eq!(deltas.concat(), text);
+}
