@@ -6,7 +6,7 @@ mod text;
 
 use anyhow::{Context, Result, bail};
 use args::Args;
-use kiln::load::{Checkpoint, LoadOptions};
+use kiln::load::Checkpoint;
 use kiln::{Gpu, GpuOptions};
 use progress::Bar;
 use std::io::Write;
@@ -81,13 +81,7 @@ fn cmd_load(args: &Args) -> Result<()> {
     let ckpt = Checkpoint::open(path)?;
     let gpu = open_gpu(args)?;
     let t0 = Instant::now();
-    let mut bar = Bar::new("loading");
-    let options = LoadOptions {
-        progress: Some(Box::new(move |p| {
-            bar.update(p.bytes_done, p.bytes_total, p.tensor)
-        })),
-        ..Default::default()
-    };
+    let options = progress::loading();
     let weights = pollster::block_on(ckpt.upload(&gpu, options))?;
     let secs = t0.elapsed().as_secs_f64();
     let mb = weights.bytes() as f64 / 1e6;

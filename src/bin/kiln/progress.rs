@@ -1,5 +1,6 @@
 //! Progress on stderr: a redrawn bar on a terminal, a few plain lines otherwise.
 
+use kiln::load::LoadOptions;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -67,5 +68,16 @@ impl Bar {
             );
         }
         let _ = err.flush();
+    }
+}
+
+/// Load options that draw a "loading" bar.
+pub fn loading() -> LoadOptions<'static> {
+    let mut bar = Bar::new("loading");
+    LoadOptions {
+        progress: Some(Box::new(move |p| {
+            bar.update(p.bytes_done, p.bytes_total, p.tensor)
+        })),
+        ..Default::default()
     }
 }

@@ -1,11 +1,9 @@
 //! `kiln generate`, `kiln chat` and `kiln logits`.
 
 use crate::args::Args;
-use crate::progress::Bar;
 use anyhow::{Context, Result, bail};
 use kiln::Sampling;
 use kiln::generate::{Finish, GenerateOptions, Message, Stats, TextModel};
-use kiln::load::LoadOptions;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -71,13 +69,7 @@ pub fn load(args: &Args) -> Result<Loaded> {
     let dir = resolve_model(args)?;
     let gpu = crate::open_gpu(args)?;
     let t0 = Instant::now();
-    let mut bar = Bar::new("loading");
-    let options = LoadOptions {
-        progress: Some(Box::new(move |p| {
-            bar.update(p.bytes_done, p.bytes_total, p.tensor)
-        })),
-        ..Default::default()
-    };
+    let options = crate::progress::loading();
     let model = pollster::block_on(TextModel::load(&gpu, &dir, options))?;
     let load_secs = t0.elapsed().as_secs_f64();
     let c = &model.llama.config;
@@ -131,8 +123,12 @@ fn report(
     load_secs: Option<f64>,
     gpu_bytes: u64,
     weight_bytes: u64,
+    sampling: &Sampling,
 ) {
     let mut parts = Vec::new();
+    if !sampling.is_greedy() {
+        parts.push(format!("seed {}", sampling.seed));
+    }
     if let Some(l) = load_secs {
         parts.push(format!("load {l:.2} s"));
     }
@@ -197,6 +193,7 @@ pub fn generate(args: &Args) -> Result<()> {
     };
     let ids = model.encode(&text)?;
     let mut session = pollster::block_on(model.session(loaded.context))?;
+    let sampling = opts.sampling;
     let mut g = pollster::block_on(session.generate(&ids, opts))?;
     stream_out(&mut g)?;
     eprintln!();
@@ -208,6 +205,7 @@ pub fn generate(args: &Args) -> Result<()> {
         Some(loaded.load_secs),
         session.gpu_bytes(),
         model.llama.weight_bytes(),
+        &sampling,
     );
     Ok(())
 }
@@ -263,6 +261,7 @@ pub fn chat(args: &Args) -> Result<()> {
             None,
             session.gpu_bytes(),
             model.llama.weight_bytes(),
+            &opts.sampling,
         );
         messages.push(Message::new("assistant", &reply));
     }
