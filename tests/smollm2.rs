@@ -16,8 +16,9 @@ use std::sync::OnceLock;
 /// Greedy tokens must match exactly while the reference's top two logits are further apart
 /// than this; past a closer call, f32 and f64 may legitimately part ways.
 const CLEAR_GAP: f64 = 0.1;
-/// |kiln - reference| for the top logits: f32 on the GPU against float64, through 30 layers.
-const LOGIT_ATOL: f64 = 0.02;
+/// |kiln - reference| for the top logits: f32 on the GPU against float64, through 30 layers
+/// (about 1e-5 seen on lavapipe).
+const LOGIT_ATOL: f64 = 1e-3;
 
 fn golden() -> Json {
     serde_json::from_str(include_str!("golden/smollm2.json")).expect("golden")
