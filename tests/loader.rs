@@ -364,3 +364,87 @@ fn garbage_headers_never_panic() {
         let _ = case;
     }
 }
+
+#[test]
+fn streamed_files_upload_the_same_in_any_chunking() {
+    let dir = tmpdir("stream");
+    let mut rng = Rng::new(9);
+    let tensors: Vec<(&str, DType, Vec<usize>, Vec<f32>)> = vec![
+        (
+            "a",
+            DType::F32,
+            vec![7, 13],
+            rounded(&rng.uniform(91, 2.0), DType::F32),
+        ),
+        (
+            "b",
+            DType::F16,
+            vec![5, 3],
+            rounded(&rng.uniform(15, 2.0), DType::F16),
+        ),
+        (
+            "c",
+            DType::BF16,
+            vec![11],
+            rounded(&rng.uniform(11, 2.0), DType::BF16),
+        ),
+        ("empty", DType::F32, vec![0, 4], vec![]),
+    ];
+    let path = good_file(&dir, "m.safetensors", &tensors);
+    let bytes = std::fs::read(&path).expect("read");
+    for gpu in gpus() {
+        for (case, max_part) in [(0u64, None), (1, Some(120)), (2, None)] {
+            let options = kiln::load::LoadOptions {
+                max_part_bytes: max_part,
+                ..Default::default()
+            };
+            let mut loader =
+                kiln::load::StreamLoader::new(gpu, "stream", bytes.len() as u64, options);
+            let mut at = 0;
+            while at < bytes.len() {
+                // Chunks of 1..40 bytes, or everything at once in case 2.
+                let n = if case == 2 {
+                    bytes.len()
+                } else {
+                    1 + rng.below(40) as usize
+                };
+                let end = (at + n).min(bytes.len());
+                pollster::block_on(loader.push(&bytes[at..end])).expect("push");
+                at = end;
+            }
+            let weights = pollster::block_on(loader.finish()).expect("finish");
+            for (name, _, shape, values) in &tensors {
+                let t = weights.get_shaped(name, shape).expect("tensor");
+                if max_part.is_some() && *name == "a" {
+                    assert!(t.parts().len() > 1, "split into parts");
+                }
+                let back = pollster::block_on(t.to_f32(gpu)).expect("read");
+                assert_eq!(&back, values, "{name} case {case} on {}", label(gpu));
+            }
+        }
+        // A stream that ends early names where it stopped; one that runs long is refused.
+        let mut loader =
+            kiln::load::StreamLoader::new(gpu, "short", bytes.len() as u64, Default::default());
+        pollster::block_on(loader.push(&bytes[..bytes.len() - 30])).expect("push");
+        let e = pollster::block_on(loader.finish())
+            .err()
+            .expect("short")
+            .to_string();
+        assert_mentions(&e, &["short", "ended after", "truncated"]);
+        let mut loader =
+            kiln::load::StreamLoader::new(gpu, "long", bytes.len() as u64, Default::default());
+        pollster::block_on(loader.push(&bytes)).expect("push");
+        let e = pollster::block_on(loader.push(&[0]))
+            .err()
+            .expect("long")
+            .to_string();
+        assert_mentions(&e, &["long", "more than the announced"]);
+        // A lying header is caught as soon as it is complete.
+        let mut loader = kiln::load::StreamLoader::new(gpu, "lying", 20, Default::default());
+        let e = pollster::block_on(loader.push(&bytes[..20]))
+            .err()
+            .expect("lying")
+            .to_string();
+        assert_mentions(&e, &["lying", "past the end"]);
+    }
+}

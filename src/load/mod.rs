@@ -3,6 +3,7 @@
 
 pub mod gguf;
 pub mod safetensors;
+mod stream;
 mod upload;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -11,6 +12,7 @@ mod checkpoint;
 #[cfg(not(target_arch = "wasm32"))]
 pub use checkpoint::Checkpoint;
 pub use safetensors::{FileDType, Header, TensorInfo};
+pub use stream::StreamLoader;
 pub use upload::Uploader;
 
 use crate::error::{Error, Result};

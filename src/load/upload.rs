@@ -78,7 +78,7 @@ impl<'a> Uploader<'a> {
     }
 
     /// Write `data` at `offset` (a multiple of 4) of `buffer`, padding the tail to 4 bytes.
-    async fn write(&mut self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
+    pub(crate) async fn write(&mut self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
         let whole = data.len() & !3;
         if whole > 0 {
             self.gpu
