@@ -9,7 +9,6 @@ use common::*;
 use kiln::reference as r;
 use kiln::reference::graph::Host;
 use kiln::{Act, DType, Feed, Gpu, Graph, Plan, Program, State, Target};
-use std::collections::HashMap;
 
 const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
 

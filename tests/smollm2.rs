@@ -11,7 +11,7 @@ use common::ci;
 use kiln::generate::{Finish, GenerateOptions, Message, TextModel};
 use kiln::{Gpu, GpuOptions, Sampling};
 use serde_json::Value as Json;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Greedy tokens must match exactly while the reference's top two logits are further apart
 /// than this; past a closer call, f32 and f64 may legitimately part ways.
@@ -33,8 +33,8 @@ fn ids(v: &Json) -> Vec<u32> {
 }
 
 /// The model on lavapipe, loaded once for all tests here.
-fn model() -> Option<&'static TextModel> {
-    static MODEL: OnceLock<Option<TextModel>> = OnceLock::new();
+fn model() -> Option<&'static Arc<TextModel>> {
+    static MODEL: OnceLock<Option<Arc<TextModel>>> = OnceLock::new();
     MODEL
         .get_or_init(|| {
             let dir = match kiln::fetch::ensure(
@@ -64,10 +64,10 @@ fn model() -> Option<&'static TextModel> {
                     return None;
                 }
             };
-            Some(
+            Some(Arc::new(
                 pollster::block_on(TextModel::load(&gpu, &dir, Default::default()))
                     .expect("load SmolLM2"),
-            )
+            ))
         })
         .as_ref()
 }

@@ -173,7 +173,7 @@ impl TextModel {
     }
 
     /// A new conversation with a KV cache of `context` positions.
-    pub async fn session(&self, context: usize) -> Result<Session<'_>> {
-        Session::new(self, context).await
+    pub async fn session(self: &std::sync::Arc<Self>, context: usize) -> Result<Session> {
+        Session::new(self.clone(), context).await
     }
 }

@@ -73,18 +73,33 @@ impl Stats {
     }
 }
 
-/// A conversation: the KV cache, the tokens in it, and the programs that extend it.
-pub struct Session<'m> {
-    model: &'m TextModel,
+/// A conversation: the KV cache, the tokens in it, the programs that extend it, and the
+/// generation in progress.
+pub struct Session {
+    model: Arc<TextModel>,
     state: State,
     decode: Program,
     prefills: Vec<(usize, Program)>,
     capacity: usize,
     /// Tokens whose keys and values are in the cache, in order.
     context: Vec<u32>,
+    active: Option<Active>,
 }
 
-fn now() -> f64 {
+/// The state of the generation in progress.
+struct Active {
+    options: GenerateOptions,
+    stream: TextStream,
+    rng: Rng,
+    /// A sampled token not yet shown (and not yet in the cache).
+    next: Option<u32>,
+    finish: Option<Finish>,
+    stats: Stats,
+    tokens: Vec<u32>,
+}
+
+/// Seconds on a monotonic clock (the browser's `performance.now()` on the web).
+pub(crate) fn now() -> f64 {
     #[cfg(not(target_arch = "wasm32"))]
     {
         use std::sync::OnceLock;
@@ -96,19 +111,19 @@ fn now() -> f64 {
     }
     #[cfg(target_arch = "wasm32")]
     {
-        0.0
+        crate::web::now()
     }
 }
 
-impl<'m> Session<'m> {
-    pub(super) async fn new(model: &'m TextModel, capacity: usize) -> Result<Session<'m>> {
+impl Session {
+    pub(super) async fn new(model: Arc<TextModel>, capacity: usize) -> Result<Session> {
         let max = model.llama.config.max_positions;
         if capacity == 0 || capacity > max {
             return Err(Error::Invalid(format!(
                 "a context of {capacity} tokens is outside 1..={max}, what the model supports"
             )));
         }
-        let plan = Self::plan(model, capacity, 1, true)?;
+        let plan = Self::plan(&model, capacity, 1, true)?;
         let gpu = model.gpu();
         let state = State::new(gpu, &[&plan]).await?;
         let decode = Program::new(gpu, plan, Some(&state)).await?;
@@ -119,6 +134,7 @@ impl<'m> Session<'m> {
             prefills: Vec::new(),
             capacity,
             context: Vec::new(),
+            active: None,
         })
     }
 
@@ -141,6 +157,10 @@ impl<'m> Session<'m> {
         Plan::new(&g, Target::of(model.gpu()))
     }
 
+    pub fn model(&self) -> &Arc<TextModel> {
+        &self.model
+    }
+
     pub fn capacity(&self) -> usize {
         self.capacity
     }
@@ -160,6 +180,7 @@ impl<'m> Session<'m> {
     /// Forget the conversation (the cache is overwritten as it refills).
     pub fn reset(&mut self) {
         self.context.clear();
+        self.active = None;
     }
 
     /// Put the prefill program for `tokens` tokens first in the cache, building it if needed.
@@ -169,20 +190,30 @@ impl<'m> Session<'m> {
             self.prefills.insert(0, entry);
             return Ok(());
         }
-        let plan = Self::plan(self.model, self.capacity, tokens, false)?;
+        let plan = Self::plan(&self.model, self.capacity, tokens, false)?;
         let program = Program::new(self.model.gpu(), plan, Some(&self.state)).await?;
         self.prefills.insert(0, (tokens, program));
         self.prefills.truncate(PREFILL_CACHE);
         Ok(())
     }
 
-    /// Start generating after `prompt` (token ids: the whole conversation so far). Tokens
-    /// shared with what the cache already holds are not computed again.
+    /// Start generating after `prompt` (token ids: the whole conversation so far) and return
+    /// the stream of text. Tokens shared with what the cache already holds are not computed
+    /// again.
     pub async fn generate(
         &mut self,
         prompt: &[u32],
         options: GenerateOptions,
-    ) -> Result<Generation<'_, 'm>> {
+    ) -> Result<Generation<'_>> {
+        self.start(prompt, options).await?;
+        Ok(Generation { session: self })
+    }
+
+    /// Run the prompt through the model and sample the first token; [`Session::next`] then
+    /// yields the text. (What [`Session::generate`] does, for callers that cannot hold a
+    /// borrow, such as JavaScript.)
+    pub async fn start(&mut self, prompt: &[u32], options: GenerateOptions) -> Result<()> {
+        self.active = None;
         let t0 = now();
         if prompt.is_empty() {
             return Err(Error::Invalid("the prompt is empty".into()));
@@ -213,13 +244,15 @@ impl<'m> Session<'m> {
         let suffix = &prompt[reuse..];
         // The repetition penalty sees the whole prompt: flags for the reused part are written
         // here, the sampler marks the rest.
-        let gpu = self.model.gpu();
         let mut flags = vec![0u32; vocab];
         for &t in &prompt[..reuse] {
             flags[t as usize] = 1;
         }
-        gpu.queue()
-            .write_buffer(self.state.buffer("seen")?, 0, bytemuck::cast_slice(&flags));
+        self.model.gpu().queue().write_buffer(
+            self.state.buffer("seen")?,
+            0,
+            bytemuck::cast_slice(&flags),
+        );
 
         let mut rng = Rng::new(options.sampling.seed);
         let step = Step {
@@ -247,8 +280,7 @@ impl<'m> Session<'m> {
             ..Default::default()
         };
         let stream = TextStream::new(options.stop.clone());
-        Ok(Generation {
-            session: self,
+        self.active = Some(Active {
             options,
             stream,
             rng,
@@ -256,7 +288,109 @@ impl<'m> Session<'m> {
             finish: None,
             stats,
             tokens: Vec::new(),
-        })
+        });
+        Ok(())
+    }
+
+    /// The next piece of text of the generation in progress, or `None` when it has ended.
+    pub async fn next(&mut self) -> Option<Result<String>> {
+        loop {
+            let a = self.active.as_mut()?;
+            if a.finish.is_some() {
+                return None;
+            }
+            if a.options
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+            {
+                return a.end(Finish::Cancelled, String::new());
+            }
+            let token = match a.next.take() {
+                Some(t) => t,
+                None => match self.step().await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        if let Some(a) = self.active.as_mut() {
+                            a.finish = Some(Finish::Cancelled);
+                        }
+                        return Some(Err(e));
+                    }
+                },
+            };
+            let model = self.model.clone();
+            let full = self.context.len() >= self.capacity;
+            let a = self.active.as_mut()?;
+            if model.eos.contains(&token) {
+                return a.end(Finish::Eos, String::new());
+            }
+            a.tokens.push(token);
+            a.stats.generated_tokens += 1;
+            let delta = match a.stream.push(model.tokenizer(), token) {
+                Ok(d) => d,
+                Err(e) => return Some(Err(e)),
+            };
+            let finish = if a.stream.stopped() {
+                Some(Finish::Stop)
+            } else if a.tokens.len() >= a.options.max_tokens {
+                Some(Finish::MaxTokens)
+            } else if full {
+                // No room to feed this token back.
+                Some(Finish::Context)
+            } else {
+                None
+            };
+            if let Some(f) = finish {
+                return a.end(f, delta);
+            }
+            if !delta.is_empty() {
+                return Some(Ok(delta));
+            }
+        }
+    }
+
+    /// One decode step: the last sampled token goes into the cache; the next comes back.
+    async fn step(&mut self) -> Result<u32> {
+        let t0 = now();
+        let a = self
+            .active
+            .as_mut()
+            .ok_or_else(|| Error::Invalid("no generation in progress".into()))?;
+        let last = *a
+            .tokens
+            .last()
+            .ok_or_else(|| Error::Invalid("nothing to feed back".into()))?;
+        let step = Step {
+            pos: self.context.len(),
+            sampling: a.options.sampling,
+            rand: a.rng.next_u32(),
+        };
+        let out = self.decode.run_step(&step, &[]).await?;
+        self.context.push(last);
+        if let Some(a) = self.active.as_mut() {
+            a.stats.decode_secs += now() - t0;
+        }
+        out.ids("token")
+            .and_then(|t| t.first().copied())
+            .ok_or_else(|| Error::Gpu("no token came back".into()))
+    }
+
+    /// Why the last generation ended, once it has.
+    pub fn finish(&self) -> Option<Finish> {
+        self.active.as_ref().and_then(|a| a.finish)
+    }
+
+    /// Timings of the last generation.
+    pub fn stats(&self) -> Stats {
+        self.active
+            .as_ref()
+            .map(|a| a.stats.clone())
+            .unwrap_or_default()
+    }
+
+    /// Token ids generated by the last generation (EOS excluded).
+    pub fn tokens(&self) -> &[u32] {
+        self.active.as_ref().map_or(&[], |a| a.tokens.as_slice())
     }
 
     /// Logits for `ids` from position 0 (every position, or only the last), for inspection.
@@ -269,6 +403,7 @@ impl<'m> Session<'m> {
                 self.capacity
             )));
         }
+        self.active = None;
         let g = Graph::new();
         let which = if all_positions {
             Logits::All
@@ -296,112 +431,38 @@ impl<'m> Session<'m> {
     }
 }
 
-/// A generation in progress: call [`Generation::next`] for each text delta.
-pub struct Generation<'s, 'm> {
-    session: &'s mut Session<'m>,
-    options: GenerateOptions,
-    stream: TextStream,
-    rng: Rng,
-    /// A sampled token not yet shown (and not yet in the cache).
-    next: Option<u32>,
-    finish: Option<Finish>,
-    stats: Stats,
-    tokens: Vec<u32>,
-}
-
-impl Generation<'_, '_> {
-    /// The next piece of text, or `None` when the generation has ended.
-    pub async fn next(&mut self) -> Option<Result<String>> {
-        loop {
-            if self.finish.is_some() {
-                return None;
-            }
-            if self
-                .options
-                .cancel
-                .as_ref()
-                .is_some_and(|c| c.load(Ordering::Relaxed))
-            {
-                return self.end(Finish::Cancelled, String::new());
-            }
-            let token = match self.next.take() {
-                Some(t) => t,
-                None => match self.step().await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        self.finish = Some(Finish::Cancelled);
-                        return Some(Err(e));
-                    }
-                },
-            };
-            if self.session.model.eos.contains(&token) {
-                return self.end(Finish::Eos, String::new());
-            }
-            self.tokens.push(token);
-            self.stats.generated_tokens += 1;
-            let delta = match self.stream.push(self.session.model.tokenizer(), token) {
-                Ok(d) => d,
-                Err(e) => return Some(Err(e)),
-            };
-            let finish = if self.stream.stopped() {
-                Some(Finish::Stop)
-            } else if self.tokens.len() >= self.options.max_tokens {
-                Some(Finish::MaxTokens)
-            } else if self.session.context.len() >= self.session.capacity {
-                // No room to feed this token back.
-                Some(Finish::Context)
-            } else {
-                None
-            };
-            if let Some(f) = finish {
-                return self.end(f, delta);
-            }
-            if !delta.is_empty() {
-                return Some(Ok(delta));
-            }
-        }
-    }
-
+impl Active {
     /// End with `why`, flushing held-back text after `delta`.
     fn end(&mut self, why: Finish, mut delta: String) -> Option<Result<String>> {
         self.finish = Some(why);
         delta.push_str(&self.stream.finish());
         (!delta.is_empty()).then_some(Ok(delta))
     }
+}
 
-    /// One decode step: the last sampled token goes into the cache; the next comes back.
-    async fn step(&mut self) -> Result<u32> {
-        let t0 = now();
-        let last = *self
-            .tokens
-            .last()
-            .ok_or_else(|| Error::Invalid("nothing to feed back".into()))?;
-        let s = &mut *self.session;
-        let step = Step {
-            pos: s.context.len(),
-            sampling: self.options.sampling,
-            rand: self.rng.next_u32(),
-        };
-        let out = s.decode.run_step(&step, &[]).await?;
-        s.context.push(last);
-        self.stats.decode_secs += now() - t0;
-        out.ids("token")
-            .and_then(|t| t.first().copied())
-            .ok_or_else(|| Error::Gpu("no token came back".into()))
+/// A generation in progress, borrowing its session: call [`Generation::next`] for each delta.
+pub struct Generation<'s> {
+    session: &'s mut Session,
+}
+
+impl Generation<'_> {
+    /// The next piece of text, or `None` when the generation has ended.
+    pub async fn next(&mut self) -> Option<Result<String>> {
+        self.session.next().await
     }
 
     /// Why it ended (once [`Generation::next`] has returned `None`).
     pub fn finish(&self) -> Option<Finish> {
-        self.finish
+        self.session.finish()
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    pub fn stats(&self) -> Stats {
+        self.session.stats()
     }
 
     /// The generated token ids so far (EOS excluded).
     pub fn tokens(&self) -> &[u32] {
-        &self.tokens
+        self.session.tokens()
     }
 
     /// Drive the generation to the end, calling `on_text` with each delta (for native callers).

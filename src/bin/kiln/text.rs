@@ -59,7 +59,7 @@ fn resolve_model(args: &Args) -> Result<PathBuf> {
 }
 
 pub struct Loaded {
-    pub model: TextModel,
+    pub model: std::sync::Arc<TextModel>,
     pub context: usize,
     pub load_secs: f64,
 }
@@ -81,7 +81,7 @@ pub fn load(args: &Args) -> Result<Loaded> {
         model.llama.weight_bytes() as f64 / 1e6
     );
     Ok(Loaded {
-        model,
+        model: std::sync::Arc::new(model),
         context,
         load_secs,
     })
