@@ -98,7 +98,7 @@ struct Active {
     tokens: Vec<u32>,
 }
 
-/// Seconds on a monotonic clock (the browser's `performance.now()` on the web).
+/// Seconds on a clock (the browser's `Date.now()` on the web, millisecond resolution).
 pub(crate) fn now() -> f64 {
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -111,7 +111,7 @@ pub(crate) fn now() -> f64 {
     }
     #[cfg(target_arch = "wasm32")]
     {
-        crate::web::now()
+        js_sys::Date::now() / 1000.0
     }
 }
 

@@ -62,6 +62,12 @@ impl Weights {
         self.tensors.insert(tensor.name().to_string(), tensor);
     }
 
+    /// Take every tensor of `other` (another shard of the same checkpoint).
+    pub fn extend(&mut self, other: Weights) {
+        self.tensors.extend(other.tensors);
+        self.skipped.extend(other.skipped);
+    }
+
     /// The named tensor; a missing one is an error naming it and the checkpoint.
     pub fn get(&self, name: &str) -> Result<&Tensor> {
         if let Some(t) = self.tensors.get(name) {

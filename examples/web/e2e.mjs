@@ -1,0 +1,65 @@
+// Drives headless Chromium (WebGPU on SwiftShader) through the demo page: load SmolLM2 from
+// the local server, generate greedily, compare with native kiln, take a screenshot.
+// usage: node e2e.mjs URL PROMPT TOKENS EXPECTED_FILE SCREENSHOT
+import { chromium } from 'playwright-core';
+import { readFileSync } from 'node:fs';
+
+const [url, prompt, tokens, expectedFile, screenshot] = process.argv.slice(2);
+const expected = readFileSync(expectedFile, 'utf8');
+const minutes = (m) => m * 60_000;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox', '--no-first-run', '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic',
+  ],
+});
+let failed = false;
+try {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+  page.on('console', (m) => console.error(`[page ${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
+  const state = () => page.evaluate(() => document.body.dataset.state);
+  const waitState = (states, ms) =>
+    page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout: ms, polling: 500 });
+
+  await page.goto(url);
+  await waitState(['ready', 'nowebgpu'], minutes(1));
+  if ((await state()) === 'nowebgpu') throw new Error('the page found no WebGPU in this Chromium');
+
+  await page.fill('#url', 'model/');
+  await page.click('#load-url');
+  await waitState(['loaded', 'error'], minutes(10));
+  if ((await state()) !== 'loaded') throw new Error(`loading failed: ${await page.textContent('#load-status')}`);
+  console.error(await page.textContent('#load-status'), await page.textContent('#adapter'));
+
+  await page.fill('#prompt', prompt);
+  await page.fill('#max-tokens', String(tokens));
+  await page.fill('#temperature', '0');
+  await page.setChecked('#chat', false);
+  await page.click('#run');
+  await waitState(['done', 'error'], minutes(20));
+  const text = await page.textContent('#output');
+  const stats = await page.textContent('#stats');
+  await page.screenshot({ path: screenshot, fullPage: true });
+  if ((await state()) !== 'done') throw new Error(`generation failed: ${stats}`);
+
+  const loadSeconds = await page.evaluate(() => document.body.dataset.loadSeconds);
+  const tps = await page.evaluate(() => document.body.dataset.tokensPerSec);
+  console.log(`browser: loaded in ${loadSeconds} s; ${stats}`);
+  console.log(`screenshot: ${screenshot}`);
+  if (text !== expected) {
+    failed = true;
+    console.log(`MISMATCH: native ${JSON.stringify(expected)}`);
+  }
+  console.log(`text: ${JSON.stringify(text)}`);
+  console.log(`browser tokens/s: ${tps}`);
+} catch (e) {
+  failed = true;
+  console.log(`FAILED: ${e.message}`);
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);

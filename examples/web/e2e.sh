@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# End to end in a real browser: build the wasm package, serve the demo page and SmolLM2 on
+# localhost, drive Debian's headless Chromium (WebGPU on SwiftShader) through the page to
+# generate greedily, and check the text equals what native `kiln generate` prints.
+# The last lines are the generated text and the browser's tokens/s; non-zero exit on any
+# mismatch or error. Needs: chromium (apt), node + npm, python3 (to serve and to fetch the model).
+set -euo pipefail
+WEB=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$WEB/../.." && pwd)
+OUT="$WEB/out"
+PROMPT="The capital of France is"
+TOKENS=12
+export PORT=${PORT:-8765}
+mkdir -p "$OUT"
+
+echo "== tools" >&2
+command -v chromium >/dev/null || { echo "e2e.sh needs Debian's chromium: apt-get install chromium" >&2; exit 1; }
+if [ ! -d "$WEB/node_modules/playwright-core" ]; then
+  (cd "$WEB" && npm install --no-save --no-audit --no-fund --loglevel=error playwright-core@1 >&2)
+fi
+
+echo "== the wasm package" >&2
+"$WEB/build.sh"
+
+echo "== native reference (fetches the model on first use)" >&2
+(cd "$ROOT" && cargo build --release >&2)
+"$ROOT/target/release/kiln" generate --prompt "$PROMPT" --max-tokens "$TOKENS" --temperature 0 \
+  > "$OUT/native.txt" 2> "$OUT/native.err" || { cat "$OUT/native.err" >&2; exit 1; }
+grep -E "^load|first token" "$OUT/native.err" | sed 's/^/native: /' >&2
+
+echo "== serving" >&2
+"$WEB/serve.sh" >"$OUT/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/index.html" >/dev/null && break; sleep 0.2; done
+
+echo "== headless Chromium, WebGPU on SwiftShader" >&2
+cd "$WEB"
+node e2e.mjs "http://127.0.0.1:$PORT/index.html" "$PROMPT" "$TOKENS" "$OUT/native.txt" "$OUT/screenshot.png"

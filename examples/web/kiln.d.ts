@@ -1,0 +1,77 @@
+// Types of examples/web/kiln.js, the JavaScript API of kiln in the browser.
+
+export interface LoadProgress {
+  /** The file being loaded. */
+  file: string;
+  /** Bytes of its tensor data uploaded so far, and in all. */
+  loaded: number;
+  total: number;
+}
+
+export interface GenerateOptions {
+  maxTokens?: number;
+  /** 0 is greedy. Default 0.8. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repeatPenalty?: number;
+  /** The same seed, prompt and options give the same text. Defaults to the clock. */
+  seed?: number;
+  /** Text that ends generation when produced (not shown). */
+  stop?: string[];
+  /** Render the prompt as the user's turn with the model's chat template. */
+  chat?: boolean;
+  system?: string;
+  /** Earlier turns of the conversation, for chat. */
+  messages?: { role: string; content: string }[];
+  /** KV-cache positions of the default session (KilnModel.generate only). */
+  context?: number;
+}
+
+export interface GenerationStats {
+  promptTokens: number;
+  generatedTokens: number;
+  firstTokenMs: number;
+  prefillTokensPerSec: number;
+  decodeTokensPerSec: number;
+  finish?: 'Eos' | 'Stop' | 'MaxTokens' | 'Context' | 'Cancelled';
+}
+
+export function hasWebGPU(): boolean;
+
+/** Errors are thrown as Error with a message naming the problem (no WebGPU, a bad file...). */
+export function load(
+  source: string | FileList | File[],
+  options?: { onProgress?: (p: LoadProgress) => void },
+): Promise<KilnModel>;
+
+export interface AdapterInfo {
+  /** A readable name: the browser's description, or vendor and architecture. */
+  name: string;
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** "Cpu" for a software (fallback) adapter. */
+  deviceType: string;
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+  shaderF16: boolean;
+}
+
+export class KilnModel {
+  readonly adapter: AdapterInfo;
+  readonly hasChatTemplate: boolean;
+  readonly stats: GenerationStats | undefined;
+  session(context?: number): Promise<KilnSession>;
+  generate(prompt: string, options?: GenerateOptions): AsyncGenerator<string, void, void>;
+  cancel(): void;
+}
+
+export class KilnSession {
+  readonly stats: GenerationStats | undefined;
+  generate(prompt: string, options?: GenerateOptions): AsyncGenerator<string, void, void>;
+  cancel(): void;
+  reset(): void;
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Serve the demo page on http://127.0.0.1:${PORT:-8765}/ with a model folder at /model/
+# (default: kiln's cached SmolLM2; run `cargo run --release -- generate --prompt hi` once to
+# fetch it). Build the package first with build.sh.
+#   examples/web/serve.sh [MODEL_DIR]
+set -euo pipefail
+WEB=$(cd "$(dirname "$0")" && pwd)
+CACHE=${KILN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kiln}
+MODEL=$(cd "${1:-$CACHE/models/SmolLM2-135M-Instruct}" && pwd)
+PORT=${PORT:-8765}
+[ -f "$WEB/pkg/kiln_web.js" ] || { echo "no package yet: run examples/web/build.sh" >&2; exit 1; }
+[ -f "$MODEL/config.json" ] || { echo "no model at $MODEL" >&2; exit 1; }
+SITE="$WEB/out/site"
+rm -rf "$SITE" && mkdir -p "$SITE"
+for f in index.html app.js kiln.js kiln.d.ts style.css pkg; do ln -s "$WEB/$f" "$SITE/$f"; done
+ln -s "$MODEL" "$SITE/model"
+echo "serving http://127.0.0.1:$PORT/ (model: $MODEL)" >&2
+exec python3 -m http.server "$PORT" --bind 127.0.0.1 --directory "$SITE"
