@@ -1,5 +1,5 @@
 // The demo page: load a model from a URL or a picked/dropped folder, then stream text.
-import { hasWebGPU, load } from './kiln.js';
+import { webgpuAdapter, load } from './kiln.js';
 
 const $ = (id) => document.getElementById(id);
 let model = null;
@@ -10,6 +10,7 @@ function setStatus(text) {
 }
 
 async function loadModel(source, label) {
+  document.body.dataset.state = 'loading';
   $('load-url').disabled = true;
   $('progress').hidden = false;
   $('progress').value = 0;
@@ -101,7 +102,9 @@ function filesFromDrop(event) {
   return Promise.all(items.map(walk)).then(() => files);
 }
 
-if (!hasWebGPU()) {
+const adapterProblem = await webgpuAdapter();
+if (adapterProblem) {
+  $('nowebgpu').textContent = adapterProblem;
   $('nowebgpu').hidden = false;
   $('loader').classList.add('disabled');
   document.body.dataset.state = 'nowebgpu';

@@ -8,26 +8,55 @@ const [url, prompt, tokens, expectedFile, screenshot] = process.argv.slice(2);
 const expected = readFileSync(expectedFile, 'utf8');
 const minutes = (m) => m * 60_000;
 
-const browser = await chromium.launch({
+const quiet = ['--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'];
+const launch = (webgpu) => chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
   headless: true,
-  args: [
-    '--no-sandbox', '--no-first-run', '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic',
-  ],
+  args: ['--no-sandbox', '--no-first-run', ...quiet,
+    ...(webgpu ? ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'] : [])],
 });
-let failed = false;
-try {
+
+async function open(browser) {
   const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
   page.on('console', (m) => console.error(`[page ${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
   const state = () => page.evaluate(() => document.body.dataset.state);
   const waitState = (states, ms) =>
     page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout: ms, polling: 500 });
-
   await page.goto(url);
   await waitState(['ready', 'nowebgpu'], minutes(1));
+  return { page, state, waitState };
+}
+
+let failed = false;
+// A browser without WebGPU gets a plain message, not a broken page.
+{
+  const browser = await launch(false);
+  try {
+    const { page, state } = await open(browser);
+    if ((await state()) !== 'nowebgpu' || !(await page.isVisible('#nowebgpu'))) {
+      failed = true;
+      console.log('FAILED: without WebGPU the page did not say so');
+    }
+  } finally {
+    await browser.close();
+  }
+}
+
+const browser = await launch(true);
+try {
+  const { page, state, waitState } = await open(browser);
   if ((await state()) === 'nowebgpu') throw new Error('the page found no WebGPU in this Chromium');
+
+  // A truncated model file is a clear error on the page.
+  await page.fill('#url', 'bad/');
+  await page.click('#load-url');
+  await waitState(['loaded', 'error'], minutes(5));
+  const bad = await page.textContent('#load-status');
+  if ((await state()) !== 'error' || !/truncated|past the end/.test(bad)) {
+    throw new Error(`a truncated model gave no clear error: ${bad}`);
+  }
+  console.error(`bad model: ${bad}`);
 
   await page.fill('#url', 'model/');
   await page.click('#load-url');

@@ -33,6 +33,11 @@ echo "== serving" >&2
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/index.html" >/dev/null && break; sleep 0.2; done
+# A broken model next to the real one: its weights are cut short.
+BAD="$OUT/site/bad"
+mkdir -p "$BAD"
+for f in config.json tokenizer.json tokenizer_config.json; do ln -sf "$OUT/site/model/$f" "$BAD/$f"; done
+head -c 4000000 "$OUT/site/model/model.safetensors" > "$BAD/model.safetensors"
 
 echo "== headless Chromium, WebGPU on SwiftShader" >&2
 cd "$WEB"

@@ -39,6 +39,8 @@ export interface GenerationStats {
 }
 
 export function hasWebGPU(): boolean;
+/** Why WebGPU cannot be used here (no navigator.gpu, or no adapter), or null if it can. */
+export function webgpuAdapter(): Promise<string | null>;
 
 /** Errors are thrown as Error with a message naming the problem (no WebGPU, a bad file...). */
 export function load(

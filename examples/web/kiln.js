@@ -16,6 +16,18 @@ export function hasWebGPU() {
   return typeof navigator !== 'undefined' && !!navigator.gpu;
 }
 
+/** Why WebGPU cannot be used here, or null if an adapter is available. */
+export async function webgpuAdapter() {
+  if (!hasWebGPU()) {
+    return 'This browser does not expose WebGPU (navigator.gpu is missing). Use a recent Chrome or Edge, or enable WebGPU in its settings.';
+  }
+  const adapter = await navigator.gpu.requestAdapter().catch(() => null);
+  if (!adapter) {
+    return 'This browser supports WebGPU but offers no GPU adapter: WebGPU may be disabled, or this GPU blocklisted. Try enabling WebGPU (chrome://flags/#enable-unsafe-webgpu) or another browser.';
+  }
+  return null;
+}
+
 /**
  * Load a model from a base URL (serving config.json, tokenizer.json, tokenizer_config.json and
  * model.safetensors or a sharded index) or from user-picked files (a FileList or File[]).
