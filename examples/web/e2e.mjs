@@ -77,6 +77,27 @@ try {
 
   const loadSeconds = await page.evaluate(() => document.body.dataset.loadSeconds);
   const tps = await page.evaluate(() => document.body.dataset.tokensPerSec);
+
+  // The same model from picked files (the folder picker's path), then a chat turn.
+  const dir = process.env.MODEL_DIR;
+  if (dir) {
+    const { page: p2, state: s2, waitState: w2 } = await open(browser);
+    await p2.setInputFiles('#folder', dir);
+    await w2(['loaded', 'error'], minutes(10));
+    if ((await s2()) !== 'loaded') throw new Error(`loading picked files failed: ${await p2.textContent('#load-status')}`);
+    await p2.setChecked('#chat', true);
+    await p2.fill('#prompt', 'What is the capital of France?');
+    await p2.fill('#max-tokens', '8');
+    await p2.fill('#temperature', '0');
+    await p2.click('#run');
+    await w2(['done', 'error'], minutes(20));
+    const transcript = await p2.textContent('#transcript');
+    if ((await s2()) !== 'done' || !transcript.includes('Paris')) {
+      throw new Error(`chat over picked files failed: ${transcript} ${await p2.textContent('#stats')}`);
+    }
+    console.error(`picked files + chat: ${JSON.stringify(transcript)}`);
+    await p2.close();
+  }
   console.log(`browser: loaded in ${loadSeconds} s; ${stats}`);
   console.log(`screenshot: ${screenshot}`);
   if (text !== expected) {

@@ -41,4 +41,4 @@ head -c 4000000 "$OUT/site/model/model.safetensors" > "$BAD/model.safetensors"
 
 echo "== headless Chromium, WebGPU on SwiftShader" >&2
 cd "$WEB"
-node e2e.mjs "http://127.0.0.1:$PORT/index.html" "$PROMPT" "$TOKENS" "$OUT/native.txt" "$OUT/screenshot.png"
+MODEL_DIR="$(readlink -f "$OUT/site/model")" node e2e.mjs "http://127.0.0.1:$PORT/index.html" "$PROMPT" "$TOKENS" "$OUT/native.txt" "$OUT/screenshot.png"
