@@ -3,7 +3,7 @@
 use crate::kernels::Act;
 use crate::tensor::Tensor;
 
-/// A handle to a value in a [`Graph`].
+/// A handle to a value in a [`Graph`](super::Graph).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Value(pub(crate) usize);
 

@@ -197,7 +197,7 @@ pub fn act(x: f32, a: Act) -> f32 {
     y as f32
 }
 
-/// The epilogue: act(x + bias[col]) * aux_act(aux) + residual, elementwise over (rows, cols).
+/// The epilogue: `act(x + bias[col]) * aux_act(aux) + residual`, elementwise over (rows, cols).
 pub fn tail(
     x: &[f32],
     cols: usize,

@@ -2,11 +2,11 @@
 //!
 //! 1. **Order**: a depth-first walk from the outputs and the KV-cache writes gives a
 //!    topological order and drops anything nothing needs.
-//! 2. **Fuse**: elementwise ops fold into their producers' epilogues ([`fuse`]).
+//! 2. **Fuse**: elementwise ops fold into their X.
 //! 3. **Plan buffers**: liveness over the order, then greedy-by-size buffer sharing
 //!    ([`memory`]); the plan reports the activation memory it needs.
 //! 4. **Emit**: each op becomes one dispatch per weight part, with its kernel key, bindings,
-//!    uniform parameters and grid ([`emit`]); dispatches are grouped into passes by scope.
+//!    uniform parameters and grid (`emit.rs`); dispatches are grouped into passes by scope.
 
 mod emit;
 mod fuse;
