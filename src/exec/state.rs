@@ -49,15 +49,6 @@ impl State {
             .ok_or_else(|| Error::Invalid(format!("the State has no buffer named '{name}'")))
     }
 
-    /// Zero a state (e.g. the seen-token flags before a new conversation).
-    pub fn clear(&self, gpu: &Gpu, name: &str) -> Result<()> {
-        let buf = self.buffer(name)?;
-        let mut enc = gpu.device().create_command_encoder(&Default::default());
-        enc.clear_buffer(buf, 0, None);
-        gpu.queue().submit([enc.finish()]);
-        Ok(())
-    }
-
     /// Read a state back as f32 values (for tests and debugging).
     pub async fn read(&self, gpu: &Gpu, name: &str) -> Result<Vec<f32>> {
         let (buf, [c, w]) = self

@@ -8,7 +8,7 @@ use super::stream::TextStream;
 use crate::error::{Error, Result};
 use crate::exec::{Feed, Program, State, Step};
 use crate::graph::Graph;
-use crate::models::{Llama, Logits};
+use crate::models::Logits;
 use crate::sample::{Rng, Sampling};
 use crate::schedule::{Plan, Target};
 use std::sync::Arc;
@@ -57,16 +57,16 @@ pub struct Stats {
     /// Prompt tokens whose KV entries were reused from the conversation so far.
     pub reused_tokens: usize,
     pub generated_tokens: usize,
-    /// From the start of the call to the first sampled token (prefill included).
+    /// From the start of the call to the first sampled token: the prefill step, with any
+    /// program it had to build.
     pub first_token_secs: f64,
-    pub prefill_secs: f64,
     /// Time in decode steps.
     pub decode_secs: f64,
 }
 
 impl Stats {
     pub fn prefill_tokens_per_sec(&self) -> f64 {
-        (self.prompt_tokens - self.reused_tokens) as f64 / self.prefill_secs.max(1e-9)
+        (self.prompt_tokens - self.reused_tokens) as f64 / self.first_token_secs.max(1e-9)
     }
     pub fn decode_tokens_per_sec(&self) -> f64 {
         self.generated_tokens.saturating_sub(1) as f64 / self.decode_secs.max(1e-9)
@@ -276,7 +276,6 @@ impl Session {
             prompt_tokens: prompt.len(),
             reused_tokens: reuse,
             first_token_secs: t1 - t0,
-            prefill_secs: t1 - t0,
             ..Default::default()
         };
         let stream = TextStream::new(options.stop.clone());
@@ -421,13 +420,6 @@ impl Session {
         self.context = ids.to_vec();
         let vocab = self.model.llama.config.vocab;
         Ok(out["logits"].chunks(vocab).map(<[f32]>::to_vec).collect())
-    }
-
-    /// Names of the per-layer KV caches (for inspection).
-    pub fn cache_names(&self) -> Vec<(String, String)> {
-        (0..self.model.llama.config.layers)
-            .map(Llama::cache_names)
-            .collect()
     }
 }
 

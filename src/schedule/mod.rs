@@ -17,7 +17,6 @@ pub use memory::MemoryReport;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, Op, Value};
 use crate::kernels::{Kernel, Params};
-use std::collections::HashMap;
 
 /// Where a binding comes from when the executor builds bind groups.
 #[derive(Clone, Debug, PartialEq)]
@@ -188,16 +187,5 @@ impl Plan {
         let output_values: Vec<Value> = outputs.iter().map(|(_, v)| *v).collect();
         let fused = fuse::fuse(&mut nodes, &mut ord, &output_values);
         emit::emit(nodes, &ord, &outputs, target, fused)
-    }
-
-    /// Dispatches per kernel family, e.g. for a summary.
-    pub fn kernel_counts(&self) -> HashMap<String, usize> {
-        let mut m = HashMap::new();
-        for d in &self.dispatches {
-            let name = format!("{:?}", d.kernel);
-            let family = name.split([' ', '{']).next().unwrap_or("").to_string();
-            *m.entry(family).or_insert(0) += 1;
-        }
-        m
     }
 }
