@@ -9,7 +9,7 @@ use crate::gpu::Gpu;
 use crate::graph::Graph;
 use crate::kernels::{ELEMENTWISE_WG, Kernel, Params, grid};
 use crate::schedule::{Plan, Target};
-use crate::{DType, Tensor};
+use crate::DType;
 use std::time::{Duration, Instant};
 
 /// Run the copy kernel once over `data` and read the copy back (the kernel's own test).
@@ -51,7 +51,7 @@ async fn copy_setup(gpu: &Gpu, n: usize) -> Result<(wgpu::Buffer, wgpu::Buffer, 
     let step = gpu.create_buffer("copy step", 16, uniform).await?;
     gpu.queue()
         .write_buffer(&params, 0, Params::new(&[n as u32, 1, 0, 0]).bytes());
-    let compiled = gpu.pipelines().get(gpu, Kernel::Copy).await?;
+    let compiled = crate::kernels::PipelineCache::compiled(gpu, Kernel::Copy).await?;
     let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("copy"),
         layout: &compiled.layout,
@@ -191,7 +191,7 @@ async fn matmul_program(
     let values: Vec<f32> = (0..n * k)
         .map(|i| ((i * 7919 % 1000) as f32 / 1000.0) - 0.5)
         .collect();
-    let w = Tensor::from_f32(gpu, "w", &[n, k], dtype, &values).await?;
+    let w = crate::load::upload_f32(gpu, "w", &[n, k], dtype, &values).await?;
     let g = Graph::new();
     let x = g.input("x", m, k);
     g.output("y", g.matmul(x, g.weight(&w)));

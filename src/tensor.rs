@@ -7,7 +7,6 @@
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::load::Uploader;
 use std::ops::Range;
 
 /// Rows `rows` of a tensor, in their own buffer starting at byte 0.
@@ -107,38 +106,6 @@ impl Tensor {
             dtype,
             parts,
         })
-    }
-
-    /// Upload little-endian `bytes` of `dtype` to a new tensor.
-    pub async fn from_bytes(
-        gpu: &Gpu,
-        name: &str,
-        shape: &[usize],
-        dtype: DType,
-        bytes: &[u8],
-    ) -> Result<Tensor> {
-        let mut up = Uploader::new(gpu, None);
-        let t = up.tensor(name, shape, dtype, bytes).await?;
-        up.finish().await;
-        Ok(t)
-    }
-
-    /// Convert f32 values to `dtype` (rounding) and upload them.
-    pub async fn from_f32(
-        gpu: &Gpu,
-        name: &str,
-        shape: &[usize],
-        dtype: DType,
-        values: &[f32],
-    ) -> Result<Tensor> {
-        let numel: usize = shape.iter().product();
-        if values.len() != numel {
-            return Err(Error::Shape(format!(
-                "tensor '{name}' of shape {shape:?} needs {numel} values, got {}",
-                values.len()
-            )));
-        }
-        Self::from_bytes(gpu, name, shape, dtype, &dtype.from_f32(values)).await
     }
 
     /// Read the whole tensor back as f32 values (for tests and debugging).

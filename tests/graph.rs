@@ -36,7 +36,7 @@ impl Weights {
             let n = shape.iter().product();
             let values: Vec<f32> = rng.uniform(n, scale).iter().map(|v| v + offset).collect();
             let values = rounded(&values, dtype);
-            let t = pollster::block_on(kiln::Tensor::from_f32(gpu, &name, shape, dtype, &values))
+            let t = pollster::block_on(kiln::load::upload_f32(gpu, &name, shape, dtype, &values))
                 .expect("upload");
             host.weights.insert(name, values);
             tensors.push(t);

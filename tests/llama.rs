@@ -65,7 +65,7 @@ fn weights(gpu: &Gpu, c: &Config, dtype: DType) -> (Weights, HashMap<String, Vec
         let n = shape.iter().product();
         let values: Vec<f32> = rng.uniform(n, scale).iter().map(|v| v + offset).collect();
         let values = rounded(&values, dtype);
-        let t = pollster::block_on(kiln::Tensor::from_f32(gpu, &name, &shape, dtype, &values))
+        let t = pollster::block_on(kiln::load::upload_f32(gpu, &name, &shape, dtype, &values))
             .expect("upload");
         gpu_weights.insert(t);
         host.insert(name, values);

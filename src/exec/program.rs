@@ -182,7 +182,7 @@ impl Program {
         let mut pipelines = Vec::new();
         let mut bind_groups = Vec::new();
         for (i, d) in plan.dispatches.iter().enumerate() {
-            let compiled = gpu.pipelines().get(gpu, d.kernel).await?;
+            let compiled = crate::kernels::PipelineCache::compiled(gpu, d.kernel).await?;
             if d.kernel.bindings().len() != d.bindings.len() {
                 return Err(Error::Invalid(format!(
                     "{}: {} bindings planned, kernel declares {}",

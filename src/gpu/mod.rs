@@ -14,8 +14,10 @@ pub use adapter::{
 pub(crate) use signal::oneshot;
 
 use crate::error::{Error, Result};
-use crate::kernels::PipelineCache;
-use std::sync::Arc;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Optional features kiln uses when the adapter has them.
 pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
@@ -38,7 +40,11 @@ struct GpuInner {
     /// native backends).
     f16_unpack: bool,
     bounds_checks: bool,
-    pipelines: PipelineCache,
+    /// Per-device caches of the layers above (compiled pipelines), by type: the runtime
+    /// holds them without knowing what they are.
+    caches: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    /// GPU buffers created through this `Gpu` so far.
+    buffers_created: AtomicU64,
     #[cfg(not(target_arch = "wasm32"))]
     poller: signal::Poller,
 }
@@ -124,7 +130,8 @@ impl Gpu {
             inner: Arc::new(GpuInner {
                 #[cfg(not(target_arch = "wasm32"))]
                 poller: signal::Poller::new(device.clone()),
-                pipelines: PipelineCache::default(),
+                caches: Mutex::default(),
+                buffers_created: AtomicU64::new(0),
                 device,
                 queue,
                 info,
@@ -151,8 +158,24 @@ impl Gpu {
     pub fn features(&self) -> wgpu::Features {
         self.inner.features
     }
-    pub(crate) fn pipelines(&self) -> &PipelineCache {
-        &self.inner.pipelines
+    /// The device's cache of type `T`, created empty on first use. Layers above the runtime
+    /// keep per-device state here (the compiled pipelines) without the runtime naming them.
+    pub fn cache<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut caches = self.inner.caches.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = caches
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()));
+        match entry.clone().downcast::<T>() {
+            Ok(cache) => cache,
+            // The map is keyed by the type's id, so the entry is always a `T`.
+            Err(_) => unreachable!("a cache stored under another type's id"),
+        }
+    }
+
+    /// How many GPU buffers have been created through this `Gpu` (tests use it to check that
+    /// steady-state work allocates nothing).
+    pub fn buffers_created(&self) -> u64 {
+        self.inner.buffers_created.load(Ordering::Relaxed)
     }
     /// Whether shaders may declare `f16` values (the SHADER_F16 feature).
     pub fn has_f16(&self) -> bool {
@@ -206,6 +229,7 @@ impl Gpu {
                 self.inner.info.name, self.inner.limits.max_buffer_size
             )));
         }
+        self.inner.buffers_created.fetch_add(1, Ordering::Relaxed);
         let scope = self
             .device()
             .push_error_scope(wgpu::ErrorFilter::OutOfMemory);

@@ -13,7 +13,7 @@ mod checkpoint;
 pub use checkpoint::Checkpoint;
 pub use safetensors::{FileDType, Header, TensorInfo};
 pub use stream::StreamLoader;
-pub use upload::Uploader;
+pub use upload::{Uploader, upload_bytes, upload_f32};
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;

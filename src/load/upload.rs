@@ -108,3 +108,35 @@ impl<'a> Uploader<'a> {
         }
     }
 }
+
+/// Upload little-endian `bytes` of `dtype` as a new tensor.
+pub async fn upload_bytes(
+    gpu: &Gpu,
+    name: &str,
+    shape: &[usize],
+    dtype: DType,
+    bytes: &[u8],
+) -> Result<Tensor> {
+    let mut up = Uploader::new(gpu, None);
+    let t = up.tensor(name, shape, dtype, bytes).await?;
+    up.finish().await;
+    Ok(t)
+}
+
+/// Convert f32 values to `dtype` (rounding to nearest) and upload them as a new tensor.
+pub async fn upload_f32(
+    gpu: &Gpu,
+    name: &str,
+    shape: &[usize],
+    dtype: DType,
+    values: &[f32],
+) -> Result<Tensor> {
+    let numel: usize = shape.iter().product();
+    if values.len() != numel {
+        return Err(Error::Shape(format!(
+            "tensor '{name}' of shape {shape:?} needs {numel} values, got {}",
+            values.len()
+        )));
+    }
+    upload_bytes(gpu, name, shape, dtype, &dtype.from_f32(values)).await
+}
