@@ -1,7 +1,7 @@
 //! A desktop app that already owns a wgpu device hands it to kiln, then runs a small graph
 //! on it: y = silu(x W^T) for a random W. Run with `cargo run --release --example shared_device`.
 
-use kiln::{Act, DType, Feed, Gpu, Graph, Plan, Program, Target, Tensor};
+use kiln::{Act, DType, Feed, Gpu, Graph, Plan, Program, Target};
 
 fn main() -> anyhow::Result<()> {
     pollster::block_on(async {
@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
         println!("running on {}", gpu.describe());
         let (k, n) = (8, 4);
         let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.37).sin()).collect();
-        let w = Tensor::from_f32(&gpu, "w", &[n, k], DType::F16, &w).await?;
+        let w = kiln::load::upload_f32(&gpu, "w", &[n, k], DType::F16, &w).await?;
         let g = Graph::new();
         let x = g.input("x", 1, k);
         g.output("y", g.act(g.matmul(x, g.weight(&w)), Act::Silu));
@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         println!("{}", plan.memory);
         let program = Program::new(&gpu, plan, None).await?;
         let x: Vec<f32> = (0..k).map(|i| i as f32 / k as f32).collect();
-        let out = program.run(0, &[("x", Feed::F32(&x))]).await?;
+        let out = program.run_at(0, &[("x", Feed::F32(&x))]).await?;
         println!("y = {:?}", out["y"]);
         Ok(())
     })

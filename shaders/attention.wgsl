@@ -1,27 +1,31 @@
-// Causal attention with grouped-query heads, reading the KV cache; serves prefill (many
-// queries) and decode (one query) alike.
+// Grouped-query attention; one kernel serves prefill, decode, encoders and cross-attention.
 //
-// q, o: (tokens, heads * head_dim); k, v: the cache, (capacity, kv_heads * head_dim), already
-// holding rows [0, step.pos + tokens). Query t sits at position step.pos + t and, when causal,
-// attends to keys 0..=step.pos + t. Query head h reads KV head h / (heads / kv_heads).
+// q, o: (seqs, tokens, heads * head_dim). Query head h reads KV head h / (heads / kv_heads).
+// k, v: rows of kv_heads * head_dim, kv_rows of them per sequence: a KV cache
+// (slots, capacity, ...) read at each sequence's slot when by_slot is 1, or a step's own
+// activations (seqs, kv_rows, ...) read at the sequence's index otherwise.
+// Query t of sequence s (t < len; padding rows get zeros) sees keys [first, n):
+//   n = keys                      when keys > 0 (cross-attention: an explicit key count)
+//   n = base + t + 1              when causal (base = pos over a cache, 0 otherwise)
+//   n = base + len                otherwise (the sequence's own keys; padding masked)
+//   first = n - window            with a sliding window, else 0.
 //
-// One workgroup per (token, head). Keys are visited in blocks of WG with an online softmax
+// One workgroup per (row, head). Keys are visited in blocks of WG with an online softmax
 // (running max m, running sum l, accumulator rescaled by exp(m_old - m_new)), so no score is
 // ever exponentiated above zero and no buffer grows with the context.
 
 struct Params {
+    seqs: u32,
     tokens: u32,
     heads: u32,
     kv_heads: u32,
     head_dim: u32,
-    capacity: u32,
+    kv_rows: u32,
+    by_slot: u32,
     causal: u32,
-    scale: f32,
     window: u32,
-}
-
-struct Step {
-    pos: u32,
+    keys: u32,
+    scale: f32,
 }
 
 override WG: u32 = 64u;
@@ -31,7 +35,7 @@ const OWN: u32 = 4u;
 const NEG: f32 = -3.0e38;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(1) var<storage, read> seqs: array<Seq>;
 @group(0) @binding(2) var<storage, read> q: array<f32>;
 @group(0) @binding(3) var<storage, read> k: array<f32>;
 @group(0) @binding(4) var<storage, read> v: array<f32>;
@@ -47,28 +51,45 @@ fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
     let g = wid.x + wid.y * nwg.x;
-    if (g >= p.tokens * p.heads) {
+    if (g >= p.seqs * p.tokens * p.heads) {
         return;
     }
     let tid = lid.x;
     let h = g % p.heads;
-    let t = g / p.heads;
+    let r = g / p.heads;
+    let s = r / p.tokens;
+    let t = r % p.tokens;
+    let sq = seqs[s];
+    let q_base = r * p.heads * p.head_dim + h * p.head_dim;
+    if (t >= sq.len) {
+        for (var d = tid; d < p.head_dim; d = d + WG) {
+            o[q_base + d] = 0.0;
+        }
+        return;
+    }
     let kvh = h / (p.heads / p.kv_heads);
-    let width = p.heads * p.head_dim;
     let kv_width = p.kv_heads * p.head_dim;
-    let q_base = t * width + h * p.head_dim;
     let kv_off = kvh * p.head_dim;
+    var base = 0u;
+    var kv_seq = s;
+    if (p.by_slot != 0u) {
+        base = sq.pos;
+        kv_seq = sq.slot;
+    }
+    let kv_row0 = kv_seq * p.kv_rows;
 
     for (var d = tid; d < p.head_dim; d = d + WG) {
         qs[d] = q[q_base + d] * p.scale;
     }
     workgroupBarrier();
 
-    var n_keys = step.pos + p.tokens;
-    if (p.causal != 0u) {
-        n_keys = step.pos + t + 1u;
+    var n_keys = base + sq.len;
+    if (p.keys > 0u) {
+        n_keys = p.keys;
+    } else if (p.causal != 0u) {
+        n_keys = base + t + 1u;
     }
-    n_keys = min(n_keys, p.capacity);
+    n_keys = min(n_keys, p.kv_rows);
     var first = 0u;
     if (p.window > 0u && n_keys > p.window) {
         first = n_keys - p.window;
@@ -83,15 +104,15 @@ fn main(
 
     for (var j0 = first; j0 < n_keys; j0 = j0 + WG) {
         let j = j0 + tid;
-        var s = NEG;
+        var score = NEG;
         if (j < n_keys) {
-            let kb = j * kv_width + kv_off;
-            s = 0.0;
+            let kb = (kv_row0 + j) * kv_width + kv_off;
+            score = 0.0;
             for (var d = 0u; d < p.head_dim; d = d + 1u) {
-                s = fma(qs[d], k[kb + d], s);
+                score = fma(qs[d], k[kb + d], score);
             }
         }
-        sc[tid] = s;
+        sc[tid] = score;
         workgroupBarrier();
         var block_max = NEG;
         for (var jj = 0u; jj < WG; jj = jj + 1u) {
@@ -100,7 +121,7 @@ fn main(
         let m_new = max(m, block_max);
         let correction = exp(m - m_new);
         workgroupBarrier();
-        sc[tid] = select(0.0, exp(s - m_new), j < n_keys);
+        sc[tid] = select(0.0, exp(score - m_new), j < n_keys);
         workgroupBarrier();
 
         let count = min(WG, n_keys - j0);
@@ -114,7 +135,7 @@ fn main(
             if (d < p.head_dim) {
                 var a = acc[i] * correction;
                 for (var jj = 0u; jj < count; jj = jj + 1u) {
-                    a = fma(sc[jj], v[(j0 + jj) * kv_width + kv_off + d], a);
+                    a = fma(sc[jj], v[(kv_row0 + j0 + jj) * kv_width + kv_off + d], a);
                 }
                 acc[i] = a;
             }
@@ -126,7 +147,7 @@ fn main(
     for (var i = 0u; i < OWN; i = i + 1u) {
         let d = tid + i * WG;
         if (d < p.head_dim) {
-            o[q_base + d] = acc[i] / l;
+            o[q_base + d] = select(0.0, acc[i] / l, l > 0.0);
         }
     }
 }

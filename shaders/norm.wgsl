@@ -1,6 +1,7 @@
 // Row normalisation, one workgroup per row of x: (rows, d).
-//   RMSNorm:   y = x / sqrt(mean(x^2) + eps) * w
-//   LayerNorm: y = (x - mean(x)) / sqrt(var(x) + eps) * w + b
+//   MODE 0, RMSNorm:   y = x / sqrt(mean(x^2) + eps) * w
+//   MODE 1, LayerNorm: y = (x - mean(x)) / sqrt(var(x) + eps) * w (+ b with HAS_BIAS)
+//   MODE 2, L2:        y = x / max(sqrt(sum(x^2)), eps)   (w and b unused)
 // Statistics are reduced in workgroup memory; LayerNorm takes the variance about the mean
 // in a second pass for accuracy. reduce_sum comes from reduce.wgsl.
 
@@ -11,7 +12,7 @@ struct Params {
 }
 
 override WG: u32 = 64u;
-override LAYER: bool = false;
+override MODE: u32 = 0u;
 override HAS_BIAS: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -35,7 +36,7 @@ fn main(
     let inv_d = 1.0 / f32(p.d);
 
     var mean = 0.0;
-    if (LAYER) {
+    if (MODE == 1u) {
         var s = 0.0;
         for (var i = tid; i < p.d; i = i + WG) {
             s = s + x[base + i];
@@ -47,7 +48,15 @@ fn main(
         let c = x[base + i] - mean;
         sq = fma(c, c, sq);
     }
-    let inv_rms = inverseSqrt(reduce_sum(sq, tid) * inv_d + p.eps);
+    let total = reduce_sum(sq, tid);
+    if (MODE == 2u) {
+        let inv_norm = 1.0 / max(sqrt(total), p.eps);
+        for (var i = tid; i < p.d; i = i + WG) {
+            y[base + i] = x[base + i] * inv_norm;
+        }
+        return;
+    }
+    let inv_rms = inverseSqrt(total * inv_d + p.eps);
     for (var i = tid; i < p.d; i = i + WG) {
         var v = (x[base + i] - mean) * inv_rms * load_w(i);
         if (HAS_BIAS) {

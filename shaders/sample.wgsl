@@ -1,7 +1,8 @@
-// Token sampling on the GPU, so that only the chosen token id ever leaves it.
+// Token sampling on the GPU, so that only the chosen token ids ever leave it.
 //
-// One workgroup reads the logits of the last position (vocab values) and:
-//  1. marks the step's input ids as seen (the prompt, in prefill);
+// One workgroup per sequence s of the step (skipped when it sits the step out) reads its
+// logits row (vocab values) and:
+//  1. marks its input ids as seen (the prompt, in prefill) in its slot's flags;
 //  2. applies the repetition penalty to seen tokens (l > 0 ? l / r : l * r);
 //  3. greedy (temperature 0 or top_k 1): takes the argmax, lowest id on ties;
 //     otherwise scales by 1/temperature and keeps the tokens at or above a threshold that is
@@ -9,18 +10,20 @@
 //     whose probability reaches top_p, among the top-k) and min-p (probability at least
 //     min_p times the largest); thresholds are found exactly by bisection over the bits of
 //     an order-preserving u32 key of each value;
-//  4. draws u in [0, 1) from the step's random bits and picks, in id order, the first kept
+//  4. draws u in [0, 1) from its random bits and picks, in id order, the first kept
 //     token whose cumulative weight exp(l - max) reaches u times the kept total;
-//  5. writes the token and marks it seen.
-// reduce_sum and the WG workgroup size come from reduce.wgsl and the override below.
+//  5. writes the token to its slot and marks it seen.
+// Each sequence has its own parameters (sampling[s]). reduce_sum and the WG workgroup size
+// come from reduce.wgsl and the override below; Seq from seq.wgsl.
 
 struct Params {
+    seqs: u32,
     vocab: u32,
-    n_ids: u32,
+    tokens: u32,
+    slots: u32,
 }
 
-struct Step {
-    pos: u32,
+struct Sampling {
     rand: u32,
     top_k: u32,
     greedy: u32,
@@ -28,16 +31,25 @@ struct Step {
     top_p: f32,
     min_p: f32,
     penalty: f32,
+    pad: u32,
 }
 
 override WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read> logits: array<f32>;
-@group(0) @binding(3) var<storage, read> ids: array<u32>;
-@group(0) @binding(4) var<storage, read_write> seen: array<u32>;
-@group(0) @binding(5) var<storage, read_write> token: array<u32>;
+@group(0) @binding(1) var<storage, read> seqs: array<Seq>;
+@group(0) @binding(2) var<storage, read> sampling: array<Sampling>;
+@group(0) @binding(3) var<storage, read> logits: array<f32>;
+@group(0) @binding(4) var<storage, read> ids: array<u32>;
+@group(0) @binding(5) var<storage, read_write> seen: array<u32>;
+@group(0) @binding(6) var<storage, read_write> token: array<u32>;
+
+// This workgroup's sequence: its parameters, and where its logits and flags start.
+struct Row {
+    sp: Sampling,
+    lbase: u32,
+    sbase: u32,
+}
 
 var<workgroup> best_v: array<f32, WG>;
 var<workgroup> best_i: array<u32, WG>;
@@ -49,43 +61,54 @@ fn key(x: f32) -> u32 {
     return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
 
-fn penalised(i: u32) -> f32 {
-    let l = logits[i];
-    if (step.penalty != 1.0 && seen[i] != 0u) {
-        return select(l * step.penalty, l / step.penalty, l > 0.0);
+fn penalised(r: Row, i: u32) -> f32 {
+    let l = logits[r.lbase + i];
+    if (r.sp.penalty != 1.0 && seen[r.sbase + i] != 0u) {
+        return select(l * r.sp.penalty, l / r.sp.penalty, l > 0.0);
     }
     return l;
 }
 
 // Scaled logit of token i (temperature applied).
-fn scaled(i: u32) -> f32 {
-    return penalised(i) / step.temperature;
+fn scaled(r: Row, i: u32) -> f32 {
+    return penalised(r, i) / r.sp.temperature;
 }
 
 // How many tokens have a scaled logit with key >= t.
-fn count_at_least(t: u32, tid: u32) -> f32 {
+fn count_at_least(r: Row, t: u32, tid: u32) -> f32 {
     var c = 0.0;
     for (var i = tid; i < p.vocab; i = i + WG) {
-        c = c + select(0.0, 1.0, key(scaled(i)) >= t);
+        c = c + select(0.0, 1.0, key(scaled(r, i)) >= t);
     }
     return reduce_sum(c, tid);
 }
 
 // The weight exp(l - m) of tokens with key >= t.
-fn mass_at_least(t: u32, m: f32, tid: u32) -> f32 {
-    var s = 0.0;
+fn mass_at_least(r: Row, t: u32, m: f32, tid: u32) -> f32 {
+    var total = 0.0;
     for (var i = tid; i < p.vocab; i = i + WG) {
-        let l = scaled(i);
-        s = s + select(0.0, exp(l - m), key(l) >= t);
+        let l = scaled(r, i);
+        total = total + select(0.0, exp(l - m), key(l) >= t);
     }
-    return reduce_sum(s, tid);
+    return reduce_sum(total, tid);
 }
 
 @compute @workgroup_size(WG, 1, 1)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let tid = lid.x;
-    for (var i = tid; i < p.n_ids; i = i + WG) {
-        seen[ids[i]] = 1u;
+    let s = wid.x;
+    if (s >= p.seqs) {
+        return;
+    }
+    let sq = seqs[s];
+    if (sq.len == 0u || sq.slot >= p.slots) {
+        return;
+    }
+    let r = Row(sampling[s], s * p.vocab, sq.slot * p.vocab);
+    let step = r.sp;
+    let n_ids = min(sq.len, p.tokens);
+    for (var i = tid; i < n_ids; i = i + WG) {
+        seen[r.sbase + ids[s * p.tokens + i]] = 1u;
     }
     storageBarrier();
     workgroupBarrier();
@@ -94,7 +117,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
     var bv = -3.0e38;
     var bi = 0u;
     for (var i = tid; i < p.vocab; i = i + WG) {
-        let l = penalised(i);
+        let l = penalised(r, i);
         if (l > bv) {
             bv = l;
             bi = i;
@@ -103,10 +126,10 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
     best_v[tid] = bv;
     best_i[tid] = bi;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (tid < s) {
-            let ov = best_v[tid + s];
-            let oi = best_i[tid + s];
+    for (var half = WG / 2u; half > 0u; half = half >> 1u) {
+        if (tid < half) {
+            let ov = best_v[tid + half];
+            let oi = best_i[tid + half];
             if (ov > best_v[tid] || (ov == best_v[tid] && oi < best_i[tid])) {
                 best_v[tid] = ov;
                 best_i[tid] = oi;
@@ -122,17 +145,17 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
         if (step.top_k > 0u && step.top_k < p.vocab) {
             for (var bit = 31; bit >= 0; bit = bit - 1) {
                 let cand = thr | (1u << u32(bit));
-                if (count_at_least(cand, tid) >= f32(step.top_k)) {
+                if (count_at_least(r, cand, tid) >= f32(step.top_k)) {
                     thr = cand;
                 }
             }
         }
         if (step.top_p < 1.0) {
-            let need = step.top_p * mass_at_least(thr, m, tid);
+            let need = step.top_p * mass_at_least(r, thr, m, tid);
             var t = 0u;
             for (var bit = 31; bit >= 0; bit = bit - 1) {
                 let cand = t | (1u << u32(bit));
-                if (mass_at_least(max(cand, thr), m, tid) >= need) {
+                if (mass_at_least(r, max(cand, thr), m, tid) >= need) {
                     t = cand;
                 }
             }
@@ -148,7 +171,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
         let hi = min(lo + chunk, p.vocab);
         var local = 0.0;
         for (var i = lo; i < hi; i = i + 1u) {
-            let l = scaled(i);
+            let l = scaled(r, i);
             local = local + select(0.0, exp(l - m), key(l) >= thr);
         }
         prefix[tid] = local;
@@ -173,7 +196,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
             var acc = before;
             var pick = hi - 1u;
             for (var i = lo; i < hi; i = i + 1u) {
-                let l = scaled(i);
+                let l = scaled(r, i);
                 if (key(l) >= thr) {
                     acc = acc + exp(l - m);
                     if (acc > goal) {
@@ -188,7 +211,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
         chosen = best_i[0];
     }
     if (tid == 0u) {
-        token[0] = chosen;
-        seen[chosen] = 1u;
+        token[sq.slot] = chosen;
+        seen[r.sbase + chosen] = 1u;
     }
 }

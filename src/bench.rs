@@ -3,13 +3,15 @@
 //! models use. Figures are medians of wall-clock samples, each sample many back-to-back
 //! submissions, so submission overhead is included and amortised.
 
+use crate::DType;
 use crate::error::Result;
 use crate::exec::{Feed, Program};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
-use crate::kernels::{ELEMENTWISE_WG, Kernel, Params, grid};
+use crate::graph::Step;
+use crate::kernels::grid;
+use crate::ops::copy;
 use crate::schedule::{Plan, Target};
-use crate::DType;
 use std::time::{Duration, Instant};
 
 /// Run the copy kernel once over `data` and read the copy back (the kernel's own test).
@@ -47,11 +49,13 @@ async fn copy_setup(gpu: &Gpu, n: usize) -> Result<(wgpu::Buffer, wgpu::Buffer, 
     let src = gpu.storage_buffer("copy src", bytes).await?;
     let dst = gpu.storage_buffer("copy dst", bytes).await?;
     let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
-    let params = gpu.create_buffer("copy params", 32, uniform).await?;
-    let step = gpu.create_buffer("copy step", 16, uniform).await?;
-    gpu.queue()
-        .write_buffer(&params, 0, Params::new(&[n as u32, 1, 0, 0]).bytes());
-    let compiled = crate::kernels::PipelineCache::compiled(gpu, Kernel::Copy).await?;
+    let params = gpu.create_buffer("copy params", 16, uniform).await?;
+    let p = copy::Params {
+        count: n as u32,
+        offset: 0,
+    };
+    gpu.queue().write_buffer(&params, 0, bytemuck::bytes_of(&p));
+    let compiled = crate::kernels::PipelineCache::compiled(gpu, &copy::kernel()).await?;
     let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("copy"),
         layout: &compiled.layout,
@@ -62,19 +66,15 @@ async fn copy_setup(gpu: &Gpu, n: usize) -> Result<(wgpu::Buffer, wgpu::Buffer, 
             },
             wgpu::BindGroupEntry {
                 binding: 1,
-                resource: step.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
                 resource: src.as_entire_binding(),
             },
             wgpu::BindGroupEntry {
-                binding: 3,
+                binding: 2,
                 resource: dst.as_entire_binding(),
             },
         ],
     });
-    let groups = (n as u32).div_ceil(ELEMENTWISE_WG);
+    let groups = (n as u64).div_ceil(u64::from(copy::WG));
     let job = CopyJob {
         pipeline: compiled.pipeline,
         bind_group,
@@ -194,6 +194,7 @@ async fn matmul_program(
     let w = crate::load::upload_f32(gpu, "w", &[n, k], dtype, &values).await?;
     let g = Graph::new();
     let x = g.input("x", m, k);
+    // One sequence of m tokens.
     g.output("y", g.matmul(x, g.weight(&w)));
     let plan = Plan::new(&g, Target::of(gpu))?;
     let x = vec![0.5f32; m * k];
@@ -231,7 +232,8 @@ pub async fn run(gpu: &Gpu, size: Size) -> Result<Report> {
     for dtype in [DType::F32, DType::F16] {
         let (prog, x) = matmul_program(gpu, 1, k, n, dtype).await?;
         let t = measure(gpu, samples, async || {
-            prog.submit(0, &[("x", Feed::F32(&x))]).await
+            let step = Step::single(0, prog.tokens());
+            prog.submit(&step, &[("x", Feed::F32(&x))]).await.map(drop)
         })
         .await?;
         let bytes = (n * k * dtype.size()) as f64;
@@ -247,7 +249,8 @@ pub async fn run(gpu: &Gpu, size: Size) -> Result<Report> {
     for dtype in [DType::F32, DType::F16] {
         let (prog, x) = matmul_program(gpu, m, k, n, dtype).await?;
         let t = measure(gpu, samples, async || {
-            prog.submit(0, &[("x", Feed::F32(&x))]).await
+            let step = Step::single(0, prog.tokens());
+            prog.submit(&step, &[("x", Feed::F32(&x))]).await.map(drop)
         })
         .await?;
         figures.push(Figure {

@@ -1,9 +1,9 @@
 //! kiln: an inference engine that runs neural networks on any GPU through WebGPU.
 //!
 //! The data path, in processing order:
-//! weights file → [`load`] (validate, upload) → model code building a [`graph::Graph`] →
-//! [`schedule`] (order, fuse, plan buffers, group passes) → [`exec`] (one submission per
-//! step) → the host loop.
+//! weights file → [`load`] (validate, upload) → model code building a [`graph::Graph`] of
+//! [`ops`] → [`schedule`] (order, fuse, plan buffers, group passes) → [`exec`] (one
+//! submission per step) → the host loop ([`generate`]).
 //!
 //! Everything here is async and never blocks the calling thread; native callers drive the
 //! futures with any executor (the CLI uses `pollster`).
@@ -21,6 +21,7 @@ pub mod graph;
 pub mod kernels;
 pub mod load;
 pub mod models;
+pub mod ops;
 pub mod reference;
 pub mod sample;
 pub mod schedule;
@@ -31,10 +32,10 @@ pub mod bench;
 
 pub use dtype::{DType, WeightFormat};
 pub use error::{Error, Result};
-pub use exec::{Feed, Outputs, Program, State, Step};
+pub use exec::{Feed, Outputs, Program, State, Ticket};
 pub use generate::{GenerateOptions, Message, Session, TextModel};
 pub use gpu::{AdapterChoice, Gpu, GpuOptions};
-pub use graph::{Graph, Value};
+pub use graph::{Graph, Seq, Step, Value};
 pub use kernels::Act;
 pub use sample::Sampling;
 pub use schedule::{Plan, Target};

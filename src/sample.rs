@@ -1,5 +1,6 @@
-//! Sampling parameters, their per-step encoding, and the CPU twin of the GPU sampler
-//! (`shaders/sample.wgsl`). Sampling runs on the GPU: only the chosen token comes back.
+//! Sampling parameters, their per-step encoding for the GPU sampler (`shaders/sample.wgsl`,
+//! `ops/sample.rs`, which also holds its CPU twin), and the random stream a generation draws
+//! from. Sampling runs on the GPU: only the chosen token comes back.
 
 /// How the next token is chosen. `temperature <= 0` or `top_k == 1` is greedy.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -67,16 +68,18 @@ impl Sampling {
         Ok(())
     }
 
-    /// The words of the per-step uniform that the sampler reads after `pos` and `rand`.
-    pub(crate) fn words(&self) -> [u32; 6] {
-        [
-            self.top_k.min(u32::MAX as usize) as u32,
-            u32::from(self.is_greedy()),
-            self.temperature.max(f32::MIN_POSITIVE).to_bits(),
-            self.top_p.to_bits(),
-            self.min_p.to_bits(),
-            self.repetition_penalty.to_bits(),
-        ]
+    /// The parameters as the GPU sampler reads them, with the step's random bits.
+    pub fn params(&self, rand: u32) -> SamplingParams {
+        SamplingParams {
+            rand,
+            top_k: self.top_k.min(u32::MAX as usize) as u32,
+            greedy: u32::from(self.is_greedy()),
+            temperature: self.temperature.max(f32::MIN_POSITIVE),
+            top_p: self.top_p,
+            min_p: self.min_p,
+            penalty: self.repetition_penalty,
+            pad: 0,
+        }
     }
 }
 
@@ -97,88 +100,16 @@ impl Rng {
     }
 }
 
-/// The order-preserving u32 key of an f32, as the shader computes it.
-fn key(x: f32) -> u32 {
-    let b = x.to_bits();
-    if b & 0x8000_0000 != 0 {
-        !b
-    } else {
-        b | 0x8000_0000
+crate::gpu_struct! {
+    /// One sequence's sampling parameters for a step, as `shaders/sample.wgsl` reads them.
+    pub struct SamplingParams("Sampling") {
+        rand: u32,
+        top_k: u32,
+        greedy: u32,
+        temperature: f32,
+        top_p: f32,
+        min_p: f32,
+        penalty: f32,
+        pad: u32,
     }
-}
-
-/// The CPU twin of the GPU sampler: the token chosen from `logits` given the tokens
-/// already `seen`, the parameters and the step's random bits.
-pub fn sample_reference(logits: &[f32], seen: &[bool], s: &Sampling, rand: u32) -> u32 {
-    let pen: Vec<f32> = logits
-        .iter()
-        .zip(seen)
-        .map(|(&l, &was)| {
-            if s.repetition_penalty != 1.0 && was {
-                if l > 0.0 {
-                    l / s.repetition_penalty
-                } else {
-                    l * s.repetition_penalty
-                }
-            } else {
-                l
-            }
-        })
-        .collect();
-    let mut best = 0;
-    for (i, &l) in pen.iter().enumerate() {
-        if l > pen[best] {
-            best = i;
-        }
-    }
-    if s.is_greedy() {
-        return best as u32;
-    }
-    let t = s.temperature;
-    let scaled: Vec<f32> = pen.iter().map(|l| l / t).collect();
-    let m = pen[best] / t;
-    let mut sorted: Vec<f32> = scaled.clone();
-    sorted.sort_by(|a, b| b.total_cmp(a));
-    let mut thr = 0u32;
-    if s.top_k > 0 && s.top_k < scaled.len() {
-        thr = key(sorted[s.top_k - 1]);
-    }
-    if s.top_p < 1.0 {
-        let w = |l: f32| f64::from((l - m).exp());
-        let kept: Vec<f32> = sorted.iter().copied().filter(|&l| key(l) >= thr).collect();
-        let total: f64 = kept.iter().map(|&l| w(l)).sum();
-        let need = f64::from(s.top_p) * total;
-        let mut acc = 0.0;
-        for &l in &kept {
-            // All tokens equal to the boundary value stay in.
-            acc += w(l);
-            if acc >= need {
-                thr = thr.max(key(l));
-                break;
-            }
-        }
-    }
-    if s.min_p > 0.0 {
-        thr = thr.max(key(m + s.min_p.ln()));
-    }
-    let weights: Vec<f64> = scaled
-        .iter()
-        .map(|&l| {
-            if key(l) >= thr {
-                f64::from((l - m).exp())
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let total: f64 = weights.iter().sum();
-    let target = f64::from(rand >> 8) / 16_777_216.0 * total;
-    let mut acc = 0.0;
-    for (i, w) in weights.iter().enumerate() {
-        acc += w;
-        if *w > 0.0 && acc > target {
-            return i as u32;
-        }
-    }
-    best as u32
 }

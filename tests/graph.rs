@@ -6,9 +6,10 @@
 mod common;
 
 use common::*;
+use kiln::ops::attention::{Heads, Mask};
+use kiln::ops::rope::{rope_inv_freq, rope_table};
 use kiln::reference::graph::Host;
-use kiln::reference::{rope_inv_freq, rope_table};
-use kiln::{Act, DType, Feed, Gpu, Graph, Plan, Program, State, Target, Value};
+use kiln::{Act, DType, Feed, Gpu, Graph, Plan, Program, Seq, State, Step, Target, Value};
 
 // Glossary: T tokens in the step, D model width, H query heads, KV key/value heads,
 // Dh head dim, F feed-forward width, V vocab, L layers, C cache capacity.
@@ -90,9 +91,14 @@ fn forward(w: &Weights, t: usize) -> Graph {
         let q = g.rope(g.matmul(h, p("q")), rope, H, DH); // (T, H*Dh)
         let k = g.rope(g.matmul(h, p("k")), rope, KV, DH); // (T, KV*Dh)
         let v = g.matmul(h, p("v"));
-        let kc = g.kv_write(k, g.state(&format!("k.{l}"), C, KV * DH));
-        let vc = g.kv_write(v, g.state(&format!("v.{l}"), C, KV * DH));
-        let a = g.attention(q, kc, vc, H, KV, DH, true);
+        let kc = g.kv_write(k, g.state(&format!("k.{l}"), &[1, C, KV * DH]));
+        let vc = g.kv_write(v, g.state(&format!("v.{l}"), &[1, C, KV * DH]));
+        let heads = Heads {
+            heads: H,
+            kv_heads: KV,
+            head_dim: DH,
+        };
+        let a = g.attention(q, kc, vc, heads, Mask::Causal);
         x = g.add(x, g.matmul(a, p("o")));
         // MLP: x = x + Wdown · (silu(Wgate h) * Wup h), h = rmsnorm(x)
         let h = g.rms_norm(x, p("mlp_norm"), EPS);
@@ -139,23 +145,24 @@ fn transformer_prefill_and_decode_match_the_cpu_reference() {
             let decode_prog = Program::new(gpu, p2, Some(&state)).await.expect("program");
 
             let got = prefill_prog
-                .run(0, &[("ids", Feed::Ids(&prompt))])
+                .run_at(0, &[("ids", Feed::Ids(&prompt))])
                 .await
                 .expect("prefill");
             host.ids.insert("ids".into(), prompt.clone());
-            let want = kiln::reference::graph::evaluate(&prefill, &mut host, 0).expect("reference");
+            let want = kiln::reference::graph::evaluate(&prefill, &mut host, &at(0, prompt.len()))
+                .expect("reference");
             let what = format!("prefill logits on {}", label(gpu));
             assert_close(&got["logits"], &want["logits"], 1e-3, 1e-3, &what);
 
             let mut pos = prompt.len();
             for token in [11u32, 59] {
                 let got = decode_prog
-                    .run(pos, &[("ids", Feed::Ids(&[token]))])
+                    .run_at(pos, &[("ids", Feed::Ids(&[token]))])
                     .await
                     .expect("decode");
                 host.ids.insert("ids".into(), vec![token]);
-                let want =
-                    kiln::reference::graph::evaluate(&decode, &mut host, pos).expect("reference");
+                let want = kiln::reference::graph::evaluate(&decode, &mut host, &at(pos, 1))
+                    .expect("reference");
                 let what = format!("decode logits at {pos} on {}", label(gpu));
                 assert_close(&got["logits"], &want["logits"], 1e-3, 1e-3, &what);
                 pos += 1;
@@ -177,7 +184,7 @@ fn bad_runs_and_graphs_get_clear_errors() {
             .expect("program");
         // A step past the context.
         let e = prog
-            .run(C - 2, &[("ids", Feed::Ids(&[1, 2, 3, 4]))])
+            .run_at(C - 2, &[("ids", Feed::Ids(&[1, 2, 3, 4]))])
             .await
             .err()
             .expect("overflow")
@@ -188,7 +195,7 @@ fn bad_runs_and_graphs_get_clear_errors() {
         );
         // A token outside the vocabulary.
         let e = prog
-            .run(0, &[("ids", Feed::Ids(&[1, 2, 3, V as u32]))])
+            .run_at(0, &[("ids", Feed::Ids(&[1, 2, 3, V as u32]))])
             .await
             .err()
             .expect("vocab")
@@ -199,13 +206,36 @@ fn bad_runs_and_graphs_get_clear_errors() {
         );
         // Wrong length, and a missing input.
         let e = prog
-            .run(0, &[("ids", Feed::Ids(&[1]))])
+            .run_at(0, &[("ids", Feed::Ids(&[1]))])
             .await
             .err()
             .expect("len")
             .to_string();
         assert!(e.contains("needs 4 token ids"), "{e}");
-        let e = prog.run(0, &[]).await.err().expect("missing").to_string();
+        // A step of the wrong batch size, and a sequence longer than the program's rows.
+        let two = Step {
+            seqs: vec![Seq::new(0, 4), Seq::new(0, 4)],
+        };
+        let e = prog
+            .run(&two, &[("ids", Feed::Ids(&[1, 2, 3, 4]))])
+            .await
+            .err()
+            .expect("seqs")
+            .to_string();
+        assert!(e.contains("2 sequences") && e.contains("runs 1"), "{e}");
+        let e = prog
+            .run(&at(0, 5), &[("ids", Feed::Ids(&[1, 2, 3, 4]))])
+            .await
+            .err()
+            .expect("len")
+            .to_string();
+        assert!(e.contains("5 tokens") && e.contains("at most 4"), "{e}");
+        let e = prog
+            .run_at(0, &[])
+            .await
+            .err()
+            .expect("missing")
+            .to_string();
         assert!(e.contains("'ids' was not given"), "{e}");
     });
 
@@ -218,7 +248,7 @@ fn bad_runs_and_graphs_get_clear_errors() {
         .err()
         .expect("shape")
         .to_string();
-    assert!(e.contains("matmul") && e.contains("(3, 5)"), "{e}");
+    assert!(e.contains("matmul") && e.contains("(1, 3, 5)"), "{e}");
 
     // Outputs must be computed values.
     let g = Graph::new();
@@ -247,11 +277,11 @@ fn the_scheduler_drops_dead_ops_and_fuses_only_single_use_producers() {
     assert_eq!(plan.memory.fused_ops, 0);
 
     let xs = Rng::new(1).uniform(5 * D, 1.0);
-    let got = run_gpu(gpu, &g, &[("x", Feed::F32(&xs))], 0);
+    let got = run_gpu(gpu, &g, &[("x", Feed::F32(&xs))], &at(0, 5));
     let mut host = Host::default();
     host.weights = w.host.weights.clone();
     host.inputs.insert("x".into(), xs);
-    let want = run_cpu(&g, &mut host, 0);
+    let want = run_cpu(&g, &mut host, &at(0, 5));
     assert_close(&got["a"], &want["a"], 1e-5, 1e-4, "gelu of a shared matmul");
     assert_close(&got["b"], &want["b"], 1e-5, 1e-4, "sum of a shared matmul");
 }

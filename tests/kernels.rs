@@ -6,28 +6,10 @@
 mod common;
 
 use common::*;
-use kiln::reference as r;
-use kiln::reference::graph::Host;
-use kiln::{Act, DType, Feed, Gpu, Graph, Plan, Program, State, Target};
+use kiln::ops::{elementwise as ew, matmul as mm, norm, softmax as sm};
+use kiln::{Act, DType, Feed, Gpu, Graph, Plan, Target};
 
 const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
-
-/// The targets to plan for on `gpu`: as it is, and without native f16 when it has it (so
-/// the packed f16 reader is tested too).
-fn targets(gpu: &Gpu) -> Vec<Target> {
-    let t = Target::of(gpu);
-    if t.has_f16 {
-        vec![
-            t,
-            Target {
-                has_f16: false,
-                ..t
-            },
-        ]
-    } else {
-        vec![t]
-    }
-}
 
 /// For matmuls: also with every matmul as tiled GEMM, and every one as GEMV, so both kernels
 /// see every shape whatever the adapter's own choice.
@@ -45,15 +27,15 @@ fn matmul_targets(gpu: &Gpu) -> Vec<Target> {
     out
 }
 
-fn run(gpu: &Gpu, target: Target, g: &Graph, feeds: &[(&str, Feed)], pos: usize) -> kiln::Outputs {
-    let plan = Plan::new(g, target).expect("plan");
-    pollster::block_on(async {
-        let state = State::new(gpu, &[&plan]).await.expect("state");
-        let prog = Program::new(gpu, plan, Some(&state))
-            .await
-            .expect("program");
-        prog.run(pos, feeds).await.expect("run")
-    })
+/// One step of one sequence of `tokens` tokens at position 0.
+fn run(
+    gpu: &Gpu,
+    target: Target,
+    g: &Graph,
+    feeds: &[(&str, Feed)],
+    tokens: usize,
+) -> kiln::Outputs {
+    run_on(gpu, target, g, feeds, &at(0, tokens))
 }
 
 /// Matmul (tiled GEMM for m > 1, GEMV for m == 1), weights split into parts or whole.
@@ -75,9 +57,9 @@ fn check_matmul(m: usize, k: usize, n: usize, max_part_rows: Option<usize>) {
             let xi = g.input("x", m, k);
             let y = g.matmul(xi, g.weight(&w.tensor));
             g.output("y", y);
-            let want = r::matmul(&x, &w.values, m, n, k);
+            let want = mm::matmul(&x, &w.values, m, n, k);
             for target in matmul_targets(gpu) {
-                let got = run(gpu, target, &g, &[("x", Feed::F32(&x))], 0);
+                let got = run(gpu, target, &g, &[("x", Feed::F32(&x))], m);
                 // f32 accumulation over k products of values in [-1, 1].
                 let what = format!(
                     "matmul {m}x{k}x{n} {dtype} f16={} gemv up to {} rows on {}",
@@ -144,16 +126,16 @@ fn fused_epilogues_match_reference() {
             );
             assert_eq!(plan.memory.fused_ops, 2);
 
-            let gate_v = r::tail(
-                &r::matmul(&x, &wg.values, m, n, k),
+            let gate_v = ew::tail(
+                &mm::matmul(&x, &wg.values, m, n, k),
                 n,
                 Some(&b.values),
                 Act::Identity,
                 None,
                 None,
             );
-            let up_v = r::matmul(&x, &wu.values, m, n, k);
-            let want = r::tail(
+            let up_v = mm::matmul(&x, &wu.values, m, n, k);
+            let want = ew::tail(
                 &gate_v,
                 n,
                 None,
@@ -166,7 +148,7 @@ fn fused_epilogues_match_reference() {
                 Target::of(gpu),
                 &g,
                 &[("x", Feed::F32(&x)), ("res", Feed::F32(&res))],
-                0,
+                m,
             );
             let what = format!("fused {act:?} m={m} on {}", label(gpu));
             assert_close(&got["y"], &want, 1e-4, 1e-4, &what);
@@ -195,10 +177,10 @@ fn elementwise_ops_match_reference() {
             Target::of(gpu),
             &g,
             &[("a", Feed::F32(&a)), ("b", Feed::F32(&b))],
-            0,
+            rows,
         );
         let tail = |act, aux: Option<(&[f32], Act)>, res: Option<&[f32]>| {
-            r::tail(&a, cols, None, act, aux, res)
+            ew::tail(&a, cols, None, act, aux, res)
         };
         let what = |op: &str| format!("{op} on {}", label(gpu));
         assert_close(
@@ -246,19 +228,20 @@ fn norms_match_reference() {
                 g.output("rms", g.rms_norm(xi, wv, 1e-5));
                 g.output("ln", g.layer_norm(xi, wv, Some(bv), 1e-5));
                 g.output("ln_nobias", g.layer_norm(xi, wv, None, 1e-6));
+                g.output("l2", g.l2_normalize(xi, 1e-12));
                 for target in targets(gpu) {
-                    let got = run(gpu, target, &g, &[("x", Feed::F32(&x))], 0);
+                    let got = run(gpu, target, &g, &[("x", Feed::F32(&x))], rows);
                     let what = |op: &str| format!("{op} {rows}x{d} {dtype} on {}", label(gpu));
                     assert_close(
                         &got["rms"],
-                        &r::rms_norm(&x, &w.values, d, 1e-5),
+                        &norm::rms_norm(&x, &w.values, d, 1e-5),
                         1e-5,
                         1e-4,
                         &what("rms"),
                     );
-                    let ln = r::layer_norm(&x, &w.values, Some(&b.values), d, 1e-5);
+                    let ln = norm::layer_norm(&x, &w.values, Some(&b.values), d, 1e-5);
                     assert_close(&got["ln"], &ln, 1e-5, 1e-4, &what("layernorm"));
-                    let ln = r::layer_norm(&x, &w.values, None, d, 1e-6);
+                    let ln = norm::layer_norm(&x, &w.values, None, d, 1e-6);
                     assert_close(
                         &got["ln_nobias"],
                         &ln,
@@ -266,6 +249,9 @@ fn norms_match_reference() {
                         1e-4,
                         &what("layernorm without bias"),
                     );
+                    // Unit-norm rows: f32 sums of squares against f64.
+                    let l2 = norm::l2_normalize(&x, d, 1e-12);
+                    assert_close(&got["l2"], &l2, 1e-6, 1e-5, &what("l2 normalisation"));
                 }
             }
         }
@@ -282,153 +268,13 @@ fn softmax_is_stable_and_matches_reference() {
             let g = Graph::new();
             let xi = g.input("x", rows, d);
             g.output("y", g.softmax(xi));
-            let got = run(gpu, Target::of(gpu), &g, &[("x", Feed::F32(&x))], 0);
+            let got = run(gpu, Target::of(gpu), &g, &[("x", Feed::F32(&x))], rows);
             let what = format!("softmax {rows}x{d} on {}", label(gpu));
             assert!(
                 got["y"].iter().all(|v| v.is_finite()),
                 "{what}: non-finite output"
             );
-            assert_close(&got["y"], &r::softmax(&x, d), 1e-6, 1e-4, &what);
-        }
-    }
-}
-
-#[test]
-fn rope_matches_reference_at_an_offset() {
-    for gpu in gpus() {
-        let (t, heads, head_dim, pos) = (5, 3, 10, 7);
-        let mut rng = Rng::new(21);
-        let x = rng.uniform(t * heads * head_dim, 2.0);
-        let table = r::rope_table(&r::rope_inv_freq(head_dim, 10_000.0), 20);
-        let g = Graph::new();
-        let xi = g.input("x", t, heads * head_dim);
-        g.output(
-            "y",
-            g.rope(
-                xi,
-                g.constant("rope", &[20, head_dim], table.clone()),
-                heads,
-                head_dim,
-            ),
-        );
-        let got = run(gpu, Target::of(gpu), &g, &[("x", Feed::F32(&x))], pos);
-        let what = format!("rope on {}", label(gpu));
-        assert_close(
-            &got["y"],
-            &r::rope(&x, &table, heads, head_dim, pos),
-            1e-6,
-            1e-5,
-            &what,
-        );
-    }
-}
-
-#[test]
-fn embedding_gathers_rows_from_every_part() {
-    for gpu in gpus() {
-        for dtype in DTYPES {
-            let (vocab, d, t) = (50, 33, 17);
-            let mut rng = Rng::new(8);
-            // Parts of 12 rows: 5 parts, the last partial.
-            let table = weight(
-                gpu,
-                "emb",
-                &[vocab, d],
-                dtype,
-                &mut rng,
-                1.0,
-                Some((12 * d * dtype.size()) as u64),
-            );
-            assert_eq!(table.tensor.parts().len(), 5);
-            let mut ids: Vec<u32> = (0..t).map(|_| rng.below(vocab as u32)).collect();
-            ids[0] = 0;
-            ids[1] = vocab as u32 - 1;
-            let g = Graph::new();
-            let idv = g.ids("ids", t);
-            g.output("y", g.embedding(g.weight(&table.tensor), idv));
-            for target in targets(gpu) {
-                let got = run(gpu, target, &g, &[("ids", Feed::Ids(&ids))], 0);
-                let what = format!("embedding {dtype} on {}", label(gpu));
-                assert_close(
-                    &got["y"],
-                    &r::embedding(&table.values, &ids, d),
-                    0.0,
-                    0.0,
-                    &what,
-                );
-            }
-        }
-    }
-}
-
-/// Prefill (many queries, more keys than one block) then decode (one query) against the
-/// same KV cache, grouped-query heads, causal and not.
-#[test]
-fn attention_prefill_then_decode_matches_reference() {
-    for gpu in gpus() {
-        for causal in [true, false] {
-            let (heads, kv_heads, hd, cap) = (6, 2, 20, 80);
-            let mut rng = Rng::new(31);
-            let build = |t: usize| {
-                let g = Graph::new();
-                let q = g.input("q", t, heads * hd);
-                let k = g.kv_write(
-                    g.input("k", t, kv_heads * hd),
-                    g.state("kc", cap, kv_heads * hd),
-                );
-                let v = g.kv_write(
-                    g.input("v", t, kv_heads * hd),
-                    g.state("vc", cap, kv_heads * hd),
-                );
-                g.output("o", g.attention(q, k, v, heads, kv_heads, hd, causal));
-                g
-            };
-            let mut host = Host::default();
-            host.states
-                .insert("kc".into(), vec![0.0; cap * kv_heads * hd]);
-            host.states
-                .insert("vc".into(), vec![0.0; cap * kv_heads * hd]);
-            let (prefill, decode) = (build(70), build(1));
-            let p1 = Plan::new(&prefill, Target::of(gpu)).expect("plan");
-            let p2 = Plan::new(&decode, Target::of(gpu)).expect("plan");
-            pollster::block_on(async {
-                let state = State::new(gpu, &[&p1, &p2]).await.expect("state");
-                let prog1 = Program::new(gpu, p1, Some(&state)).await.expect("program");
-                let prog2 = Program::new(gpu, p2, Some(&state)).await.expect("program");
-                for (t, pos, prog, g) in [
-                    (70, 0, &prog1, &prefill),
-                    (1, 70, &prog2, &decode),
-                    (1, 71, &prog2, &decode),
-                ] {
-                    let q = rng.uniform(t * heads * hd, 2.0);
-                    let k = rng.uniform(t * kv_heads * hd, 2.0);
-                    let v = rng.uniform(t * kv_heads * hd, 2.0);
-                    let feeds = [
-                        ("q", Feed::F32(&q)),
-                        ("k", Feed::F32(&k)),
-                        ("v", Feed::F32(&v)),
-                    ];
-                    let got = prog.run(pos, &feeds).await.expect("run");
-                    host.inputs = [("q", q), ("k", k), ("v", v)]
-                        .into_iter()
-                        .map(|(n, x)| (n.to_string(), x.clone()))
-                        .collect();
-                    let want = r::graph::evaluate(g, &mut host, pos).expect("reference");
-                    let what = format!(
-                        "attention causal={causal} t={t} pos={pos} on {}",
-                        label(gpu)
-                    );
-                    assert_close(&got["o"], &want["o"], 1e-5, 1e-4, &what);
-                }
-                let kc = state.read(gpu, "kc").await.expect("read");
-                assert_close(
-                    &kc,
-                    &host.states["kc"],
-                    0.0,
-                    0.0,
-                    "the KV cache holds what was written",
-                );
-            });
+            assert_close(&got["y"], &sm::softmax(&x, d), 1e-6, 1e-4, &what);
         }
     }
 }

@@ -4,36 +4,46 @@
 mod common;
 
 use common::*;
+use kiln::ops::sample::sample_reference;
 use kiln::reference::graph::{Host, evaluate};
-use kiln::sample::{Rng as SampleRng, sample_reference};
-use kiln::{Feed, Graph, Plan, Program, Sampling, State, Step, Target};
+use kiln::sample::Rng as SampleRng;
+use kiln::{Feed, Graph, Plan, Program, Sampling, Seq, State, Step, Target};
 
 const V: usize = 1000;
+const SLOTS: usize = 3;
 
+/// Two sequences per step, in slots 2 and 0 of three, each with its own logits, prompt ids
+/// and parameters.
 fn sampler_graph() -> Graph {
-    let g = Graph::new();
+    let g = Graph::batch(2);
     let logits = g.input("logits", 1, V);
     let ids = g.ids("ids", 3);
     let token = g.sample(
         logits,
         Some(ids),
-        g.state("seen", V, 1),
-        g.state("token", 1, 1),
+        g.state("seen", &[SLOTS, V]),
+        g.state("token", &[SLOTS, 1]),
     );
     g.output("token", token);
     g
 }
 
-/// Draw `draws` tokens with `s` on every adapter and on the CPU twin; they must agree.
+/// Draw `draws` tokens with `s` (sequence 0) and with a greedy twin (sequence 1) on every
+/// adapter and on the CPU twin; they must agree.
 fn check(s: Sampling, draws: usize, logits: &[f32]) {
     for gpu in gpus() {
         let g = sampler_graph();
         let plan = Plan::new(&g, Target::of(gpu)).expect("plan");
         let mut host = Host::default();
-        host.states.insert("seen".into(), vec![0.0; V]);
-        host.states.insert("token".into(), vec![0.0]);
-        host.sampling = s;
+        host.states.insert("seen".into(), vec![0.0; SLOTS * V]);
+        host.states.insert("token".into(), vec![0.0; SLOTS]);
         let mut rng = SampleRng::new(s.seed);
+        // The second sequence sees the logits reversed, and samples greedily.
+        let both: Vec<f32> = logits
+            .iter()
+            .copied()
+            .chain(logits.iter().rev().copied())
+            .collect();
         pollster::block_on(async {
             let state = State::new(gpu, &[&plan]).await.expect("state");
             let prog = Program::new(gpu, plan, Some(&state))
@@ -41,31 +51,39 @@ fn check(s: Sampling, draws: usize, logits: &[f32]) {
                 .expect("program");
             let mut ids_rng = Rng::new(5);
             for draw in 0..draws {
-                let ids: Vec<u32> = (0..3).map(|_| ids_rng.below(V as u32)).collect();
-                let rand = rng.next_u32();
+                let ids: Vec<u32> = (0..6).map(|_| ids_rng.below(V as u32)).collect();
+                let mut a = Seq::new(0, 3).slot(2);
+                a.sampling = s;
+                a.rand = rng.next_u32();
                 let step = Step {
-                    pos: 0,
-                    sampling: s,
-                    rand,
+                    seqs: vec![a, Seq::new(0, 2).slot(0)],
                 };
-                let got = prog
-                    .run_step(
-                        &step,
-                        &[("logits", Feed::F32(logits)), ("ids", Feed::Ids(&ids))],
-                    )
-                    .await
-                    .expect("run");
-                host.inputs.insert("logits".into(), logits.to_vec());
+                let feeds = [("logits", Feed::F32(&both)), ("ids", Feed::Ids(&ids))];
+                let got = prog.run(&step, &feeds).await.expect("run");
+                host.inputs.insert("logits".into(), both.clone());
                 host.ids.insert("ids".into(), ids);
-                host.rand = rand;
-                let want = evaluate(&g, &mut host, 0).expect("reference")["token"][0] as u32;
-                assert_eq!(
-                    got.ids("token").expect("token")[0],
-                    want,
-                    "draw {draw} with {s:?} on {}",
-                    label(gpu)
-                );
+                let want = &evaluate(&g, &mut host, &step).expect("reference")["token"];
+                let got = got.ids("token").expect("token");
+                for slot in [2, 0] {
+                    assert_eq!(
+                        got[slot],
+                        want[slot] as u32,
+                        "draw {draw}, slot {slot}, with {s:?} on {}",
+                        label(gpu)
+                    );
+                }
             }
+            // The GPU keeps flags as u32 words; the twin as 0.0 / 1.0.
+            let seen: Vec<u32> = state
+                .read(gpu, "seen")
+                .await
+                .expect("seen")
+                .iter()
+                .map(|f| f.to_bits())
+                .collect();
+            let want: Vec<u32> = host.states["seen"].iter().map(|&f| f as u32).collect();
+            let differ = seen.iter().zip(&want).filter(|(a, b)| a != b).count();
+            assert_eq!(differ, 0, "{differ} seen flags differ on {}", label(gpu));
         });
     }
 }

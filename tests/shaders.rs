@@ -1,7 +1,9 @@
 //! Every shader variant, validated by naga without a GPU: parsed, validated, specialised with
 //! its override constants, and checked against the binding layout the host creates for it.
+//! Every struct a kernel shares with the host (its `Params`, the step's `Seq`, the sampler's
+//! `Sampling`) is read from naga's IR and compared with the Rust struct, member by member.
 
-use kiln::kernels::{Kernel, Slot};
+use kiln::kernels::{Family, Kernel, Layout, Slot};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use std::collections::HashMap;
 
@@ -42,7 +44,7 @@ fn declared(module: &naga::Module) -> Vec<(u32, Slot)> {
 
 #[test]
 fn every_shader_variant_validates_and_matches_its_layout() {
-    let variants = Kernel::variants();
+    let variants = kiln::ops::variants();
     // Each distinct source is parsed and validated once, then specialised per variant.
     let mut parsed: HashMap<String, (naga::Module, naga::valid::ModuleInfo)> = HashMap::new();
     let mut families = std::collections::BTreeSet::new();
@@ -96,18 +98,21 @@ fn every_shader_variant_validates_and_matches_its_layout() {
                 "{kernel:?}: binding {b} is not in the host layout {want:?}"
             );
         }
-        families.insert(
-            format!("{kernel:?}")
-                .split([' ', '{'])
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-        );
+        families.insert(kernel.name());
     }
+    let registered: Vec<&str> = kiln::ops::families().iter().map(|f| f.name).collect();
+    let mut unique = registered.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        registered.len(),
+        "family names are unique: {registered:?}"
+    );
     assert_eq!(
         families.len(),
-        11,
-        "every kernel family is covered: {families:?}"
+        registered.len(),
+        "every family has variants: {families:?}"
     );
     eprintln!(
         "{} variants from {} distinct sources validated",
@@ -116,10 +121,121 @@ fn every_shader_variant_validates_and_matches_its_layout() {
     );
 }
 
+/// The WGSL scalar name of a naga type, if it is a 32-bit scalar.
+fn scalar(module: &naga::Module, ty: naga::Handle<naga::Type>) -> Option<&'static str> {
+    match module.types[ty].inner {
+        naga::TypeInner::Scalar(naga::Scalar { kind, width: 4 }) => Some(match kind {
+            naga::ScalarKind::Uint => "u32",
+            naga::ScalarKind::Sint => "i32",
+            naga::ScalarKind::Float => "f32",
+            _ => return None,
+        }),
+        _ => None,
+    }
+}
+
+/// Compare the WGSL struct `layout.wgsl` of `module` with the Rust layout.
+fn matches(module: &naga::Module, layout: &Layout) -> Result<(), String> {
+    let (members, span) = module
+        .types
+        .iter()
+        .find_map(|(_, t)| match (&t.name, &t.inner) {
+            (Some(n), naga::TypeInner::Struct { members, span }) if n == layout.wgsl => {
+                Some((members, *span))
+            }
+            _ => None,
+        })
+        .ok_or_else(|| format!("no struct {} in the shader", layout.wgsl))?;
+    let wgsl: Vec<(String, u32, Option<&str>)> = members
+        .iter()
+        .map(|m| {
+            (
+                m.name.clone().unwrap_or_default(),
+                m.offset,
+                scalar(module, m.ty),
+            )
+        })
+        .collect();
+    let rust: Vec<(String, u32, Option<&str>)> = layout
+        .fields
+        .iter()
+        .map(|f| (f.name.to_string(), f.offset as u32, Some(f.scalar)))
+        .collect();
+    if wgsl != rust {
+        return Err(format!(
+            "struct {}: WGSL {wgsl:?} but Rust {rust:?}",
+            layout.wgsl
+        ));
+    }
+    if span as usize != layout.size {
+        return Err(format!(
+            "struct {}: WGSL size {span} but Rust {}",
+            layout.wgsl, layout.size
+        ));
+    }
+    Ok(())
+}
+
+/// The module of a family's first variant.
+fn module_of(family: &Family) -> naga::Module {
+    let kernel = kiln::ops::variants()
+        .into_iter()
+        .find(|k| std::ptr::eq(k.family, family))
+        .expect("a variant");
+    naga::front::wgsl::parse_str(&kernel.source()).expect("parses")
+}
+
+#[test]
+fn every_shared_struct_matches_its_rust_twin() {
+    let mut checked = 0;
+    for family in kiln::ops::families() {
+        assert!(
+            family.structs.first().is_some_and(|l| l.wgsl == "Params"),
+            "{}: a family declares its Params first",
+            family.name
+        );
+        let module = module_of(family);
+        for layout in family.structs {
+            if let Err(e) = matches(&module, layout) {
+                panic!("{}: {e}", family.name);
+            }
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} structs checked");
+}
+
+#[test]
+fn a_layout_drift_is_caught() {
+    // The check above must be able to fail: attention's Params with two fields swapped.
+    let family = &kiln::ops::attention::FAMILY;
+    let module = module_of(family);
+    let good = family.structs[0];
+    let mut fields = good.fields.to_vec();
+    fields.swap(0, 1);
+    let swapped = Layout {
+        fields: Box::leak(fields.into_boxed_slice()),
+        ..good
+    };
+    assert!(matches(&module, &good).is_ok());
+    assert!(
+        matches(&module, &swapped).is_err(),
+        "a swapped field must be caught"
+    );
+    let short = Layout {
+        size: good.size - 4,
+        ..good
+    };
+    assert!(
+        matches(&module, &short).is_err(),
+        "a size mismatch must be caught"
+    );
+}
+
 #[test]
 fn a_broken_shader_is_caught_without_a_gpu() {
     // The check above must be able to fail: a reader snippet with a type error does not validate.
-    let broken = Kernel::Softmax
+    let broken = Kernel::new(&kiln::ops::softmax::FAMILY)
         .source()
         .replace("exp(x[base + i] - m) * inv", "exp(x[base + i] - m) * 1u");
     let module = naga::front::wgsl::parse_str(&broken);

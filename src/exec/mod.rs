@@ -5,5 +5,5 @@
 mod program;
 mod state;
 
-pub use program::{Feed, Outputs, Program, Step};
+pub use program::{Feed, Outputs, Program, Ticket};
 pub use state::State;

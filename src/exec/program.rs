@@ -1,49 +1,27 @@
 //! A plan made ready to run: everything allocated and bound once, each step one submission.
+//!
+//! A step is written (inputs, the sequence table, sampling parameters), recorded with each
+//! dispatch's grid sized to the rows the step really has, and submitted; outputs are copied
+//! into one of two staging sets, so a caller may submit step n + 1 before reading step n.
 
 use super::State;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Op, Value};
-use crate::kernels::PARAMS_BYTES;
-use crate::sample::Sampling;
-use crate::schedule::{Buf, OutputSpec, Plan};
+use crate::graph::{Bound, Buf, Leaf, NodeKind, Rows, SeqParams, Step, Value, mask_padding};
+use crate::kernels::PipelineCache;
+use crate::sample::SamplingParams;
+use crate::schedule::{OutputSpec, Plan};
 use std::collections::HashMap;
+use std::sync::Mutex;
 
-/// Host data for one input of a run.
+/// Host data for one input of a step.
 #[derive(Copy, Clone, Debug)]
 pub enum Feed<'a> {
     Ids(&'a [u32]),
     F32(&'a [f32]),
 }
 
-/// What changes from one run of a program to the next, besides its inputs: the position of
-/// the first token, and the sampler's parameters and random bits.
-#[derive(Copy, Clone, Debug)]
-pub struct Step {
-    pub pos: usize,
-    pub sampling: Sampling,
-    /// Random bits for this step's draw.
-    pub rand: u32,
-}
-
-impl Step {
-    pub fn at(pos: usize) -> Step {
-        Step {
-            pos,
-            sampling: Sampling::greedy(),
-            rand: 0,
-        }
-    }
-
-    fn words(&self) -> Result<[u32; 8]> {
-        let pos =
-            u32::try_from(self.pos).map_err(|_| Error::Invalid("position beyond u32".into()))?;
-        let [a, b, c, d, e, f] = self.sampling.words();
-        Ok([pos, self.rand, a, b, c, d, e, f])
-    }
-}
-
-/// The outputs of a run: activations (f32) and sampled tokens (u32), by name.
+/// The outputs of a step: activations (f32) and sampled tokens (u32), by name.
 #[derive(Clone, Debug, Default)]
 pub struct Outputs {
     pub values: HashMap<String, Vec<f32>>,
@@ -70,10 +48,20 @@ impl std::ops::Index<&str> for Outputs {
     }
 }
 
+/// A submitted step whose outputs can be read with [`Program::read`].
+#[derive(Debug)]
+#[must_use = "a submitted step's outputs are read with Program::read"]
+pub struct Ticket {
+    set: usize,
+    serial: u64,
+    lens: Vec<usize>,
+}
+
 struct Readback {
     spec: OutputSpec,
     source: wgpu::Buffer,
-    staging: wgpu::Buffer,
+    /// Two staging buffers: step n copies into set n % 2.
+    staging: [wgpu::Buffer; 2],
 }
 
 pub struct Program {
@@ -82,8 +70,11 @@ pub struct Program {
     pipelines: Vec<wgpu::ComputePipeline>,
     bind_groups: Vec<wgpu::BindGroup>,
     inputs: HashMap<String, wgpu::Buffer>,
-    step: wgpu::Buffer,
+    seqs: wgpu::Buffer,
+    sampling: wgpu::Buffer,
     readbacks: Vec<Readback>,
+    /// The serial of the next step, and which step each staging set holds.
+    serials: Mutex<(u64, [u64; 2])>,
     /// Bytes this program allocated (activations, inputs, constants, params, staging).
     bytes: u64,
 }
@@ -95,22 +86,32 @@ struct Buffers<'a> {
     slots: Vec<wgpu::Buffer>,
     inputs: HashMap<String, wgpu::Buffer>,
     consts: HashMap<Value, wgpu::Buffer>,
-    step: wgpu::Buffer,
+    seqs: wgpu::Buffer,
+    sampling: wgpu::Buffer,
     dummy: wgpu::Buffer,
 }
 
 impl Buffers<'_> {
     fn get(&self, buf: &Buf) -> Result<&wgpu::Buffer> {
+        let missing =
+            |what: &str| Error::Invalid(format!("the plan binds {what} it does not have"));
         Ok(match buf {
             Buf::Params => return Err(Error::Invalid("params are bound per dispatch".into())),
-            Buf::Step => &self.step,
-            Buf::Slot(s) => &self.slots[*s],
-            Buf::Weight { value, part } => match &self.plan.nodes[value.0].op {
-                Op::Weight { tensor, .. } => &tensor.parts()[*part].buffer,
-                _ => return Err(Error::Invalid("a weight binding is not a weight".into())),
+            Buf::Seqs => &self.seqs,
+            Buf::Sampling => &self.sampling,
+            Buf::Slot(s) => self.slots.get(*s).ok_or_else(|| missing("an activation"))?,
+            Buf::Weight { value, part } => match &self.plan.nodes[value.0].kind {
+                NodeKind::Leaf(Leaf::Weight { tensor }) => {
+                    &tensor
+                        .parts()
+                        .get(*part)
+                        .ok_or_else(|| missing("a weight part"))?
+                        .buffer
+                }
+                _ => return Err(missing("a weight")),
             },
-            Buf::Const(v) => &self.consts[v],
-            Buf::Input(name) => &self.inputs[name],
+            Buf::Const(v) => self.consts.get(v).ok_or_else(|| missing("a constant"))?,
+            Buf::Input(name) => self.inputs.get(name).ok_or_else(|| missing("an input"))?,
             Buf::State(name) => self
                 .state
                 .ok_or_else(|| {
@@ -136,17 +137,16 @@ impl Program {
         }
         let mut inputs = HashMap::new();
         for spec in &plan.inputs {
-            let size = spec.len as u64 * 4;
-            inputs.insert(
-                spec.name.clone(),
-                gpu.storage_buffer(&format!("input {}", spec.name), size)
-                    .await?,
-            );
+            let size = spec.numel() as u64 * 4;
+            let buf = gpu
+                .storage_buffer(&format!("input {}", spec.name), size)
+                .await?;
+            inputs.insert(spec.name.clone(), buf);
             bytes += size;
         }
         let mut consts = HashMap::new();
         for v in &plan.consts {
-            if let Op::Const { name, data } = &plan.nodes[v.0].op {
+            if let NodeKind::Leaf(Leaf::Const { name, data }) = &plan.nodes[v.0].kind {
                 let buf = gpu.storage_buffer(name, data.len() as u64 * 4).await?;
                 gpu.queue()
                     .write_buffer(&buf, 0, bytemuck::cast_slice(data));
@@ -154,40 +154,53 @@ impl Program {
                 consts.insert(*v, buf);
             }
         }
-        let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
-        let step = gpu.create_buffer("step", PARAMS_BYTES, uniform).await?;
+        let seqs = plan.seqs.max(1) as u64;
+        let seq_buf = gpu.storage_buffer("sequences", seqs * 16).await?;
+        let sampling = gpu.storage_buffer("sampling", seqs * 32).await?;
         let dummy = gpu.storage_buffer("unused binding", 16).await?;
+        bytes += seqs * 48 + 16;
         let buffers = Buffers {
             plan: &plan,
             state,
             slots,
             inputs,
             consts,
-            step,
+            seqs: seq_buf,
+            sampling,
             dummy,
         };
 
         // Every dispatch's parameters, in one uniform arena.
-        let stride = u64::from(gpu.limits().min_uniform_buffer_offset_alignment).max(PARAMS_BYTES);
+        let largest = plan
+            .dispatches
+            .iter()
+            .map(|d| d.params.len())
+            .max()
+            .unwrap_or(0);
+        let block = (largest as u64).next_multiple_of(16).max(16);
+        let align = u64::from(gpu.limits().min_uniform_buffer_offset_alignment);
+        let stride = block.next_multiple_of(align.max(1));
         let arena_bytes = stride * plan.dispatches.len().max(1) as u64;
+        let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
         let arena = gpu.create_buffer("params", arena_bytes, uniform).await?;
         bytes += arena_bytes;
         let mut arena_data = vec![0u8; arena_bytes as usize];
         for (i, d) in plan.dispatches.iter().enumerate() {
             let at = i * stride as usize;
-            arena_data[at..at + PARAMS_BYTES as usize].copy_from_slice(d.params.bytes());
+            arena_data[at..at + d.params.len()].copy_from_slice(&d.params);
         }
         gpu.queue().write_buffer(&arena, 0, &arena_data);
 
         let mut pipelines = Vec::new();
         let mut bind_groups = Vec::new();
         for (i, d) in plan.dispatches.iter().enumerate() {
-            let compiled = crate::kernels::PipelineCache::compiled(gpu, d.kernel).await?;
+            let compiled = PipelineCache::compiled(gpu, &d.kernel).await?;
             if d.kernel.bindings().len() != d.bindings.len() {
                 return Err(Error::Invalid(format!(
-                    "{}: {} bindings planned, kernel declares {}",
+                    "{}: {} bindings planned, kernel {} declares {}",
                     d.label,
                     d.bindings.len(),
+                    d.kernel.name(),
                     d.kernel.bindings().len()
                 )));
             }
@@ -197,7 +210,9 @@ impl Program {
                     Buf::Params => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer: &arena,
                         offset: i as u64 * stride,
-                        size: wgpu::BufferSize::new(PARAMS_BYTES),
+                        size: wgpu::BufferSize::new(
+                            (d.params.len() as u64).next_multiple_of(16).max(16),
+                        ),
                     }),
                     other => buffers.get(other)?.as_entire_binding(),
                 };
@@ -223,25 +238,35 @@ impl Program {
         for o in &plan.outputs {
             let size = (o.shape.iter().product::<usize>() as u64 * 4).max(4);
             let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
-            let staging = gpu
-                .create_buffer(&format!("readback {}", o.name), size, usage)
+            let a = gpu
+                .create_buffer(&format!("readback {} a", o.name), size, usage)
                 .await?;
-            bytes += size;
+            let b = gpu
+                .create_buffer(&format!("readback {} b", o.name), size, usage)
+                .await?;
+            bytes += 2 * size;
             readbacks.push(Readback {
                 spec: o.clone(),
                 source: buffers.get(&o.buf)?.clone(),
-                staging,
+                staging: [a, b],
             });
         }
-        let Buffers { inputs, step, .. } = buffers;
+        let Buffers {
+            inputs,
+            seqs,
+            sampling,
+            ..
+        } = buffers;
         Ok(Program {
             gpu: gpu.clone(),
             plan,
             pipelines,
             bind_groups,
             inputs,
-            step,
+            seqs,
+            sampling,
             readbacks,
+            serials: Mutex::new((0, [u64::MAX; 2])),
             bytes,
         })
     }
@@ -255,42 +280,97 @@ impl Program {
         self.bytes
     }
 
-    /// Check and write the inputs and the step parameters for one run.
+    /// Sequences per step (S).
+    pub fn seqs(&self) -> usize {
+        self.plan.seqs
+    }
+
+    /// The most tokens one sequence may bring to a step (T).
+    pub fn tokens(&self) -> usize {
+        self.plan.tokens
+    }
+
+    /// Check the step against the plan's bounds and write its inputs, sequences and sampling
+    /// parameters.
     fn prepare(&self, step: &Step, feeds: &[(&str, Feed)]) -> Result<()> {
-        let pos = step.pos;
-        for l in &self.plan.limits {
-            if pos + l.rows > l.capacity {
+        let plan = &self.plan;
+        if step.seqs.len() != plan.seqs {
+            return Err(Error::Invalid(format!(
+                "the step has {} sequences but the program runs {} per step",
+                step.seqs.len(),
+                plan.seqs
+            )));
+        }
+        for (s, q) in step.seqs.iter().enumerate() {
+            q.sampling.validate()?;
+            if q.len > plan.tokens {
                 return Err(Error::Limit(format!(
-                    "{} tokens at position {pos} run past {}, which holds {} positions (the \
-                     context length)",
-                    l.rows, l.what, l.capacity
+                    "sequence {s} brings {} tokens to a step of at most {} per sequence",
+                    q.len, plan.tokens
                 )));
             }
+            if q.len == 0 {
+                continue;
+            }
+            for b in &plan.bounds {
+                match b {
+                    Bound::Positions { what, capacity } if q.pos + q.len > *capacity => {
+                        return Err(Error::Limit(format!(
+                            "{} tokens at position {} run past {what}, which holds {capacity} \
+                             positions (the context length)",
+                            q.len, q.pos
+                        )));
+                    }
+                    Bound::Slots { what, slots } if q.slot >= *slots => {
+                        return Err(Error::Invalid(format!(
+                            "sequence {s} uses slot {} but {what} has {slots} slots",
+                            q.slot
+                        )));
+                    }
+                    _ => {}
+                }
+            }
         }
-        step.sampling.validate()?;
-        for spec in &self.plan.inputs {
+        for spec in &plan.inputs {
             let feed = feeds
                 .iter()
                 .find(|(n, _)| *n == spec.name)
                 .map(|(_, f)| *f)
                 .ok_or_else(|| Error::Invalid(format!("input '{}' was not given", spec.name)))?;
+            let (width, tokens) = (spec.width(), spec.shape[1]);
+            let need = step.rows(tokens) * width;
             let bytes: &[u8] = match (feed, spec.ids) {
-                (Feed::Ids(ids), true) if ids.len() == spec.len => {
-                    if let Some(vocab) = spec.vocab {
-                        if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+                (Feed::Ids(ids), true) if ids.len() >= need && ids.len() <= spec.numel() => {
+                    for b in &plan.bounds {
+                        let Bound::Ids { input, below } = b else {
+                            continue;
+                        };
+                        let bad = ids.iter().find(|&&t| t as usize >= *below);
+                        if let (true, Some(bad)) = (input == &spec.name, bad) {
                             return Err(Error::Invalid(format!(
-                                "token id {bad} is outside the vocabulary of {vocab}"
+                                "token id {bad} is outside the vocabulary of {below}"
                             )));
                         }
                     }
                     bytemuck::cast_slice(ids)
                 }
-                (Feed::F32(x), false) if x.len() == spec.len => bytemuck::cast_slice(x),
+                (Feed::F32(x), false)
+                    if x.len() >= need && x.len() <= spec.numel() && x.len() % width == 0 =>
+                {
+                    bytemuck::cast_slice(x)
+                }
                 _ => {
                     let kind = if spec.ids { "token ids" } else { "f32 values" };
                     return Err(Error::Invalid(format!(
-                        "input '{}' needs {} {kind}",
-                        spec.name, spec.len
+                        "input '{}' needs {} {kind} (shape {:?}; at least {need} to cover this \
+                         step's tokens), got {}",
+                        spec.name,
+                        spec.numel(),
+                        spec.shape,
+                        match feed {
+                            Feed::Ids(x) => x.len(),
+                            Feed::F32(x) => x.len(),
+                        }
                     )));
                 }
             };
@@ -298,68 +378,117 @@ impl Program {
                 .queue()
                 .write_buffer(&self.inputs[&spec.name], 0, bytes);
         }
-        self.gpu
-            .queue()
-            .write_buffer(&self.step, 0, bytemuck::cast_slice(&step.words()?));
+        let seqs: Vec<SeqParams> = step
+            .seqs
+            .iter()
+            .map(|q| SeqParams {
+                pos: q.pos as u32,
+                len: q.len as u32,
+                slot: q.slot as u32,
+                pad: 0,
+            })
+            .collect();
+        let sampling: Vec<SamplingParams> = step
+            .seqs
+            .iter()
+            .map(|q| q.sampling.params(q.rand))
+            .collect();
+        let queue = self.gpu.queue();
+        queue.write_buffer(&self.seqs, 0, bytemuck::cast_slice(&seqs));
+        queue.write_buffer(&self.sampling, 0, bytemuck::cast_slice(&sampling));
         Ok(())
     }
 
-    /// Write the inputs, record every pass (and, with `readback`, the copies of the outputs
-    /// to their staging buffers) into one command buffer, and submit it.
-    async fn record(&self, step: &Step, feeds: &[(&str, Feed<'_>)], readback: bool) -> Result<()> {
+    /// Write the step, record every dispatch it needs into one command buffer (with the
+    /// copies of the outputs to a staging set), and submit it. Returns at once; read the
+    /// outputs with [`Program::read`]. At most two steps may be awaiting their read.
+    pub async fn submit(&self, step: &Step, feeds: &[(&str, Feed<'_>)]) -> Result<Ticket> {
         self.prepare(step, feeds)?;
+        let (set, serial) = {
+            let mut s = self.serials.lock().unwrap_or_else(|e| e.into_inner());
+            let serial = s.0;
+            s.0 += 1;
+            let set = (serial % 2) as usize;
+            s.1[set] = serial;
+            (set, serial)
+        };
         let device = self.gpu.device();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut enc = device.create_command_encoder(&Default::default());
         for pass in &self.plan.passes {
+            let grids: Vec<(usize, [u32; 3])> = pass
+                .dispatches
+                .clone()
+                .filter_map(|i| self.plan.dispatches[i].grid.resolve(step).map(|g| (i, g)))
+                .collect();
+            if grids.is_empty() {
+                continue;
+            }
             let mut cp = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(&pass.label),
                 timestamp_writes: None,
             });
-            for i in pass.dispatches.clone() {
-                let [x, y, z] = self.plan.dispatches[i].grid;
+            for (i, [x, y, z]) in grids {
                 cp.set_pipeline(&self.pipelines[i]);
                 cp.set_bind_group(0, &self.bind_groups[i], &[]);
                 cp.dispatch_workgroups(x, y, z);
             }
         }
-        if readback {
-            for r in &self.readbacks {
-                enc.copy_buffer_to_buffer(&r.source, 0, &r.staging, 0, r.staging.size());
-            }
+        for r in &self.readbacks {
+            let staging = &r.staging[set];
+            enc.copy_buffer_to_buffer(&r.source, 0, staging, 0, staging.size());
         }
         self.gpu.queue().submit([enc.finish()]);
         match scope.pop().await {
             Some(e) => Err(Error::Gpu(format!("recording the plan failed: {e}"))),
-            None => Ok(()),
+            None => Ok(Ticket {
+                set,
+                serial,
+                lens: step.seqs.iter().map(|q| q.len).collect(),
+            }),
         }
     }
 
-    /// Run one step without reading anything back; resolves once submitted.
-    pub async fn submit(&self, pos: usize, feeds: &[(&str, Feed<'_>)]) -> Result<()> {
-        self.record(&Step::at(pos), feeds, false).await
-    }
-
-    /// Run one step at `pos` with greedy sampling and read every output back.
-    pub async fn run(&self, pos: usize, feeds: &[(&str, Feed<'_>)]) -> Result<Outputs> {
-        self.run_step(&Step::at(pos), feeds).await
-    }
-
-    /// Run one step and read every output back: one submission, one readback per output.
-    pub async fn run_step(&self, step: &Step, feeds: &[(&str, Feed<'_>)]) -> Result<Outputs> {
-        self.record(step, feeds, true).await?;
+    /// Read back the outputs of a submitted step. Padding rows of token-row outputs read as
+    /// zeros.
+    pub async fn read(&self, ticket: Ticket) -> Result<Outputs> {
+        let holder = self.serials.lock().unwrap_or_else(|e| e.into_inner()).1[ticket.set];
+        if holder != ticket.serial {
+            return Err(Error::Invalid(
+                "a later step overwrote this step's outputs: read each step before submitting \
+                 two more"
+                    .into(),
+            ));
+        }
         let mut out = Outputs::default();
         for r in &self.readbacks {
             let n = r.spec.shape.iter().product::<usize>();
-            let bytes = self.gpu.map_read(&r.staging, n as u64 * 4).await?;
+            let bytes = self
+                .gpu
+                .map_read(&r.staging[ticket.set], n as u64 * 4)
+                .await?;
             if r.spec.ids {
                 out.ids
                     .insert(r.spec.name.clone(), bytemuck::pod_collect_to_vec(&bytes));
             } else {
-                out.values
-                    .insert(r.spec.name.clone(), bytemuck::pod_collect_to_vec(&bytes));
+                let mut values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+                if let Rows::Ragged { tokens } = r.spec.rows {
+                    mask_padding(&mut values, &r.spec.shape, tokens, &ticket.lens);
+                }
+                out.values.insert(r.spec.name.clone(), values);
             }
         }
         Ok(out)
+    }
+
+    /// Run one step and read its outputs back: one submission, one readback per output.
+    pub async fn run(&self, step: &Step, feeds: &[(&str, Feed<'_>)]) -> Result<Outputs> {
+        let ticket = self.submit(step, feeds).await?;
+        self.read(ticket).await
+    }
+
+    /// Run one step of a one-sequence program at `pos`, every row a token.
+    pub async fn run_at(&self, pos: usize, feeds: &[(&str, Feed<'_>)]) -> Result<Outputs> {
+        self.run(&Step::single(pos, self.plan.tokens), feeds).await
     }
 }

@@ -7,7 +7,7 @@ use crate::schedule::Plan;
 use std::collections::HashMap;
 
 pub struct State {
-    pub(crate) buffers: HashMap<String, (wgpu::Buffer, [usize; 2])>,
+    pub(crate) buffers: HashMap<String, (wgpu::Buffer, Vec<usize>)>,
 }
 
 impl State {
@@ -24,7 +24,7 @@ impl State {
                     }
                     Some(_) => {}
                     None => {
-                        let bytes = (shape[0] * shape[1] * 4) as u64;
+                        let bytes = shape.iter().product::<usize>() as u64 * 4;
                         if bytes > gpu.max_binding() {
                             return Err(Error::Limit(format!(
                                 "state '{name}' {shape:?} needs {bytes} bytes, more than one \
@@ -34,7 +34,7 @@ impl State {
                             )));
                         }
                         let buf = gpu.storage_buffer(name, bytes).await?;
-                        buffers.insert(name.clone(), (buf, *shape));
+                        buffers.insert(name.clone(), (buf, shape.clone()));
                     }
                 }
             }
@@ -49,20 +49,37 @@ impl State {
             .ok_or_else(|| Error::Invalid(format!("the State has no buffer named '{name}'")))
     }
 
-    /// Read a state back as f32 values (for tests and debugging).
-    pub async fn read(&self, gpu: &Gpu, name: &str) -> Result<Vec<f32>> {
-        let (buf, [c, w]) = self
+    /// Overwrite the start of a state with `bytes` (f32 values, or u32 token ids).
+    pub fn write(&self, gpu: &Gpu, name: &str, bytes: &[u8]) -> Result<()> {
+        let (buf, shape) = self
             .buffers
             .get(name)
             .ok_or_else(|| Error::Invalid(format!("no state named '{name}'")))?;
-        gpu.read_f32(buf, c * w).await
+        let size = shape.iter().product::<usize>() * 4;
+        if bytes.len() > size || !bytes.len().is_multiple_of(4) {
+            return Err(Error::Invalid(format!(
+                "{} bytes do not fit state '{name}' of {size} bytes",
+                bytes.len()
+            )));
+        }
+        gpu.queue().write_buffer(buf, 0, bytes);
+        Ok(())
+    }
+
+    /// Read a state back as f32 values (for tests and debugging).
+    pub async fn read(&self, gpu: &Gpu, name: &str) -> Result<Vec<f32>> {
+        let (buf, shape) = self
+            .buffers
+            .get(name)
+            .ok_or_else(|| Error::Invalid(format!("no state named '{name}'")))?;
+        gpu.read_f32(buf, shape.iter().product()).await
     }
 
     /// Bytes held by all states.
     pub fn bytes(&self) -> u64 {
         self.buffers
             .values()
-            .map(|(_, [c, w])| (c * w * 4) as u64)
+            .map(|(_, shape)| shape.iter().product::<usize>() as u64 * 4)
             .sum()
     }
 }

@@ -1,23 +1,29 @@
-//! Text generation: a loaded model with its tokenizer and chat template ([`TextModel`]), a
-//! conversation's KV cache and programs ([`Session`]), and the token stream ([`Generation`]).
+//! Text generation: a loaded decoder with its tokenizer and chat template ([`TextModel`]),
+//! the KV caches and programs of one or more conversations ([`Session`]), and the token
+//! streams ([`Generation`], [`BatchGeneration`]). Everything here is written against the
+//! [`Decoder`] trait; no model family is named.
 
 pub mod chat;
+mod generation;
+mod run;
 mod session;
 pub mod stream;
 
 pub use chat::{ChatTemplate, Message};
-pub use session::{Finish, GenerateOptions, Generation, Session, Stats};
+pub use generation::{BatchGeneration, Finish, GenerateOptions, Generation, Stats};
+pub use session::Session;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::load::Weights;
-use crate::models::{Config, Llama};
+use crate::models::Decoder;
 use tokenizers::Tokenizer;
 
-/// A Llama-family model on the GPU, with its tokenizer and chat template.
+/// A decoder on the GPU, with its tokenizer and chat template.
 pub struct TextModel {
     gpu: Gpu,
-    pub llama: Llama,
+    model: Box<dyn Decoder>,
+    bos: Option<u32>,
     tokenizer: Tokenizer,
     chat: Option<ChatTemplate>,
     add_bos: bool,
@@ -35,8 +41,7 @@ impl TextModel {
         tokenizer_config_json: Option<&str>,
         weights: &Weights,
     ) -> Result<TextModel> {
-        let config = Config::from_json(&format!("{origin}/config.json"), config_json)?;
-        let llama = Llama::new(config, weights)?;
+        let model = crate::models::decoder(&format!("{origin}/config.json"), config_json, weights)?;
         let tokenizer = Tokenizer::from_bytes(tokenizer_json).map_err(|e| {
             Error::load(
                 format!("{origin}/tokenizer.json"),
@@ -54,7 +59,8 @@ impl TextModel {
         };
         let chat =
             ChatTemplate::from_tokenizer_config(&format!("{origin}/tokenizer_config.json"), &tc)?;
-        let mut eos = llama.config.eos.clone();
+        let special = model.special();
+        let mut eos = special.eos;
         if let Some(id) = tc
             .get("eos_token")
             .and_then(|t| t.as_str())
@@ -65,12 +71,12 @@ impl TextModel {
             }
         }
         let vocab = tokenizer.get_vocab_size(true);
-        if vocab > llama.config.vocab {
+        if vocab > model.vocab() {
             return Err(Error::load(
                 origin,
                 format!(
                     "the tokenizer has {vocab} tokens but the model's vocabulary is {}",
-                    llama.config.vocab
+                    model.vocab()
                 ),
             ));
         }
@@ -80,7 +86,8 @@ impl TextModel {
             .unwrap_or(false);
         Ok(TextModel {
             gpu: gpu.clone(),
-            llama,
+            model,
+            bos: special.bos,
             tokenizer,
             chat,
             add_bos,
@@ -131,6 +138,11 @@ impl TextModel {
         &self.gpu
     }
 
+    /// The model itself.
+    pub fn decoder(&self) -> &dyn Decoder {
+        self.model.as_ref()
+    }
+
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
@@ -148,7 +160,7 @@ impl TextModel {
             .map_err(|e| Error::Invalid(format!("tokenizing failed: {e}")))?;
         let mut ids = Vec::with_capacity(enc.len() + 1);
         if self.add_bos {
-            if let Some(b) = self.llama.config.bos {
+            if let Some(b) = self.bos {
                 if !text.starts_with(self.tokenizer.id_to_token(b).unwrap_or_default().as_str()) {
                     ids.push(b);
                 }
@@ -174,6 +186,15 @@ impl TextModel {
 
     /// A new conversation with a KV cache of `context` positions.
     pub async fn session(self: &std::sync::Arc<Self>, context: usize) -> Result<Session> {
-        Session::new(self.clone(), context).await
+        Session::new(self.clone(), context, 1).await
+    }
+
+    /// KV caches of `context` positions for up to `slots` sequences generated together.
+    pub async fn batch_session(
+        self: &std::sync::Arc<Self>,
+        context: usize,
+        slots: usize,
+    ) -> Result<Session> {
+        Session::new(self.clone(), context, slots).await
     }
 }

@@ -1,48 +1,170 @@
 //! The compute graph that model code builds: op values, no GPU work.
 //!
-//! Model files call the builder methods (`matmul`, `rms_norm`, `rope`, `attention`, ...) and
-//! get back [`Value`] handles; nothing runs until the scheduler plans the graph and the
-//! executor records it. Shapes are checked as the graph is built. A mismatch is recorded and
-//! reported by [`Graph::check`] (and so by planning), so model code reads like the equations
-//! instead of a wall of `?`.
+//! Model files call builder methods (`g.matmul`, `g.rms_norm`, `g.attention`, ...) and get
+//! back [`Value`] handles; nothing runs until the scheduler plans the graph and the executor
+//! records it. Each builder lives with its op in `src/ops/` and adds an [`Op`] value here;
+//! the op's shape rule runs as it is added. A mismatch is recorded and reported by
+//! [`Graph::check`] (and so by planning), so model code reads like the equations instead of
+//! a wall of `?`.
 //!
-//! Activations are 2-D, (rows, cols): rows are tokens, cols are features (heads are a view of
-//! the features). Weights keep their own shapes.
+//! **Batches are a dimension.** Activations are (S, T, W): S sequences of up to T tokens of
+//! width W, row `s * T + t`. Each step says, per sequence, where it starts, how many of its T
+//! rows hold tokens (the rest is padding, masked out), and which KV-cache slot it uses
+//! ([`Step`]). Token ids are (S, T). Weights keep their own shapes; states (KV caches,
+//! sampler flags) are (slots, ...).
 
+mod emit;
+mod eval;
 mod op;
+mod step;
 
-pub use op::{Node, Op, Tail, Value};
+pub use emit::{Bound, Buf, Dispatch, Emit, Grid, GridShape, Rows, When};
+pub use eval::Eval;
+pub use op::{Op, Tail};
+pub use step::{Seq, SeqParams, Step, mask_padding};
 
 use crate::error::{Error, Result};
-use crate::kernels::Act;
 use crate::tensor::Tensor;
 use std::cell::RefCell;
+use std::sync::Arc;
+
+/// A handle to a value in a [`Graph`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Value(pub(crate) usize);
+
+/// Values that live outside a step's computation: written by the host, uploaded once, or
+/// kept across steps.
+#[derive(Clone, Debug)]
+pub enum Leaf {
+    /// Token ids (u32), (S, T), written by the host before each step.
+    Ids { name: String },
+    /// f32 activations, (S, T, W), written by the host before each step.
+    Input { name: String },
+    /// A weight already on the GPU. The CPU reference finds its values by the same name.
+    Weight { tensor: Tensor },
+    /// A small f32 constant computed on the host (e.g. RoPE cos/sin), uploaded once.
+    Const { name: String, data: Vec<f32> },
+    /// A persistent f32 buffer that outlives a step: a KV cache, the sampler's flags.
+    State { name: String },
+}
+
+/// What a node is: a leaf, or an op computed from other values.
+#[derive(Clone, Debug)]
+pub enum NodeKind {
+    Leaf(Leaf),
+    Op(Arc<dyn Op>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub shape: Vec<usize>,
+    /// Whether only the rows the step's lengths mark as tokens hold values (see [`Rows`]).
+    pub ragged: bool,
+    /// The scope (e.g. "layer.3") the node was built in; passes are grouped by it.
+    pub scope: String,
+}
+
+impl Node {
+    pub fn op(&self) -> Option<&Arc<dyn Op>> {
+        match &self.kind {
+            NodeKind::Op(op) => Some(op),
+            NodeKind::Leaf(_) => None,
+        }
+    }
+    pub fn leaf(&self) -> Option<&Leaf> {
+        match &self.kind {
+            NodeKind::Leaf(l) => Some(l),
+            NodeKind::Op(_) => None,
+        }
+    }
+    /// The values this node reads.
+    pub fn inputs(&self) -> Vec<Value> {
+        self.op().map(|o| o.inputs()).unwrap_or_default()
+    }
+    /// The state this node updates in place, if any.
+    pub fn updates(&self) -> Option<Value> {
+        self.op().and_then(|o| o.updates())
+    }
+    /// A short name for labels: the op's, or the leaf's kind.
+    pub fn name(&self) -> &'static str {
+        match &self.kind {
+            NodeKind::Op(o) => o.name(),
+            NodeKind::Leaf(Leaf::Ids { .. }) => "ids",
+            NodeKind::Leaf(Leaf::Input { .. }) => "input",
+            NodeKind::Leaf(Leaf::Weight { .. }) => "weight",
+            NodeKind::Leaf(Leaf::Const { .. }) => "const",
+            NodeKind::Leaf(Leaf::State { .. }) => "state",
+        }
+    }
+}
 
 /// A graph under construction. Methods take `&self` so calls nest like the maths.
-#[derive(Default)]
 pub struct Graph {
     pub(crate) nodes: RefCell<Vec<Node>>,
     pub(crate) outputs: RefCell<Vec<(String, Value)>>,
+    seqs: usize,
     scope: RefCell<String>,
     error: RefCell<Option<String>>,
 }
 
+impl Default for Graph {
+    fn default() -> Self {
+        Graph::batch(1)
+    }
+}
+
 impl Graph {
+    /// A graph over one sequence per step.
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn push(&self, op: Op, shape: Vec<usize>) -> Value {
+    /// A graph over `seqs` sequences per step (S).
+    pub fn batch(seqs: usize) -> Self {
+        Graph {
+            nodes: RefCell::default(),
+            outputs: RefCell::default(),
+            seqs,
+            scope: RefCell::default(),
+            error: RefCell::default(),
+        }
+    }
+
+    /// Sequences per step (S).
+    pub fn seqs(&self) -> usize {
+        self.seqs
+    }
+
+    fn push(&self, kind: NodeKind, shape: Vec<usize>, ragged: bool) -> Value {
         let mut nodes = self.nodes.borrow_mut();
         nodes.push(Node {
-            op,
+            kind,
             shape,
+            ragged,
             scope: self.scope.borrow().clone(),
         });
         Value(nodes.len() - 1)
     }
 
-    fn fail(&self, msg: String) {
+    /// Add an op: its shape rule runs now; a mismatch is recorded for [`Graph::check`].
+    /// (Op modules call this from their builder methods.)
+    pub fn apply(&self, op: impl Op) -> Value {
+        let (shape, ragged) = match op.shape(self) {
+            Ok(s) => {
+                let inputs: Vec<bool> = op.inputs().iter().map(|v| self.ragged(*v)).collect();
+                (s, op.ragged(&inputs))
+            }
+            Err(e) => {
+                self.fail(format!("{}: {e}", op.name()));
+                (vec![0], false)
+            }
+        };
+        self.push(NodeKind::Op(Arc::new(op)), shape, ragged)
+    }
+
+    /// Record a shape error (the first one is reported).
+    pub fn fail(&self, msg: String) {
         let mut e = self.error.borrow_mut();
         if e.is_none() {
             *e = Some(msg);
@@ -53,16 +175,36 @@ impl Graph {
         self.nodes.borrow()[v.0].shape.clone()
     }
 
-    /// (rows, cols) of an activation; records an error for anything not 2-D.
-    fn dims(&self, v: Value, what: &str) -> (usize, usize) {
+    fn ragged(&self, v: Value) -> bool {
+        self.nodes.borrow()[v.0].ragged
+    }
+
+    /// The leaf behind `v`, if it is one.
+    pub fn leaf(&self, v: Value) -> Option<Leaf> {
+        self.nodes.borrow()[v.0].leaf().cloned()
+    }
+
+    /// Whether `v` is a persistent state, or an op's update of one.
+    pub fn is_state(&self, v: Value) -> bool {
+        let nodes = self.nodes.borrow();
+        match &nodes[v.0].kind {
+            NodeKind::Leaf(Leaf::State { .. }) => true,
+            NodeKind::Leaf(_) => false,
+            NodeKind::Op(o) => o.updates().is_some(),
+        }
+    }
+
+    /// (S, T, W) of an activation, or why it is not one.
+    pub fn dims3(&self, v: Value) -> std::result::Result<[usize; 3], String> {
         match self.shape(v).as_slice() {
-            [r, c] => (*r, *c),
-            s => {
-                self.fail(format!(
-                    "{what}: expected a 2-D activation, got shape {s:?}"
-                ));
-                (0, 0)
-            }
+            [s, t, w] if *s == self.seqs => Ok([*s, *t, *w]),
+            [s, _, _] => Err(format!(
+                "an activation of {s} sequences in a graph of {} sequences per step",
+                self.seqs
+            )),
+            other => Err(format!(
+                "expected an (S, T, W) activation, got shape {other:?}"
+            )),
         }
     }
 
@@ -79,20 +221,24 @@ impl Graph {
         }
     }
 
+    /// Token ids for `tokens` positions of each of the S sequences: (S, T).
     pub fn ids(&self, name: &str, tokens: usize) -> Value {
-        self.push(Op::Ids { name: name.into() }, vec![tokens])
+        let kind = NodeKind::Leaf(Leaf::Ids { name: name.into() });
+        self.push(kind, vec![self.seqs, tokens], true)
     }
 
-    pub fn input(&self, name: &str, rows: usize, cols: usize) -> Value {
-        self.push(Op::Input { name: name.into() }, vec![rows, cols])
+    /// f32 activations written by the host: (S, T, W).
+    pub fn input(&self, name: &str, tokens: usize, width: usize) -> Value {
+        let kind = NodeKind::Leaf(Leaf::Input { name: name.into() });
+        self.push(kind, vec![self.seqs, tokens, width], true)
     }
 
     pub fn weight(&self, tensor: &Tensor) -> Value {
-        let op = Op::Weight {
-            name: tensor.name().to_string(),
+        let shape = tensor.shape().to_vec();
+        let kind = NodeKind::Leaf(Leaf::Weight {
             tensor: tensor.clone(),
-        };
-        self.push(op, tensor.shape().to_vec())
+        });
+        self.push(kind, shape, false)
     }
 
     pub fn constant(&self, name: &str, shape: &[usize], data: Vec<f32>) -> Value {
@@ -102,312 +248,25 @@ impl Graph {
                 data.len()
             ));
         }
-        self.push(
-            Op::Const {
-                name: name.into(),
-                data,
-            },
-            shape.to_vec(),
-        )
+        let kind = NodeKind::Leaf(Leaf::Const {
+            name: name.into(),
+            data,
+        });
+        self.push(kind, shape.to_vec(), false)
     }
 
-    pub fn state(&self, name: &str, capacity: usize, width: usize) -> Value {
-        self.push(Op::State { name: name.into() }, vec![capacity, width])
+    /// A persistent state: (slots, ...), e.g. a KV cache (slots, capacity, width).
+    pub fn state(&self, name: &str, shape: &[usize]) -> Value {
+        if shape.is_empty() || shape.contains(&0) {
+            self.fail(format!("state '{name}' has an empty shape {shape:?}"));
+        }
+        let kind = NodeKind::Leaf(Leaf::State { name: name.into() });
+        self.push(kind, shape.to_vec(), false)
     }
 
-    /// Mark `v` as a result of the run, read back under `name`.
+    /// Mark `v` as a result of the step, read back under `name`.
     pub fn output(&self, name: &str, v: Value) {
         self.outputs.borrow_mut().push((name.into(), v));
-    }
-
-    /// table (vocab, D) gathered at ids (T) -> (T, D)
-    pub fn embedding(&self, table: Value, ids: Value) -> Value {
-        let t = self.shape(ids).first().copied().unwrap_or(0);
-        let d = match self.shape(table).as_slice() {
-            [_, d] => *d,
-            s => {
-                self.fail(format!("embedding table must be 2-D, got {s:?}"));
-                0
-            }
-        };
-        self.push(Op::Embedding { table, ids }, vec![t, d])
-    }
-
-    /// x (M, K) @ w (N, K)^T -> (M, N)
-    pub fn matmul(&self, x: Value, w: Value) -> Value {
-        self.linear(x, w, None)
-    }
-
-    /// x (M, K) @ w (N, K)^T + bias (N) -> (M, N)
-    pub fn linear(&self, x: Value, w: Value, bias: Option<Value>) -> Value {
-        let (m, k) = self.dims(x, "matmul input");
-        let ws = self.shape(w);
-        let n = match ws.as_slice() {
-            [n, kw] if *kw == k => *n,
-            s => {
-                self.fail(format!(
-                    "matmul: input is ({m}, {k}) but weight is {s:?}, expected (N, {k})"
-                ));
-                0
-            }
-        };
-        if let Some(b) = bias {
-            if self.shape(b) != [n] {
-                self.fail(format!(
-                    "matmul bias has shape {:?}, expected [{n}]",
-                    self.shape(b)
-                ));
-            }
-        }
-        let tail = Tail::default();
-        self.push(Op::MatMul { x, w, bias, tail }, vec![m, n])
-    }
-
-    fn elementwise(&self, a: Value, tail: Tail, operands: &[Value], what: &str) -> Value {
-        let shape = self.shape(a);
-        for o in operands {
-            if self.shape(*o) != shape {
-                self.fail(format!(
-                    "{what}: shapes {shape:?} and {:?} differ",
-                    self.shape(*o)
-                ));
-            }
-        }
-        self.push(Op::Elementwise { a, tail }, shape)
-    }
-
-    /// a + b
-    pub fn add(&self, a: Value, b: Value) -> Value {
-        let tail = Tail {
-            residual: Some(b),
-            ..Default::default()
-        };
-        self.elementwise(a, tail, &[b], "add")
-    }
-
-    /// a * b, elementwise
-    pub fn mul(&self, a: Value, b: Value) -> Value {
-        let tail = Tail {
-            aux: Some((b, Act::Identity)),
-            ..Default::default()
-        };
-        self.elementwise(a, tail, &[b], "mul")
-    }
-
-    /// act(a)
-    pub fn act(&self, a: Value, act: Act) -> Value {
-        let tail = Tail {
-            act,
-            ..Default::default()
-        };
-        self.elementwise(a, tail, &[], "activation")
-    }
-
-    /// act(gate) * up: SwiGLU with `Act::Silu`, GeGLU with a GELU.
-    pub fn glu(&self, gate: Value, up: Value, act: Act) -> Value {
-        let tail = Tail {
-            act,
-            aux: Some((up, Act::Identity)),
-            residual: None,
-        };
-        self.elementwise(gate, tail, &[up], "glu")
-    }
-
-    /// x / rms(x) * w
-    pub fn rms_norm(&self, x: Value, w: Value, eps: f32) -> Value {
-        self.norm(x, w, None, eps, false)
-    }
-
-    /// (x - mean) / std * w + b
-    pub fn layer_norm(&self, x: Value, w: Value, b: Option<Value>, eps: f32) -> Value {
-        self.norm(x, w, b, eps, true)
-    }
-
-    fn norm(&self, x: Value, w: Value, b: Option<Value>, eps: f32, layer: bool) -> Value {
-        let (r, d) = self.dims(x, "norm input");
-        for p in std::iter::once(w).chain(b) {
-            if self.shape(p) != [d] {
-                self.fail(format!(
-                    "norm parameter has shape {:?}, expected [{d}]",
-                    self.shape(p)
-                ));
-            }
-        }
-        self.push(
-            Op::Norm {
-                x,
-                w,
-                b,
-                eps,
-                layer,
-            },
-            vec![r, d],
-        )
-    }
-
-    /// Softmax over each row.
-    pub fn softmax(&self, x: Value) -> Value {
-        let s = self.shape(x);
-        self.dims(x, "softmax input");
-        self.push(Op::Softmax { x }, s)
-    }
-
-    /// Sample the next token from `logits` (1, V) into the state `token` (see [`Op::Sample`]).
-    /// `ids`, when given, are marked seen first (the prompt, in prefill).
-    pub fn sample(&self, logits: Value, ids: Option<Value>, seen: Value, token: Value) -> Value {
-        let (r, v) = self.dims(logits, "sample input");
-        if r != 1 {
-            self.fail(format!("sample: logits must be one row, got {r}"));
-        }
-        if self.shape(seen).iter().product::<usize>() != v {
-            self.fail(format!(
-                "sample: the seen state {:?} does not cover {v} tokens",
-                self.shape(seen)
-            ));
-        }
-        if self.shape(token).iter().product::<usize>() != 1 {
-            self.fail("sample: the token state must hold one id".into());
-        }
-        let shape = self.shape(token);
-        self.push(
-            Op::Sample {
-                logits,
-                ids,
-                seen,
-                token,
-            },
-            shape,
-        )
-    }
-
-    /// Rows [start, start + len) of a 2-D activation, e.g. the last position before the LM head.
-    pub fn rows(&self, x: Value, start: usize, len: usize) -> Value {
-        let (r, c) = self.dims(x, "rows input");
-        if start + len > r || len == 0 {
-            self.fail(format!(
-                "rows {start}..{} of a ({r}, {c}) activation",
-                start + len
-            ));
-        }
-        self.push(Op::Rows { x, start, len }, vec![len, c])
-    }
-
-    /// Rotate-half RoPE over (T, heads * head_dim) with a (positions, head_dim) cos/sin table
-    /// (see [`crate::reference::rope_table`]).
-    pub fn rope(&self, x: Value, table: Value, heads: usize, head_dim: usize) -> Value {
-        let (t, c) = self.dims(x, "rope input");
-        if c != heads * head_dim || head_dim % 2 != 0 {
-            self.fail(format!(
-                "rope: width {c} is not {heads} heads x {head_dim} (even) dims"
-            ));
-        }
-        let ts = self.shape(table);
-        if ts.len() != 2 || ts[1] != head_dim {
-            self.fail(format!(
-                "rope: table has shape {ts:?}, expected (positions, {head_dim})"
-            ));
-        }
-        self.push(
-            Op::Rope {
-                x,
-                table,
-                heads,
-                head_dim,
-            },
-            vec![t, c],
-        )
-    }
-
-    /// Append src (T, width) to the cache at the run's position.
-    pub fn kv_write(&self, src: Value, cache: Value) -> Value {
-        let (_, w) = self.dims(src, "kv_write input");
-        let cs = self.shape(cache);
-        if cs.len() != 2 || cs[1] != w {
-            self.fail(format!(
-                "kv_write: rows of width {w} do not fit cache {cs:?}"
-            ));
-        }
-        self.push(Op::KvWrite { src, cache }, cs)
-    }
-
-    /// Grouped-query attention of q (T, heads * head_dim) over the caches k, v
-    /// (capacity, kv_heads * head_dim), scaled by 1/sqrt(head_dim).
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention(
-        &self,
-        q: Value,
-        k: Value,
-        v: Value,
-        heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-        causal: bool,
-    ) -> Value {
-        self.attention_op(q, k, v, [heads, kv_heads, head_dim], causal, None)
-    }
-
-    /// Causal attention that sees at most the last `window` keys, when given.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention_windowed(
-        &self,
-        q: Value,
-        k: Value,
-        v: Value,
-        heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-        window: Option<usize>,
-    ) -> Value {
-        self.attention_op(q, k, v, [heads, kv_heads, head_dim], true, window)
-    }
-
-    fn attention_op(
-        &self,
-        q: Value,
-        k: Value,
-        v: Value,
-        [heads, kv_heads, head_dim]: [usize; 3],
-        causal: bool,
-        window: Option<usize>,
-    ) -> Value {
-        let (t, c) = self.dims(q, "attention query");
-        if c != heads * head_dim {
-            self.fail(format!(
-                "attention: query width {c} is not {heads} x {head_dim}"
-            ));
-        }
-        if kv_heads == 0 || heads % kv_heads != 0 {
-            self.fail(format!(
-                "attention: {heads} heads do not group over {kv_heads} KV heads"
-            ));
-        }
-        for cache in [k, v] {
-            let s = self.shape(cache);
-            if s.len() != 2 || s[1] != kv_heads * head_dim {
-                self.fail(format!(
-                    "attention: cache {s:?} is not (capacity, {kv_heads} x {head_dim})"
-                ));
-            }
-        }
-        if head_dim > crate::kernels::ATTENTION_MAX_HEAD_DIM {
-            self.fail(format!(
-                "attention: head_dim {head_dim} exceeds {}",
-                crate::kernels::ATTENTION_MAX_HEAD_DIM
-            ));
-        }
-        let scale = 1.0 / (head_dim as f32).sqrt();
-        let op = Op::Attention {
-            q,
-            k,
-            v,
-            heads,
-            kv_heads,
-            head_dim,
-            causal,
-            scale,
-            window,
-        };
-        self.push(op, vec![t, c])
     }
 
     /// The nodes built so far (for the scheduler and the CPU reference).

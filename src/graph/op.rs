@@ -1,13 +1,65 @@
-//! Op values: what a graph node computes, and which values it reads.
+//! The op trait: what every op family implements, so that the graph, the scheduler, the
+//! reference evaluator and the executor reach ops through one interface and never match on
+//! a particular one.
 
+use super::{Emit, Eval, Graph, Value};
+use crate::error::Result;
 use crate::kernels::Act;
-use crate::tensor::Tensor;
+use std::fmt;
+use std::sync::Arc;
 
-/// A handle to a value in a [`Graph`](super::Graph).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Value(pub(crate) usize);
+/// An op: its inputs, its shape rule, its GPU emission and its CPU twin. Each op family
+/// implements this in its module under `src/ops/`, next to its `.wgsl` file.
+pub trait Op: fmt::Debug + Send + Sync + 'static {
+    /// A short name for labels and errors ("matmul").
+    fn name(&self) -> &'static str;
 
-/// The fused elementwise tail of a producer: `act(y) * aux_act(aux) + residual`.
+    /// The values this op reads, in a fixed order.
+    fn inputs(&self) -> Vec<Value>;
+
+    /// The shape of the result, or why the inputs do not fit.
+    fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String>;
+
+    /// Whether the result's rows follow the step's per-sequence lengths (see
+    /// [`Rows`](super::Rows)), given whether each input's do. By default, as the first input.
+    fn ragged(&self, inputs: &[bool]) -> bool {
+        inputs.first().copied().unwrap_or(false)
+    }
+
+    /// The dispatches that compute the result (and the per-step checks they need).
+    fn emit(&self, e: &mut Emit) -> Result<()>;
+
+    /// The CPU twin: the same result in plain Rust, accumulated in f64.
+    fn eval(&self, e: &mut Eval) -> Result<Vec<f32>>;
+
+    /// The state this op updates in place; its result is that state after the update.
+    fn updates(&self) -> Option<Value> {
+        None
+    }
+
+    /// Whether the result holds token ids rather than f32 values.
+    fn yields_ids(&self) -> bool {
+        false
+    }
+
+    /// For producers that can take a fused elementwise tail: whether a bias is applied
+    /// first, and the tail so far.
+    fn tail(&self) -> Option<(bool, &Tail)> {
+        None
+    }
+
+    /// This op with `tail` as its fused tail (for producers, see [`Op::tail`]).
+    fn with_tail(&self, _tail: Tail) -> Option<Arc<dyn Op>> {
+        None
+    }
+
+    /// For elementwise ops: `tail(a)`, as `(a, tail)`.
+    fn as_elementwise(&self) -> Option<(Value, &Tail)> {
+        None
+    }
+}
+
+/// A fused elementwise tail: `act(y) * aux_act(aux) + residual`, stages in that order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tail {
     pub act: Act,
@@ -15,175 +67,9 @@ pub struct Tail {
     pub residual: Option<Value>,
 }
 
-#[derive(Clone, Debug)]
-pub enum Op {
-    /// Token ids (u32) written by the host before each run.
-    Ids {
-        name: String,
-    },
-    /// f32 activations written by the host before each run.
-    Input {
-        name: String,
-    },
-    /// A weight already on the GPU. The CPU reference finds its values by the same name.
-    Weight {
-        name: String,
-        tensor: Tensor,
-    },
-    /// A small f32 constant computed on the host (e.g. RoPE frequencies).
-    Const {
-        name: String,
-        data: Vec<f32>,
-    },
-    /// A persistent (capacity, width) f32 buffer that outlives a run: a KV cache.
-    State {
-        name: String,
-    },
-    Embedding {
-        table: Value,
-        ids: Value,
-    },
-    /// x (M, K) times w (N, K)^T, plus bias (N), then the tail.
-    MatMul {
-        x: Value,
-        w: Value,
-        bias: Option<Value>,
-        tail: Tail,
-    },
-    /// The tail applied to `a`.
-    Elementwise {
-        a: Value,
-        tail: Tail,
-    },
-    Norm {
-        x: Value,
-        w: Value,
-        b: Option<Value>,
-        eps: f32,
-        layer: bool,
-    },
-    Softmax {
-        x: Value,
-    },
-    /// Rows [start, start + len) of x.
-    Rows {
-        x: Value,
-        start: usize,
-        len: usize,
-    },
-    Rope {
-        x: Value,
-        /// (positions, head_dim) cos/sin table, see [`crate::reference::rope_table`].
-        table: Value,
-        heads: usize,
-        head_dim: usize,
-    },
-    /// Sample a token from the last row of `logits` (1, V) with the run's sampling
-    /// parameters, after marking `ids` seen (for the repetition penalty). Updates the states
-    /// `seen` (V flags) and `token` (1 id); the result is `token` after the write.
-    Sample {
-        logits: Value,
-        ids: Option<Value>,
-        seen: Value,
-        token: Value,
-    },
-    /// Write `src` (tokens, width) into `cache` at the run's position; the result is the
-    /// cache after the write.
-    KvWrite {
-        src: Value,
-        cache: Value,
-    },
-    Attention {
-        q: Value,
-        k: Value,
-        v: Value,
-        heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-        causal: bool,
-        scale: f32,
-        /// Attend only to the last `window` keys (sliding-window attention).
-        window: Option<usize>,
-    },
-}
-
-impl Op {
-    /// The values this op reads, in a fixed order.
-    pub fn inputs(&self) -> Vec<Value> {
-        let tail = |t: &Tail, v: &mut Vec<Value>| {
-            v.extend(t.aux.map(|a| a.0));
-            v.extend(t.residual);
-        };
-        let mut v = Vec::new();
-        match self {
-            Op::Ids { .. }
-            | Op::Input { .. }
-            | Op::Weight { .. }
-            | Op::Const { .. }
-            | Op::State { .. } => {}
-            Op::Embedding { table, ids } => v.extend([*table, *ids]),
-            Op::MatMul {
-                x,
-                w,
-                bias,
-                tail: t,
-            } => {
-                v.extend([*x, *w]);
-                v.extend(*bias);
-                tail(t, &mut v);
-            }
-            Op::Elementwise { a, tail: t } => {
-                v.push(*a);
-                tail(t, &mut v);
-            }
-            Op::Norm { x, w, b, .. } => {
-                v.extend([*x, *w]);
-                v.extend(*b);
-            }
-            Op::Softmax { x } | Op::Rows { x, .. } => v.push(*x),
-            Op::Rope { x, table, .. } => v.extend([*x, *table]),
-            Op::KvWrite { src, cache } => v.extend([*src, *cache]),
-            Op::Sample {
-                logits,
-                ids,
-                seen,
-                token,
-            } => {
-                v.push(*logits);
-                v.extend(*ids);
-                v.extend([*seen, *token]);
-            }
-            Op::Attention { q, k, v: vv, .. } => v.extend([*q, *k, *vv]),
-        }
-        v
+impl Tail {
+    /// The values the tail reads.
+    pub fn inputs(&self) -> impl Iterator<Item = Value> + '_ {
+        self.aux.map(|a| a.0).into_iter().chain(self.residual)
     }
-
-    /// The state this op updates in place, if any; its result aliases that state.
-    pub fn updates(&self) -> Option<Value> {
-        match self {
-            Op::KvWrite { cache, .. } => Some(*cache),
-            Op::Sample { token, .. } => Some(*token),
-            _ => None,
-        }
-    }
-
-    /// Values that live outside any single run: weights, constants, states and inputs.
-    pub fn is_leaf(&self) -> bool {
-        matches!(
-            self,
-            Op::Ids { .. }
-                | Op::Input { .. }
-                | Op::Weight { .. }
-                | Op::Const { .. }
-                | Op::State { .. }
-        )
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Node {
-    pub op: Op,
-    pub shape: Vec<usize>,
-    /// The scope (e.g. "layer.3") the node was built in; passes are grouped by it.
-    pub scope: String,
 }

@@ -1,103 +1,22 @@
-//! The host side of the kernel library: which WGSL source each kernel variant is, its
-//! override constants, its binding layout, and a cache of compiled pipelines keyed by value.
+//! The host side of the kernel library, independent of any op: kernel families (one `.wgsl`
+//! file each, with its binding layout and typed structs), the typed pipeline key
+//! ([`Kernel`]), shader assembly, and a cache of compiled pipelines per device.
 //!
-//! A [`Kernel`] is the typed pipeline key: the kernel family plus everything that changes the
-//! compiled code (weight formats, fused epilogue, norm kind). The cache maps it to a compiled
-//! pipeline, so each variant is compiled once per device.
+//! Op modules (`src/ops/`) declare their families as statics and build [`Kernel`] values;
+//! nothing here names a particular op.
 
-mod params;
+mod cache;
+mod epilogue;
+mod layout;
 mod source;
 
-pub use params::*;
-pub use source::{compose, family_source};
+pub(crate) use cache::PipelineCache;
+pub use epilogue::{Act, Epilogue};
+pub use layout::{Field, GpuStruct, Layout, Scalar};
+pub use source::compose;
 
 use crate::dtype::WeightFormat;
-use crate::error::{Error, Result};
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-/// Elementwise activations, as fused into epilogues. Codes match `activate` in epilogue.wgsl.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Act {
-    #[default]
-    Identity,
-    Silu,
-    GeluTanh,
-    GeluErf,
-    Relu,
-}
-
-impl Act {
-    pub const ALL: [Act; 5] = [
-        Act::Identity,
-        Act::Silu,
-        Act::GeluTanh,
-        Act::GeluErf,
-        Act::Relu,
-    ];
-    pub fn code(self) -> u32 {
-        self as u32
-    }
-}
-
-/// The fused elementwise tail of a kernel: `y = act(acc + bias) * aux_act(aux) + residual`.
-/// `aux: Some(a)` multiplies by `a(aux)`. Stages apply in field order.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Epilogue {
-    pub bias: bool,
-    pub act: Act,
-    pub aux: Option<Act>,
-    pub residual: bool,
-}
-
-impl Epilogue {
-    fn constants(&self, out: &mut Vec<(&'static str, f64)>) {
-        out.push(("HAS_BIAS", f64::from(u8::from(self.bias))));
-        out.push(("ACT", f64::from(self.act.code())));
-        out.push(("AUX_MUL", f64::from(u8::from(self.aux.is_some()))));
-        out.push(("AUX_ACT", f64::from(self.aux.unwrap_or_default().code())));
-        out.push(("RESIDUAL", f64::from(u8::from(self.residual))));
-    }
-}
-
-/// One kernel variant: the typed key of the pipeline cache.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Kernel {
-    /// Tiled GEMM, x (M, K) times w (N, K)^T.
-    Matmul {
-        w: WeightFormat,
-        bias: WeightFormat,
-        epi: Epilogue,
-    },
-    /// GEMV for a single row of x.
-    Gemv {
-        w: WeightFormat,
-        bias: WeightFormat,
-        epi: Epilogue,
-    },
-    /// An elementwise op the scheduler did not fuse.
-    Elementwise {
-        bias: WeightFormat,
-        epi: Epilogue,
-    },
-    /// RMSNorm (`layer: false`) or LayerNorm (`layer: true`, optionally with bias).
-    Norm {
-        w: WeightFormat,
-        b: WeightFormat,
-        layer: bool,
-        bias: bool,
-    },
-    Softmax,
-    Rope,
-    Attention,
-    KvWrite,
-    Copy,
-    Embedding {
-        table: WeightFormat,
-    },
-    /// Token sampling from the last row of logits.
-    Sample,
-}
+use std::fmt;
 
 /// The kinds of binding a kernel declares, in binding order.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -107,240 +26,159 @@ pub enum Slot {
     Write,
 }
 
-use Slot::{Read, Uniform, Write};
+/// Shared WGSL pieces a family's file builds on: a closed set, prepended in this order.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Include {
+    /// `epilogue(acc, col, idx)`: the fused bias/activation/gate/residual tail.
+    Epilogue,
+    /// `reduce_sum` / `reduce_max` over a workgroup of `WG` threads.
+    Reduce,
+    /// `struct Seq`: one sequence's position, length and slot in the step.
+    Seq,
+}
+
+impl Include {
+    pub fn source(self) -> &'static str {
+        match self {
+            Include::Epilogue => include_str!("../../shaders/epilogue.wgsl"),
+            Include::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Include::Seq => include_str!("../../shaders/seq.wgsl"),
+        }
+    }
+}
+
+/// A kernel family: one `.wgsl` file with entry point `main`, and what the host must know to
+/// launch it. Op modules declare one `static` per family.
+pub struct Family {
+    pub name: &'static str,
+    /// The family's own file.
+    pub source: &'static str,
+    pub includes: &'static [Include],
+    pub bindings: &'static [Slot],
+    /// The structs the shader shares with the host (its `Params` first), checked by naga.
+    pub structs: &'static [Layout],
+}
+
+impl fmt::Debug for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+// Family names are unique (tests/shaders.rs checks it), so a family is known by its name.
+impl PartialEq for Family {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+impl Eq for Family {}
+impl std::hash::Hash for Family {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.name.hash(h)
+    }
+}
+
+/// One kernel variant: the typed key of the pipeline cache. Everything that changes the
+/// compiled code is here: the family, each weight array's storage format (the only text
+/// substitution, from a closed enum) and the override constants.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    pub family: &'static Family,
+    /// Weight arrays declared `array<WORD_name>`, with the format each is read in.
+    pub weights: Vec<(&'static str, WeightFormat)>,
+    /// Override constants, by name (all kiln's are u32 or bool).
+    pub constants: Vec<(&'static str, u32)>,
+}
 
 impl Kernel {
-    /// The family's WGSL file, entry point and the weight arrays whose reader it needs.
-    pub fn entry(&self) -> &'static str {
-        match self {
-            Kernel::KvWrite => "kv_write",
-            _ => "main",
+    pub fn new(family: &'static Family) -> Kernel {
+        Kernel {
+            family,
+            weights: Vec::new(),
+            constants: Vec::new(),
         }
     }
 
-    /// Weight arrays declared with `array<WORD_name>`, and how each is read.
-    pub fn weight_arrays(&self) -> Vec<(&'static str, WeightFormat)> {
-        match *self {
-            Kernel::Matmul { w, bias, .. } | Kernel::Gemv { w, bias, .. } => {
-                vec![("w", w), ("bias", bias)]
-            }
-            Kernel::Elementwise { bias, .. } => vec![("bias", bias)],
-            Kernel::Norm { w, b, .. } => vec![("w", w), ("b", b)],
-            Kernel::Embedding { table } => vec![("table", table)],
-            _ => vec![],
-        }
+    /// Read the weight array `name` in `format`.
+    pub fn weight(mut self, name: &'static str, format: WeightFormat) -> Kernel {
+        self.weights.push((name, format));
+        self
+    }
+
+    /// Set the override constant `name`.
+    pub fn constant(mut self, name: &'static str, value: impl Into<u32>) -> Kernel {
+        self.constants.push((name, value.into()));
+        self
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.family.name
+    }
+
+    pub fn entry(&self) -> &'static str {
+        "main"
     }
 
     pub fn bindings(&self) -> &'static [Slot] {
-        match self {
-            Kernel::Matmul { .. } | Kernel::Gemv { .. } => {
-                &[Uniform, Read, Read, Read, Read, Read, Write]
-            }
-            Kernel::Elementwise { .. } => &[Uniform, Read, Read, Read, Read, Write],
-            Kernel::Norm { .. } => &[Uniform, Read, Read, Read, Write],
-            Kernel::Softmax => &[Uniform, Read, Write],
-            Kernel::Rope => &[Uniform, Uniform, Read, Read, Write],
-            Kernel::Attention => &[Uniform, Uniform, Read, Read, Read, Write],
-            Kernel::KvWrite | Kernel::Copy => &[Uniform, Uniform, Read, Write],
-            Kernel::Embedding { .. } => &[Uniform, Read, Read, Write],
-            Kernel::Sample => &[Uniform, Uniform, Read, Read, Write, Write],
-        }
+        self.family.bindings
     }
 
-    /// Override constants: tile and workgroup sizes, epilogue switches.
+    /// Override constants as wgpu takes them.
     pub fn constants(&self) -> Vec<(&'static str, f64)> {
-        let mut c = Vec::new();
-        match self {
-            Kernel::Matmul { epi, .. } => {
-                c.push(("TX", f64::from(GEMM_TX)));
-                c.push(("TY", f64::from(GEMM_TY)));
-                c.push(("BK", f64::from(GEMM_BK)));
-                epi.constants(&mut c);
-            }
-            Kernel::Gemv { epi, .. } => {
-                c.push(("LANES", f64::from(GEMV_LANES)));
-                c.push(("ROWS", f64::from(GEMV_ROWS)));
-                epi.constants(&mut c);
-            }
-            Kernel::Elementwise { epi, .. } => {
-                c.push(("WG", f64::from(ELEMENTWISE_WG)));
-                epi.constants(&mut c);
-            }
-            Kernel::Norm { layer, bias, .. } => {
-                c.push(("WG", f64::from(ROW_WG)));
-                c.push(("LAYER", f64::from(u8::from(*layer))));
-                c.push(("HAS_BIAS", f64::from(u8::from(*bias))));
-            }
-            Kernel::Softmax | Kernel::Attention => c.push(("WG", f64::from(ROW_WG))),
-            Kernel::Rope => c.push(("WG", f64::from(ROPE_WG))),
-            Kernel::Sample => c.push(("WG", f64::from(SAMPLE_WG))),
-            Kernel::KvWrite | Kernel::Copy | Kernel::Embedding { .. } => {
-                c.push(("WG", f64::from(ELEMENTWISE_WG)))
-            }
-        }
-        c
+        self.constants
+            .iter()
+            .map(|&(n, v)| (n, f64::from(v)))
+            .collect()
     }
 
     /// Whether the kernel needs SHADER_F16 on the device.
     pub fn needs_f16(&self) -> bool {
-        self.weight_arrays().iter().any(|(_, f)| f.needs_f16())
+        self.weights.iter().any(|(_, f)| f.needs_f16())
     }
 
     /// The complete WGSL source of this variant.
     pub fn source(&self) -> String {
         compose(self)
     }
+}
 
-    /// Every variant the scheduler can ask for (tests validate each one with naga).
-    pub fn variants() -> Vec<Kernel> {
-        let mut epilogues = Vec::new();
-        for bias in [false, true] {
-            for act in Act::ALL {
-                for aux in std::iter::once(None).chain(Act::ALL.map(Some)) {
-                    for residual in [false, true] {
-                        epilogues.push(Epilogue {
-                            bias,
-                            act,
-                            aux,
-                            residual,
-                        });
-                    }
-                }
-            }
+/// What the scheduler needs to know about the device to choose kernels.
+#[derive(Copy, Clone, Debug)]
+pub struct Target {
+    /// Native f16 in shaders (SHADER_F16).
+    pub has_f16: bool,
+    /// `unpack2x16float` in shaders.
+    pub has_f16_unpack: bool,
+    pub max_workgroups: u32,
+    pub max_binding: u64,
+    /// Matmuls over at most this many rows run as GEMV (weights streamed once per 8 rows),
+    /// larger ones as tiled GEMM. Decided per step from the rows the step really has.
+    pub gemv_max_rows: usize,
+}
+
+/// By default, up to this many rows run as GEMV.
+pub const GEMV_MAX_ROWS: usize = 16;
+
+impl Target {
+    pub fn of(gpu: &crate::Gpu) -> Target {
+        Target {
+            has_f16: gpu.has_f16(),
+            has_f16_unpack: gpu.has_f16_unpack(),
+            max_workgroups: gpu.limits().max_compute_workgroups_per_dimension,
+            max_binding: gpu.max_binding(),
+            gemv_max_rows: GEMV_MAX_ROWS,
         }
-        let formats = WeightFormat::ALL;
-        let mut out = vec![
-            Kernel::Softmax,
-            Kernel::Rope,
-            Kernel::Attention,
-            Kernel::KvWrite,
-            Kernel::Copy,
-            Kernel::Sample,
-        ];
-        for w in formats {
-            out.push(Kernel::Embedding { table: w });
-            for b in formats {
-                for (layer, bias) in [(false, false), (true, false), (true, true)] {
-                    out.push(Kernel::Norm { w, b, layer, bias });
-                }
-                for &epi in &epilogues {
-                    out.push(Kernel::Matmul { w, bias: b, epi });
-                    out.push(Kernel::Gemv { w, bias: b, epi });
-                }
-            }
-            for &epi in &epilogues {
-                out.push(Kernel::Elementwise { bias: w, epi });
-            }
-        }
-        out
     }
 }
 
-/// Compiled pipelines and their layouts, one cache per device.
-#[derive(Default)]
-pub(crate) struct PipelineCache {
-    pipelines: Mutex<HashMap<Kernel, Compiled>>,
-}
-
-#[derive(Clone)]
-pub(crate) struct Compiled {
-    pub pipeline: wgpu::ComputePipeline,
-    pub layout: wgpu::BindGroupLayout,
-}
-
-impl PipelineCache {
-    /// The pipeline for `kernel` on `gpu`, from the device's cache.
-    pub(crate) async fn compiled(gpu: &crate::Gpu, kernel: Kernel) -> Result<Compiled> {
-        gpu.cache::<PipelineCache>().get(gpu, kernel).await
-    }
-
-    /// The compiled pipeline for `kernel`, compiling it on first use. Compilation errors
-    /// (a bad shader, a feature the device lacks) come back as errors, not panics.
-    pub(crate) async fn get(&self, gpu: &crate::Gpu, kernel: Kernel) -> Result<Compiled> {
-        if let Some(c) = self.lock().get(&kernel) {
-            return Ok(c.clone());
-        }
-        if kernel.needs_f16() && !gpu.has_f16() {
-            return Err(Error::Gpu(format!(
-                "{kernel:?} reads native f16 but {} lacks SHADER_F16",
-                gpu.describe()
-            )));
-        }
-        let device = gpu.device();
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
-            .bindings()
-            .iter()
-            .enumerate()
-            .map(|(i, slot)| wgpu::BindGroupLayoutEntry {
-                binding: i as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: match slot {
-                        Slot::Uniform => wgpu::BufferBindingType::Uniform,
-                        Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                        Slot::Write => wgpu::BufferBindingType::Storage { read_only: false },
-                    },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
-        let label = format!("{kernel:?}");
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(&label),
-            entries: &entries,
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(&label),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let source = kernel.source();
-        let desc = wgpu::ShaderModuleDescriptor {
-            label: Some(&label),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        };
-        let module = if gpu.bounds_checks() {
-            device.create_shader_module(desc)
-        } else {
-            // SAFETY: every kiln kernel guards its own indices, and the host checks what the
-            // kernels cannot (token ids below the vocabulary, positions within the RoPE table
-            // and KV cache, shapes of every operand) before a dispatch is recorded; see
-            // "Bounds" in the README. Without wgpu's per-access checks the kernels run up to
-            // 1.7x faster on CPU adapters. `GpuOptions::bounds_checks` turns them back on.
-            let checks = wgpu::ShaderRuntimeChecks {
-                bounds_checks: false,
-                force_loop_bounding: false,
-                ..Default::default()
-            };
-            unsafe { device.create_shader_module_trusted(desc, checks) }
-        };
-        let constants = kernel.constants();
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&label),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some(kernel.entry()),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
-        if let Some(e) = scope.pop().await {
-            return Err(Error::Gpu(format!(
-                "compiling {label} on {} failed: {e}",
-                gpu.describe()
-            )));
-        }
-        let compiled = Compiled { pipeline, layout };
-        self.lock().insert(kernel, compiled.clone());
-        Ok(compiled)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Kernel, Compiled>> {
-        self.pipelines.lock().unwrap_or_else(|e| e.into_inner())
+/// Spread `groups` workgroups over x and y so no dimension exceeds `max_per_dim`; kernels
+/// linearise the id as `x + y * num_workgroups.x` and ignore the overshoot.
+pub fn grid(groups: u64, max_per_dim: u32) -> [u32; 3] {
+    let groups = groups.max(1);
+    let max = u64::from(max_per_dim.max(1));
+    if groups <= max {
+        [groups as u32, 1, 1]
+    } else {
+        [max as u32, groups.div_ceil(max) as u32, 1]
     }
 }

@@ -103,10 +103,10 @@ impl Config {
             )));
         }
         let head_dim = raw.head_dim.unwrap_or(raw.hidden_size / heads);
-        if head_dim % 2 != 0 || head_dim > crate::kernels::ATTENTION_MAX_HEAD_DIM {
+        if head_dim % 2 != 0 || head_dim > crate::ops::attention::MAX_HEAD_DIM {
             return Err(bad(format!(
                 "head_dim {head_dim} is not supported (even, at most {})",
-                crate::kernels::ATTENTION_MAX_HEAD_DIM
+                crate::ops::attention::MAX_HEAD_DIM
             )));
         }
         let theta = raw.rope_theta.unwrap_or(10_000.0);

@@ -1,24 +1,28 @@
 //! The Llama family (Llama 2/3, SmolLM/SmolLM2, Qwen2, Mistral, TinyLlama) as a graph.
 //!
-//! Glossary: T tokens in the step, D hidden size, H query heads, KV key/value heads,
-//! Dh head dim, F feed-forward size, V vocabulary, C KV-cache capacity (positions).
+//! Glossary: S sequences in the step, T tokens per sequence, D hidden size, H query heads,
+//! KV key/value heads, Dh head dim, F feed-forward size, V vocabulary, C KV-cache capacity
+//! (positions), N cache slots.
 //!
 //! ```text
-//!     x = embed[ids]                                              (T, D)
+//!     x = embed[ids]                                              (S, T, D)
 //!     for each layer:
 //!         h = rmsnorm(x) * w_attn_norm
 //!         q, k, v = rope(h Wq^T + bq), rope(h Wk^T + bk), h Wv^T + bv
 //!         x = x + attention(q, cache_k <- k, cache_v <- v) Wo^T
 //!         h = rmsnorm(x) * w_mlp_norm
 //!         x = x + (silu(h Wgate^T) * h Wup^T) Wdown^T
-//!     logits = rmsnorm(x) * w_norm  Wlm^T                         (T or 1, V)
+//!     logits = rmsnorm(x) * w_norm  Wlm^T                         (S, T or 1, V)
 //! ```
 
 use super::config::Config;
+use super::{Cache, Decoder, Logits, Special};
 use crate::error::Result;
 use crate::graph::{Graph, Value};
 use crate::kernels::Act;
 use crate::load::Weights;
+use crate::ops::attention::{Heads, Mask};
+use crate::ops::rope::rope_table;
 use crate::tensor::Tensor;
 
 struct Attention {
@@ -36,15 +40,6 @@ struct Layer {
     gate: Tensor,
     up: Tensor,
     down: Tensor,
-}
-
-/// Which positions get logits.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Logits {
-    /// Only the last position (generation).
-    Last,
-    /// Every position of the step.
-    All,
 }
 
 /// A Llama-family model whose weights are on the GPU.
@@ -110,19 +105,25 @@ impl Llama {
         (format!("cache.{l}.k"), format!("cache.{l}.v"))
     }
 
-    /// One forward step over the token ids `ids` (T), starting at the run's position, with
-    /// KV caches of `capacity` positions. Returns the logits.
-    pub fn forward(&self, g: &Graph, ids: Value, capacity: usize, logits: Logits) -> Value {
+    /// One forward step over the token ids `ids` (S, T), each sequence from its own position,
+    /// with KV caches of `cache.slots` x `cache.capacity` positions. Returns the logits.
+    pub fn forward(&self, g: &Graph, ids: Value, cache: Cache, logits: Logits) -> Value {
         let c = &self.config;
+        let heads = Heads {
+            heads: c.heads,
+            kv_heads: c.kv_heads,
+            head_dim: c.head_dim,
+        };
         let (h, kv, dh) = (c.heads, c.kv_heads, c.head_dim);
-        let t = g.shape(ids).first().copied().unwrap_or(0);
+        let mask = c.sliding_window.map_or(Mask::Causal, Mask::Window);
         let rope = g.constant(
             "rope",
-            &[capacity, dh],
-            crate::reference::rope_table(&c.inv_freq, capacity),
+            &[cache.capacity, dh],
+            rope_table(&c.inv_freq, cache.capacity),
         );
+        let kv_shape = [cache.slots, cache.capacity, kv * dh];
         g.set_scope("embed");
-        let mut x = g.embedding(g.weight(&self.embed), ids); // (T, D)
+        let mut x = g.embedding(g.weight(&self.embed), ids); // (S, T, D)
         for (l, layer) in self.layers.iter().enumerate() {
             g.set_scope(format!("layer.{l}"));
             let w = |t: &Tensor| g.weight(t);
@@ -131,12 +132,12 @@ impl Llama {
             let (k_name, v_name) = Self::cache_names(l);
 
             let hn = g.rms_norm(x, w(&layer.attn_norm), c.eps);
-            let q = g.rope(g.linear(hn, w(&a.q), b(0)), rope, h, dh); // (T, H*Dh)
-            let k = g.rope(g.linear(hn, w(&a.k), b(1)), rope, kv, dh); // (T, KV*Dh)
+            let q = g.rope(g.linear(hn, w(&a.q), b(0)), rope, h, dh); // (S, T, H*Dh)
+            let k = g.rope(g.linear(hn, w(&a.k), b(1)), rope, kv, dh); // (S, T, KV*Dh)
             let v = g.linear(hn, w(&a.v), b(2));
-            let k = g.kv_write(k, g.state(&k_name, capacity, kv * dh)); // (C, KV*Dh)
-            let v = g.kv_write(v, g.state(&v_name, capacity, kv * dh));
-            let att = g.attention_windowed(q, k, v, h, kv, dh, c.sliding_window);
+            let k = g.kv_write(k, g.state(&k_name, &kv_shape)); // (N, C, KV*Dh)
+            let v = g.kv_write(v, g.state(&v_name, &kv_shape));
+            let att = g.attention(q, k, v, heads, mask);
             x = g.add(x, g.matmul(att, w(&a.o)));
 
             let hn = g.rms_norm(x, w(&layer.mlp_norm), c.eps);
@@ -144,17 +145,17 @@ impl Llama {
                 g.matmul(hn, w(&layer.gate)),
                 g.matmul(hn, w(&layer.up)),
                 Act::Silu,
-            ); // (T, F)
+            ); // (S, T, F)
             x = g.add(x, g.matmul(m, w(&layer.down)));
         }
         g.set_scope("head");
-        if logits == Logits::Last && t > 1 {
-            x = g.rows(x, t - 1, 1);
+        if logits == Logits::Last && g.shape(x).get(1).is_some_and(|&t| t > 1) {
+            x = g.last_token(x); // (S, 1, D)
         }
         g.matmul(
             g.rms_norm(x, g.weight(&self.norm), c.eps),
             g.weight(&self.lm_head),
-        ) // (T or 1, V)
+        ) // (S, T or 1, V)
     }
 
     /// Bytes of weights on the GPU (tied embeddings counted once).
@@ -182,5 +183,32 @@ impl Llama {
             n += a.bias.iter().flatten().map(Tensor::bytes).sum::<u64>();
         }
         n
+    }
+}
+
+impl Decoder for Llama {
+    fn architecture(&self) -> &str {
+        &self.config.model_type
+    }
+    fn layers(&self) -> usize {
+        self.config.layers
+    }
+    fn vocab(&self) -> usize {
+        self.config.vocab
+    }
+    fn max_positions(&self) -> usize {
+        self.config.max_positions
+    }
+    fn special(&self) -> Special {
+        Special {
+            bos: self.config.bos,
+            eos: self.config.eos.clone(),
+        }
+    }
+    fn weight_bytes(&self) -> u64 {
+        Llama::weight_bytes(self)
+    }
+    fn forward(&self, g: &Graph, ids: Value, cache: Cache, logits: Logits) -> Value {
+        Llama::forward(self, g, ids, cache, logits)
     }
 }

@@ -1,9 +1,9 @@
-//! Evaluating a [`Graph`] on the CPU with the reference ops, unfused and in build order.
+//! Evaluating a [`Graph`] on the CPU with each op's CPU twin, unfused and in build order.
 //! The GPU result of the planned (fused, buffer-shared) graph must match this.
 
-use super::*;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op};
+use crate::graph::{Eval, Graph, Leaf, NodeKind, Step, Value, mask_padding};
+use crate::sample::Sampling;
 use std::collections::HashMap;
 
 /// Host values a reference run needs.
@@ -15,174 +15,86 @@ pub struct Host {
     pub inputs: HashMap<String, Vec<f32>>,
     /// Token-id inputs by name.
     pub ids: HashMap<String, Vec<u32>>,
-    /// Persistent states (KV caches) by name, (capacity * width) values each; updated in place.
+    /// Persistent states (KV caches, sampler flags and tokens) by name, updated in place.
     /// Token states hold ids as f32 values; seen flags are 0 or 1.
     pub states: HashMap<String, Vec<f32>>,
-    /// The sampler's parameters and random bits for the step.
-    pub sampling: crate::sample::Sampling,
-    pub rand: u32,
 }
 
-/// Run `graph` at position `pos`; returns each output by name.
-pub fn evaluate(graph: &Graph, host: &mut Host, pos: usize) -> Result<HashMap<String, Vec<f32>>> {
+/// Run `graph` for one step; returns each output by name. Padding rows of token-row outputs
+/// are zeros, as the GPU reads them back.
+pub fn evaluate(graph: &Graph, host: &mut Host, step: &Step) -> Result<HashMap<String, Vec<f32>>> {
     graph.check()?;
     let nodes = graph.nodes();
-    let mut vals: Vec<Vec<f32>> = Vec::with_capacity(nodes.len());
+    let mut values: Vec<Vec<f32>> = Vec::with_capacity(nodes.len());
+    let mut state_of: HashMap<Value, String> = HashMap::new();
     let missing = |what: &str, name: &str| Error::Invalid(format!("reference: no {what} '{name}'"));
-    // The state each KvWrite chain refers to.
-    let mut state_of: HashMap<usize, String> = HashMap::new();
     for (i, node) in nodes.iter().enumerate() {
-        let v = |x: &crate::graph::Value| &vals[x.0];
-        let cols = node.shape.last().copied().unwrap_or(1);
-        let out = match &node.op {
-            Op::Ids { name } => {
+        let out = match &node.kind {
+            NodeKind::Leaf(Leaf::Ids { name }) => {
                 let ids = host.ids.get(name).ok_or_else(|| missing("ids", name))?;
-                ids.iter().map(|&t| t as f32).collect()
+                let mut v: Vec<f32> = ids.iter().map(|&t| t as f32).collect();
+                v.resize(node.shape.iter().product(), 0.0);
+                v
             }
-            Op::Input { name } => host
-                .inputs
-                .get(name)
-                .ok_or_else(|| missing("input", name))?
-                .clone(),
-            Op::Weight { name, .. } => host
+            NodeKind::Leaf(Leaf::Input { name }) => {
+                let mut v = host
+                    .inputs
+                    .get(name)
+                    .ok_or_else(|| missing("input", name))?
+                    .clone();
+                v.resize(node.shape.iter().product(), 0.0);
+                v
+            }
+            NodeKind::Leaf(Leaf::Weight { tensor }) => host
                 .weights
-                .get(name)
-                .ok_or_else(|| missing("weight", name))?
+                .get(tensor.name())
+                .ok_or_else(|| missing("weight", tensor.name()))?
                 .clone(),
-            Op::Const { data, .. } => data.clone(),
-            Op::State { name } => {
-                state_of.insert(i, name.clone());
+            NodeKind::Leaf(Leaf::Const { data, .. }) => data.clone(),
+            NodeKind::Leaf(Leaf::State { name }) => {
+                state_of.insert(Value(i), name.clone());
                 host.states
                     .get(name)
                     .ok_or_else(|| missing("state", name))?
                     .clone()
             }
-            Op::Embedding { table, ids } => {
-                let ids: Vec<u32> = v(ids).iter().map(|&t| t as u32).collect();
-                embedding(v(table), &ids, cols)
-            }
-            Op::MatMul {
-                x,
-                w,
-                bias,
-                tail: t,
-            } => {
-                let (m, k) = (nodes[x.0].shape[0], nodes[x.0].shape[1]);
-                let y = matmul(v(x), v(w), m, cols, k);
-                let aux = t.aux.map(|(a, act)| (v(&a).as_slice(), act));
-                tail(
-                    &y,
-                    cols,
-                    bias.map(|b| v(&b).as_slice()),
-                    t.act,
-                    aux,
-                    t.residual.map(|r| v(&r).as_slice()),
-                )
-            }
-            Op::Elementwise { a, tail: t } => {
-                let aux = t.aux.map(|(a, act)| (v(&a).as_slice(), act));
-                tail(
-                    v(a),
-                    cols,
-                    None,
-                    t.act,
-                    aux,
-                    t.residual.map(|r| v(&r).as_slice()),
-                )
-            }
-            Op::Norm {
-                x,
-                w,
-                b,
-                eps,
-                layer,
-            } => {
-                if *layer {
-                    layer_norm(v(x), v(w), b.map(|b| v(&b).as_slice()), cols, *eps)
-                } else {
-                    rms_norm(v(x), v(w), cols, *eps)
+            NodeKind::Op(op) => {
+                if let Some(state) = op.updates() {
+                    if let Some(name) = state_of.get(&state).cloned() {
+                        state_of.insert(Value(i), name);
+                    }
                 }
+                let mut e = Eval {
+                    nodes: &nodes,
+                    values: &values,
+                    this: Value(i),
+                    step,
+                    states: &mut host.states,
+                    state_of: &state_of,
+                };
+                op.eval(&mut e)?
             }
-            Op::Softmax { x } => softmax(v(x), cols),
-            Op::Rows { x, start, len } => v(x)[start * cols..(start + len) * cols].to_vec(),
-            Op::Rope {
-                x,
-                table,
-                heads,
-                head_dim,
-            } => rope(v(x), v(table), *heads, *head_dim, pos),
-            Op::KvWrite { src, cache } => {
-                let name = state_of
-                    .get(&cache.0)
-                    .cloned()
-                    .ok_or_else(|| missing("state for", "kv_write"))?;
-                state_of.insert(i, name.clone());
-                let mut c = v(cache).clone();
-                let src = v(src);
-                let end = pos * cols + src.len();
-                if end > c.len() {
-                    return Err(Error::Limit(format!(
-                        "reference: write past the end of state '{name}'"
-                    )));
-                }
-                c[pos * cols..end].copy_from_slice(src);
-                host.states.insert(name, c.clone());
-                c
-            }
-            Op::Sample {
-                logits,
-                ids,
-                seen,
-                token,
-            } => {
-                let seen_name = state_of
-                    .get(&seen.0)
-                    .cloned()
-                    .ok_or_else(|| missing("state for", "seen"))?;
-                let token_name = state_of
-                    .get(&token.0)
-                    .cloned()
-                    .ok_or_else(|| missing("state for", "token"))?;
-                let mut flags: Vec<bool> = v(seen).iter().map(|&f| f != 0.0).collect();
-                for &id in ids.map(|i| v(&i).as_slice()).unwrap_or(&[]) {
-                    flags[id as usize] = true;
-                }
-                let t =
-                    crate::sample::sample_reference(v(logits), &flags, &host.sampling, host.rand);
-                flags[t as usize] = true;
-                host.states.insert(
-                    seen_name,
-                    flags.iter().map(|&f| f32::from(u8::from(f))).collect(),
-                );
-                host.states.insert(token_name.clone(), vec![t as f32]);
-                state_of.insert(i, token_name);
-                vec![t as f32]
-            }
-            Op::Attention {
-                q,
-                k,
-                v: vv,
-                heads,
-                kv_heads,
-                head_dim,
-                causal,
-                window,
-                ..
-            } => attention(
-                v(q),
-                v(k),
-                v(vv),
-                [*heads, *kv_heads, *head_dim],
-                pos,
-                *causal,
-                *window,
-            ),
         };
-        vals.push(out);
+        values.push(out);
     }
-    Ok(graph
-        .outputs()
-        .into_iter()
-        .map(|(name, v)| (name, vals[v.0].clone()))
-        .collect())
+    let mut out = HashMap::new();
+    for (name, v) in graph.outputs() {
+        let mut value = values[v.0].clone();
+        let node = &nodes[v.0];
+        let ids = node.op().is_some_and(|o| o.yields_ids());
+        if let ([_, tokens, ..], true, false) = (node.shape.as_slice(), node.ragged, ids) {
+            let lens: Vec<usize> = step.seqs.iter().map(|q| q.len).collect();
+            mask_padding(&mut value, &node.shape, *tokens, &lens);
+        }
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
+/// A step of one sequence at `pos` with `len` tokens, sampled with `sampling` and `rand`.
+pub fn step(pos: usize, len: usize, sampling: Sampling, rand: u32) -> Step {
+    let mut s = Step::single(pos, len);
+    s.seqs[0].sampling = sampling;
+    s.seqs[0].rand = rand;
+    s
 }

@@ -1,12 +1,13 @@
 //! Fusing elementwise ops into the epilogue of the op that produces their input.
 //!
 //! An elementwise op `E = tail(a)` folds into the producer `P` of `a` when `E` is `P`'s only
-//! consumer, `P` is not a graph output, and `E`'s stages all come after `P`'s (bias, act, aux,
-//! residual, in that order). The fused op takes `E`'s place in the order, so every operand
-//! `E` reads is ready by then. Commutative forms are tried too: `act(g) * u` fuses into the
-//! producer of `u`, and `a + b` into the producer of `b`.
+//! consumer, `P` is not a graph output, `P` can take a tail ([`Op::tail`]) and `E`'s stages
+//! all come after `P`'s (bias, act, aux, residual, in that order). The fused op takes `E`'s
+//! place in the order, so every operand `E` reads is ready by then. Commutative forms are
+//! tried too: `act(g) * u` fuses into the producer of `u`, and `a + b` into the producer of
+//! `b`.
 
-use crate::graph::{Node, Op, Tail, Value};
+use crate::graph::{Node, NodeKind, Op, Tail, Value};
 use crate::kernels::Act;
 
 fn stages(bias: bool, t: &Tail) -> Option<(u8, u8)> {
@@ -19,15 +20,6 @@ fn stages(bias: bool, t: &Tail) -> Option<(u8, u8)> {
     let first = used.iter().position(|u| *u)?;
     let last = used.iter().rposition(|u| *u)?;
     Some((first as u8, last as u8))
-}
-
-/// The tail of a fusible producer, with whether it has a bias.
-fn producer_tail(op: &Op) -> Option<(bool, &Tail)> {
-    match op {
-        Op::MatMul { bias, tail, .. } => Some((bias.is_some(), tail)),
-        Op::Elementwise { tail, .. } => Some((false, tail)),
-        _ => None,
-    }
 }
 
 /// `outer` applied after `inner`, if the stage order allows it.
@@ -81,12 +73,16 @@ fn commuted(a: Value, t: &Tail) -> Option<(Value, Tail)> {
     }
 }
 
+fn op(n: &Node) -> Option<&dyn Op> {
+    n.op().map(|o| o.as_ref())
+}
+
 /// Fuse in place. `order` lists the node indices to run; fused producers leave it.
 /// Returns how many ops were fused away.
 pub(crate) fn fuse(nodes: &mut [Node], order: &mut Vec<usize>, outputs: &[Value]) -> usize {
     let mut uses = vec![0usize; nodes.len()];
     for &i in order.iter() {
-        for v in nodes[i].op.inputs() {
+        for v in nodes[i].inputs() {
             uses[v.0] += 1;
         }
     }
@@ -96,7 +92,10 @@ pub(crate) fn fuse(nodes: &mut [Node], order: &mut Vec<usize>, outputs: &[Value]
     let mut fused = 0;
     let mut removed = vec![false; nodes.len()];
     for &e in order.iter() {
-        let Op::Elementwise { a, tail } = nodes[e].op.clone() else {
+        let Some((a, tail)) = op(&nodes[e])
+            .and_then(|o| o.as_elementwise())
+            .map(|(a, t)| (a, t.clone()))
+        else {
             continue;
         };
         let candidates = std::iter::once((a, tail.clone())).chain(commuted(a, &tail));
@@ -105,18 +104,19 @@ pub(crate) fn fuse(nodes: &mut [Node], order: &mut Vec<usize>, outputs: &[Value]
             if uses[p] != 1 || removed[p] {
                 continue;
             }
-            let Some((bias, inner)) = producer_tail(&nodes[p].op) else {
+            let Some(producer) = op(&nodes[p]) else {
+                continue;
+            };
+            let Some((bias, inner)) = producer.tail() else {
                 continue;
             };
             let Some(merged) = merge(bias, inner, &outer) else {
                 continue;
             };
-            let mut op = nodes[p].op.clone();
-            match &mut op {
-                Op::MatMul { tail, .. } | Op::Elementwise { tail, .. } => *tail = merged,
-                _ => unreachable!("producer_tail accepted only these"),
-            }
-            nodes[e].op = op;
+            let Some(fused_op) = producer.with_tail(merged) else {
+                continue;
+            };
+            nodes[e].kind = NodeKind::Op(fused_op);
             removed[p] = true;
             fused += 1;
             break;

@@ -2,8 +2,10 @@
 //! RNG; and helpers to run a graph on a GPU and on the CPU reference.
 #![allow(dead_code)]
 
+pub mod tiny;
+
 use kiln::reference::graph::{Host, evaluate};
-use kiln::{DType, Feed, Gpu, Graph, Plan, Program, State, Target, Tensor};
+use kiln::{DType, Feed, Gpu, Graph, Plan, Program, State, Step, Target, Tensor};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -105,26 +107,59 @@ pub fn label(gpu: &Gpu) -> String {
     gpu.describe()
 }
 
-/// Plan and run `graph` on `gpu` at `pos`, with optional state; returns the outputs.
-pub fn run_gpu(gpu: &Gpu, graph: &Graph, feeds: &[(&str, Feed)], pos: usize) -> kiln::Outputs {
-    let plan = Plan::new(graph, Target::of(gpu)).expect("plan");
+/// Plan `graph` for `target` and run one step on `gpu`, with fresh (zeroed) states.
+pub fn run_on(
+    gpu: &Gpu,
+    target: Target,
+    graph: &Graph,
+    feeds: &[(&str, Feed)],
+    step: &Step,
+) -> kiln::Outputs {
+    let plan = Plan::new(graph, target).expect("plan");
     pollster::block_on(async {
         let state = State::new(gpu, &[&plan]).await.expect("state");
         let prog = Program::new(gpu, plan, Some(&state))
             .await
             .expect("program");
-        prog.run(pos, feeds).await.expect("run")
+        prog.run(step, feeds).await.expect("run")
     })
 }
 
+/// Plan and run `graph` on `gpu` for one step.
+pub fn run_gpu(gpu: &Gpu, graph: &Graph, feeds: &[(&str, Feed)], step: &Step) -> kiln::Outputs {
+    run_on(gpu, Target::of(gpu), graph, feeds, step)
+}
+
 /// Run on the CPU reference.
-pub fn run_cpu(graph: &Graph, host: &mut Host, pos: usize) -> HashMap<String, Vec<f32>> {
-    evaluate(graph, host, pos).expect("reference")
+pub fn run_cpu(graph: &Graph, host: &mut Host, step: &Step) -> HashMap<String, Vec<f32>> {
+    evaluate(graph, host, step).expect("reference")
+}
+
+/// A one-sequence step of `len` tokens at `pos`.
+pub fn at(pos: usize, len: usize) -> Step {
+    Step::single(pos, len)
 }
 
 /// Assert `got` matches `want` within atol + rtol * |want|, naming the adapter and case.
 pub fn assert_close(got: &[f32], want: &[f32], atol: f32, rtol: f32, what: &str) {
     if let Err(e) = kiln::reference::compare(got, want, atol, rtol) {
         panic!("{what}: {e}");
+    }
+}
+
+/// The targets to plan for on `gpu`: as it is, and without native f16 when it has it (so
+/// the packed f16 reader is tested too).
+pub fn targets(gpu: &Gpu) -> Vec<Target> {
+    let t = Target::of(gpu);
+    if t.has_f16 {
+        vec![
+            t,
+            Target {
+                has_f16: false,
+                ..t
+            },
+        ]
+    } else {
+        vec![t]
     }
 }

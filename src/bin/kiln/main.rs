@@ -16,10 +16,13 @@ const USAGE: &str = "\
 kiln: run neural networks on any GPU through WebGPU
 
 USAGE:
-    kiln generate [--model DIR|FILE.gguf] --prompt TEXT [--chat] [--system TEXT]
+    kiln generate [--model DIR|FILE.gguf] --prompt TEXT... [--chat] [--system TEXT]
                   [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
                   [--repeat-penalty R] [--seed S] [--stop TEXT]... [--context N] [--adapter A]
-                                       stream generated text to stdout (stats on stderr)
+                  [--no-pipeline]
+                                       stream generated text to stdout (stats on stderr);
+                                       several --prompt run as one batch and print one JSON
+                                       line per prompt with its index and text
     kiln chat [--model ...] [--system TEXT] [sampling options]
                                        an interactive conversation that keeps its history
     kiln logits [--model ...] --prompt TEXT [--top-k K] [--all-positions]
@@ -145,7 +148,7 @@ fn cmd_bench(args: &Args) -> Result<()> {
 }
 
 fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
-    let flags = ["all", "chat", "all-positions"];
+    let flags = ["all", "chat", "all-positions", "no-pipeline"];
     let args = Args::parse(argv, &flags)?;
     fn text_options(extra: &[&'static str]) -> Vec<&'static str> {
         let mut v = text::MODEL_OPTIONS.to_vec();
@@ -154,7 +157,7 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
     }
     match cmd {
         "generate" => {
-            let mut known = text_options(&["prompt", "chat", "system"]);
+            let mut known = text_options(&["prompt", "chat", "system", "no-pipeline"]);
             known.extend(text::SAMPLING_OPTIONS);
             args.allow(&known, USAGE)?;
             text::generate(&args)

@@ -72,13 +72,14 @@ pub fn load(args: &Args) -> Result<Loaded> {
     let options = crate::progress::loading();
     let model = pollster::block_on(TextModel::load(&gpu, &dir, options))?;
     let load_secs = t0.elapsed().as_secs_f64();
-    let c = &model.llama.config;
-    let context = args.parse_or("context", c.max_positions.min(2048))?;
+    let d = model.decoder();
+    let context = args.parse_or("context", d.max_positions().min(2048))?;
     eprintln!(
-        "model: {} ({} layers, {:.1} MB of weights), loaded in {load_secs:.2} s",
+        "model: {} ({}, {} layers, {:.1} MB of weights), loaded in {load_secs:.2} s",
         dir.display(),
-        c.layers,
-        model.llama.weight_bytes() as f64 / 1e6
+        d.architecture(),
+        d.layers(),
+        d.weight_bytes() as f64 / 1e6
     );
     Ok(Loaded {
         model: std::sync::Arc::new(model),
@@ -170,29 +171,37 @@ fn stream_out(g: &mut kiln::generate::Generation) -> Result<String> {
     Ok(all)
 }
 
-pub fn generate(args: &Args) -> Result<()> {
-    let prompt = args
-        .get("prompt")
-        .context("generate needs --prompt TEXT")?
-        .to_string();
-    let opts = options(args)?;
-    let loaded = load(args)?;
-    let model = &loaded.model;
-    let text = if args.flag("chat") {
+/// The text to encode for `prompt`: itself, or rendered with the chat template.
+fn prompt_text(args: &Args, model: &TextModel, prompt: &str) -> Result<String> {
+    if args.flag("chat") {
         let mut messages = Vec::new();
         if let Some(sys) = args.get("system") {
             messages.push(Message::new("system", sys));
         }
-        messages.push(Message::new("user", &prompt));
-        model.render_chat(&messages)?
+        messages.push(Message::new("user", prompt));
+        Ok(model.render_chat(&messages)?)
     } else {
         if args.get("system").is_some() {
             bail!("--system needs --chat");
         }
-        prompt
-    };
-    let ids = model.encode(&text)?;
+        Ok(prompt.to_string())
+    }
+}
+
+pub fn generate(args: &Args) -> Result<()> {
+    let prompts = args.all("prompt");
+    if prompts.is_empty() {
+        bail!("generate needs --prompt TEXT");
+    }
+    let opts = options(args)?;
+    let loaded = load(args)?;
+    if prompts.len() > 1 {
+        return generate_batch(args, &loaded, &prompts, opts);
+    }
+    let model = &loaded.model;
+    let ids = model.encode(&prompt_text(args, model, &prompts[0])?)?;
     let mut session = pollster::block_on(model.session(loaded.context))?;
+    session.set_pipelined(!args.flag("no-pipeline"));
     let sampling = opts.sampling;
     let mut g = pollster::block_on(session.generate(&ids, opts))?;
     stream_out(&mut g)?;
@@ -204,8 +213,61 @@ pub fn generate(args: &Args) -> Result<()> {
         finish,
         Some(loaded.load_secs),
         session.gpu_bytes(),
-        model.llama.weight_bytes(),
+        model.decoder().weight_bytes(),
         &sampling,
+    );
+    Ok(())
+}
+
+/// Several prompts as one batch: one JSON line per prompt on stdout, in order, each as soon
+/// as it and those before it are done.
+fn generate_batch(
+    args: &Args,
+    loaded: &Loaded,
+    prompts: &[String],
+    opts: GenerateOptions,
+) -> Result<()> {
+    let model = &loaded.model;
+    let mut ids = Vec::new();
+    for p in prompts {
+        ids.push(model.encode(&prompt_text(args, model, p)?)?);
+    }
+    let mut session = pollster::block_on(model.batch_session(loaded.context, prompts.len()))?;
+    session.set_pipelined(!args.flag("no-pipeline"));
+    let t0 = Instant::now();
+    let mut g = pollster::block_on(session.generate_batch(&ids, opts))?;
+    let mut texts = vec![String::new(); prompts.len()];
+    let mut printed = 0;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let event = pollster::block_on(g.next());
+        if let Some(e) = event.as_ref() {
+            let (i, text) = e.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+            texts[*i].push_str(text);
+        }
+        while printed < texts.len() && (event.is_none() || g.done(printed)) {
+            let line = serde_json::json!({"index": printed, "text": texts[printed]});
+            writeln!(out, "{line}")?;
+            out.flush()?;
+            printed += 1;
+        }
+        if event.is_none() {
+            break;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let generated: usize = (0..texts.len()).map(|i| g.stats(i).generated_tokens).sum();
+    let first = (0..texts.len())
+        .map(|i| g.stats(i).first_token_secs)
+        .fold(0.0, f64::max);
+    drop(g);
+    eprintln!(
+        "{} prompts as one batch: first tokens after {:.0} ms, {generated} tokens in {secs:.2} s \
+         ({:.1} tok/s in all), GPU memory {:.1} MB",
+        texts.len(),
+        first * 1e3,
+        generated as f64 / secs,
+        (session.gpu_bytes() + model.decoder().weight_bytes()) as f64 / 1e6
     );
     Ok(())
 }
@@ -260,7 +322,7 @@ pub fn chat(args: &Args) -> Result<()> {
             finish,
             None,
             session.gpu_bytes(),
-            model.llama.weight_bytes(),
+            model.decoder().weight_bytes(),
             &opts.sampling,
         );
         messages.push(Message::new("assistant", &reply));

@@ -347,7 +347,7 @@ impl Model {
 
     /// A conversation with a KV cache of `context` positions (default: the model's, at most 2048).
     pub async fn session(&self, context: Option<usize>) -> Result<Session, JsError> {
-        let context = context.unwrap_or_else(|| self.inner.llama.config.max_positions.min(2048));
+        let context = context.unwrap_or_else(|| self.inner.decoder().max_positions().min(2048));
         let inner = self.inner.session(context).await.map_err(err)?;
         Ok(Session {
             inner,

@@ -1,0 +1,472 @@
+//! The host loop: prefill runs each prompt in one step and samples on the GPU; each decode
+//! step feeds every sequence's GPU-resident token back in and samples again, so only token
+//! ids come back. Decode is pipelined: step n + 1 is submitted before step n's tokens are
+//! read, and stop conditions (EOS, stop strings, the token budget, cancellation) are
+//! checked one step late; a surplus step's token is dropped and its cache entry not counted.
+//! Several prompts run as one batch: one submission per step for all of them.
+
+use super::Session;
+use super::generation::{BatchGeneration, Finish, GenerateOptions, Generation, Stats};
+use super::session::find;
+use super::stream::TextStream;
+use crate::error::{Error, Result};
+use crate::exec::{Feed, Ticket};
+use crate::graph::{Seq, Step};
+use crate::sample::Rng;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+
+/// Seconds on a clock (the browser's `Date.now()` on the web, millisecond resolution).
+pub(crate) fn now() -> f64 {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use std::sync::OnceLock;
+        static START: OnceLock<std::time::Instant> = OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs_f64()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        js_sys::Date::now() / 1000.0
+    }
+}
+
+/// One sequence of the generation in progress.
+struct SeqGen {
+    slot: usize,
+    options: GenerateOptions,
+    stream: TextStream,
+    rng: Rng,
+    /// Tokens in its cache once prefill has run.
+    prompt_len: usize,
+    /// Accepted tokens (EOS excluded).
+    tokens: Vec<u32>,
+    /// Decode steps submitted for it.
+    decodes: usize,
+    finish: Option<Finish>,
+    stats: Stats,
+}
+
+impl SeqGen {
+    fn cancelled(&self) -> bool {
+        self.options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// A submitted step awaiting its read.
+struct InFlight {
+    prefill: bool,
+    ticket: Ticket,
+    /// Which sequences it computes a token for.
+    members: Vec<bool>,
+}
+
+/// The generation in progress.
+pub(super) struct Active {
+    seqs: Vec<SeqGen>,
+    in_flight: VecDeque<InFlight>,
+    /// Text deltas not yet handed out, by sequence.
+    events: VecDeque<(usize, String)>,
+    started: f64,
+    failed: bool,
+}
+
+impl Session {
+    /// Start generating after `prompt` (token ids: the whole conversation so far) and return
+    /// the stream of text. Tokens shared with what the cache already holds are not computed
+    /// again.
+    pub async fn generate(
+        &mut self,
+        prompt: &[u32],
+        options: GenerateOptions,
+    ) -> Result<Generation<'_>> {
+        self.start(prompt, options).await?;
+        Ok(Generation { session: self })
+    }
+
+    /// Generate after each of `prompts` at once, sequence i in slot i; the stream yields
+    /// `(i, text)`. Each sequence's tokens are those it would get alone.
+    pub async fn generate_batch(
+        &mut self,
+        prompts: &[Vec<u32>],
+        options: GenerateOptions,
+    ) -> Result<BatchGeneration<'_>> {
+        self.start_batch(prompts, options).await?;
+        Ok(BatchGeneration { session: self })
+    }
+
+    /// Submit the prompt's prefill; [`Session::next`] then yields the text. (What
+    /// [`Session::generate`] does, for callers that cannot hold a borrow, such as JavaScript.)
+    pub async fn start(&mut self, prompt: &[u32], options: GenerateOptions) -> Result<()> {
+        self.start_batch(&[prompt.to_vec()], options).await
+    }
+
+    /// Submit the prefill of every prompt as one step; [`Session::next_event`] then yields
+    /// `(sequence, text)`.
+    pub async fn start_batch(
+        &mut self,
+        prompts: &[Vec<u32>],
+        options: GenerateOptions,
+    ) -> Result<()> {
+        self.active = None;
+        let started = now();
+        let n = prompts.len();
+        if n == 0 || n > self.cache.slots {
+            return Err(Error::Invalid(format!(
+                "{n} prompts for a session of {} sequence slots",
+                self.cache.slots
+            )));
+        }
+        options.sampling.validate()?;
+        let vocab = self.model.decoder().vocab();
+        let mut reuse = Vec::with_capacity(n);
+        for (slot, prompt) in prompts.iter().enumerate() {
+            if prompt.is_empty() {
+                return Err(Error::Invalid("the prompt is empty".into()));
+            }
+            if prompt.len() >= self.cache.capacity {
+                return Err(Error::Limit(format!(
+                    "the prompt has {} tokens, but the context holds {} (the KV cache planned \
+                     for this session); shorten the prompt or use a longer context",
+                    prompt.len(),
+                    self.cache.capacity
+                )));
+            }
+            if let Some(bad) = prompt.iter().find(|&&t| t as usize >= vocab) {
+                return Err(Error::Invalid(format!(
+                    "token id {bad} is outside the vocabulary of {vocab}"
+                )));
+            }
+            // Reuse the cached prefix, but always compute at least the last prompt token.
+            let cached = &self.contexts[slot];
+            let same = cached
+                .iter()
+                .zip(prompt)
+                .take_while(|(a, b)| a == b)
+                .count();
+            reuse.push(same.min(prompt.len() - 1));
+        }
+        let tokens = prompts
+            .iter()
+            .zip(&reuse)
+            .map(|(p, r)| p.len() - r)
+            .max()
+            .unwrap_or(1);
+        self.ensure_prefill(n, tokens).await?;
+        self.ensure_decode(n).await?;
+
+        // The repetition penalty sees the whole prompt: flags for the reused part are written
+        // here, the sampler marks the rest.
+        for (slot, (prompt, &r)) in prompts.iter().zip(&reuse).enumerate() {
+            let mut flags = vec![0u32; vocab];
+            for &t in &prompt[..r] {
+                flags[t as usize] = 1;
+            }
+            let offset = (slot * vocab * 4) as u64;
+            let seen = self.state.buffer("seen")?;
+            self.model
+                .gpu()
+                .queue()
+                .write_buffer(seen, offset, bytemuck::cast_slice(&flags));
+        }
+        let program =
+            find(&self.prefill, n).ok_or_else(|| Error::Invalid("no prefill program".into()))?;
+        let t = program.tokens();
+        let mut ids = vec![0u32; if n == 1 { tokens } else { n * t }];
+        let mut seqs = Vec::with_capacity(n);
+        let mut step = Step {
+            seqs: Vec::with_capacity(n),
+        };
+        for (slot, (prompt, &r)) in prompts.iter().zip(&reuse).enumerate() {
+            let suffix = &prompt[r..];
+            ids[slot * t..slot * t + suffix.len()].copy_from_slice(suffix);
+            let mut rng = Rng::new(options.sampling.seed);
+            step.seqs.push(Seq {
+                pos: r,
+                len: suffix.len(),
+                slot,
+                sampling: options.sampling,
+                rand: rng.next_u32(),
+            });
+            seqs.push(SeqGen {
+                slot,
+                options: options.clone(),
+                stream: TextStream::new(options.stop.clone()),
+                rng,
+                prompt_len: prompt.len(),
+                tokens: Vec::new(),
+                decodes: 0,
+                finish: None,
+                stats: Stats {
+                    prompt_tokens: prompt.len(),
+                    reused_tokens: r,
+                    ..Default::default()
+                },
+            });
+        }
+        let ticket = program.submit(&step, &[("ids", Feed::Ids(&ids))]).await?;
+        for (slot, prompt) in prompts.iter().enumerate() {
+            self.contexts[slot] = prompt.clone();
+        }
+        let first = InFlight {
+            prefill: true,
+            ticket,
+            members: vec![true; n],
+        };
+        self.active = Some(Active {
+            seqs,
+            in_flight: VecDeque::from([first]),
+            events: VecDeque::new(),
+            started,
+            failed: false,
+        });
+        Ok(())
+    }
+
+    /// The next piece of text of the (one-sequence) generation in progress, or `None` when
+    /// it has ended.
+    pub async fn next(&mut self) -> Option<Result<String>> {
+        self.next_event().await.map(|r| r.map(|(_, text)| text))
+    }
+
+    /// The next `(sequence, text)` of the generation in progress, or `None` when every
+    /// sequence has ended.
+    pub async fn next_event(&mut self) -> Option<Result<(usize, String)>> {
+        loop {
+            let a = self.active.as_mut()?;
+            if let Some(ev) = a.events.pop_front() {
+                return Some(Ok(ev));
+            }
+            if a.failed {
+                return None;
+            }
+            for (i, q) in a.seqs.iter_mut().enumerate() {
+                if q.finish.is_none() && q.cancelled() {
+                    end(q, i, Finish::Cancelled, String::new(), &mut a.events);
+                }
+            }
+            if !a.events.is_empty() {
+                continue;
+            }
+            if a.seqs.iter().all(|q| q.finish.is_some()) {
+                a.in_flight.clear();
+                return None;
+            }
+            let depth = if self.pipelined { 2 } else { 1 };
+            while self
+                .active
+                .as_ref()
+                .is_some_and(|a| a.in_flight.len() < depth)
+            {
+                match self.submit_decode().await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => return Some(Err(self.fail(e))),
+                }
+            }
+            if let Err(e) = self.read_one().await {
+                return Some(Err(self.fail(e)));
+            }
+        }
+    }
+
+    /// End every running sequence with `Finish::Error`, and hand the error on.
+    fn fail(&mut self, e: Error) -> Error {
+        if let Some(a) = self.active.as_mut() {
+            a.failed = true;
+            a.in_flight.clear();
+            for q in a.seqs.iter_mut().filter(|q| q.finish.is_none()) {
+                q.finish = Some(Finish::Error);
+            }
+        }
+        e
+    }
+
+    /// Submit a decode step for every sequence that may still need a token; false when none
+    /// does.
+    async fn submit_decode(&mut self) -> Result<bool> {
+        let capacity = self.cache.capacity;
+        let Some(a) = self.active.as_mut() else {
+            return Ok(false);
+        };
+        let members: Vec<bool> = a
+            .seqs
+            .iter()
+            .map(|q| {
+                q.finish.is_none()
+                    && !q.cancelled()
+                    && 1 + q.decodes < q.options.max_tokens
+                    && q.prompt_len + q.decodes < capacity
+            })
+            .collect();
+        if !members.contains(&true) {
+            return Ok(false);
+        }
+        let mut step = Step {
+            seqs: Vec::with_capacity(a.seqs.len()),
+        };
+        for (q, &m) in a.seqs.iter_mut().zip(&members) {
+            let mut seq = Seq::new(q.prompt_len + q.decodes, usize::from(m)).slot(q.slot);
+            if m {
+                seq.sampling = q.options.sampling;
+                seq.rand = q.rng.next_u32();
+                q.decodes += 1;
+            }
+            step.seqs.push(seq);
+        }
+        let program = find(&self.decode, a.seqs.len())
+            .ok_or_else(|| Error::Invalid("no decode program".into()))?;
+        let ticket = program.submit(&step, &[]).await?;
+        a.in_flight.push_back(InFlight {
+            prefill: false,
+            ticket,
+            members,
+        });
+        Ok(true)
+    }
+
+    /// Read the oldest step in flight and take its tokens.
+    async fn read_one(&mut self) -> Result<()> {
+        let Some(a) = self.active.as_mut() else {
+            return Ok(());
+        };
+        let Some(f) = a.in_flight.pop_front() else {
+            return Err(Error::Invalid(
+                "the generation is waiting on no step".into(),
+            ));
+        };
+        let n = a.seqs.len();
+        let programs = if f.prefill {
+            &self.prefill
+        } else {
+            &self.decode
+        };
+        let program =
+            find(programs, n).ok_or_else(|| Error::Invalid("the step's program is gone".into()))?;
+        let out = program.read(f.ticket).await?;
+        let ids = out
+            .ids("token")
+            .ok_or_else(|| Error::Gpu("no token came back".into()))?;
+        let t = now();
+        let model = self.model.clone();
+        for (i, q) in a.seqs.iter_mut().enumerate() {
+            if !f.members[i] || q.finish.is_some() {
+                continue; // not in this step, or a surplus step after its end
+            }
+            let token = *ids
+                .get(q.slot)
+                .ok_or_else(|| Error::Gpu("a token is missing".into()))?;
+            if !f.prefill {
+                // This step fed the previous token into the cache.
+                if let Some(&fed) = q.tokens.last() {
+                    self.contexts[q.slot].push(fed);
+                }
+            }
+            if q.tokens.is_empty() {
+                q.stats.first_token_secs = t - a.started;
+            } else {
+                q.stats.decode_secs = t - a.started - q.stats.first_token_secs;
+            }
+            if q.options.max_tokens == 0 {
+                end(q, i, Finish::MaxTokens, String::new(), &mut a.events);
+                continue;
+            }
+            if model.eos.contains(&token) {
+                end(q, i, Finish::Eos, String::new(), &mut a.events);
+                continue;
+            }
+            q.tokens.push(token);
+            q.stats.generated_tokens += 1;
+            let delta = q.stream.push(model.tokenizer(), token)?;
+            let finish = if q.stream.stopped() {
+                Some(Finish::Stop)
+            } else if q.tokens.len() >= q.options.max_tokens {
+                Some(Finish::MaxTokens)
+            } else if q.prompt_len + q.tokens.len() > self.cache.capacity {
+                // No room to feed this token back.
+                Some(Finish::Context)
+            } else {
+                None
+            };
+            match finish {
+                Some(why) => end(q, i, why, delta, &mut a.events),
+                None if !delta.is_empty() => a.events.push_back((i, delta)),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Why sequence `i` of the last generation ended, once it has.
+    pub fn finish_of(&self, i: usize) -> Option<Finish> {
+        self.active
+            .as_ref()
+            .and_then(|a| a.seqs.get(i))
+            .and_then(|q| q.finish)
+    }
+
+    /// Why the last generation (its first sequence) ended, once it has.
+    pub fn finish(&self) -> Option<Finish> {
+        self.finish_of(0)
+    }
+
+    /// Timings of sequence `i` of the last generation.
+    pub fn stats_of(&self, i: usize) -> Stats {
+        self.active
+            .as_ref()
+            .and_then(|a| a.seqs.get(i))
+            .map(|q| q.stats.clone())
+            .unwrap_or_default()
+    }
+
+    /// Timings of the last generation (its first sequence).
+    pub fn stats(&self) -> Stats {
+        self.stats_of(0)
+    }
+
+    /// Token ids generated for sequence `i` (EOS excluded).
+    pub fn tokens_of(&self, i: usize) -> &[u32] {
+        self.active
+            .as_ref()
+            .and_then(|a| a.seqs.get(i))
+            .map_or(&[], |q| q.tokens.as_slice())
+    }
+
+    /// Token ids generated by the last generation (its first sequence).
+    pub fn tokens(&self) -> &[u32] {
+        self.tokens_of(0)
+    }
+
+    /// Sequences in the last generation.
+    pub(super) fn sequences(&self) -> usize {
+        self.active.as_ref().map_or(0, |a| a.seqs.len())
+    }
+
+    /// Whether sequence `i` has ended and all its text has been handed out.
+    pub(super) fn done(&self, i: usize) -> bool {
+        self.active.as_ref().is_some_and(|a| {
+            a.seqs.get(i).is_some_and(|q| q.finish.is_some())
+                && !a.events.iter().any(|(j, _)| *j == i)
+        })
+    }
+}
+
+/// End sequence `i` with `why`, flushing held-back text after `delta`.
+fn end(
+    q: &mut SeqGen,
+    i: usize,
+    why: Finish,
+    mut delta: String,
+    events: &mut VecDeque<(usize, String)>,
+) {
+    q.finish = Some(why);
+    delta.push_str(&q.stream.finish());
+    if !delta.is_empty() {
+        events.push_back((i, delta));
+    }
+}

@@ -1,0 +1,66 @@
+//! The fused elementwise tail of a kernel, as the shader sees it (`shaders/epilogue.wgsl`).
+
+/// Elementwise activations. Codes match `activate` in epilogue.wgsl.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Act {
+    #[default]
+    Identity,
+    Silu,
+    GeluTanh,
+    GeluErf,
+    Relu,
+}
+
+impl Act {
+    pub const ALL: [Act; 5] = [
+        Act::Identity,
+        Act::Silu,
+        Act::GeluTanh,
+        Act::GeluErf,
+        Act::Relu,
+    ];
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+}
+
+/// `y = act(acc + bias) * aux_act(aux) + residual`; `aux: Some(a)` multiplies by `a(aux)`.
+/// Stages apply in field order.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Epilogue {
+    pub bias: bool,
+    pub act: Act,
+    pub aux: Option<Act>,
+    pub residual: bool,
+}
+
+impl Epilogue {
+    /// Add the epilogue's override constants to a kernel.
+    pub fn apply(&self, k: super::Kernel) -> super::Kernel {
+        k.constant("HAS_BIAS", self.bias)
+            .constant("ACT", self.act.code())
+            .constant("AUX_MUL", self.aux.is_some())
+            .constant("AUX_ACT", self.aux.unwrap_or_default().code())
+            .constant("RESIDUAL", self.residual)
+    }
+
+    /// Every epilogue the scheduler can fuse.
+    pub fn all() -> Vec<Epilogue> {
+        let mut out = Vec::new();
+        for bias in [false, true] {
+            for act in Act::ALL {
+                for aux in std::iter::once(None).chain(Act::ALL.map(Some)) {
+                    for residual in [false, true] {
+                        out.push(Epilogue {
+                            bias,
+                            act,
+                            aux,
+                            residual,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,267 @@
+//! Grouped-query attention (`shaders/attention.wgsl`): causal self-attention over a KV cache
+//! (decoders, optionally in a sliding window), self-attention over a step's own padded
+//! sequences (encoders, padding masked by each sequence's length), and cross-attention over
+//! another sequence's keys with an explicit key count (encoder-decoders).
+
+use super::token_rows;
+use crate::error::Result;
+use crate::graph::{Bound, Buf, Emit, Eval, Graph, Op, Value};
+use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
+
+/// Threads per (row, head).
+pub const WG: u32 = 64;
+/// Each thread keeps head_dim / WG accumulators, at most 4.
+pub const MAX_HEAD_DIM: usize = 4 * WG as usize;
+
+crate::gpu_struct! {
+    pub struct Params("Params") {
+        seqs: u32,
+        tokens: u32,
+        heads: u32,
+        kv_heads: u32,
+        head_dim: u32,
+        kv_rows: u32,
+        by_slot: u32,
+        causal: u32,
+        window: u32,
+        keys: u32,
+        scale: f32,
+    }
+}
+
+pub static FAMILY: Family = Family {
+    name: "attention",
+    source: include_str!("../../shaders/attention.wgsl"),
+    includes: &[Include::Seq],
+    bindings: &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::Read, Slot::Write],
+    structs: &[Params::LAYOUT, crate::graph::SeqParams::LAYOUT],
+};
+
+fn kernel() -> Kernel {
+    Kernel::new(&FAMILY).constant("WG", WG)
+}
+
+pub fn variants() -> Vec<Kernel> {
+    vec![kernel()]
+}
+
+/// Query heads, key/value heads and the head width.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Heads {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Which keys a query sees.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Mask {
+    /// Keys up to its own position.
+    Causal,
+    /// Causal, and at most this many of the latest keys (Mistral).
+    Window(usize),
+    /// Every key of its sequence (encoders: keys past the sequence's length are padding).
+    Full,
+    /// The first `n` keys of the other sequence (cross-attention).
+    Keys(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct Attention {
+    pub q: Value,
+    pub k: Value,
+    pub v: Value,
+    pub heads: Heads,
+    pub mask: Mask,
+    pub scale: f32,
+}
+
+impl Graph {
+    /// Attention of q (S, T, heads * head_dim) over k, v: either KV caches (slots, capacity,
+    /// kv_heads * head_dim) after this step's [`kv_write`](Graph::kv_write), or this step's
+    /// own (S, T, kv_heads * head_dim) keys and values. Scaled by 1 / sqrt(head_dim).
+    pub fn attention(&self, q: Value, k: Value, v: Value, heads: Heads, mask: Mask) -> Value {
+        let scale = 1.0 / (heads.head_dim as f32).sqrt();
+        self.apply(Attention { q, k, v, heads, mask, scale })
+    }
+
+    /// Cross-attention of q (S, T, heads * head_dim) over the first `keys` rows of another
+    /// sequence's k, v (S, Tk, kv_heads * head_dim), e.g. an encoder's output.
+    pub fn cross_attention(&self, q: Value, k: Value, v: Value, heads: Heads, keys: usize) -> Value {
+        self.attention(q, k, v, heads, Mask::Keys(keys))
+    }
+}
+
+impl Attention {
+    /// (causal, window, explicit key count) as the kernel takes them.
+    fn mask_params(&self) -> (bool, usize, usize) {
+        match self.mask {
+            Mask::Causal => (true, 0, 0),
+            Mask::Window(w) => (true, w, 0),
+            Mask::Full => (false, 0, 0),
+            Mask::Keys(n) => (false, 0, n),
+        }
+    }
+}
+
+impl Op for Attention {
+    fn name(&self) -> &'static str {
+        "attention"
+    }
+
+    fn inputs(&self) -> Vec<Value> {
+        vec![self.q, self.k, self.v]
+    }
+
+    fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {
+        let [s, t, c] = g.dims3(self.q)?;
+        let Heads { heads, kv_heads, head_dim } = self.heads;
+        if c != heads * head_dim {
+            return Err(format!("query width {c} is not {heads} x {head_dim}"));
+        }
+        if kv_heads == 0 || heads % kv_heads != 0 {
+            return Err(format!("{heads} heads do not group over {kv_heads} KV heads"));
+        }
+        if head_dim > MAX_HEAD_DIM {
+            return Err(format!("head_dim {head_dim} exceeds {MAX_HEAD_DIM}"));
+        }
+        let cached = g.is_state(self.k);
+        for kv in [self.k, self.v] {
+            let ks = g.shape(kv);
+            if g.is_state(kv) != cached || ks.len() != 3 || ks[2] != kv_heads * head_dim {
+                return Err(format!(
+                    "keys and values {ks:?} are not both (slots or {s}, rows, {kv_heads} x {head_dim})"
+                ));
+            }
+            if !cached && ks[0] != s {
+                return Err(format!("keys and values {ks:?} are not of {s} sequences"));
+            }
+        }
+        let rows = g.shape(self.k)[1];
+        match self.mask {
+            Mask::Keys(n) if n == 0 || n > rows => {
+                return Err(format!("{n} keys asked of {rows} rows"));
+            }
+            Mask::Keys(_) if cached => return Err("cross-attention reads activations, not a cache".into()),
+            Mask::Window(0) => return Err("a sliding window of 0 keys".into()),
+            _ => {}
+        }
+        Ok(vec![s, t, c])
+    }
+
+    fn emit(&self, e: &mut Emit) -> Result<()> {
+        let s = e.out_shape().to_vec();
+        let ks = e.shape(self.k).to_vec();
+        let by_slot = matches!(e.buf(self.k), Buf::State(_));
+        if by_slot {
+            let name = e.state_name(self.k)?;
+            e.bound(Bound::Slots { what: format!("KV cache '{name}'"), slots: ks[0] });
+            e.bound(Bound::Positions { what: format!("KV cache '{name}'"), capacity: ks[1] });
+        }
+        let (causal, window, keys) = self.mask_params();
+        let h = self.heads;
+        let params = Params {
+            seqs: s[0] as u32,
+            tokens: s[1] as u32,
+            heads: h.heads as u32,
+            kv_heads: h.kv_heads as u32,
+            head_dim: h.head_dim as u32,
+            kv_rows: ks[1] as u32,
+            by_slot: u32::from(by_slot),
+            causal: u32::from(causal),
+            window: window as u32,
+            keys: keys as u32,
+            scale: self.scale,
+        };
+        let bindings = vec![
+            Buf::Params,
+            Buf::Seqs,
+            e.buf(self.q),
+            e.buf(self.k),
+            e.buf(self.v),
+            e.out(),
+        ];
+        let grid = e.linear(self.q, h.heads, 1);
+        e.dispatch(kernel(), bindings, &params, grid);
+        Ok(())
+    }
+
+    fn eval(&self, e: &mut Eval) -> Result<Vec<f32>> {
+        let s = e.out_shape().to_vec();
+        let ks = e.shape(self.k).to_vec();
+        let by_slot = e.state_name(self.k).is_ok();
+        let (causal, window, keys) = self.mask_params();
+        let h = self.heads;
+        let (qw, kvw) = (h.heads * h.head_dim, h.kv_heads * h.head_dim);
+        let (q, k, v) = (e.value(self.q), e.value(self.k), e.value(self.v));
+        let mut o = vec![0.0; q.len()];
+        for (si, t, r) in token_rows(e.step, s[1]) {
+            let sq = &e.step.seqs[si];
+            let (base, kv_seq) = if by_slot { (sq.pos, sq.slot) } else { (0, si) };
+            let n = if keys > 0 {
+                keys
+            } else if causal {
+                base + t + 1
+            } else {
+                base + sq.len
+            }
+            .min(ks[1]);
+            let first = if window > 0 { n.saturating_sub(window) } else { 0 };
+            let rows = kv_seq * ks[1] * kvw..(kv_seq * ks[1] + n) * kvw;
+            let out = attend(&q[r * qw..(r + 1) * qw], &k[rows.clone()], &v[rows], h, first, self.scale);
+            o[r * qw..(r + 1) * qw].copy_from_slice(&out);
+        }
+        Ok(o)
+    }
+}
+
+/// One query row (heads * head_dim) over keys `first..` of k, v (rows of kv_heads *
+/// head_dim), accumulated in f64.
+pub fn attend(q: &[f32], k: &[f32], v: &[f32], h: Heads, first: usize, scale: f32) -> Vec<f32> {
+    let Heads { heads, kv_heads, head_dim } = h;
+    let kvw = kv_heads * head_dim;
+    let n = k.len() / kvw;
+    let mut o = vec![0.0; heads * head_dim];
+    for hh in 0..heads {
+        let kvh = hh / (heads / kv_heads);
+        let qrow = &q[hh * head_dim..][..head_dim];
+        let scores: Vec<f64> = (first..n)
+            .map(|j| {
+                let krow = &k[j * kvw + kvh * head_dim..][..head_dim];
+                qrow.iter().zip(krow).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>()
+                    * f64::from(scale)
+            })
+            .collect();
+        let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        for d in 0..head_dim {
+            let acc: f64 = (first..n).map(|j| e[j - first] * f64::from(v[j * kvw + kvh * head_dim + d])).sum();
+            o[hh * head_dim + d] = if sum > 0.0 { (acc / sum) as f32 } else { 0.0 };
+        }
+    }
+    o
+}
+
+/// Causal (or not) attention of q (t, heads * head_dim), query j at position pos + j, over
+/// cache rows k, v (at least pos + t of them), in a sliding window when given.
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    h: Heads,
+    pos: usize,
+    causal: bool,
+    window: Option<usize>,
+) -> Vec<f32> {
+    let (qw, kvw) = (h.heads * h.head_dim, h.kv_heads * h.head_dim);
+    let t = q.len() / qw;
+    let scale = 1.0 / (h.head_dim as f32).sqrt();
+    let mut o = Vec::with_capacity(q.len());
+    for j in 0..t {
+        let n = if causal { pos + j + 1 } else { pos + t };
+        let first = window.map_or(0, |w| n.saturating_sub(w));
+        o.extend(attend(&q[j * qw..(j + 1) * qw], &k[..n * kvw], &v[..n * kvw], h, first, scale));
+    }
+    o
+}

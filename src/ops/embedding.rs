@@ -1,0 +1,140 @@
+//! Embedding lookup (`shaders/embedding.wgsl`): token ids (S, T) from the host, or the token
+//! each sequence sampled last (a per-slot state, for decode), gathered from a table that may
+//! be split into parts.
+
+use super::token_rows;
+use crate::dtype::WeightFormat;
+use crate::error::Result;
+use crate::graph::{Bound, Buf, Emit, Eval, Graph, Op, Value};
+use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
+
+pub const WG: u32 = 256;
+
+crate::gpu_struct! {
+    pub struct Params("Params") {
+        rows: u32,
+        tokens: u32,
+        dim: u32,
+        row_start: u32,
+        part_rows: u32,
+        by_slot: u32,
+    }
+}
+
+pub static FAMILY: Family = Family {
+    name: "embedding",
+    source: include_str!("../../shaders/embedding.wgsl"),
+    includes: &[Include::Seq],
+    bindings: &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::Write],
+    structs: &[Params::LAYOUT, crate::graph::SeqParams::LAYOUT],
+};
+
+fn kernel(table: WeightFormat) -> Kernel {
+    Kernel::new(&FAMILY).weight("table", table).constant("WG", WG)
+}
+
+pub fn variants() -> Vec<Kernel> {
+    WeightFormat::ALL.into_iter().map(kernel).collect()
+}
+
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    pub table: Value,
+    pub ids: Value,
+    /// `ids` is a per-slot state read at each sequence's slot.
+    pub by_slot: bool,
+}
+
+impl Graph {
+    /// table (vocab, D) gathered at ids (S, T) -> (S, T, D). When `ids` is a state of one
+    /// id per slot (the token each sequence sampled last), each sequence reads its slot's:
+    /// -> (S, 1, D).
+    pub fn embedding(&self, table: Value, ids: Value) -> Value {
+        let by_slot = self.is_state(ids);
+        self.apply(Embedding { table, ids, by_slot })
+    }
+}
+
+impl Op for Embedding {
+    fn name(&self) -> &'static str {
+        "embedding"
+    }
+
+    fn inputs(&self) -> Vec<Value> {
+        vec![self.table, self.ids]
+    }
+
+    fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {
+        let d = match g.shape(self.table).as_slice() {
+            [_, d] => *d,
+            s => return Err(format!("the table must be 2-D, got {s:?}")),
+        };
+        let ids = g.shape(self.ids);
+        match (self.by_slot, ids.as_slice()) {
+            (true, [_, 1]) => Ok(vec![g.seqs(), 1, d]),
+            (false, [s, t]) if *s == g.seqs() => Ok(vec![*s, *t, d]),
+            _ => Err(format!(
+                "ids {ids:?} are neither (S, T) with S = {} nor a state of one id per slot",
+                g.seqs()
+            )),
+        }
+    }
+
+    fn ragged(&self, _: &[bool]) -> bool {
+        true
+    }
+
+    fn emit(&self, e: &mut Emit) -> Result<()> {
+        let fmt = e.weight(self.table, true)?;
+        let vocab = e.shape(self.table)[0];
+        if self.by_slot {
+            let name = e.state_name(self.ids)?;
+            let slots = e.shape(self.ids)[0];
+            e.bound(Bound::Slots { what: format!("token state '{name}'"), slots });
+        } else {
+            e.bound_ids(self.ids, vocab);
+        }
+        let s = e.out_shape().to_vec();
+        let (tokens, d) = (s[1], s[2]);
+        let parts = e.tensor(self.table)?.parts().to_vec();
+        for (pi, part) in parts.iter().enumerate() {
+            let bindings = vec![
+                Buf::Params,
+                Buf::Seqs,
+                e.buf(self.ids),
+                Buf::Weight { value: self.table, part: pi },
+                e.out(),
+            ];
+            let params = Params {
+                rows: (s[0] * tokens) as u32,
+                tokens: tokens as u32,
+                dim: d as u32,
+                row_start: part.rows.start as u32,
+                part_rows: part.rows.len() as u32,
+                by_slot: u32::from(self.by_slot),
+            };
+            let grid = e.linear(e.this(), d, WG);
+            e.dispatch(kernel(fmt), bindings, &params, grid);
+        }
+        Ok(())
+    }
+
+    fn eval(&self, e: &mut Eval) -> Result<Vec<f32>> {
+        let s = e.out_shape().to_vec();
+        let (tokens, d) = (s[1], s[2]);
+        let (table, ids) = (e.value(self.table), e.value(self.ids));
+        let mut y = vec![0.0; s.iter().product()];
+        for (si, _, r) in token_rows(e.step, tokens) {
+            let id = if self.by_slot { ids[e.step.seqs[si].slot] } else { ids[r] } as usize;
+            y[r * d..(r + 1) * d].copy_from_slice(&table[id * d..(id + 1) * d]);
+        }
+        Ok(y)
+    }
+}
+
+/// Rows of table (vocab, d) at ids.
+pub fn embedding(table: &[f32], ids: &[u32], d: usize) -> Vec<f32> {
+    ids.iter()
+        .flat_map(|&i| table[i as usize * d..][..d].iter().copied())
+        .collect()
+}

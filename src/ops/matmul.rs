@@ -1,0 +1,240 @@
+//! Matrix multiplication against an HF-layout weight, with a fused epilogue:
+//! `y (S, T, N) = tail(x (S, T, K) · w (N, K)^T + bias)`.
+//!
+//! Two kernels compute it: a tiled GEMM (`shaders/matmul.wgsl`) for many rows, and a GEMV
+//! (`shaders/gemv.wgsl`) that streams each weight once per block of 8 rows, for decode and
+//! short prompts. When a program's steps may have either, both are emitted and each step
+//! runs the one that suits the rows it has. A weight larger than one binding is split by
+//! rows into parts, one dispatch each.
+
+use super::elementwise::{apply_tail, epilogue};
+use crate::dtype::WeightFormat;
+use crate::error::{Error, Result};
+use crate::graph::{Buf, Emit, Eval, Graph, GridShape, Op, Rows, Tail, Value, When};
+use crate::kernels::{Epilogue, Family, GpuStruct, Include, Kernel, Slot, grid};
+use std::sync::Arc;
+
+/// Tiled GEMM: TX x TY threads, each computing 4x4 outputs; BK-wide k slices.
+pub const GEMM_TX: u32 = 16;
+pub const GEMM_TY: u32 = 16;
+pub const GEMM_BK: u32 = 16;
+pub const GEMM_TILE_N: u32 = GEMM_TX * 4;
+pub const GEMM_TILE_M: u32 = GEMM_TY * 4;
+/// GEMV: LANES threads per output column, ROWS columns per workgroup, up to GEMV_MR rows of
+/// activations per workgroup (the shader's `MR`).
+pub const GEMV_LANES: u32 = 4;
+pub const GEMV_ROWS: u32 = 64;
+pub const GEMV_MR: u32 = 8;
+
+crate::gpu_struct! {
+    /// y[m, n_off + n] = epilogue(sum_k x[m, k] * w[n, k]) for this part's n rows of w.
+    pub struct Params("Params") {
+        m: u32,
+        n: u32,
+        k: u32,
+        n_off: u32,
+        ldy: u32,
+    }
+}
+
+const BINDINGS: &[Slot] = &[
+    Slot::Uniform,
+    Slot::Read,
+    Slot::Read,
+    Slot::Read,
+    Slot::Read,
+    Slot::Read,
+    Slot::Write,
+];
+
+pub static GEMM: Family = Family {
+    name: "matmul",
+    source: include_str!("../../shaders/matmul.wgsl"),
+    includes: &[Include::Epilogue],
+    bindings: BINDINGS,
+    structs: &[Params::LAYOUT],
+};
+
+pub static GEMV: Family = Family {
+    name: "gemv",
+    source: include_str!("../../shaders/gemv.wgsl"),
+    includes: &[Include::Epilogue],
+    bindings: BINDINGS,
+    structs: &[Params::LAYOUT],
+};
+
+fn gemm(w: WeightFormat, bias: WeightFormat, epi: Epilogue) -> Kernel {
+    let k = Kernel::new(&GEMM)
+        .weight("w", w)
+        .weight("bias", bias)
+        .constant("TX", GEMM_TX)
+        .constant("TY", GEMM_TY)
+        .constant("BK", GEMM_BK);
+    epi.apply(k)
+}
+
+fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue) -> Kernel {
+    let k = Kernel::new(&GEMV)
+        .weight("w", w)
+        .weight("bias", bias)
+        .constant("LANES", GEMV_LANES)
+        .constant("ROWS", GEMV_ROWS);
+    epi.apply(k)
+}
+
+pub fn variants() -> Vec<Kernel> {
+    let mut out = Vec::new();
+    for w in WeightFormat::ALL {
+        for b in WeightFormat::ALL {
+            for epi in Epilogue::all() {
+                out.push(gemm(w, b, epi));
+                out.push(gemv(w, b, epi));
+            }
+        }
+    }
+    out
+}
+
+#[derive(Clone, Debug)]
+pub struct MatMul {
+    pub x: Value,
+    pub w: Value,
+    pub bias: Option<Value>,
+    pub tail: Tail,
+}
+
+impl Graph {
+    /// x (S, T, K) · w (N, K)^T -> (S, T, N)
+    pub fn matmul(&self, x: Value, w: Value) -> Value {
+        self.linear(x, w, None)
+    }
+
+    /// x (S, T, K) · w (N, K)^T + bias (N) -> (S, T, N)
+    pub fn linear(&self, x: Value, w: Value, bias: Option<Value>) -> Value {
+        self.apply(MatMul { x, w, bias, tail: Tail::default() })
+    }
+}
+
+impl Op for MatMul {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+
+    fn inputs(&self) -> Vec<Value> {
+        let mut v = vec![self.x, self.w];
+        v.extend(self.bias);
+        v.extend(self.tail.inputs());
+        v
+    }
+
+    fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {
+        let [s, t, k] = g.dims3(self.x)?;
+        let n = match g.shape(self.w).as_slice() {
+            [n, kw] if *kw == k => *n,
+            other => {
+                return Err(format!(
+                    "input is ({s}, {t}, {k}) but weight is {other:?}, expected (N, {k})"
+                ));
+            }
+        };
+        if let Some(b) = self.bias
+            && g.shape(b) != [n]
+        {
+            return Err(format!("bias has shape {:?}, expected [{n}]", g.shape(b)));
+        }
+        Ok(vec![s, t, n])
+    }
+
+    fn emit(&self, e: &mut Emit) -> Result<()> {
+        let wf = e.weight(self.w, true)?;
+        let bf = e.weight_or_f32(self.bias)?;
+        let epi = epilogue(self.bias.is_some(), &self.tail);
+        let parts = e.tensor(self.w)?.parts().to_vec();
+        let shape = e.out_shape();
+        let (m, n_total) = (shape[0] * shape[1], shape[2]);
+        let k = e.shape(self.x)[2];
+        let rows = e.rows(self.x);
+        let most = match rows {
+            Rows::Fixed(n) => n,
+            Rows::Ragged { .. } => m,
+        };
+        let cut = e.target.gemv_max_rows;
+        for (pi, part) in parts.iter().enumerate() {
+            let n = part.rows.len();
+            let bindings = vec![
+                Buf::Params,
+                e.buf(self.x),
+                Buf::Weight { value: self.w, part: pi },
+                e.buf_or_dummy(self.bias),
+                e.buf_or_dummy(self.tail.aux.map(|a| a.0)),
+                e.buf_or_dummy(self.tail.residual),
+                e.out(),
+            ];
+            let params = Params {
+                m: m as u32,
+                n: n as u32,
+                k: k as u32,
+                n_off: part.rows.start as u32,
+                ldy: n_total as u32,
+            };
+            // GEMV while a step has at most `cut` rows, GEMM above.
+            if cut > 0 {
+                let [x, y, _] = grid(u64::from((n as u32).div_ceil(GEMV_ROWS)), e.target.max_workgroups);
+                let shape = GridShape::RowsZ { xy: [x, y], per_group: GEMV_MR };
+                let mut g = e.grid(rows, shape);
+                if most > cut {
+                    g.when = When::RowsAtMost(cut);
+                }
+                e.dispatch(gemv(wf, bf, epi), bindings.clone(), &params, g);
+            }
+            if most > cut {
+                let x = (n as u32).div_ceil(GEMM_TILE_N);
+                let shape = GridShape::RowsY { x, per_group: GEMM_TILE_M };
+                let mut g = e.grid(rows, shape);
+                g.when = When::RowsAbove(cut);
+                let [gx, gy, _] = g.largest(e.seqs());
+                if gx > e.target.max_workgroups || gy > e.target.max_workgroups {
+                    return Err(Error::Limit(format!(
+                        "{}: a matmul grid of {gx} x {gy} workgroups exceeds the device's limit of {}",
+                        e.label(),
+                        e.target.max_workgroups
+                    )));
+                }
+                e.dispatch(gemm(wf, bf, epi), bindings, &params, g);
+            }
+        }
+        Ok(())
+    }
+
+    fn eval(&self, e: &mut Eval) -> Result<Vec<f32>> {
+        let shape = e.out_shape().to_vec();
+        let (m, n) = (shape[0] * shape[1], shape[2]);
+        let k = e.shape(self.x)[2];
+        let y = matmul(e.value(self.x), e.value(self.w), m, n, k);
+        let bias = self.bias.map(|b| e.value(b));
+        Ok(apply_tail(e, &y, n, bias, &self.tail))
+    }
+
+    fn tail(&self) -> Option<(bool, &Tail)> {
+        Some((self.bias.is_some(), &self.tail))
+    }
+
+    fn with_tail(&self, tail: Tail) -> Option<Arc<dyn Op>> {
+        Some(Arc::new(MatMul { tail, ..self.clone() }))
+    }
+}
+
+/// y (m, n) = x (m, k) · w (n, k)^T
+pub fn matmul(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+    let mut y = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f64;
+            for l in 0..k {
+                acc += f64::from(x[i * k + l]) * f64::from(w[j * k + l]);
+            }
+            y[i * n + j] = acc as f32;
+        }
+    }
+    y
+}

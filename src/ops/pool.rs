@@ -1,0 +1,91 @@
+//! Mean pooling over each sequence's tokens, padding masked out by its length
+//! (`shaders/pool.wgsl`): sentence-transformers' pooling for embedding models.
+
+use crate::error::Result;
+use crate::graph::{Buf, Emit, Eval, Graph, Op, Value};
+use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
+
+pub const WG: u32 = 256;
+
+crate::gpu_struct! {
+    pub struct Params("Params") {
+        seqs: u32,
+        tokens: u32,
+        width: u32,
+    }
+}
+
+pub static FAMILY: Family = Family {
+    name: "pool",
+    source: include_str!("../../shaders/pool.wgsl"),
+    includes: &[Include::Seq],
+    bindings: &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Write],
+    structs: &[Params::LAYOUT, crate::graph::SeqParams::LAYOUT],
+};
+
+fn kernel() -> Kernel {
+    Kernel::new(&FAMILY).constant("WG", WG)
+}
+
+pub fn variants() -> Vec<Kernel> {
+    vec![kernel()]
+}
+
+#[derive(Clone, Debug)]
+pub struct MeanPool {
+    pub x: Value,
+}
+
+impl Graph {
+    /// x (S, T, W) -> (S, 1, W): the mean of each sequence's token rows (padding excluded).
+    pub fn mean_pool(&self, x: Value) -> Value {
+        self.apply(MeanPool { x })
+    }
+}
+
+impl Op for MeanPool {
+    fn name(&self) -> &'static str {
+        "mean_pool"
+    }
+
+    fn inputs(&self) -> Vec<Value> {
+        vec![self.x]
+    }
+
+    fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {
+        let [s, _, w] = g.dims3(self.x)?;
+        Ok(vec![s, 1, w])
+    }
+
+    fn ragged(&self, _: &[bool]) -> bool {
+        true
+    }
+
+    fn emit(&self, e: &mut Emit) -> Result<()> {
+        let s = e.shape(self.x).to_vec();
+        let params = Params { seqs: s[0] as u32, tokens: s[1] as u32, width: s[2] as u32 };
+        let bindings = vec![Buf::Params, Buf::Seqs, e.buf(self.x), e.out()];
+        let grid = e.linear(e.this(), s[2], WG);
+        e.dispatch(kernel(), bindings, &params, grid);
+        Ok(())
+    }
+
+    fn eval(&self, e: &mut Eval) -> Result<Vec<f32>> {
+        let s = e.shape(self.x).to_vec();
+        let lens: Vec<usize> = e.step.seqs.iter().map(|q| q.len).collect();
+        Ok(mean_pool(e.value(self.x), &lens, s[1], s[2]))
+    }
+}
+
+/// The CPU twin: x (S, T, W), the first `lens[s]` rows of sequence s averaged -> (S, W).
+pub fn mean_pool(x: &[f32], lens: &[usize], tokens: usize, width: usize) -> Vec<f32> {
+    let mut y = vec![0.0; lens.len() * width];
+    for (s, &len) in lens.iter().enumerate() {
+        let len = len.min(tokens);
+        for c in 0..width {
+            let sum: f64 = (0..len).map(|t| f64::from(x[(s * tokens + t) * width + c])).sum();
+            y[s * width + c] = if len > 0 { (sum / len as f64) as f32 } else { 0.0 };
+        }
+    }
+    y
+}

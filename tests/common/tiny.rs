@@ -1,0 +1,89 @@
+//! A tiny random-weights Llama for tests: its config, weights on the GPU and on the host,
+//! and the reference forward's dimensions.
+
+use super::{Rng, rounded};
+use kiln::load::Weights;
+use kiln::models::Config;
+use kiln::reference::llama::Spec;
+use kiln::{DType, Gpu};
+use std::collections::HashMap;
+
+pub const CAPACITY: usize = 24;
+
+/// The tiny config, with the fields of the JSON object `extra` overriding.
+pub fn config(extra: &str) -> Config {
+    let mut base: serde_json::Value = serde_json::json!({
+        "model_type": "llama", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "max_position_embeddings": 64, "vocab_size": 97, "tie_word_embeddings": true
+    });
+    let extra: serde_json::Value =
+        serde_json::from_str(if extra.is_empty() { "{}" } else { extra }).expect("extra");
+    for (k, v) in extra.as_object().expect("object") {
+        base[k] = v.clone();
+    }
+    Config::from_json("test config", &base.to_string()).expect("config")
+}
+
+/// Random weights by HF name, on `gpu` and on the host.
+pub fn weights(gpu: &Gpu, c: &Config, dtype: DType) -> (Weights, HashMap<String, Vec<f32>>) {
+    let mut rng = Rng::new(77);
+    let (d, qd, kvd) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
+    let mut shapes: Vec<(String, Vec<usize>, f32, f32)> = vec![(
+        "model.embed_tokens.weight".into(),
+        vec![c.vocab, d],
+        1.0,
+        0.0,
+    )];
+    for l in 0..c.layers {
+        let p = |n: &str| format!("model.layers.{l}.{n}");
+        shapes.push((p("input_layernorm.weight"), vec![d], 0.2, 1.0));
+        shapes.push((p("self_attn.q_proj.weight"), vec![qd, d], 0.25, 0.0));
+        shapes.push((p("self_attn.k_proj.weight"), vec![kvd, d], 0.25, 0.0));
+        shapes.push((p("self_attn.v_proj.weight"), vec![kvd, d], 0.25, 0.0));
+        shapes.push((p("self_attn.o_proj.weight"), vec![d, qd], 0.25, 0.0));
+        if c.qkv_bias {
+            shapes.push((p("self_attn.q_proj.bias"), vec![qd], 0.5, 0.0));
+            shapes.push((p("self_attn.k_proj.bias"), vec![kvd], 0.5, 0.0));
+            shapes.push((p("self_attn.v_proj.bias"), vec![kvd], 0.5, 0.0));
+        }
+        shapes.push((p("post_attention_layernorm.weight"), vec![d], 0.2, 1.0));
+        shapes.push((p("mlp.gate_proj.weight"), vec![c.ffn, d], 0.25, 0.0));
+        shapes.push((p("mlp.up_proj.weight"), vec![c.ffn, d], 0.25, 0.0));
+        shapes.push((p("mlp.down_proj.weight"), vec![d, c.ffn], 0.2, 0.0));
+    }
+    shapes.push(("model.norm.weight".into(), vec![d], 0.2, 1.0));
+    if !c.tied_embeddings {
+        shapes.push(("lm_head.weight".into(), vec![c.vocab, d], 0.5, 0.0));
+    }
+    let mut gpu_weights = Weights::new("random weights");
+    let mut host = HashMap::new();
+    for (name, shape, scale, offset) in shapes {
+        let n = shape.iter().product();
+        let values: Vec<f32> = rng.uniform(n, scale).iter().map(|v| v + offset).collect();
+        let values = rounded(&values, dtype);
+        let t = pollster::block_on(kiln::load::upload_f32(gpu, &name, &shape, dtype, &values))
+            .expect("upload");
+        gpu_weights.insert(t);
+        host.insert(name, values);
+    }
+    (gpu_weights, host)
+}
+
+/// The reference forward's dimensions, from the config.
+pub fn spec(c: &Config) -> Spec {
+    Spec {
+        hidden: c.hidden,
+        ffn: c.ffn,
+        layers: c.layers,
+        heads: c.heads,
+        kv_heads: c.kv_heads,
+        head_dim: c.head_dim,
+        vocab: c.vocab,
+        eps: c.eps,
+        inv_freq: c.inv_freq.clone(),
+        qkv_bias: c.qkv_bias,
+        tied_embeddings: c.tied_embeddings,
+        sliding_window: c.sliding_window,
+    }
+}
