@@ -1,6 +1,7 @@
-// Embedding gather: y[r, :] = table[id of row r, :] for the token rows of (seqs, tokens)
-// ids; padding rows are skipped. With by_slot, ids is a per-slot state (the token each
-// sequence sampled last) read at the sequence's slot, one row per sequence.
+// Embedding gather: y[r, :] = table[id of row r, :] for the token rows of (seqs, tokens);
+// padding rows are skipped. The id of a row is, by `source`: 0, ids[r]; 1, ids at the
+// sequence's slot (a per-slot state: the token each sequence sampled last); 2, the row's
+// position pos + t (learned position embeddings).
 // A table larger than one binding is split by rows into parts, one dispatch each; a part
 // holds rows [row_start, row_start + part_rows) and writes only the ids that fall in it.
 // One thread per output element.
@@ -11,7 +12,7 @@ struct Params {
     dim: u32,
     row_start: u32,
     part_rows: u32,
-    by_slot: u32,
+    source: u32,
 }
 
 override WG: u32 = 256u;
@@ -31,12 +32,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let r = i / p.dim;
     let d = i % p.dim;
     let s = r / p.tokens;
+    let t = r % p.tokens;
     let sq = seqs[s];
-    if (r % p.tokens >= sq.len) {
+    if (t >= sq.len) {
         return;
     }
-    var id = ids[r];
-    if (p.by_slot != 0u) {
+    var id = sq.pos + t;
+    if (p.source == 0u) {
+        id = ids[r];
+    } else if (p.source == 1u) {
         id = ids[sq.slot];
     }
     if (id >= p.row_start && id < p.row_start + p.part_rows) {

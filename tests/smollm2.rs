@@ -190,6 +190,32 @@ fn greedy_text_matches_the_reference() {
 }
 
 #[test]
+fn a_batch_of_prompts_gives_each_its_single_prompt_text() {
+    let Some(m) = model() else { return };
+    let prompts: Vec<Vec<u32>> = golden()["prompts"]
+        .as_array()
+        .expect("prompts")
+        .iter()
+        .map(|p| ids(&p["ids"]))
+        .collect();
+    let options = GenerateOptions {
+        max_tokens: 12,
+        sampling: Sampling::greedy(),
+        ..Default::default()
+    };
+    let mut alone = Vec::new();
+    let mut session = pollster::block_on(m.session(64)).expect("session");
+    for p in &prompts {
+        let mut g = pollster::block_on(session.generate(p, options.clone())).expect("generate");
+        alone.push(pollster::block_on(g.text()).expect("text"));
+    }
+    let mut batch = pollster::block_on(m.batch_session(64, prompts.len())).expect("session");
+    let mut g = pollster::block_on(batch.generate_batch(&prompts, options)).expect("batch");
+    let texts = pollster::block_on(g.texts()).expect("texts");
+    assert_eq!(texts, alone, "one batch of {} prompts against one at a time", prompts.len());
+}
+
+#[test]
 fn the_paris_example_streams_exactly() {
     let Some(m) = model() else { return };
     let mut session = pollster::block_on(m.session(64)).expect("session");

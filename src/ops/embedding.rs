@@ -1,6 +1,7 @@
-//! Embedding lookup (`shaders/embedding.wgsl`): token ids (S, T) from the host, or the token
-//! each sequence sampled last (a per-slot state, for decode), gathered from a table that may
-//! be split into parts.
+//! Embedding lookup (`shaders/embedding.wgsl`), from a table that may be split into parts,
+//! of the rows that token ids (S, T) from the host name, of the token each sequence sampled
+//! last (a per-slot state, for decode), or of each token's position (learned absolute
+//! position embeddings: BERT, GPT-2, Whisper's decoder).
 
 use super::token_rows;
 use crate::dtype::WeightFormat;
@@ -17,7 +18,8 @@ crate::gpu_struct! {
         dim: u32,
         row_start: u32,
         part_rows: u32,
-        by_slot: u32,
+        /// 0: ids[row]; 1: ids[slot of the row's sequence]; 2: the row's position.
+        source: u32,
     }
 }
 
@@ -37,12 +39,32 @@ pub fn variants() -> Vec<Kernel> {
     WeightFormat::ALL.into_iter().map(kernel).collect()
 }
 
+/// Which row of the table each token row reads.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The id at the same row of `ids` (S, T).
+    Ids,
+    /// The id in the sequence's slot of a per-slot state (slots, 1).
+    Slots,
+    /// The token's position, `pos + t` (`ids` only gives the shape).
+    Positions,
+}
+
+impl Source {
+    fn code(self) -> u32 {
+        match self {
+            Source::Ids => 0,
+            Source::Slots => 1,
+            Source::Positions => 2,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Embedding {
     pub table: Value,
     pub ids: Value,
-    /// `ids` is a per-slot state read at each sequence's slot.
-    pub by_slot: bool,
+    pub source: Source,
 }
 
 impl Graph {
@@ -50,8 +72,14 @@ impl Graph {
     /// id per slot (the token each sequence sampled last), each sequence reads its slot's:
     /// -> (S, 1, D).
     pub fn embedding(&self, table: Value, ids: Value) -> Value {
-        let by_slot = self.is_state(ids);
-        self.apply(Embedding { table, ids, by_slot })
+        let source = if self.is_state(ids) { Source::Slots } else { Source::Ids };
+        self.apply(Embedding { table, ids, source })
+    }
+
+    /// table (positions, D) gathered at each token's position `pos + t`, for the tokens of
+    /// ids (S, T) -> (S, T, D).
+    pub fn position_embedding(&self, table: Value, ids: Value) -> Value {
+        self.apply(Embedding { table, ids, source: Source::Positions })
     }
 }
 
@@ -70,7 +98,7 @@ impl Op for Embedding {
             s => return Err(format!("the table must be 2-D, got {s:?}")),
         };
         let ids = g.shape(self.ids);
-        match (self.by_slot, ids.as_slice()) {
+        match (self.source == Source::Slots, ids.as_slice()) {
             (true, [_, 1]) => Ok(vec![g.seqs(), 1, d]),
             (false, [s, t]) if *s == g.seqs() => Ok(vec![*s, *t, d]),
             _ => Err(format!(
@@ -87,12 +115,17 @@ impl Op for Embedding {
     fn emit(&self, e: &mut Emit) -> Result<()> {
         let fmt = e.weight(self.table, true)?;
         let vocab = e.shape(self.table)[0];
-        if self.by_slot {
-            let name = e.state_name(self.ids)?;
-            let slots = e.shape(self.ids)[0];
-            e.bound(Bound::Slots { what: format!("token state '{name}'"), slots });
-        } else {
-            e.bound_ids(self.ids, vocab);
+        match self.source {
+            Source::Ids => e.bound_ids(self.ids, vocab),
+            Source::Slots => {
+                let name = e.state_name(self.ids)?;
+                let slots = e.shape(self.ids)[0];
+                e.bound(Bound::Slots { what: format!("token state '{name}'"), slots });
+            }
+            Source::Positions => e.bound(Bound::Positions {
+                what: "the position embedding table".into(),
+                capacity: vocab,
+            }),
         }
         let s = e.out_shape().to_vec();
         let (tokens, d) = (s[1], s[2]);
@@ -111,7 +144,7 @@ impl Op for Embedding {
                 dim: d as u32,
                 row_start: part.rows.start as u32,
                 part_rows: part.rows.len() as u32,
-                by_slot: u32::from(self.by_slot),
+                source: self.source.code(),
             };
             let grid = e.linear(e.this(), d, WG);
             e.dispatch(kernel(fmt), bindings, &params, grid);
@@ -124,8 +157,13 @@ impl Op for Embedding {
         let (tokens, d) = (s[1], s[2]);
         let (table, ids) = (e.value(self.table), e.value(self.ids));
         let mut y = vec![0.0; s.iter().product()];
-        for (si, _, r) in token_rows(e.step, tokens) {
-            let id = if self.by_slot { ids[e.step.seqs[si].slot] } else { ids[r] } as usize;
+        for (si, t, r) in token_rows(e.step, tokens) {
+            let q = &e.step.seqs[si];
+            let id = match self.source {
+                Source::Ids => ids[r] as usize,
+                Source::Slots => ids[q.slot] as usize,
+                Source::Positions => q.pos + t,
+            };
             y[r * d..(r + 1) * d].copy_from_slice(&table[id * d..(id + 1) * d]);
         }
         Ok(y)

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 pub const CAPACITY: usize = 24;
 
-/// The tiny config, with the fields of the JSON object `extra` overriding.
-pub fn config(extra: &str) -> Config {
+/// The tiny config.json text, with the fields of the JSON object `extra` overriding.
+pub fn config_json(extra: &str) -> String {
     let mut base: serde_json::Value = serde_json::json!({
         "model_type": "llama", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
@@ -22,7 +22,35 @@ pub fn config(extra: &str) -> Config {
     for (k, v) in extra.as_object().expect("object") {
         base[k] = v.clone();
     }
-    Config::from_json("test config", &base.to_string()).expect("config")
+    base.to_string()
+}
+
+/// The tiny config, with the fields of the JSON object `extra` overriding.
+pub fn config(extra: &str) -> Config {
+    Config::from_json("test config", &config_json(extra)).expect("config")
+}
+
+/// A word-level tokenizer over the tiny vocabulary: token i is the word `w{i}`.
+pub fn tokenizer_json(vocab: usize) -> String {
+    let words: serde_json::Map<String, serde_json::Value> =
+        (0..vocab).map(|i| (format!("w{i}"), serde_json::json!(i))).collect();
+    serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": words, "unk_token": "w0"}
+    })
+    .to_string()
+}
+
+/// The tiny model with its tokenizer, ready for sessions; `eos` ends generations.
+pub fn text_model(gpu: &Gpu, eos: u32) -> std::sync::Arc<kiln::TextModel> {
+    let json = config_json(&format!(r#"{{"eos_token_id": {eos}, "max_position_embeddings": 256}}"#));
+    let cfg = Config::from_json("tiny", &json).expect("config");
+    let (w, _) = weights(gpu, &cfg, DType::F32);
+    let tok = tokenizer_json(cfg.vocab);
+    let m = kiln::TextModel::from_parts(gpu, "tiny", &json, tok.as_bytes(), None, &w).expect("model");
+    std::sync::Arc::new(m)
 }
 
 /// Random weights by HF name, on `gpu` and on the host.
