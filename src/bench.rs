@@ -3,7 +3,7 @@
 //! models use. Figures are medians of wall-clock samples, each sample many back-to-back
 //! submissions, so submission overhead is included and amortised.
 
-use crate::DType;
+use crate::dtype::DType;
 use crate::error::Result;
 use crate::exec::{Feed, Program};
 use crate::gpu::Gpu;

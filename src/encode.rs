@@ -84,7 +84,9 @@ impl EncoderSession {
                 )));
             }
         };
-        let values = out.get("out").ok_or_else(|| Error::Gpu("no output came back".into()))?;
+        let values = out
+            .get("out")
+            .ok_or_else(|| Error::Gpu("no output came back".into()))?;
         Ok(inputs
             .iter()
             .enumerate()

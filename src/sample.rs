@@ -48,8 +48,8 @@ impl Sampling {
     }
 
     /// A clear error for values that make no sense.
-    pub fn validate(&self) -> crate::Result<()> {
-        let bad = |m: String| Err(crate::Error::Invalid(m));
+    pub fn validate(&self) -> crate::error::Result<()> {
+        let bad = |m: String| Err(crate::error::Error::Invalid(m));
         if !self.temperature.is_finite() {
             return bad(format!("temperature {} is not a number", self.temperature));
         }
@@ -100,7 +100,7 @@ impl Rng {
     }
 }
 
-crate::gpu_struct! {
+crate::kernels::gpu_struct! {
     /// One sequence's sampling parameters for a step, as `shaders/sample.wgsl` reads them.
     pub struct SamplingParams("Sampling") {
         rand: u32,

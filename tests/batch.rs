@@ -18,8 +18,17 @@ const DECODE: usize = 8;
 /// Prefill (`tokens` ids per sequence) and decode (one id) programs over `seqs` sequences
 /// sharing KV caches of `slots` slots, each returning the logits of every sequence's last
 /// token.
-fn programs(gpu: &Gpu, model: &Llama, seqs: usize, tokens: usize, slots: usize) -> (Program, Program, State) {
-    let cache = Cache { slots, capacity: CAP };
+fn programs(
+    gpu: &Gpu,
+    model: &Llama,
+    seqs: usize,
+    tokens: usize,
+    slots: usize,
+) -> (Program, Program, State) {
+    let cache = Cache {
+        slots,
+        capacity: CAP,
+    };
     let plan = |t: usize| {
         let g = Graph::batch(seqs);
         let ids = g.ids("ids", t);
@@ -48,7 +57,10 @@ fn a_batch_gives_each_sequence_its_own_logits() {
         let (w, _) = weights(gpu, &cfg, DType::F32);
         let model = Llama::new(cfg.clone(), &w).expect("model");
         let mut rng = Rng::new(404);
-        let prompts: Vec<Vec<u32>> = LENS.iter().map(|&n| (0..n).map(|_| rng.below(v as u32)).collect()).collect();
+        let prompts: Vec<Vec<u32>> = LENS
+            .iter()
+            .map(|&n| (0..n).map(|_| rng.below(v as u32)).collect())
+            .collect();
         let fed = |i: usize, k: usize| ((prompts[i][0] as usize + 13 * k + 7 * i) % v) as u32;
 
         // Alone: one sequence per program, its own caches.
@@ -70,17 +82,27 @@ fn a_batch_gives_each_sequence_its_own_logits() {
         for (i, p) in prompts.iter().enumerate() {
             ids[i * t..i * t + p.len()].copy_from_slice(p);
         }
-        let step = Step { seqs: (0..4).map(|i| Seq::new(0, LENS[i]).slot(slot(i))).collect() };
+        let step = Step {
+            seqs: (0..4).map(|i| Seq::new(0, LENS[i]).slot(slot(i))).collect(),
+        };
         let mut batched = vec![run(&prefill, &step, &ids)];
         for k in 0..DECODE {
-            let step = Step { seqs: (0..4).map(|i| Seq::new(LENS[i] + k, 1).slot(slot(i))).collect() };
+            let step = Step {
+                seqs: (0..4)
+                    .map(|i| Seq::new(LENS[i] + k, 1).slot(slot(i)))
+                    .collect(),
+            };
             let ids: Vec<u32> = (0..4).map(|i| fed(i, k)).collect();
             batched.push(run(&decode, &step, &ids));
         }
 
         for (k, rows) in batched.iter().enumerate() {
             for (i, seq) in alone.iter().enumerate() {
-                let what = format!("sequence {i} (length {}) at step {k} on {}", LENS[i], label(gpu));
+                let what = format!(
+                    "sequence {i} (length {}) at step {k} on {}",
+                    LENS[i],
+                    label(gpu)
+                );
                 assert_close(&rows[i * v..(i + 1) * v], &seq[k], 1e-4, 0.0, &what);
             }
         }
@@ -92,10 +114,24 @@ fn batch_generation_gives_each_prompt_its_own_tokens() {
     for gpu in gpus() {
         let model = text_model(gpu, 96);
         let mut rng = Rng::new(5);
-        let prompts: Vec<Vec<u32>> = [4, 9, 1, 6].iter().map(|&n| (0..n).map(|_| rng.below(96)).collect()).collect();
+        let prompts: Vec<Vec<u32>> = [4, 9, 1, 6]
+            .iter()
+            .map(|&n| (0..n).map(|_| rng.below(96)).collect())
+            .collect();
         // Greedy, and seeded sampling: each sequence draws from its own stream.
-        for sampling in [Sampling::greedy(), Sampling { seed: 11, temperature: 1.2, ..Sampling::default() }] {
-            let options = GenerateOptions { max_tokens: 9, sampling, ..Default::default() };
+        for sampling in [
+            Sampling::greedy(),
+            Sampling {
+                seed: 11,
+                temperature: 1.2,
+                ..Sampling::default()
+            },
+        ] {
+            let options = GenerateOptions {
+                max_tokens: 9,
+                sampling,
+                ..Default::default()
+            };
             let mut alone = Vec::new();
             for p in &prompts {
                 let mut s = pollster::block_on(model.session(CAP)).expect("session");
@@ -107,7 +143,12 @@ fn batch_generation_gives_each_prompt_its_own_tokens() {
             let mut g = pollster::block_on(s.generate_batch(&prompts, options)).expect("batch");
             pollster::block_on(g.texts()).expect("texts");
             for (i, want) in alone.iter().enumerate() {
-                assert_eq!(g.tokens(i), want, "sequence {i} with {sampling:?} on {}", label(gpu));
+                assert_eq!(
+                    g.tokens(i),
+                    want,
+                    "sequence {i} with {sampling:?} on {}",
+                    label(gpu)
+                );
             }
         }
     }

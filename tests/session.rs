@@ -15,12 +15,18 @@ const CONTEXT: usize = 64;
 #[test]
 fn a_long_chat_allocates_only_for_longer_turns() {
     // Devices of their own: tests running beside this one must not add to its count.
-    let own: Vec<Gpu> = pollster::block_on(Gpu::all()).into_iter().flatten().collect();
+    let own: Vec<Gpu> = pollster::block_on(Gpu::all())
+        .into_iter()
+        .flatten()
+        .collect();
     assert_eq!(own.len(), gpus().len(), "every adapter opens twice");
     for gpu in &own {
         let model = text_model(gpu, 96);
         let mut session = pollster::block_on(model.session(256)).expect("session");
-        let options = GenerateOptions { max_tokens: 1, ..Default::default() };
+        let options = GenerateOptions {
+            max_tokens: 1,
+            ..Default::default()
+        };
         // Twenty turns of 1 to 3 words, and two long ones: a chat whose turns mostly fit a
         // bucket seen before.
         let mut rng = Rng::new(2);
@@ -35,7 +41,8 @@ fn a_long_chat_allocates_only_for_longer_turns() {
             conversation.extend((0..words).map(|_| rng.below(90)));
             let suffix = conversation.len() - session.context().len().min(conversation.len() - 1);
             let before = gpu.buffers_created();
-            let mut g = pollster::block_on(session.generate(&conversation, options.clone())).expect("turn");
+            let mut g =
+                pollster::block_on(session.generate(&conversation, options.clone())).expect("turn");
             pollster::block_on(g.text()).expect("text");
             conversation.extend(g.tokens());
             let allocated = gpu.buffers_created() - before;
@@ -44,13 +51,25 @@ fn a_long_chat_allocates_only_for_longer_turns() {
                 largest = bucket;
                 growths += 1;
             } else {
-                assert_eq!(allocated, 0, "turn {turn} ({suffix} new tokens) allocated on {}", label(gpu));
+                assert_eq!(
+                    allocated,
+                    0,
+                    "turn {turn} ({suffix} new tokens) allocated on {}",
+                    label(gpu)
+                );
             }
         }
-        assert!(conversation.len() > 80, "the chat grew to {} tokens", conversation.len());
+        assert!(
+            conversation.len() > 80,
+            "the chat grew to {} tokens",
+            conversation.len()
+        );
         // Buckets 1..=32 at most: log2 of the longest turn, plus one.
         assert!(growths <= 6, "{growths} growths on {}", label(gpu));
-        assert!(largest >= 32, "the long turn needed a bucket of 32, got {largest}");
+        assert!(
+            largest >= 32,
+            "the long turn needed a bucket of 32, got {largest}"
+        );
     }
 }
 
@@ -60,7 +79,11 @@ fn pipelined_decode_matches_sequential_and_counts_no_surplus() {
         let prompt = [5u32, 17, 60, 2];
         // What the model says, greedily, when nothing stops it.
         let model = text_model(gpu, 96);
-        let long = GenerateOptions { max_tokens: 20, sampling: kiln::Sampling::greedy(), ..Default::default() };
+        let long = GenerateOptions {
+            max_tokens: 20,
+            sampling: kiln::Sampling::greedy(),
+            ..Default::default()
+        };
         let mut runs = Vec::new();
         for pipelined in [false, true] {
             let mut s = pollster::block_on(model.session(CONTEXT)).expect("session");
@@ -70,9 +93,18 @@ fn pipelined_decode_matches_sequential_and_counts_no_surplus() {
             runs.push((g.tokens().to_vec(), g.finish()));
             // The last token was never fed back: the cache holds the prompt and the rest.
             let tokens = &runs.last().expect("run").0;
-            assert_eq!(s.context().len(), prompt.len() + tokens.len() - 1, "pipelined {pipelined}");
+            assert_eq!(
+                s.context().len(),
+                prompt.len() + tokens.len() - 1,
+                "pipelined {pipelined}"
+            );
         }
-        assert_eq!(runs[0], runs[1], "pipelined and sequential decode on {}", label(gpu));
+        assert_eq!(
+            runs[0],
+            runs[1],
+            "pipelined and sequential decode on {}",
+            label(gpu)
+        );
         let tokens = runs[0].0.clone();
         assert!(tokens.len() > 6, "{tokens:?}");
 
@@ -87,9 +119,18 @@ fn pipelined_decode_matches_sequential_and_counts_no_surplus() {
             let mut g = pollster::block_on(s.generate(&prompt, long.clone())).expect("generate");
             pollster::block_on(g.text()).expect("text");
             assert_eq!(g.finish(), Some(Finish::Eos));
-            assert_eq!(g.tokens(), &tokens[..first], "pipelined {pipelined} on {}", label(gpu));
+            assert_eq!(
+                g.tokens(),
+                &tokens[..first],
+                "pipelined {pipelined} on {}",
+                label(gpu)
+            );
             drop(g);
-            assert_eq!(s.context(), [&prompt[..], &tokens[..first]].concat(), "the cache holds no surplus");
+            assert_eq!(
+                s.context(),
+                [&prompt[..], &tokens[..first]].concat(),
+                "the cache holds no surplus"
+            );
             // The next turn reuses exactly that prefix.
             let next: Vec<u32> = [&prompt[..], &tokens[..first], &[3, 4]].concat();
             let mut g = pollster::block_on(s.generate(&next, long.clone())).expect("turn 2");
@@ -105,9 +146,16 @@ fn an_error_during_generation_is_an_error() {
     for gpu in pollster::block_on(Gpu::all()).into_iter().flatten() {
         let model = text_model(&gpu, 96);
         let mut s = pollster::block_on(model.session(CONTEXT)).expect("session");
-        let options = GenerateOptions { max_tokens: 30, sampling: kiln::Sampling::greedy(), ..Default::default() };
+        let options = GenerateOptions {
+            max_tokens: 30,
+            sampling: kiln::Sampling::greedy(),
+            ..Default::default()
+        };
         let mut g = pollster::block_on(s.generate(&[1, 2, 3], options)).expect("generate");
-        assert!(pollster::block_on(g.next()).is_some_and(|r| r.is_ok()), "a first token");
+        assert!(
+            pollster::block_on(g.next()).is_some_and(|r| r.is_ok()),
+            "a first token"
+        );
         gpu.device().destroy();
         let mut error = None;
         while let Some(r) = pollster::block_on(g.next()) {
@@ -116,8 +164,12 @@ fn an_error_during_generation_is_an_error() {
                 break;
             }
         }
-        let e = error.unwrap_or_else(|| panic!("no error after the device was lost on {}", gpu.describe()));
+        let e = error
+            .unwrap_or_else(|| panic!("no error after the device was lost on {}", gpu.describe()));
         assert_eq!(g.finish(), Some(Finish::Error), "{e}");
-        assert!(pollster::block_on(g.next()).is_none(), "the generation has ended");
+        assert!(
+            pollster::block_on(g.next()).is_none(),
+            "the generation has ended"
+        );
     }
 }

@@ -212,7 +212,12 @@ fn a_batch_of_prompts_gives_each_its_single_prompt_text() {
     let mut batch = pollster::block_on(m.batch_session(64, prompts.len())).expect("session");
     let mut g = pollster::block_on(batch.generate_batch(&prompts, options)).expect("batch");
     let texts = pollster::block_on(g.texts()).expect("texts");
-    assert_eq!(texts, alone, "one batch of {} prompts against one at a time", prompts.len());
+    assert_eq!(
+        texts,
+        alone,
+        "one batch of {} prompts against one at a time",
+        prompts.len()
+    );
 }
 
 #[test]

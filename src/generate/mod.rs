@@ -3,6 +3,7 @@
 //! streams ([`Generation`], [`BatchGeneration`]). Everything here is written against the
 //! [`Decoder`] trait; no model family is named.
 
+mod active;
 pub mod chat;
 mod generation;
 mod run;

@@ -6,75 +6,15 @@
 //! Several prompts run as one batch: one submission per step for all of them.
 
 use super::Session;
+use super::active::{Active, InFlight, SeqGen, end, now};
 use super::generation::{BatchGeneration, Finish, GenerateOptions, Generation, Stats};
 use super::session::find;
 use super::stream::TextStream;
 use crate::error::{Error, Result};
-use crate::exec::{Feed, Ticket};
+use crate::exec::Feed;
 use crate::graph::{Seq, Step};
 use crate::sample::Rng;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
-
-/// Seconds on a clock (the browser's `Date.now()` on the web, millisecond resolution).
-pub(crate) fn now() -> f64 {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use std::sync::OnceLock;
-        static START: OnceLock<std::time::Instant> = OnceLock::new();
-        START
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_secs_f64()
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
-        js_sys::Date::now() / 1000.0
-    }
-}
-
-/// One sequence of the generation in progress.
-struct SeqGen {
-    slot: usize,
-    options: GenerateOptions,
-    stream: TextStream,
-    rng: Rng,
-    /// Tokens in its cache once prefill has run.
-    prompt_len: usize,
-    /// Accepted tokens (EOS excluded).
-    tokens: Vec<u32>,
-    /// Decode steps submitted for it.
-    decodes: usize,
-    finish: Option<Finish>,
-    stats: Stats,
-}
-
-impl SeqGen {
-    fn cancelled(&self) -> bool {
-        self.options
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-    }
-}
-
-/// A submitted step awaiting its read.
-struct InFlight {
-    prefill: bool,
-    ticket: Ticket,
-    /// Which sequences it computes a token for.
-    members: Vec<bool>,
-}
-
-/// The generation in progress.
-pub(super) struct Active {
-    seqs: Vec<SeqGen>,
-    in_flight: VecDeque<InFlight>,
-    /// Text deltas not yet handed out, by sequence.
-    events: VecDeque<(usize, String)>,
-    started: f64,
-    failed: bool,
-}
 
 impl Session {
     /// Start generating after `prompt` (token ids: the whole conversation so far) and return
@@ -453,20 +393,5 @@ impl Session {
             a.seqs.get(i).is_some_and(|q| q.finish.is_some())
                 && !a.events.iter().any(|(j, _)| *j == i)
         })
-    }
-}
-
-/// End sequence `i` with `why`, flushing held-back text after `delta`.
-fn end(
-    q: &mut SeqGen,
-    i: usize,
-    why: Finish,
-    mut delta: String,
-    events: &mut VecDeque<(usize, String)>,
-) {
-    q.finish = Some(why);
-    delta.push_str(&q.stream.finish());
-    if !delta.is_empty() {
-        events.push_back((i, delta));
     }
 }

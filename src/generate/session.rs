@@ -6,7 +6,7 @@
 //! any before it. Generation itself is in `run.rs`.
 
 use super::TextModel;
-use super::run::Active;
+use super::active::Active;
 use crate::error::{Error, Result};
 use crate::exec::{Feed, Program, State};
 use crate::graph::{Graph, Step};

@@ -62,7 +62,7 @@ impl Step {
     }
 }
 
-crate::gpu_struct! {
+crate::kernels::gpu_struct! {
     /// One sequence of the step as kernels read it (`shaders/seq.wgsl`).
     pub struct SeqParams("Seq") {
         pos: u32,

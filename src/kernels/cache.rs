@@ -19,13 +19,13 @@ pub(crate) struct Compiled {
 
 impl PipelineCache {
     /// The pipeline for `kernel` on `gpu`, from the device's cache.
-    pub(crate) async fn compiled(gpu: &crate::Gpu, kernel: &Kernel) -> Result<Compiled> {
+    pub(crate) async fn compiled(gpu: &crate::gpu::Gpu, kernel: &Kernel) -> Result<Compiled> {
         gpu.cache::<PipelineCache>().get(gpu, kernel).await
     }
 
     /// The compiled pipeline for `kernel`, compiling it on first use. Compilation errors
     /// (a bad shader, a feature the device lacks) come back as errors, not panics.
-    pub(crate) async fn get(&self, gpu: &crate::Gpu, kernel: &Kernel) -> Result<Compiled> {
+    pub(crate) async fn get(&self, gpu: &crate::gpu::Gpu, kernel: &Kernel) -> Result<Compiled> {
         if let Some(c) = self.lock().get(kernel) {
             return Ok(c.clone());
         }

@@ -45,7 +45,6 @@ impl Scalar for f32 {
 
 /// Declare a `#[repr(C)]` struct of 32-bit scalars that WGSL declares as `struct $wgsl`,
 /// together with its [`Layout`].
-#[macro_export]
 macro_rules! gpu_struct {
     ($(#[$meta:meta])* $vis:vis struct $name:ident($wgsl:literal) {
         $($(#[$fmeta:meta])* $field:ident: $ty:ty),* $(,)?
@@ -70,3 +69,5 @@ macro_rules! gpu_struct {
         }
     };
 }
+
+pub(crate) use gpu_struct;

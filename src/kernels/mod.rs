@@ -12,6 +12,7 @@ mod source;
 
 pub(crate) use cache::PipelineCache;
 pub use epilogue::{Act, Epilogue};
+pub(crate) use layout::gpu_struct;
 pub use layout::{Field, GpuStruct, Layout, Scalar};
 pub use source::compose;
 
@@ -160,7 +161,7 @@ pub struct Target {
 pub const GEMV_MAX_ROWS: usize = 16;
 
 impl Target {
-    pub fn of(gpu: &crate::Gpu) -> Target {
+    pub fn of(gpu: &crate::gpu::Gpu) -> Target {
         Target {
             has_f16: gpu.has_f16(),
             has_f16_unpack: gpu.has_f16_unpack(),

@@ -114,7 +114,7 @@ impl Weights {
 /// Upload `tensors`, whose bytes `bytes_of` provides, to `gpu`. Tensors of a dtype kiln does
 /// not compute with are recorded as skipped, so asking for one later gives a clear error.
 pub async fn upload_all<'b>(
-    gpu: &crate::Gpu,
+    gpu: &crate::gpu::Gpu,
     origin: &str,
     tensors: &[&TensorInfo],
     mut bytes_of: impl FnMut(&TensorInfo) -> Result<&'b [u8]>,

@@ -13,7 +13,7 @@ pub const WG: u32 = 64;
 /// Each thread keeps head_dim / WG accumulators, at most 4.
 pub const MAX_HEAD_DIM: usize = 4 * WG as usize;
 
-crate::gpu_struct! {
+crate::kernels::gpu_struct! {
     pub struct Params("Params") {
         seqs: u32,
         tokens: u32,

@@ -8,7 +8,7 @@ use crate::kernels::{Family, GpuStruct, Kernel, Slot};
 
 pub const WG: u32 = 256;
 
-crate::gpu_struct! {
+crate::kernels::gpu_struct! {
     pub struct Params("Params") {
         seqs: u32,
         t_in: u32,

@@ -5,7 +5,7 @@ use crate::kernels::{Family, GpuStruct, Kernel, Slot};
 
 pub const WG: u32 = 256;
 
-crate::gpu_struct! {
+crate::kernels::gpu_struct! {
     pub struct Params("Params") {
         count: u32,
         offset: u32,

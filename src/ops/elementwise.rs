@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// Workgroup size of the standalone elementwise kernel.
 pub const WG: u32 = 256;
 
-crate::gpu_struct! {
+crate::kernels::gpu_struct! {
     pub struct Params("Params") {
         count: u32,
         cols: u32,

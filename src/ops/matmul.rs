@@ -26,7 +26,7 @@ pub const GEMV_LANES: u32 = 4;
 pub const GEMV_ROWS: u32 = 64;
 pub const GEMV_MR: u32 = 8;
 
-crate::gpu_struct! {
+crate::kernels::gpu_struct! {
     /// y[m, n_off + n] = epilogue(sum_k x[m, k] * w[n, k]) for this part's n rows of w.
     pub struct Params("Params") {
         m: u32,

@@ -12,7 +12,7 @@ use crate::sample::Sampling;
 
 pub const WG: u32 = 256;
 
-crate::gpu_struct! {
+crate::kernels::gpu_struct! {
     pub struct Params("Params") {
         seqs: u32,
         vocab: u32,

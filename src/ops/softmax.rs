@@ -8,7 +8,7 @@ use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 /// Threads per row.
 pub const WG: u32 = 64;
 
-crate::gpu_struct! {
+crate::kernels::gpu_struct! {
     pub struct Params("Params") {
         rows: u32,
         d: u32,

@@ -32,8 +32,9 @@ pub fn config(extra: &str) -> Config {
 
 /// A word-level tokenizer over the tiny vocabulary: token i is the word `w{i}`.
 pub fn tokenizer_json(vocab: usize) -> String {
-    let words: serde_json::Map<String, serde_json::Value> =
-        (0..vocab).map(|i| (format!("w{i}"), serde_json::json!(i))).collect();
+    let words: serde_json::Map<String, serde_json::Value> = (0..vocab)
+        .map(|i| (format!("w{i}"), serde_json::json!(i)))
+        .collect();
     serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
         "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
@@ -45,11 +46,14 @@ pub fn tokenizer_json(vocab: usize) -> String {
 
 /// The tiny model with its tokenizer, ready for sessions; `eos` ends generations.
 pub fn text_model(gpu: &Gpu, eos: u32) -> std::sync::Arc<kiln::TextModel> {
-    let json = config_json(&format!(r#"{{"eos_token_id": {eos}, "max_position_embeddings": 256}}"#));
+    let json = config_json(&format!(
+        r#"{{"eos_token_id": {eos}, "max_position_embeddings": 256}}"#
+    ));
     let cfg = Config::from_json("tiny", &json).expect("config");
     let (w, _) = weights(gpu, &cfg, DType::F32);
     let tok = tokenizer_json(cfg.vocab);
-    let m = kiln::TextModel::from_parts(gpu, "tiny", &json, tok.as_bytes(), None, &w).expect("model");
+    let m =
+        kiln::TextModel::from_parts(gpu, "tiny", &json, tok.as_bytes(), None, &w).expect("model");
     std::sync::Arc::new(m)
 }
 

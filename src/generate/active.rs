@@ -1,0 +1,84 @@
+//! The state of a generation in progress: its sequences, the steps in flight, and the text
+//! not yet handed out. The loop that drives it is in `run.rs`.
+
+use super::generation::{Finish, GenerateOptions, Stats};
+use super::stream::TextStream;
+use crate::exec::Ticket;
+use crate::sample::Rng;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+
+/// Seconds on a clock (the browser's `Date.now()` on the web, millisecond resolution).
+pub(crate) fn now() -> f64 {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use std::sync::OnceLock;
+        static START: OnceLock<std::time::Instant> = OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs_f64()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        js_sys::Date::now() / 1000.0
+    }
+}
+
+/// One sequence of the generation in progress.
+pub(super) struct SeqGen {
+    pub(super) slot: usize,
+    pub(super) options: GenerateOptions,
+    pub(super) stream: TextStream,
+    pub(super) rng: Rng,
+    /// Tokens in its cache once prefill has run.
+    pub(super) prompt_len: usize,
+    /// Accepted tokens (EOS excluded).
+    pub(super) tokens: Vec<u32>,
+    /// Decode steps submitted for it.
+    pub(super) decodes: usize,
+    pub(super) finish: Option<Finish>,
+    pub(super) stats: Stats,
+}
+
+impl SeqGen {
+    pub(super) fn cancelled(&self) -> bool {
+        self.options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// A submitted step awaiting its read.
+pub(super) struct InFlight {
+    pub(super) prefill: bool,
+    pub(super) ticket: Ticket,
+    /// Which sequences it computes a token for.
+    pub(super) members: Vec<bool>,
+}
+
+/// The generation in progress.
+pub(super) struct Active {
+    pub(super) seqs: Vec<SeqGen>,
+    pub(super) in_flight: VecDeque<InFlight>,
+    /// Text deltas not yet handed out, by sequence.
+    pub(super) events: VecDeque<(usize, String)>,
+    pub(super) started: f64,
+    pub(super) failed: bool,
+}
+
+/// End sequence `i` with `why`, flushing held-back text after `delta`.
+pub(super) fn end(
+    q: &mut SeqGen,
+    i: usize,
+    why: Finish,
+    mut delta: String,
+    events: &mut VecDeque<(usize, String)>,
+) {
+    q.finish = Some(why);
+    delta.push_str(&q.stream.finish());
+    if !delta.is_empty() {
+        events.push_back((i, delta));
+    }
+}
