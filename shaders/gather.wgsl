@@ -1,5 +1,7 @@
 // The last token row of each sequence: y (seqs, 1, width) = x[s, len - 1, :] of
-// x (seqs, tokens, width). A sequence sitting the step out (len 0) gets zeros.
+// x (seqs, tokens, width). A sequence sitting the step out (len 0) gets zeros when a later
+// one runs; after the last running one no thread is dispatched, and its row is padding
+// (the executor reads padding back as zeros).
 // One thread per output element.
 
 struct Params {

@@ -1,6 +1,7 @@
 // Mean pooling under the padding mask: y[s, 0, c] = mean over t < len of x[s, t, c], for
-// x (seqs, tokens, width); a sequence sitting the step out gets zeros. One thread per
-// output element.
+// x (seqs, tokens, width). A sequence sitting the step out gets zeros when a later one
+// runs; after the last running one no thread is dispatched, and its row is padding (read
+// back as zeros). One thread per output element.
 
 struct Params {
     seqs: u32,

@@ -189,18 +189,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let total = prefix[WG - 1u];
         let u = f32(step.rand >> 8u) / 16777216.0;
         let goal = u * total;
-        let before = prefix[tid] - local;
-        // The thread whose chunk holds the goal walks it; if rounding leaves the goal
-        // beyond the total, the greedy choice stands.
+        // The inclusive scan's previous entry, so that the threads' intervals
+        // [before, prefix[tid]) meet exactly.
+        var before = 0.0;
+        if (tid > 0u) {
+            before = prefix[tid - 1u];
+        }
+        // The one thread whose chunk holds the goal walks it. Should rounding leave its own
+        // running sum short of the goal, it takes the chunk's last kept token (never an
+        // excluded one); if rounding leaves the goal beyond the total, the greedy choice
+        // stands.
         if (goal >= before && goal < prefix[tid] && local > 0.0) {
             var acc = before;
-            var pick = hi - 1u;
+            var pick = lo;
             for (var i = lo; i < hi; i = i + 1u) {
                 let l = scaled(r, i);
                 if (key(l) >= thr) {
+                    pick = i;
                     acc = acc + exp(l - m);
                     if (acc > goal) {
-                        pick = i;
                         break;
                     }
                 }

@@ -230,6 +230,13 @@ fn bad_runs_and_graphs_get_clear_errors() {
             .expect("len")
             .to_string();
         assert!(e.contains("5 tokens") && e.contains("at most 4"), "{e}");
+        // A position so large that pos + len overflows.
+        let ids = [1, 2, 3, 4];
+        let e = prog
+            .run(&at(usize::MAX - 1, 4), &[("ids", Feed::Ids(&ids))])
+            .await;
+        let e = e.err().expect("overflow").to_string();
+        assert!(e.contains("run past"), "{e}");
         let e = prog
             .run_at(0, &[])
             .await

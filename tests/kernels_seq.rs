@@ -289,6 +289,23 @@ fn attention_keeps_each_sequence_in_its_own_slot() {
                 (1e-5, 1e-4),
                 &format!("batched attention {mask:?}"),
             );
+            // Two live sequences in one slot would race on its cache: refused.
+            let plan = Plan::new(&g, Target::of(gpu)).expect("plan");
+            let e = pollster::block_on(async {
+                let state = State::new(gpu, &[&plan]).await.expect("state");
+                let prog = Program::new(gpu, plan, Some(&state))
+                    .await
+                    .expect("program");
+                let st = step(&[(0, 2, 1), (0, 0, 1), (0, 3, 1)]);
+                let x = qkv(&mut rng, 3 * t, h);
+                let feeds: Vec<(&str, Feed)> = x.iter().map(|(n, x)| (*n, Feed::F32(x))).collect();
+                prog.run(&st, &feeds)
+                    .await
+                    .err()
+                    .expect("shared slot")
+                    .to_string()
+            });
+            assert!(e.contains("sequences 0 and 2 both use slot 1"), "{e}");
         }
     }
 }
@@ -367,8 +384,8 @@ fn cross_attention_reads_an_explicit_key_count() {
         let kvw = h.kv_heads * h.head_dim;
         let g = Graph::batch(2);
         let q = g.input("q", t, 60);
-        let k = g.input("enc_k", tk, kvw);
-        let v = g.input("enc_v", tk, kvw);
+        let k = g.input_dense("enc_k", tk, kvw);
+        let v = g.input_dense("enc_v", tk, kvw);
         g.output("o", g.cross_attention(q, k, v, h, keys));
         let mut rng = Rng::new(91);
         let (qs, ks, vs) = (
@@ -408,7 +425,72 @@ fn cross_attention_reads_an_explicit_key_count() {
             (1e-5, 1e-4),
             "cross-attention",
         );
+
+        // Keys and values projected in the graph from an encoder's output, during a
+        // one-token step: every encoder row must be computed, not just the step's tokens.
+        let enc_w = 16;
+        let wk = weight(gpu, "wk", &[kvw, enc_w], DType::F32, &mut rng, 0.5, None);
+        let wv = weight(gpu, "wv", &[kvw, enc_w], DType::F32, &mut rng, 0.5, None);
+        let g = Graph::batch(2);
+        let q = g.input("q", 1, 60);
+        let enc = g.input_dense("enc", tk, enc_w);
+        let k = g.matmul(enc, g.weight(&wk.tensor));
+        let v = g.matmul(enc, g.weight(&wv.tensor));
+        g.output("o", g.cross_attention(q, k, v, h, keys));
+        let mut host = Host::default();
+        host.weights.insert("wk".into(), wk.values.clone());
+        host.weights.insert("wv".into(), wv.values.clone());
+        let inputs = vec![
+            ("q", rng.uniform(2 * 60, 2.0)),
+            ("enc", rng.uniform(2 * tk * enc_w, 1.0)),
+        ];
+        let st = step(&[(4, 1, 0), (9, 1, 0)]);
+        let what = "cross-attention over projected keys";
+        check_steps(
+            gpu,
+            &[&g],
+            &mut host,
+            &[(0, st, inputs)],
+            (1e-5, 1e-4),
+            what,
+        );
     }
+}
+
+#[test]
+fn ops_that_read_every_row_refuse_padded_inputs() {
+    let h = Heads {
+        heads: 2,
+        kv_heads: 2,
+        head_dim: 4,
+    };
+    let g = Graph::batch(2);
+    let (q, k, v) = (g.input("q", 3, 8), g.input("k", 5, 8), g.input("v", 5, 8));
+    g.output("o", g.cross_attention(q, k, v, h, 4));
+    let e = g.check().err().expect("padded keys").to_string();
+    assert!(e.contains("cross-attention") && e.contains("dense"), "{e}");
+    let g = Graph::batch(2);
+    let (q, k) = (g.input("q", 3, 8), g.input_dense("k", 5, 8));
+    g.output("o", g.cross_attention(q, k, g.input_dense("v", 6, 8), h, 4));
+    let e = g.check().err().expect("k and v differ").to_string();
+    assert!(e.contains("differ in shape"), "{e}");
+    let Some(gpu) = gpus().first() else { return };
+    let g = Graph::new();
+    let w = weight(
+        gpu,
+        "w",
+        &[4, 8, 3],
+        DType::F32,
+        &mut Rng::new(1),
+        1.0,
+        None,
+    );
+    g.output(
+        "y",
+        g.conv1d(g.input("x", 10, 8), g.weight(&w.tensor), None, 1, 1),
+    );
+    let e = g.check().err().expect("padded conv input").to_string();
+    assert!(e.contains("conv1d") && e.contains("dense"), "{e}");
 }
 
 #[test]
@@ -455,7 +537,7 @@ fn conv1d_with_stride_and_padding() {
             let b = weight(gpu, "b", &[c_out], DType::F32, &mut rng, 0.5, None);
             let xs = rng.uniform(s * t * c_in, 1.0);
             let g = Graph::batch(s);
-            let x = g.input("x", t, c_in);
+            let x = g.input_dense("x", t, c_in);
             let bv = bias.then(|| g.weight(&b.tensor));
             g.output("y", g.conv1d(x, g.weight(&w.tensor), bv, stride, padding));
             let want = conv::conv1d(

@@ -7,7 +7,7 @@
 use super::State;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Bound, Buf, Leaf, NodeKind, Rows, SeqParams, Step, Value, mask_padding};
+use crate::graph::{Buf, Leaf, NodeKind, Rows, SeqParams, Step, Value, mask_padding};
 use crate::kernels::PipelineCache;
 use crate::sample::SamplingParams;
 use crate::schedule::{OutputSpec, Plan};
@@ -294,43 +294,7 @@ impl Program {
     /// parameters.
     fn prepare(&self, step: &Step, feeds: &[(&str, Feed)]) -> Result<()> {
         let plan = &self.plan;
-        if step.seqs.len() != plan.seqs {
-            return Err(Error::Invalid(format!(
-                "the step has {} sequences but the program runs {} per step",
-                step.seqs.len(),
-                plan.seqs
-            )));
-        }
-        for (s, q) in step.seqs.iter().enumerate() {
-            q.sampling.validate()?;
-            if q.len > plan.tokens {
-                return Err(Error::Limit(format!(
-                    "sequence {s} brings {} tokens to a step of at most {} per sequence",
-                    q.len, plan.tokens
-                )));
-            }
-            if q.len == 0 {
-                continue;
-            }
-            for b in &plan.bounds {
-                match b {
-                    Bound::Positions { what, capacity } if q.pos + q.len > *capacity => {
-                        return Err(Error::Limit(format!(
-                            "{} tokens at position {} run past {what}, which holds {capacity} \
-                             positions (the context length)",
-                            q.len, q.pos
-                        )));
-                    }
-                    Bound::Slots { what, slots } if q.slot >= *slots => {
-                        return Err(Error::Invalid(format!(
-                            "sequence {s} uses slot {} but {what} has {slots} slots",
-                            q.slot
-                        )));
-                    }
-                    _ => {}
-                }
-            }
-        }
+        plan.check_step(step)?;
         for spec in &plan.inputs {
             let feed = feeds
                 .iter()
@@ -341,17 +305,7 @@ impl Program {
             let need = step.rows(tokens) * width;
             let bytes: &[u8] = match (feed, spec.ids) {
                 (Feed::Ids(ids), true) if ids.len() >= need && ids.len() <= spec.numel() => {
-                    for b in &plan.bounds {
-                        let Bound::Ids { input, below } = b else {
-                            continue;
-                        };
-                        let bad = ids.iter().find(|&&t| t as usize >= *below);
-                        if let (true, Some(bad)) = (input == &spec.name, bad) {
-                            return Err(Error::Invalid(format!(
-                                "token id {bad} is outside the vocabulary of {below}"
-                            )));
-                        }
-                    }
+                    plan.check_ids(&spec.name, ids)?;
                     bytemuck::cast_slice(ids)
                 }
                 (Feed::F32(x), false)

@@ -209,6 +209,11 @@ impl Session {
                     Err(e) => return Some(Err(self.fail(e))),
                 }
             }
+            // Nothing to read: a sequence was cancelled between the check above and the
+            // submission. Go round again and end it.
+            if self.active.as_ref().is_some_and(|a| a.in_flight.is_empty()) {
+                continue;
+            }
             if let Err(e) = self.read_one().await {
                 return Some(Err(self.fail(e)));
             }

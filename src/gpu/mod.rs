@@ -279,19 +279,26 @@ impl Gpu {
 
     /// Map a MAP_READ buffer whose copy has been submitted, and take its first `size` bytes.
     pub(crate) async fn map_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        /// Unmaps on every way out, a dropped future included, so the buffer can take the
+        /// next copy.
+        struct Unmap<'a>(&'a wgpu::Buffer);
+        impl Drop for Unmap<'_> {
+            fn drop(&mut self) {
+                self.0.unmap();
+            }
+        }
         let (tx, rx) = oneshot();
         staging.map_async(wgpu::MapMode::Read, .., move |r| tx.send(r));
+        let _unmap = Unmap(staging);
         self.kick();
         rx.await
             .map_err(|e| Error::Gpu(format!("reading back a buffer failed: {e}")))?;
-        let bytes = {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| Error::Gpu(format!("mapping a readback buffer failed: {e}")))?;
-            view[..size as usize].to_vec()
-        };
-        staging.unmap();
-        Ok(bytes)
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("mapping a readback buffer failed: {e}")))?;
+        let bytes = view.get(..size as usize).map(<[u8]>::to_vec);
+        drop(view);
+        bytes.ok_or_else(|| Error::Gpu(format!("a readback of {size} bytes from a smaller buffer")))
     }
 
     /// Read back `count` f32 values from the start of `src`.

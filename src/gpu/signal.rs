@@ -57,9 +57,13 @@ impl<T> Future for Receiver<T> {
 }
 
 /// Drives `Device::poll` on a background thread whenever kiln waits for the GPU (native only).
+/// Dropping it ends the thread and waits for it, so the device's last reference is released
+/// before the `Gpu` is gone: a driver torn down on a thread that outlives `main` can crash the
+/// process as it exits (seen with SwiftShader).
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) struct Poller {
-    tx: Mutex<std::sync::mpsc::Sender<()>>,
+    tx: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -78,15 +82,38 @@ impl Poller {
                     }
                 }
             });
-        if let Err(e) = spawned {
-            log::error!("could not start the GPU poll thread: {e}");
+        let thread = match spawned {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                log::error!("could not start the GPU poll thread: {e}");
+                None
+            }
+        };
+        Poller {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(thread),
         }
-        Poller { tx: Mutex::new(tx) }
     }
 
     /// Ask the poll thread to wait for the work submitted so far.
     pub(crate) fn request(&self) {
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = tx.send(());
+        if let Some(tx) = tx.as_ref() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Drop for Poller {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop once its current poll returns.
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread
+            && t.join().is_err()
+        {
+            log::error!("the GPU poll thread panicked");
+        }
     }
 }

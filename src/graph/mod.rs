@@ -11,7 +11,10 @@
 //! width W, row `s * T + t`. Each step says, per sequence, where it starts, how many of its T
 //! rows hold tokens (the rest is padding, masked out), and which KV-cache slot it uses
 //! ([`Step`]). Token ids are (S, T). Weights keep their own shapes; states (KV caches,
-//! sampler flags) are (slots, ...).
+//! sampler flags) are (slots, ...). Padding rows hold unspecified values on the GPU (the CPU
+//! twins may put zeros or copies there); nothing reads them, and outputs read them back as
+//! zeros. Values whose every row holds data whatever the lengths (an encoder's output fed to
+//! a decoder, a convolution's) are dense, not ragged.
 
 mod emit;
 mod eval;
@@ -175,7 +178,8 @@ impl Graph {
         self.nodes.borrow()[v.0].shape.clone()
     }
 
-    fn ragged(&self, v: Value) -> bool {
+    /// Whether only the rows the step's lengths mark as tokens of `v` hold values.
+    pub fn ragged(&self, v: Value) -> bool {
         self.nodes.borrow()[v.0].ragged
     }
 
@@ -227,10 +231,19 @@ impl Graph {
         self.push(kind, vec![self.seqs, tokens], true)
     }
 
-    /// f32 activations written by the host: (S, T, W).
+    /// f32 activations written by the host: (S, T, W), whose token rows the step's lengths
+    /// give (the rest is padding).
     pub fn input(&self, name: &str, tokens: usize, width: usize) -> Value {
         let kind = NodeKind::Leaf(Leaf::Input { name: name.into() });
         self.push(kind, vec![self.seqs, tokens, width], true)
+    }
+
+    /// f32 activations written by the host, (S, rows, W), every row of which holds data
+    /// whatever the step's lengths: another sequence's states (an encoder's output read by a
+    /// decoder), audio frames.
+    pub fn input_dense(&self, name: &str, rows: usize, width: usize) -> Value {
+        let kind = NodeKind::Leaf(Leaf::Input { name: name.into() });
+        self.push(kind, vec![self.seqs, rows, width], false)
     }
 
     pub fn weight(&self, tensor: &Tensor) -> Value {

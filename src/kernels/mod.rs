@@ -157,6 +157,19 @@ pub struct Target {
     pub gemv_max_rows: usize,
 }
 
+impl Target {
+    /// A device without limits, for planning a graph only to check it (the CPU reference).
+    pub fn unlimited() -> Target {
+        Target {
+            has_f16: false,
+            has_f16_unpack: true,
+            max_workgroups: u32::MAX,
+            max_binding: u64::MAX,
+            gemv_max_rows: GEMV_MAX_ROWS,
+        }
+    }
+}
+
 /// By default, up to this many rows run as GEMV.
 pub const GEMV_MAX_ROWS: usize = 16;
 

@@ -86,7 +86,8 @@ impl Graph {
     }
 
     /// Cross-attention of q (S, T, heads * head_dim) over the first `keys` rows of another
-    /// sequence's k, v (S, Tk, kv_heads * head_dim), e.g. an encoder's output.
+    /// sequence's k, v: dense (S, Tk, kv_heads * head_dim) activations, e.g. computed from an
+    /// encoder's output fed with `input_dense`, or states (slots, Tk, ...) written once.
     pub fn cross_attention(&self, q: Value, k: Value, v: Value, heads: Heads, keys: usize) -> Value {
         self.attention(q, k, v, heads, Mask::Keys(keys))
     }
@@ -126,6 +127,13 @@ impl Op for Attention {
             return Err(format!("head_dim {head_dim} exceeds {MAX_HEAD_DIM}"));
         }
         let cached = g.is_state(self.k);
+        if g.shape(self.k) != g.shape(self.v) {
+            return Err(format!(
+                "keys {:?} and values {:?} differ in shape",
+                g.shape(self.k),
+                g.shape(self.v)
+            ));
+        }
         for kv in [self.k, self.v] {
             let ks = g.shape(kv);
             if g.is_state(kv) != cached || ks.len() != 3 || ks[2] != kv_heads * head_dim {
@@ -142,7 +150,11 @@ impl Op for Attention {
             Mask::Keys(n) if n == 0 || n > rows => {
                 return Err(format!("{n} keys asked of {rows} rows"));
             }
-            Mask::Keys(_) if cached => return Err("cross-attention reads activations, not a cache".into()),
+            Mask::Keys(_) if !cached && (g.ragged(self.k) || g.ragged(self.v)) => {
+                return Err("cross-attention reads every key row, so its keys and values must be \
+                     dense (from `input_dense`, or a state), not padded token rows"
+                    .into());
+            }
             Mask::Window(0) => return Err("a sliding window of 0 keys".into()),
             _ => {}
         }
@@ -156,7 +168,10 @@ impl Op for Attention {
         if by_slot {
             let name = e.state_name(self.k)?;
             e.bound(Bound::Slots { what: format!("KV cache '{name}'"), slots: ks[0] });
-            e.bound(Bound::Positions { what: format!("KV cache '{name}'"), capacity: ks[1] });
+            if !matches!(self.mask, Mask::Keys(_)) {
+                let what = format!("KV cache '{name}'");
+                e.bound(Bound::Positions { what, capacity: ks[1] });
+            }
         }
         let (causal, window, keys) = self.mask_params();
         let h = self.heads;

@@ -86,6 +86,11 @@ impl Op for Conv1d {
 
     fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {
         let [s, t, c_in] = g.dims3(self.x)?;
+        if g.ragged(self.x) {
+            return Err("a convolution mixes rows along time, so its input must be dense (from \
+                 `input_dense` or another dense op), not padded token rows"
+                .into());
+        }
         let [c_out, k] = match g.shape(self.w).as_slice() {
             [co, ci, k] if *ci == c_in => [*co, *k],
             other => return Err(format!("input has {c_in} channels but weight is {other:?}, expected (C_out, {c_in}, K)")),

@@ -6,7 +6,7 @@
 use super::token_rows;
 use crate::dtype::WeightFormat;
 use crate::error::Result;
-use crate::graph::{Bound, Buf, Emit, Eval, Graph, Op, Value};
+use crate::graph::{Bound, Buf, Emit, Eval, Graph, Leaf, Op, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
 pub const WG: u32 = 256;
@@ -97,6 +97,11 @@ impl Op for Embedding {
             [_, d] => *d,
             s => return Err(format!("the table must be 2-D, got {s:?}")),
         };
+        if self.source == Source::Ids && !matches!(g.leaf(self.ids), Some(Leaf::Ids { .. })) {
+            return Err("ids must be an ids input (checked against the vocabulary each step) or \
+                 a per-slot token state"
+                .into());
+        }
         let ids = g.shape(self.ids);
         match (self.source == Source::Slots, ids.as_slice()) {
             (true, [_, 1]) => Ok(vec![g.seqs(), 1, d]),

@@ -3,7 +3,9 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Eval, Graph, Leaf, NodeKind, Step, Value, mask_padding};
+use crate::kernels::Target;
 use crate::sample::Sampling;
+use crate::schedule::Plan;
 use std::collections::HashMap;
 
 /// Host values a reference run needs.
@@ -23,7 +25,12 @@ pub struct Host {
 /// Run `graph` for one step; returns each output by name. Padding rows of token-row outputs
 /// are zeros, as the GPU reads them back.
 pub fn evaluate(graph: &Graph, host: &mut Host, step: &Step) -> Result<HashMap<String, Vec<f32>>> {
-    graph.check()?;
+    // The checks the executor makes before a step, so that the twins may index freely.
+    let plan = Plan::new(graph, Target::unlimited())?;
+    plan.check_step(step)?;
+    for (name, ids) in &host.ids {
+        plan.check_ids(name, ids)?;
+    }
     let nodes = graph.nodes();
     let mut values: Vec<Vec<f32>> = Vec::with_capacity(nodes.len());
     let mut state_of: HashMap<Value, String> = HashMap::new();
@@ -59,10 +66,10 @@ pub fn evaluate(graph: &Graph, host: &mut Host, step: &Step) -> Result<HashMap<S
                     .clone()
             }
             NodeKind::Op(op) => {
-                if let Some(state) = op.updates() {
-                    if let Some(name) = state_of.get(&state).cloned() {
-                        state_of.insert(Value(i), name);
-                    }
+                if let Some(state) = op.updates()
+                    && let Some(name) = state_of.get(&state).cloned()
+                {
+                    state_of.insert(Value(i), name);
                 }
                 let mut e = Eval {
                     nodes: &nodes,

@@ -19,7 +19,7 @@ pub use crate::kernels::Target;
 pub use memory::MemoryReport;
 
 use crate::error::{Error, Result};
-use crate::graph::{Bound, Buf, Dispatch, Graph, Node, Rows, Value};
+use crate::graph::{Bound, Buf, Dispatch, Graph, Node, Rows, Step, Value};
 
 /// A run of dispatches recorded into one compute pass.
 #[derive(Clone, Debug)]
@@ -115,6 +115,81 @@ fn order(nodes: &[Node], roots: &[Value]) -> Vec<usize> {
 }
 
 impl Plan {
+    /// Check a step against what the plan's kernels rely on: one entry per sequence, each
+    /// length within T, each live sequence in its own slot within the states (when the plan
+    /// has any), `pos + len` within every cache and table, valid sampling parameters.
+    pub fn check_step(&self, step: &Step) -> Result<()> {
+        // Sequences share nothing unless the plan keeps per-slot states.
+        let slotted = self.bounds.iter().any(|b| matches!(b, Bound::Slots { .. }));
+        if step.seqs.len() != self.seqs {
+            return Err(Error::Invalid(format!(
+                "the step has {} sequences but the program runs {} per step",
+                step.seqs.len(),
+                self.seqs
+            )));
+        }
+        for (s, q) in step.seqs.iter().enumerate() {
+            q.sampling.validate()?;
+            if q.len > 0
+                && slotted
+                && let Some(other) = step.seqs[..s]
+                    .iter()
+                    .position(|o| o.len > 0 && o.slot == q.slot)
+            {
+                return Err(Error::Invalid(format!(
+                    "sequences {other} and {s} both use slot {} in one step",
+                    q.slot
+                )));
+            }
+            if q.len > self.tokens {
+                return Err(Error::Limit(format!(
+                    "sequence {s} brings {} tokens to a step of at most {} per sequence",
+                    q.len, self.tokens
+                )));
+            }
+            if q.len == 0 {
+                continue;
+            }
+            for b in &self.bounds {
+                match b {
+                    Bound::Positions { what, capacity }
+                        if q.pos > *capacity || q.len > capacity - q.pos =>
+                    {
+                        return Err(Error::Limit(format!(
+                            "{} tokens at position {} run past {what}, which holds {capacity} \
+                             positions (the context length)",
+                            q.len, q.pos
+                        )));
+                    }
+                    Bound::Slots { what, slots } if q.slot >= *slots => {
+                        return Err(Error::Invalid(format!(
+                            "sequence {s} uses slot {} but {what} has {slots} slots",
+                            q.slot
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Check token ids fed as `input` against the vocabularies they index.
+    pub fn check_ids(&self, input: &str, ids: &[u32]) -> Result<()> {
+        for b in &self.bounds {
+            let Bound::Ids { input: name, below } = b else {
+                continue;
+            };
+            let bad = ids.iter().find(|&&t| t as usize >= *below);
+            if let (true, Some(bad)) = (name == input, bad) {
+                return Err(Error::Invalid(format!(
+                    "token id {bad} is outside the vocabulary of {below}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Schedule `graph` for a device described by `target`.
     pub fn new(graph: &Graph, target: Target) -> Result<Plan> {
         graph.check()?;
