@@ -5,7 +5,7 @@
 pub mod tiny;
 
 use kiln::reference::graph::{Host, evaluate};
-use kiln::{DType, Feed, Gpu, Graph, Plan, Program, State, Step, Target, Tensor};
+use kiln::{DType, Feed, Gpu, Graph, Plan, Program, Seq, State, Step, Target, Tensor};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -162,4 +162,64 @@ pub fn targets(gpu: &Gpu) -> Vec<Target> {
     } else {
         vec![t]
     }
+}
+
+/// A step of (pos, len, slot) per sequence, sampled greedily.
+pub fn step(seqs: &[(usize, usize, usize)]) -> Step {
+    Step {
+        seqs: seqs
+            .iter()
+            .map(|&(pos, len, slot)| Seq::new(pos, len).slot(slot))
+            .collect(),
+    }
+}
+
+pub type Inputs = Vec<(&'static str, Vec<f32>)>;
+
+/// Plan each graph, then run `steps` (graph index, step, inputs) in order on the GPU and on
+/// the CPU twins, states shared by every graph and step on both sides, comparing every
+/// output and, at the end, every state.
+pub fn check_steps(
+    gpu: &Gpu,
+    graphs: &[&Graph],
+    host: &mut Host,
+    steps: &[(usize, Step, Inputs)],
+    tol: (f32, f32),
+    what: &str,
+) {
+    let plans: Vec<Plan> = graphs
+        .iter()
+        .map(|g| Plan::new(g, Target::of(gpu)).expect("plan"))
+        .collect();
+    pollster::block_on(async {
+        let state = State::new(gpu, &plans.iter().collect::<Vec<_>>())
+            .await
+            .expect("state");
+        let mut progs = Vec::new();
+        for p in plans {
+            progs.push(Program::new(gpu, p, Some(&state)).await.expect("program"));
+        }
+        for (i, (gi, st, inputs)) in steps.iter().enumerate() {
+            let feeds: Vec<(&str, Feed)> = inputs.iter().map(|(n, x)| (*n, Feed::F32(x))).collect();
+            let got = progs[*gi].run(st, &feeds).await.expect("run");
+            for (n, x) in inputs {
+                host.inputs.insert(n.to_string(), x.clone());
+            }
+            let want = evaluate(graphs[*gi], host, st).expect("reference");
+            for (name, _) in graphs[*gi].outputs() {
+                let w = format!("{what}, step {i}, output {name} on {}", label(gpu));
+                assert_close(&got[name.as_str()], &want[&name], tol.0, tol.1, &w);
+            }
+        }
+        for (name, values) in &host.states {
+            let got = state.read(gpu, name).await.expect("read state");
+            assert_close(
+                &got,
+                values,
+                0.0,
+                0.0,
+                &format!("{what}: state {name} on {}", label(gpu)),
+            );
+        }
+    });
 }
