@@ -32,7 +32,7 @@ impl EncoderSession {
         let fits = |p: &Program| p.tokens() >= tokens;
         if !self.programs.iter().any(|(s, p)| *s == seqs && fits(p)) {
             let max = self.model.max_positions();
-            let bucket = tokens.next_power_of_two().min(max).max(tokens);
+            let bucket = crate::exec::bucket(tokens, max);
             let g = Graph::batch(seqs);
             let ids = g.ids("ids", bucket);
             g.output("out", self.model.forward(&g, ids));

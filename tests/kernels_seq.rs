@@ -1,6 +1,6 @@
 //! The kernels that follow sequences, on every adapter, against their CPU twins: RoPE at
 //! each sequence's position, embedding lookups (from the host, from a per-slot state, by
-//! position), last-token gathers, masked mean pooling and 1-D convolution (attention has its
+//! position), pooling to the last token and the masked mean, and 1-D convolution (attention has its
 //! own file, `tests/attention.rs`). Batches mix positions, lengths (padding, and sequences
 //! sitting a step out) and slots. Tolerances are `atol + rtol * |ref|`, stated per test.
 

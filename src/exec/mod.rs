@@ -7,3 +7,10 @@ mod state;
 
 pub use program::{Feed, Outputs, Program, Ticket};
 pub use state::State;
+
+/// The tokens per sequence a program is planned for when a step needs `tokens`: the next
+/// power of two, at most `most` (the context). Programs sized this way are few (about
+/// log2 of the context), and each serves every shorter step.
+pub fn bucket(tokens: usize, most: usize) -> usize {
+    tokens.next_power_of_two().min(most).max(tokens)
+}

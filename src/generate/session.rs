@@ -104,10 +104,7 @@ impl Session {
         if find(&self.prefill, seqs).is_some_and(|p| p.tokens() >= tokens) {
             return Ok(());
         }
-        let bucket = tokens
-            .next_power_of_two()
-            .min(self.cache.capacity)
-            .max(tokens);
+        let bucket = crate::exec::bucket(tokens, self.cache.capacity);
         let plan = Self::plan(&self.model, self.cache, seqs, Some(bucket))?;
         let program = Program::new(self.model.gpu(), plan, Some(&self.state)).await?;
         self.prefill.retain(|(s, _)| *s != seqs);

@@ -311,11 +311,9 @@ impl Emit<'_> {
         });
     }
 
-    /// Ask the executor to check a bound before each step.
+    /// Ask the executor to check a bound before each step (the scheduler drops repeats).
     pub fn bound(&mut self, b: Bound) {
-        if !self.bounds.contains(&b) {
-            self.bounds.push(b);
-        }
+        self.bounds.push(b);
     }
 
     /// Token ids read from `ids` index something with `below` entries: when they come from

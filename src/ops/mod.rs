@@ -31,7 +31,6 @@ ops!(
     kv,
     attention,
     embedding,
-    gather,
     sample,
     conv,
     pool,

@@ -1,5 +1,6 @@
-//! Mean pooling over each sequence's tokens, padding masked out by its length
-//! (`shaders/pool.wgsl`): sentence-transformers' pooling for embedding models.
+//! One row per sequence from its token rows, padding masked out by its length
+//! (`shaders/pool.wgsl`): the last token (the one position whose logits a generation step
+//! needs), or the mean (sentence-transformers' pooling for embedding models).
 
 use crate::error::Result;
 use crate::graph::{Buf, Emit, Eval, Graph, Op, Value};
@@ -23,29 +24,49 @@ pub static FAMILY: Family = Family {
     structs: &[Params::LAYOUT, crate::graph::SeqParams::LAYOUT],
 };
 
-fn kernel() -> Kernel {
-    Kernel::new(&FAMILY).constant("WG", WG)
+/// Which row a sequence's tokens become.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Last,
+    Mean,
+}
+
+fn kernel(kind: Kind) -> Kernel {
+    let mode = match kind {
+        Kind::Last => 0u32,
+        Kind::Mean => 1,
+    };
+    Kernel::new(&FAMILY).constant("WG", WG).constant("MODE", mode)
 }
 
 pub fn variants() -> Vec<Kernel> {
-    vec![kernel()]
+    vec![kernel(Kind::Last), kernel(Kind::Mean)]
 }
 
 #[derive(Clone, Debug)]
-pub struct MeanPool {
+pub struct Pool {
     pub x: Value,
+    pub kind: Kind,
 }
 
 impl Graph {
+    /// x (S, T, W) -> (S, 1, W): each sequence's last token row in the step.
+    pub fn last_token(&self, x: Value) -> Value {
+        self.apply(Pool { x, kind: Kind::Last })
+    }
+
     /// x (S, T, W) -> (S, 1, W): the mean of each sequence's token rows (padding excluded).
     pub fn mean_pool(&self, x: Value) -> Value {
-        self.apply(MeanPool { x })
+        self.apply(Pool { x, kind: Kind::Mean })
     }
 }
 
-impl Op for MeanPool {
+impl Op for Pool {
     fn name(&self) -> &'static str {
-        "mean_pool"
+        match self.kind {
+            Kind::Last => "last_token",
+            Kind::Mean => "mean_pool",
+        }
     }
 
     fn inputs(&self) -> Vec<Value> {
@@ -63,18 +84,40 @@ impl Op for MeanPool {
 
     fn emit(&self, e: &mut Emit) -> Result<()> {
         let s = e.shape(self.x).to_vec();
-        let params = Params { seqs: s[0] as u32, tokens: s[1] as u32, width: s[2] as u32 };
+        let params = Params {
+            seqs: s[0] as u32,
+            tokens: s[1] as u32,
+            width: s[2] as u32,
+        };
         let bindings = vec![Buf::Params, Buf::Seqs, e.buf(self.x), e.out()];
         let grid = e.linear(e.this(), s[2], WG);
-        e.dispatch(kernel(), bindings, &params, grid);
+        e.dispatch(kernel(self.kind), bindings, &params, grid);
         Ok(())
     }
 
     fn eval(&self, e: &mut Eval) -> Result<Vec<f32>> {
         let s = e.shape(self.x).to_vec();
         let lens: Vec<usize> = e.step.seqs.iter().map(|q| q.len).collect();
-        Ok(mean_pool(e.value(self.x), &lens, s[1], s[2]))
+        let x = e.value(self.x);
+        Ok(match self.kind {
+            Kind::Last => last_token(x, &lens, s[1], s[2]),
+            Kind::Mean => mean_pool(x, &lens, s[1], s[2]),
+        })
     }
+}
+
+/// The CPU twin: x (S, T, W), the row `lens[s] - 1` of sequence s -> (S, W); zeros for a
+/// sequence of no tokens.
+pub fn last_token(x: &[f32], lens: &[usize], tokens: usize, width: usize) -> Vec<f32> {
+    let mut y = vec![0.0; lens.len() * width];
+    for (s, &len) in lens.iter().enumerate() {
+        let len = len.min(tokens);
+        if len > 0 {
+            let r = s * tokens + len - 1;
+            y[s * width..(s + 1) * width].copy_from_slice(&x[r * width..(r + 1) * width]);
+        }
+    }
+    y
 }
 
 /// The CPU twin: x (S, T, W), the first `lens[s]` rows of sequence s averaged -> (S, W).
