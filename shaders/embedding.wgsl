@@ -13,6 +13,7 @@ struct Params {
     row_start: u32,
     part_rows: u32,
     source: u32,
+    table_meta: u32,
 }
 
 override WG: u32 = 256u;

@@ -13,6 +13,7 @@ struct Params {
     k: u32,
     n_off: u32,
     ldy: u32,
+    w_meta: u32,
 }
 
 override LANES: u32 = 32u;

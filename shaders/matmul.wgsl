@@ -12,6 +12,7 @@ struct Params {
     k: u32,
     n_off: u32,
     ldy: u32,
+    w_meta: u32,
 }
 
 override TX: u32 = 16u;

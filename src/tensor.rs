@@ -3,6 +3,9 @@
 //! A tensor larger than one storage binding (128 MiB on lavapipe) is split by rows of its
 //! first dimension into parts, each its own buffer no larger than one binding. Kernels that
 //! read weights (matmul, embedding) run once per part; everything else sees one part.
+//!
+//! A block-quantized tensor's rows are whole blocks, so parts split at block boundaries;
+//! each part is laid out on its own (quants, then scales: see [`crate::dtype::blocks`]).
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -40,8 +43,19 @@ impl Tensor {
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
+    /// Bytes held on the GPU.
     pub fn bytes(&self) -> u64 {
-        (self.numel() * self.dtype.size()) as u64
+        self.parts.iter().map(|p| self.part_bytes(p)).sum()
+    }
+    /// Bytes of one part on the GPU.
+    pub fn part_bytes(&self, part: &Part) -> u64 {
+        self.dtype.bytes(part.rows.len() * self.row_len()) as u64
+    }
+    /// For a block format, the word of `part`'s buffer where its scales start (0 otherwise).
+    pub fn meta_word(&self, part: &Part) -> u32 {
+        self.dtype
+            .block()
+            .map_or(0, |b| b.meta_word(part.rows.len() * self.row_len() / b.elems) as u32)
     }
     /// Length of the first dimension (1 for a scalar).
     pub fn rows(&self) -> usize {
@@ -60,7 +74,16 @@ impl Tensor {
         max_part_bytes: u64,
     ) -> Result<Vec<Range<usize>>> {
         let rows = shape.first().copied().unwrap_or(1);
-        let row_bytes = (shape.iter().skip(1).product::<usize>() * dtype.size()) as u64;
+        let row_len = shape.iter().skip(1).product::<usize>();
+        if dtype.block().is_some() && (shape.len() < 2 || row_len % dtype.block_elems() != 0) {
+            return Err(Error::Shape(format!(
+                "tensor '{name}' {shape:?} is {dtype}, whose blocks hold {} weights, so its rows \
+                 must be a whole number of blocks",
+                dtype.block_elems()
+            )));
+        }
+        let part_bytes = |rows: u64| dtype.bytes(rows as usize * row_len) as u64;
+        let row_bytes = part_bytes(1);
         if row_bytes == 0 || rows == 0 {
             return Ok(vec![0..rows]);
         }
@@ -72,7 +95,7 @@ impl Tensor {
         }
         // As many rows as fit, once the part is rounded up to whole 4-byte words.
         let mut per_part = (max_part_bytes / row_bytes).max(1);
-        while per_part > 1 && (per_part * row_bytes).next_multiple_of(4) > max_part_bytes {
+        while per_part > 1 && part_bytes(per_part).next_multiple_of(4) > max_part_bytes {
             per_part -= 1;
         }
         let per_part = per_part as usize;
@@ -92,10 +115,10 @@ impl Tensor {
         max_part_bytes: Option<u64>,
     ) -> Result<Tensor> {
         let limit = max_part_bytes.unwrap_or(u64::MAX).min(gpu.max_binding());
-        let row_bytes = (shape.iter().skip(1).product::<usize>() * dtype.size()) as u64;
+        let row_len = shape.iter().skip(1).product::<usize>();
         let mut parts = Vec::new();
         for rows in Self::plan_parts(name, shape, dtype, limit)? {
-            let bytes = rows.len() as u64 * row_bytes;
+            let bytes = dtype.bytes(rows.len() * row_len) as u64;
             let label = format!("{name}[{}..{}]", rows.start, rows.end);
             let buffer = gpu.storage_buffer(&label, bytes).await?;
             parts.push(Part { buffer, rows });
@@ -110,12 +133,11 @@ impl Tensor {
 
     /// Read the whole tensor back as f32 values (for tests and debugging).
     pub async fn to_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        let row_bytes = self.row_len() * self.dtype.size();
         let mut out = Vec::with_capacity(self.numel());
         for part in &self.parts {
-            let bytes = part.rows.len() * row_bytes;
-            let raw = gpu.read_bytes(&part.buffer, 0, bytes as u64).await?;
-            out.extend(self.dtype.to_f32(&raw));
+            let raw = gpu.read_bytes(&part.buffer, 0, self.part_bytes(part)).await?;
+            let numel = part.rows.len() * self.row_len();
+            out.extend(crate::dtype::blocks::dequantize(self.dtype, &raw, numel / self.dtype.block_elems()));
         }
         out.truncate(self.numel());
         Ok(out)

@@ -39,6 +39,7 @@ fn good_file(dir: &Path, name: &str, tensors: &[(&str, DType, Vec<usize>, Vec<f3
                 DType::F32 => Dtype::F32,
                 DType::F16 => Dtype::F16,
                 DType::BF16 => Dtype::BF16,
+                other => panic!("safetensors holds no {other}"),
             };
             (
                 n.to_string(),

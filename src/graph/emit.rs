@@ -253,7 +253,9 @@ impl Emit<'_> {
     }
 
     /// The format a weight (or constant) operand is read in, checking that the adapter can
-    /// read it and, when the kernel cannot run per part, that it is one part.
+    /// read it and, when the kernel cannot run per part, that it is one part and not
+    /// block-quantized (the kernels that run per part, matmul and embedding, are the ones
+    /// that read blocks).
     pub fn weight(&self, v: Value, splittable: bool) -> Result<WeightFormat> {
         let tensor = match &self.nodes[v.0].kind {
             NodeKind::Leaf(Leaf::Const { .. }) => return Ok(WeightFormat::F32),
@@ -268,10 +270,18 @@ impl Emit<'_> {
             )));
         }
         let format = tensor.dtype().weight_format(self.target.has_f16);
-        if format == WeightFormat::F16Packed && !self.target.has_f16_unpack {
+        if format.is_block() && !splittable {
+            return Err(Error::Invalid(format!(
+                "tensor '{name}' is {}, but {} reads float weights only (F32, F16, BF16)",
+                tensor.dtype(),
+                self.label()
+            )));
+        }
+        if format.needs_f16_unpack() && !self.target.has_f16_unpack {
             return Err(Error::Gpu(format!(
-                "tensor '{name}' is F16, but this adapter can neither read f16 natively \
-                 (SHADER_F16) nor unpack it (unpack2x16float); store it as F32 or BF16"
+                "tensor '{name}' is {}, but this adapter can neither read f16 natively \
+                 (SHADER_F16) nor unpack it (unpack2x16float); store it as F32 or BF16",
+                tensor.dtype()
             )));
         }
         Ok(format)

@@ -20,8 +20,10 @@ pub fn compose(kernel: &Kernel) -> String {
             &format!("array<WORD_{name}>"),
             &format!("array<{}>", format.wgsl_word()),
         );
-        out.push_str(&format.snippet().replace("ARR", name));
-        out.push('\n');
+        for piece in format.snippet() {
+            out.push_str(&piece.replace("ARR", name));
+            out.push('\n');
+        }
     }
     for include in kernel.family.includes {
         out.push_str(include.source());

@@ -105,9 +105,8 @@ impl<'g, 'o> StreamLoader<'g, 'o> {
                 None => {}
                 Some(t) => {
                     let mut bytes = now;
-                    let row_bytes = (t.row_len() * t.dtype().size()) as u64;
                     while !bytes.is_empty() {
-                        let part_len = t.parts()[f.part].rows.len() as u64 * row_bytes;
+                        let part_len = t.part_bytes(&t.parts()[f.part]);
                         let n =
                             ((part_len - f.part_done) as usize - f.staged.len()).min(bytes.len());
                         f.staged.extend_from_slice(&bytes[..n]);

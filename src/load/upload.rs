@@ -32,7 +32,8 @@ impl<'a> Uploader<'a> {
         }
     }
 
-    /// Allocate a tensor (split into parts as the device requires) and upload `bytes`.
+    /// Allocate a tensor (split into parts as the device requires) and upload `bytes`, as a
+    /// file stores them (for a block format, ggml's blocks, which are repacked part by part).
     pub async fn tensor(
         &mut self,
         name: &str,
@@ -52,7 +53,7 @@ impl<'a> Uploader<'a> {
         bytes: &[u8],
         mut progress: impl FnMut(u64),
     ) -> Result<Tensor> {
-        let expected = shape.iter().product::<usize>() * dtype.size();
+        let expected = dtype.file_bytes(shape.iter().product::<usize>());
         if bytes.len() != expected {
             return Err(Error::Shape(format!(
                 "tensor '{name}' {shape:?} {dtype} needs {expected} bytes, got {}",
@@ -60,16 +61,25 @@ impl<'a> Uploader<'a> {
             )));
         }
         let tensor = Tensor::allocate(self.gpu, name, shape, dtype, self.max_part_bytes).await?;
-        let row_bytes = tensor.row_len() * dtype.size();
+        let row_bytes = dtype.file_bytes(tensor.row_len());
+        // Progress counts file bytes, whatever the resident layout's size.
         let mut done = 0u64;
         for part in tensor.parts() {
-            let src = &bytes[part.rows.start * row_bytes..part.rows.end * row_bytes];
+            let file = &bytes[part.rows.start * row_bytes..part.rows.end * row_bytes];
+            let before = done;
+            let repacked;
+            let src = if dtype.block().is_some() {
+                repacked = crate::dtype::blocks::repack(dtype, file);
+                &repacked[..]
+            } else {
+                file
+            };
             let mut offset = 0usize;
             while offset < src.len() {
                 let end = (offset + CHUNK).min(src.len());
                 self.write(&part.buffer, offset as u64, &src[offset..end])
                     .await;
-                done += (end - offset) as u64;
+                done = before + (end * file.len() / src.len()) as u64;
                 progress(done);
                 offset = end;
             }
@@ -109,7 +119,7 @@ impl<'a> Uploader<'a> {
     }
 }
 
-/// Upload little-endian `bytes` of `dtype` as a new tensor.
+/// Upload little-endian `bytes` of `dtype` (block formats: ggml's blocks) as a new tensor.
 pub async fn upload_bytes(
     gpu: &Gpu,
     name: &str,

@@ -39,9 +39,9 @@ fn kernel(w: WeightFormat, bias: Option<WeightFormat>) -> Kernel {
 
 pub fn variants() -> Vec<Kernel> {
     let mut out = Vec::new();
-    for w in WeightFormat::ALL {
+    for w in WeightFormat::FLOAT {
         out.push(kernel(w, None));
-        for b in WeightFormat::ALL {
+        for b in WeightFormat::FLOAT {
             out.push(kernel(w, Some(b)));
         }
     }

@@ -20,6 +20,8 @@ crate::kernels::gpu_struct! {
         part_rows: u32,
         /// 0: ids[row]; 1: ids[slot of the row's sequence]; 2: the row's position.
         source: u32,
+        /// Block formats: the word of the table's buffer where its scales start.
+        table_meta: u32,
     }
 }
 
@@ -150,6 +152,7 @@ impl Op for Embedding {
                 row_start: part.rows.start as u32,
                 part_rows: part.rows.len() as u32,
                 source: self.source.code(),
+                table_meta: e.tensor(self.table)?.meta_word(part),
             };
             let grid = e.linear(e.this(), d, WG);
             e.dispatch(kernel(fmt), bindings, &params, grid);

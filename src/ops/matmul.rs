@@ -34,6 +34,8 @@ crate::kernels::gpu_struct! {
         k: u32,
         n_off: u32,
         ldy: u32,
+        /// Block formats: the word of w's buffer where its scales start.
+        w_meta: u32,
     }
 }
 
@@ -85,7 +87,7 @@ fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue) -> Kernel {
 pub fn variants() -> Vec<Kernel> {
     let mut out = Vec::new();
     for w in WeightFormat::ALL {
-        for b in WeightFormat::ALL {
+        for b in WeightFormat::FLOAT {
             for epi in Epilogue::all() {
                 out.push(gemm(w, b, epi));
                 out.push(gemv(w, b, epi));
@@ -176,6 +178,7 @@ impl Op for MatMul {
                 k: k as u32,
                 n_off: part.rows.start as u32,
                 ldy: n_total as u32,
+                w_meta: e.tensor(self.w)?.meta_word(part),
             };
             // GEMV while a step has at most `cut` rows, GEMM above.
             if cut > 0 {

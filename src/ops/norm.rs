@@ -57,8 +57,8 @@ fn kernel(kind: Kind, w: WeightFormat, b: WeightFormat, bias: bool) -> Kernel {
 
 pub fn variants() -> Vec<Kernel> {
     let mut out = vec![kernel(Kind::L2, WeightFormat::F32, WeightFormat::F32, false)];
-    for w in WeightFormat::ALL {
-        for b in WeightFormat::ALL {
+    for w in WeightFormat::FLOAT {
+        for b in WeightFormat::FLOAT {
             out.push(kernel(Kind::Rms, w, b, false));
             out.push(kernel(Kind::Layer, w, b, false));
             out.push(kernel(Kind::Layer, w, b, true));

@@ -1,0 +1,163 @@
+//! Block-quantized weights: the CPU twin of every format's dequantization against the `gguf`
+//! Python package's on random blocks, and the kernels that read blocks (GEMV, GEMM,
+//! embedding) against that twin on every adapter, with weights split into parts at block
+//! boundaries and sizes that are not multiples of the tiles.
+
+mod common;
+
+use common::*;
+use kiln::dtype::blocks;
+use kiln::ops::{embedding as emb, matmul as mm};
+use kiln::{DType, Feed, Gpu, Graph, Target};
+use std::process::Command;
+
+/// Byte offsets of the f16 scale fields in each ggml block (ggml-common.h's structs).
+fn f16_fields(dtype: DType) -> &'static [usize] {
+    match dtype {
+        DType::Q8_0 | DType::Q4_0 | DType::Q5_0 => &[0],
+        DType::Q4_1 | DType::Q5_1 | DType::Q4K | DType::Q5K => &[0, 2],
+        DType::Q6K => &[208],
+        other => panic!("{other} is not a block format"),
+    }
+}
+
+/// `n` ggml blocks of random bytes, with finite scales of magnitude up to `scale`.
+fn random_blocks(dtype: DType, n: usize, rng: &mut Rng, scale: f32) -> Vec<u8> {
+    let size = dtype.block().unwrap().file_bytes;
+    let mut out: Vec<u8> = (0..n * size).map(|_| rng.next_u64() as u8).collect();
+    for b in 0..n {
+        let d = rng.uniform(f16_fields(dtype).len(), scale);
+        for (&at, v) in f16_fields(dtype).iter().zip(d) {
+            let h = half::f16::from_f32(v).to_le_bytes();
+            out[b * size + at..b * size + at + 2].copy_from_slice(&h);
+        }
+    }
+    out
+}
+
+/// The gguf package's dequantization of `bytes` (ggml blocks of `dtype`), or `None` when
+/// Python or the package is missing outside CI.
+fn gguf_py(dtype: DType, bytes: &[u8]) -> Option<Vec<f32>> {
+    let dir = std::env::temp_dir().join(format!("kiln-quant-{}-{dtype}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (src, dst) = (dir.join("blocks.bin"), dir.join("values.bin"));
+    std::fs::write(&src, bytes).unwrap();
+    let script = "import sys, numpy as np\n\
+        from gguf.quants import dequantize\n\
+        from gguf import GGMLQuantizationType as T\n\
+        b = np.fromfile(sys.argv[1], dtype=np.uint8)\n\
+        dequantize(b, T[sys.argv[3]]).astype(np.float32).tofile(sys.argv[2])\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&src)
+        .arg(&dst)
+        .arg(dtype.name())
+        .output();
+    let ok = matches!(&out, Ok(o) if o.status.success());
+    if !ok {
+        let why = match out {
+            Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert!(!ci(), "CI=true and the gguf Python package did not run: {why}");
+        eprintln!("WARNING: gguf reference skipped (pip install gguf numpy): {why}");
+        return None;
+    }
+    let raw = std::fs::read(&dst).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    Some(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+}
+
+#[test]
+fn every_format_dequantizes_like_the_gguf_package() {
+    for dtype in DType::QUANTIZED {
+        let mut rng = Rng::new(11);
+        let bytes = random_blocks(dtype, 7, &mut rng, 2.0);
+        let ours = blocks::dequantize_file(dtype, &bytes);
+        let Some(theirs) = gguf_py(dtype, &bytes) else { return };
+        assert_eq!(ours.len(), theirs.len(), "{dtype}");
+        // Both compute d * scale * q - m in f32; allow one rounding of difference.
+        assert_close(&ours, &theirs, 1e-6, 1e-6, &format!("{dtype} against gguf-py"));
+    }
+}
+
+/// A block-quantized (n, k) weight on `gpu`, split into parts of `part_rows` rows, with its
+/// dequantized values.
+fn quant_weight(gpu: &Gpu, dtype: DType, n: usize, k: usize, part_rows: Option<usize>) -> HostWeight {
+    let mut rng = Rng::new(5 + (n * k) as u64);
+    let per_row = k / dtype.block_elems();
+    // Scales ~ 1/16 keep products of O(1) quants with O(1) inputs near 1.
+    let bytes = random_blocks(dtype, n * per_row, &mut rng, 1.0 / 16.0);
+    let max_part = part_rows.map(|r| dtype.bytes(r * k) as u64);
+    let tensor = pollster::block_on(async {
+        let mut up = kiln::load::Uploader::new(gpu, max_part);
+        let t = up.tensor("w", &[n, k], dtype, &bytes).await;
+        up.finish().await;
+        t
+    })
+    .expect("upload");
+    if let Some(r) = part_rows {
+        assert_eq!(tensor.parts().len(), n.div_ceil(r), "{dtype} split into parts");
+    }
+    let values = blocks::dequantize_file(dtype, &bytes);
+    let back = pollster::block_on(tensor.to_f32(gpu)).expect("read back");
+    assert_close(&back, &values, 0.0, 0.0, &format!("{dtype}: the GPU holds what was uploaded"));
+    HostWeight { tensor, values }
+}
+
+/// GEMV (decode) and tiled GEMM (prefill) over every block format, forced either way.
+#[test]
+fn matmul_reads_every_block_format() {
+    // (m, k, n, rows per part): k a multiple of 256 for the K-quants; n off every tile.
+    for &(m, k, n, part) in &[(1, 512, 37, None), (3, 256, 45, Some(16)), (37, 512, 29, Some(8))] {
+        for gpu in gpus() {
+            for dtype in DType::QUANTIZED {
+                let w = quant_weight(gpu, dtype, n, k, part);
+                let x = Rng::new(3).uniform(m * k, 1.0);
+                let g = Graph::new();
+                let xi = g.input("x", m, k);
+                let y = g.matmul(xi, g.weight(&w.tensor));
+                g.output("y", y);
+                let want = mm::matmul(&x, &w.values, m, n, k);
+                let t = Target::of(gpu);
+                for gemv_max_rows in [0, usize::MAX] {
+                    let target = Target { gemv_max_rows, ..t };
+                    let got = run_on(gpu, target, &g, &[("x", Feed::F32(&x))], &at(0, m));
+                    let kind = if gemv_max_rows == 0 { "gemm" } else { "gemv" };
+                    // f32 sums of k products of dequantized weights (|w| < 4) and |x| < 1.
+                    let what = format!("{kind} {m}x{k}x{n} {dtype} parts {part:?} on {}", label(gpu));
+                    assert_close(&got["y"], &want, 1e-3, 1e-4, &what);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn embedding_reads_every_block_format() {
+    let (vocab, d) = (23, 256);
+    let ids: Vec<u32> = vec![0, 22, 7, 7, 13, 1];
+    for gpu in gpus() {
+        for dtype in DType::QUANTIZED {
+            let w = quant_weight(gpu, dtype, vocab, d, Some(5));
+            let g = Graph::new();
+            let idv = g.ids("ids", ids.len());
+            let y = g.embedding(g.weight(&w.tensor), idv);
+            g.output("y", y);
+            let want = emb::embedding(&w.values, &ids, d);
+            let got = run_on(gpu, Target::of(gpu), &g, &[("ids", Feed::Ids(&ids))], &at(0, ids.len()));
+            // A gather: exact.
+            assert_close(&got["y"], &want, 0.0, 0.0, &format!("embedding {dtype} on {}", label(gpu)));
+        }
+    }
+}
+
+#[test]
+fn a_block_format_needs_whole_blocks_per_row() {
+    let Some(gpu) = gpus().first() else { return };
+    let bytes = vec![0u8; 2 * DType::Q8_0.block().unwrap().file_bytes];
+    let err = pollster::block_on(kiln::load::upload_bytes(gpu, "w", &[4, 16], DType::Q8_0, &bytes))
+        .expect_err("16 weights per row is half a Q8_0 block");
+    let msg = err.to_string();
+    assert!(msg.contains("'w'") && msg.contains("whole number of blocks"), "{msg}");
+}
