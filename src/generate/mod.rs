@@ -97,13 +97,25 @@ impl TextModel {
     }
 
     /// Load an HF model folder (`config.json`, safetensors, `tokenizer.json`, and
-    /// `tokenizer_config.json` where present).
+    /// `tokenizer_config.json` where present), or a `.gguf` file, whose weights stay in their
+    /// stored format on the GPU.
     #[cfg(not(target_arch = "wasm32"))]
     pub async fn load(
         gpu: &Gpu,
         dir: &std::path::Path,
         options: crate::load::LoadOptions<'_>,
     ) -> Result<TextModel> {
+        if dir.is_file() && dir.extension().is_some_and(|e| e == "gguf") {
+            let m = crate::convert::load_gguf(gpu, dir, options).await?;
+            return Self::from_parts(
+                gpu,
+                &dir.display().to_string(),
+                &m.config_json,
+                m.tokenizer_json.as_bytes(),
+                Some(&m.tokenizer_config_json),
+                &m.weights,
+            );
+        }
         let read = |name: &str| {
             let p = dir.join(name);
             std::fs::read(&p).map_err(|e| Error::Io {

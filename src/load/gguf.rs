@@ -1,11 +1,12 @@
 //! Reading GGUF files (llama.cpp's format) for import: metadata, tensor directory, and
-//! dequantisation of F32, F16, BF16, Q8_0, Q4_0 and Q4_1 to f32.
+//! data of F32, F16, BF16 and the block formats of [`crate::dtype::blocks`].
 //!
 //! Layout (v2/v3): magic `GGUF`, version, tensor count, metadata count, the metadata
 //! key/values, the tensor infos (name, dims innermost first, type, offset), padding to
 //! `general.alignment` (default 32), then the tensor data. Every count, length and offset is
 //! checked against the file before it is used.
 
+use crate::dtype::{DType, blocks};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 
@@ -56,40 +57,31 @@ impl Meta {
     }
 }
 
-/// ggml tensor types kiln can dequantise.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum GgmlType {
-    F32,
-    F16,
-    BF16,
-    Q4_0,
-    Q4_1,
-    Q8_0,
-}
-
-impl GgmlType {
-    fn from_id(id: u32) -> Option<GgmlType> {
-        Some(match id {
-            0 => GgmlType::F32,
-            1 => GgmlType::F16,
-            2 => GgmlType::Q4_0,
-            3 => GgmlType::Q4_1,
-            8 => GgmlType::Q8_0,
-            30 => GgmlType::BF16,
-            _ => return None,
-        })
-    }
-
-    /// (elements per block, bytes per block)
-    pub fn block(self) -> (usize, usize) {
-        match self {
-            GgmlType::F32 => (1, 4),
-            GgmlType::F16 | GgmlType::BF16 => (1, 2),
-            GgmlType::Q4_0 => (32, 18),
-            GgmlType::Q4_1 => (32, 20),
-            GgmlType::Q8_0 => (32, 34),
+/// The dtype of ggml type id `id`, or the type's name when kiln does not read it.
+fn ggml_type(id: u32) -> std::result::Result<DType, String> {
+    Ok(match id {
+        0 => DType::F32,
+        1 => DType::F16,
+        2 => DType::Q4_0,
+        3 => DType::Q4_1,
+        6 => DType::Q5_0,
+        7 => DType::Q5_1,
+        8 => DType::Q8_0,
+        12 => DType::Q4K,
+        13 => DType::Q5K,
+        14 => DType::Q6K,
+        30 => DType::BF16,
+        other => {
+            const NAMES: [&str; 40] = [
+                "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1",
+                "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS",
+                "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64",
+                "IQ1_M", "BF16", "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4",
+                "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4",
+            ];
+            return Err(NAMES.get(other as usize).map_or(format!("unknown ggml type {other}"), |n| n.to_string()));
         }
-    }
+    })
 }
 
 /// One tensor's directory entry.
@@ -98,7 +90,7 @@ pub struct GgufTensor {
     pub name: String,
     /// Dimensions as ggml lists them, innermost (contiguous) first.
     pub dims: Vec<usize>,
-    pub kind: GgmlType,
+    pub kind: DType,
     /// Absolute byte range in the file.
     pub start: usize,
     pub end: usize,
@@ -275,19 +267,19 @@ impl<'a> Gguf<'a> {
         let data_start = c.pos.next_multiple_of(align);
         let mut tensors = Vec::with_capacity(infos.len());
         for (name, dims, ty, offset) in infos {
-            let kind = GgmlType::from_id(ty).ok_or_else(|| {
-                Error::tensor(path, &name, format!("ggml type {ty} is not supported for import (kiln reads F32, F16, BF16, Q8_0, Q4_0, Q4_1)"))
+            let kind = ggml_type(ty).map_err(|t| {
+                Error::tensor(path, &name, format!("has type {t}, which kiln does not read (it reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K)"))
             })?;
             let numel = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-            let (block, block_bytes) = kind.block();
+            let block = kind.block_elems();
             let bytes_len = numel
                 .filter(|n| n % block == 0 && dims.first().is_none_or(|d| d % block == 0))
-                .and_then(|n| (n / block).checked_mul(block_bytes))
+                .and_then(|n| (n / block).checked_mul(kind.file_bytes(block)))
                 .ok_or_else(|| {
                     Error::tensor(
                         path,
                         &name,
-                        format!("dims {dims:?} do not fit {kind:?} blocks of {block}"),
+                        format!("dims {dims:?} do not fit {kind} blocks of {block}"),
                     )
                 })?;
             let start = data_start.checked_add(offset);
@@ -368,44 +360,15 @@ impl<'a> Gguf<'a> {
         self.tensors.iter().find(|t| t.name == name)
     }
 
+    /// The tensor's bytes as the file stores them (ggml blocks for block formats).
+    pub fn data(&self, t: &GgufTensor) -> &'a [u8] {
+        &self.bytes[t.start..t.end]
+    }
+
     /// The tensor's values as f32, in row-major (HF) order.
     pub fn dequantize(&self, t: &GgufTensor) -> Vec<f32> {
-        dequantize(t.kind, &self.bytes[t.start..t.end])
+        blocks::dequantize_file(t.kind, self.data(t))
     }
-}
-
-fn f16(b: &[u8]) -> f32 {
-    half::f16::from_le_bytes([b[0], b[1]]).to_f32()
-}
-
-/// Dequantise `bytes` of ggml type `kind` (whole blocks) to f32.
-pub fn dequantize(kind: GgmlType, bytes: &[u8]) -> Vec<f32> {
-    let (block, block_bytes) = kind.block();
-    let mut out = Vec::with_capacity(bytes.len() / block_bytes * block);
-    for b in bytes.chunks_exact(block_bytes) {
-        match kind {
-            GgmlType::F32 => out.push(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            GgmlType::F16 => out.push(f16(b)),
-            GgmlType::BF16 => out.push(half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
-            GgmlType::Q8_0 => {
-                let d = f16(b);
-                out.extend(b[2..34].iter().map(|&q| d * f32::from(q as i8)));
-            }
-            GgmlType::Q4_0 => {
-                let d = f16(b);
-                let qs = &b[2..18];
-                out.extend(qs.iter().map(|&q| d * (f32::from(q & 0xf) - 8.0)));
-                out.extend(qs.iter().map(|&q| d * (f32::from(q >> 4) - 8.0)));
-            }
-            GgmlType::Q4_1 => {
-                let (d, m) = (f16(b), f16(&b[2..]));
-                let qs = &b[4..20];
-                out.extend(qs.iter().map(|&q| d * f32::from(q & 0xf) + m));
-                out.extend(qs.iter().map(|&q| d * f32::from(q >> 4) + m));
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -422,11 +385,11 @@ mod tests {
         let mut q8 = h(0.5).to_vec();
         q8.extend((0..32).map(|i| (i as i8 - 16) as u8));
         let want: Vec<f32> = (0..32).map(|i| 0.5 * (i as f32 - 16.0)).collect();
-        assert_eq!(dequantize(GgmlType::Q8_0, &q8), want);
+        assert_eq!(blocks::dequantize_file(DType::Q8_0, &q8), want);
         // Q4_0: d, then 16 bytes: low nibbles are elements 0..16, high nibbles 16..32, minus 8.
         let mut q4 = h(2.0).to_vec();
         q4.extend((0..16).map(|i| (i as u8) | ((15 - i as u8) << 4)));
-        let got = dequantize(GgmlType::Q4_0, &q4);
+        let got = blocks::dequantize_file(DType::Q4_0, &q4);
         assert_eq!(got[0], 2.0 * (0.0 - 8.0));
         assert_eq!(got[15], 2.0 * (15.0 - 8.0));
         assert_eq!(got[16], 2.0 * (15.0 - 8.0));
@@ -435,19 +398,19 @@ mod tests {
         let mut q41 = h(0.25).to_vec();
         q41.extend(h(-1.0));
         q41.extend((0..16).map(|i| (i as u8) | (3 << 4)));
-        let got = dequantize(GgmlType::Q4_1, &q41);
+        let got = blocks::dequantize_file(DType::Q4_1, &q41);
         assert_eq!(got[5], 0.25 * 5.0 - 1.0);
         assert_eq!(got[20], 0.25 * 3.0 - 1.0);
         // F16, BF16, F32.
         assert_eq!(
-            dequantize(GgmlType::F16, &[h(1.5), h(-2.0)].concat()),
+            blocks::dequantize_file(DType::F16, &[h(1.5), h(-2.0)].concat()),
             [1.5, -2.0]
         );
         assert_eq!(
-            dequantize(GgmlType::BF16, &half::bf16::from_f32(3.0).to_le_bytes()),
+            blocks::dequantize_file(DType::BF16, &half::bf16::from_f32(3.0).to_le_bytes()),
             [3.0]
         );
-        assert_eq!(dequantize(GgmlType::F32, &7.0f32.to_le_bytes()), [7.0]);
+        assert_eq!(blocks::dequantize_file(DType::F32, &7.0f32.to_le_bytes()), [7.0]);
     }
 
     /// A minimal GGUF: one string key, one F32 tensor of 4 values.

@@ -5,7 +5,7 @@ use anyhow::{Context, Result, bail};
 use kiln::Sampling;
 use kiln::generate::{Finish, GenerateOptions, Message, Stats, TextModel};
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Options shared by the text commands.
@@ -21,8 +21,8 @@ pub const SAMPLING_OPTIONS: &[&str] = &[
     "stop",
 ];
 
-/// The model folder to load: `--model DIR`, `--model FILE.gguf` (converted once into the
-/// cache), or the default model (fetched once into the cache).
+/// The model to load: `--model DIR` (an HF folder), `--model FILE.gguf` (loaded directly,
+/// blocks and all), or the default model's GGUF (fetched once into the cache).
 fn resolve_model(args: &Args) -> Result<PathBuf> {
     let cache = kiln::fetch::cache_dir();
     let log = &mut |m: &str| eprintln!("{m}");
@@ -33,17 +33,9 @@ fn resolve_model(args: &Args) -> Result<PathBuf> {
             log,
         )?),
         Some(m) if m.ends_with(".gguf") => {
-            let src = Path::new(m);
-            let meta = std::fs::metadata(src).with_context(|| format!("--model {m}"))?;
-            let stem = src.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
-            let dir = cache
-                .join("converted")
-                .join(format!("{stem}-{}", meta.len()));
-            if !kiln::fetch::is_complete(&dir) {
-                eprintln!("converting {m} into {}", dir.display());
-                kiln::convert::convert(src, &dir, &mut |_, _, _| {})?;
-            }
-            Ok(dir)
+            let src = PathBuf::from(m);
+            std::fs::metadata(&src).with_context(|| format!("--model {m}"))?;
+            Ok(src)
         }
         Some(dir) => {
             let dir = PathBuf::from(dir);
