@@ -109,6 +109,8 @@ pub struct Figure {
     /// Bytes moved (copy: read + write; GEMV: weight bytes read).
     pub bytes: f64,
     pub flops: f64,
+    /// Weights read (GEMV), for comparing formats by weights per second.
+    pub weights: f64,
 }
 
 impl Figure {
@@ -117,6 +119,10 @@ impl Figure {
     }
     pub fn gflops(&self) -> f64 {
         self.flops / self.median.as_secs_f64() / 1e9
+    }
+    /// Billions of weights per second.
+    pub fn gweights(&self) -> f64 {
+        self.weights / self.median.as_secs_f64() / 1e9
     }
 }
 
@@ -134,6 +140,11 @@ impl std::fmt::Display for Report {
             .iter()
             .find(|x| x.name.starts_with("copy"))
             .map(Figure::gbps);
+        let f32_rate = self
+            .figures
+            .iter()
+            .find(|x| x.name.starts_with("gemv F32"))
+            .map(Figure::gweights);
         for x in &self.figures {
             let ms = x.median.as_secs_f64() * 1e3;
             write!(f, "  {:<28} median {ms:>9.3} ms", x.name)?;
@@ -145,6 +156,9 @@ impl std::fmt::Display for Report {
             }
             if x.flops > 0.0 {
                 write!(f, "  {:>8.2} GFLOP/s", x.gflops())?;
+            }
+            if let (true, Some(base)) = (x.weights > 0.0, f32_rate) {
+                write!(f, "  {:>6.3} Gweights/s ({:.2}x F32)", x.gweights(), x.gweights() / base)?;
             }
             writeln!(f)?;
         }
@@ -191,7 +205,11 @@ async fn matmul_program(
     let values: Vec<f32> = (0..n * k)
         .map(|i| ((i * 7919 % 1000) as f32 / 1000.0) - 0.5)
         .collect();
-    let w = crate::load::upload_f32(gpu, "w", &[n, k], dtype, &values).await?;
+    let bytes = match dtype.block() {
+        Some(_) => crate::dtype::quantize::quantize(dtype, &values, k)?,
+        None => dtype.from_f32(&values),
+    };
+    let w = crate::load::upload_bytes(gpu, "w", &[n, k], dtype, &bytes).await?;
     let g = Graph::new();
     let x = g.input("x", m, k);
     // One sequence of m tokens.
@@ -226,27 +244,30 @@ pub async fn run(gpu: &Gpu, size: Size) -> Result<Report> {
         median: t,
         bytes: 2.0 * (n * 4) as f64,
         flops: 0.0,
+        weights: 0.0,
     });
 
     let (n, k) = gemv_nk;
-    for dtype in [DType::F32, DType::F16] {
+    // Every format kiln reads, F32 first (the others are compared with it).
+    let formats = [DType::F32, DType::F16, DType::BF16].into_iter().chain(DType::QUANTIZED);
+    for dtype in formats {
         let (prog, x) = matmul_program(gpu, 1, k, n, dtype).await?;
         let t = measure(gpu, samples, async || {
             let step = Step::single(0, prog.tokens());
             prog.submit(&step, &[("x", Feed::F32(&x))]).await.map(drop)
         })
         .await?;
-        let bytes = (n * k * dtype.size()) as f64;
         figures.push(Figure {
             name: format!("gemv {dtype} {n}x{k}"),
             median: t,
-            bytes,
+            bytes: dtype.bytes(n * k) as f64,
             flops: 2.0 * (n * k) as f64,
+            weights: (n * k) as f64,
         });
     }
 
     let (m, n, k) = gemm_mnk;
-    for dtype in [DType::F32, DType::F16] {
+    for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4K] {
         let (prog, x) = matmul_program(gpu, m, k, n, dtype).await?;
         let t = measure(gpu, samples, async || {
             let step = Step::single(0, prog.tokens());
@@ -258,6 +279,7 @@ pub async fn run(gpu: &Gpu, size: Size) -> Result<Report> {
             median: t,
             bytes: 0.0,
             flops: 2.0 * (m * n * k) as f64,
+            weights: 0.0,
         });
     }
     Ok(Report {

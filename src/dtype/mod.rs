@@ -20,6 +20,7 @@
 //! are written once.
 
 pub mod blocks;
+pub mod quantize;
 
 use std::fmt;
 
@@ -85,6 +86,12 @@ impl DType {
             None => numel * self.size(),
             Some(b) => numel / b.elems * b.file_bytes,
         }
+    }
+
+    /// The dtype named `name` (any case: `q4_k`, `Q8_0`, `f16`).
+    pub fn parse(name: &str) -> Option<DType> {
+        let all = [DType::F32, DType::F16, DType::BF16].into_iter().chain(DType::QUANTIZED);
+        all.into_iter().find(|d| d.name().eq_ignore_ascii_case(name))
     }
 
     /// The name GGUF and safetensors files use for this dtype.

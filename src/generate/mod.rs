@@ -6,6 +6,7 @@
 mod active;
 pub mod chat;
 mod generation;
+pub mod perplexity;
 mod run;
 mod session;
 pub mod stream;

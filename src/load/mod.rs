@@ -15,6 +15,7 @@ pub use safetensors::{FileDType, Header, TensorInfo};
 pub use stream::StreamLoader;
 pub use upload::{Uploader, upload_bytes, upload_f32};
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
@@ -38,6 +39,26 @@ pub struct LoadOptions<'a> {
     pub max_part_bytes: Option<u64>,
     /// Called after each uploaded chunk.
     pub progress: Option<Box<dyn FnMut(&Progress) + 'a>>,
+    /// Store weight matrices (2-D float tensors whose rows are whole blocks) in this dtype,
+    /// quantizing (or converting to F16/BF16) as they upload. Tensors already in a block
+    /// format, and vectors such as norms, keep their dtype.
+    pub dtype: Option<DType>,
+}
+
+/// The bytes to upload for a tensor of `shape` stored as `from`, when `options` ask for
+/// `to`: `None` keeps it as it is.
+pub fn recode(to: Option<DType>, from: DType, shape: &[usize], bytes: &[u8]) -> Result<Option<(DType, Vec<u8>)>> {
+    let Some(to) = to else { return Ok(None) };
+    let row_len = shape.get(1..).map_or(0, |r| r.iter().product::<usize>());
+    if to == from || from.block().is_some() || shape.len() != 2 || row_len % to.block_elems() != 0 {
+        return Ok(None);
+    }
+    let values = from.to_f32(bytes);
+    let out = match to.block() {
+        Some(_) => crate::dtype::quantize::quantize(to, &values, row_len)?,
+        None => to.from_f32(&values),
+    };
+    Ok(Some((to, out)))
 }
 
 /// Tensors resident on one GPU, by name.
@@ -123,6 +144,7 @@ pub async fn upload_all<'b>(
     let LoadOptions {
         max_part_bytes,
         mut progress,
+        dtype: recode_to,
     } = options;
     let mut weights = Weights::new(origin);
     let bytes_total: u64 = tensors.iter().map(|t| t.bytes()).sum();
@@ -140,11 +162,18 @@ pub async fn upload_all<'b>(
             continue;
         };
         let data = bytes_of(info)?;
+        let recoded = recode(recode_to, dtype, &info.shape, data)?;
+        let (dtype, data) = match &recoded {
+            Some((d, b)) => (*d, &b[..]),
+            None => (dtype, data),
+        };
+        // Progress counts the file's bytes, whatever is stored.
+        let scale = info.bytes() as f64 / data.len().max(1) as f64;
         let report = |done: u64| {
             if let Some(cb) = progress.as_mut() {
                 cb(&Progress {
                     tensor: &info.name,
-                    bytes_done: base + done,
+                    bytes_done: base + (done as f64 * scale) as u64,
                     bytes_total,
                     tensors_done: i,
                     tensors_total: tensors.len(),

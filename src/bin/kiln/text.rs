@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Options shared by the text commands.
-pub const MODEL_OPTIONS: &[&str] = &["model", "adapter", "context"];
+pub const MODEL_OPTIONS: &[&str] = &["model", "adapter", "context", "dtype"];
 pub const SAMPLING_OPTIONS: &[&str] = &[
     "temperature",
     "top-k",
@@ -61,7 +61,13 @@ pub fn load(args: &Args) -> Result<Loaded> {
     let dir = resolve_model(args)?;
     let gpu = crate::open_gpu(args)?;
     let t0 = Instant::now();
-    let options = crate::progress::loading();
+    let mut options = crate::progress::loading();
+    if let Some(d) = args.get("dtype") {
+        let dtype = kiln::DType::parse(d).with_context(|| {
+            format!("--dtype {d}: not a dtype (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)")
+        })?;
+        options.dtype = Some(dtype);
+    }
     let model = pollster::block_on(TextModel::load(&gpu, &dir, options))?;
     let load_secs = t0.elapsed().as_secs_f64();
     let d = model.decoder();
@@ -351,5 +357,30 @@ pub fn logits(args: &Args) -> Result<()> {
         .collect();
     let out = serde_json::json!({ "input_ids": ids, "positions": positions });
     println!("{out}");
+    Ok(())
+}
+
+/// `kiln perplexity`: llama.cpp's perplexity of the model on a text file.
+pub fn perplexity(args: &Args) -> Result<()> {
+    let file = args.get("file").context("perplexity needs --file TEXT")?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("--file {file}"))?;
+    let context: usize = args.parse_or("context", 512)?;
+    let loaded = load(args)?;
+    let model = &loaded.model;
+    let ids = model.encode(&text)?;
+    let windows = ids.len() / context.max(1);
+    eprintln!("{} tokens: {windows} windows of {context}, the second half of each scored", ids.len());
+    let mut bar = crate::progress::Bar::counting("perplexity", "windows");
+    let t0 = Instant::now();
+    let p = pollster::block_on(kiln::generate::perplexity::perplexity(model, &ids, context, |done, total| {
+        bar.update(done as u64, total as u64, "")
+    }))?;
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "scored {} tokens in {secs:.1} s ({:.1} tok/s through the model)",
+        p.scored,
+        (p.windows * context) as f64 / secs
+    );
+    println!("perplexity {:.4} +/- {:.4} ({} windows of {context})", p.value, p.stderr, p.windows);
     Ok(())
 }
