@@ -35,23 +35,28 @@ fn random_blocks(dtype: DType, n: usize, rng: &mut Rng, scale: f32) -> Vec<u8> {
     out
 }
 
-/// The gguf package's dequantization of `bytes` (ggml blocks of `dtype`), or `None` when
-/// Python or the package is missing outside CI.
-fn gguf_py(dtype: DType, bytes: &[u8]) -> Option<Vec<f32>> {
-    let dir = std::env::temp_dir().join(format!("kiln-quant-{}-{dtype}", std::process::id()));
+/// Run a gguf-package `op` (dequantize, or quantize f32 rows of `cols`) over `input`;
+/// `None` when Python or the package is missing outside CI.
+fn gguf_py(op: &str, dtype: DType, input: &[u8], cols: usize) -> Option<Vec<u8>> {
+    let dir = std::env::temp_dir().join(format!("kiln-quant-{}-{op}-{dtype}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (src, dst) = (dir.join("blocks.bin"), dir.join("values.bin"));
-    std::fs::write(&src, bytes).unwrap();
+    let (src, dst) = (dir.join("in.bin"), dir.join("out.bin"));
+    std::fs::write(&src, input).unwrap();
     let script = "import sys, numpy as np\n\
-        from gguf.quants import dequantize\n\
+        from gguf.quants import dequantize, quantize\n\
         from gguf import GGMLQuantizationType as T\n\
-        b = np.fromfile(sys.argv[1], dtype=np.uint8)\n\
-        dequantize(b, T[sys.argv[3]]).astype(np.float32).tofile(sys.argv[2])\n";
+        op, src, dst, t, cols = sys.argv[1:6]\n\
+        if op == 'dequantize':\n\
+        \x20   out = dequantize(np.fromfile(src, dtype=np.uint8), T[t]).astype(np.float32)\n\
+        else:\n\
+        \x20   out = quantize(np.fromfile(src, dtype=np.float32).reshape(-1, int(cols)), T[t])\n\
+        out.tofile(dst)\n";
     let out = Command::new("python3")
-        .args(["-c", script])
+        .args(["-c", script, op])
         .arg(&src)
         .arg(&dst)
         .arg(dtype.name())
+        .arg(cols.to_string())
         .output();
     let ok = matches!(&out, Ok(o) if o.status.success());
     if !ok {
@@ -65,7 +70,11 @@ fn gguf_py(dtype: DType, bytes: &[u8]) -> Option<Vec<f32>> {
     }
     let raw = std::fs::read(&dst).unwrap();
     std::fs::remove_dir_all(&dir).ok();
-    Some(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+    Some(raw)
+}
+
+fn floats(raw: &[u8]) -> Vec<f32> {
+    raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
 }
 
 #[test]
@@ -74,10 +83,28 @@ fn every_format_dequantizes_like_the_gguf_package() {
         let mut rng = Rng::new(11);
         let bytes = random_blocks(dtype, 7, &mut rng, 2.0);
         let ours = blocks::dequantize_file(dtype, &bytes);
-        let Some(theirs) = gguf_py(dtype, &bytes) else { return };
+        let Some(theirs) = gguf_py("dequantize", dtype, &bytes, 0).map(|r| floats(&r)) else { return };
         assert_eq!(ours.len(), theirs.len(), "{dtype}");
         // Both compute d * scale * q - m in f32; allow one rounding of difference.
         assert_close(&ours, &theirs, 1e-6, 1e-6, &format!("{dtype} against gguf-py"));
+    }
+}
+
+#[test]
+fn quantizing_gives_ggml_reference_bytes() {
+    let cols = 256;
+    let mut rng = Rng::new(21);
+    let mut x = rng.uniform(cols * 6, 1.0);
+    // A zero block, and one whose largest magnitude is negative.
+    x[..32].fill(0.0);
+    x[32] = -3.0;
+    for dtype in [DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1] {
+        let ours = kiln::dtype::quantize::quantize(dtype, &x, cols).expect("quantize");
+        let input: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let Some(theirs) = gguf_py("quantize", dtype, &input, cols) else { return };
+        assert_eq!(ours.len(), theirs.len(), "{dtype}");
+        let differ = ours.iter().zip(&theirs).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "{dtype}: {differ} bytes differ from gguf-py's quantize");
     }
 }
 

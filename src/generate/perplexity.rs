@@ -77,7 +77,7 @@ mod tests {
     fn uniform_logits_give_the_vocabulary_size() {
         let p = summarise(&vec![nll(&[0.0; 50], 7); 10], 1);
         assert!((p.value - 50.0).abs() < 1e-9, "{p:?}");
-        assert_eq!(p.stderr, 0.0);
+        assert!(p.stderr < 1e-5, "{p:?}");
         // A certain token costs nothing.
         assert!(nll(&[0.0, 100.0, 0.0], 1) < 1e-40);
     }
