@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::ci;
 use kiln::generate::{Finish, GenerateOptions, Message, TextModel};
-use kiln::{Gpu, GpuOptions, Sampling};
+use kiln::Sampling;
 use serde_json::Value as Json;
 use std::sync::{Arc, OnceLock};
 
@@ -37,35 +36,10 @@ fn model() -> Option<&'static Arc<TextModel>> {
     static MODEL: OnceLock<Option<Arc<TextModel>>> = OnceLock::new();
     MODEL
         .get_or_init(|| {
-            let dir = match kiln::fetch::ensure(
-                &kiln::fetch::SMOLLM2_135M,
-                &kiln::fetch::cache_dir(),
-                &mut |m| eprintln!("{m}"),
-            ) {
-                Ok(d) => d,
-                Err(e) if ci() => panic!("CI=true and the SmolLM2 model could not be fetched: {e}"),
-                Err(e) => {
-                    eprintln!(
-                        "WARNING: SmolLM2 tests did not run: the model could not be fetched: {e}"
-                    );
-                    return None;
-                }
-            };
-            let options = GpuOptions {
-                adapter: kiln::AdapterChoice::Backend(wgpu::Backend::Vulkan),
-                ..Default::default()
-            };
-            let gpu = match pollster::block_on(Gpu::new(&options)) {
-                Ok(g) if g.info().name.contains("llvmpipe") || !ci() => g,
-                Ok(g) => panic!("CI=true expects lavapipe, got {}", g.describe()),
-                Err(e) if ci() => panic!("CI=true and no Vulkan adapter: {e}"),
-                Err(e) => {
-                    eprintln!("WARNING: SmolLM2 tests did not run: {e}");
-                    return None;
-                }
-            };
+            let path = common::smollm2::path()?;
+            let gpu = common::smollm2::lavapipe()?;
             Some(Arc::new(
-                pollster::block_on(TextModel::load(&gpu, &dir, Default::default()))
+                pollster::block_on(TextModel::load(&gpu, &path, Default::default()))
                     .expect("load SmolLM2"),
             ))
         })

@@ -11,8 +11,11 @@
 //!
 //! Quants keep ggml's byte order within a block (low nibbles, high bits and so on), so a
 //! reader finds element `j` of a block exactly where ggml's dequantizer does. Meta holds the
-//! scales: a 2-byte meta (an f16 `d`) is packed two blocks to a word. The meta array starts
-//! at word [`Block::meta_word`]`(blocks)`, which kernels receive as a parameter.
+//! scales: a 2-byte meta (an f16 `d`) is packed two blocks to a word. Q4_K's and Q5_K's
+//! eight 6-bit scales and mins, which ggml packs into 12 bytes, are unpacked to a byte each
+//! (20 bytes of meta instead of 16), so a reader takes one byte instead of untangling bits.
+//! The meta array starts at word [`Block::meta_word`]`(blocks)`, which kernels receive as a
+//! parameter.
 //!
 //! [`dequantize`] is the CPU twin of the WGSL readers in `shaders/dtype/`: the same index
 //! arithmetic, on the repacked bytes. [`repack`] turns ggml blocks into that layout.
@@ -58,8 +61,8 @@ pub fn of(dtype: DType) -> Option<Block> {
         DType::Q4_1 => block(32, 20, 16, 4),
         DType::Q5_0 => block(32, 22, 20, 2),
         DType::Q5_1 => block(32, 24, 20, 4),
-        DType::Q4K => block(256, 144, 128, 16),
-        DType::Q5K => block(256, 176, 160, 16),
+        DType::Q4K => block(256, 144, 128, 20),
+        DType::Q5K => block(256, 176, 160, 20),
         DType::Q6K => block(256, 210, 192, 20),
     })
 }
@@ -78,10 +81,10 @@ fn fields(dtype: DType) -> &'static [(usize, usize, bool)] {
         DType::Q5_0 => &[(6, 16, false), (2, 4, false), (0, 2, true)],
         // d, m, qh[4], qs[16]
         DType::Q5_1 => &[(8, 16, false), (4, 4, false), (0, 4, true)],
-        // d, dmin, scales[12], qs[128]: meta is d, dmin, scales
-        DType::Q4K => &[(16, 128, false), (0, 16, true)],
+        // d, dmin, scales[12], qs[128]: meta is d, dmin, then the unpacked scales
+        DType::Q4K => &[(16, 128, false), (0, 4, true)],
         // d, dmin, scales[12], qh[32], qs[128]: quants are qs then qh
-        DType::Q5K => &[(48, 128, false), (16, 32, false), (0, 16, true)],
+        DType::Q5K => &[(48, 128, false), (16, 32, false), (0, 4, true)],
         // ql[128], qh[64], scales[16], d: quants are ql then qh; meta is scales, d, 2 zeros
         DType::Q6K => &[(0, 128, false), (128, 64, false), (192, 16, true), (208, 2, true)],
         DType::F32 | DType::F16 | DType::BF16 => &[],
@@ -104,6 +107,14 @@ pub fn repack(dtype: DType, file: &[u8]) -> Vec<u8> {
             out[*at..*at + len].copy_from_slice(&src[off..off + len]);
             *at += len;
         }
+        if matches!(dtype, DType::Q4K | DType::Q5K) {
+            // The 12 packed bytes at 4..16 of the block: 8 scales, then 8 mins.
+            for s in 0..8 {
+                let (sc, mn) = scale_min_k4(s, &src[4..16]);
+                out[m + s] = sc;
+                out[m + 8 + s] = mn;
+            }
+        }
     }
     out
 }
@@ -112,14 +123,14 @@ fn f16_at(bytes: &[u8], at: usize) -> f32 {
     half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
 }
 
-/// Q4_K / Q5_K: the 6-bit scale and min of sub-block `s` (0..8) from the 12 scale bytes.
-fn scale_min_k4(s: usize, sc: &[u8]) -> (f32, f32) {
-    let (d, m) = if s < 4 {
+/// Q4_K / Q5_K: the 6-bit scale and min of sub-block `s` (0..8) from the 12 packed bytes
+/// (ggml's `get_scale_min_k4`).
+fn scale_min_k4(s: usize, sc: &[u8]) -> (u8, u8) {
+    if s < 4 {
         (sc[s] & 63, sc[s + 4] & 63)
     } else {
         ((sc[s + 4] & 0xf) | ((sc[s - 4] >> 6) << 4), (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4))
-    };
-    (f32::from(d), f32::from(m))
+    }
 }
 
 /// Element `j` of block `i`, given that block's quants `q` and meta `m` (for 2-byte metas,
@@ -143,7 +154,7 @@ fn element(dtype: DType, q: &[u8], m: &[u8], j: usize) -> f32 {
             let s = j / 32;
             let lo = nib(q[(j / 64) * 32 + j % 32], s % 2 == 1);
             let hi = if dtype == DType::Q5K { (q[128 + j % 32] >> s) & 1 } else { 0 };
-            let (sc, mn) = scale_min_k4(s, &m[4..16]);
+            let (sc, mn) = (f32::from(m[4 + s]), f32::from(m[12 + s]));
             f16_at(m, 0) * sc * f32::from(lo | hi << 4) - f16_at(m, 2) * mn
         }
         DType::Q6K => {
@@ -196,11 +207,17 @@ mod tests {
                 if meta { (q, m + l) } else { (q + l, m) }
             });
             assert_eq!(q, b.quant_bytes, "{dtype}");
-            assert_eq!(m, b.meta_bytes.min(b.file_bytes - q), "{dtype}");
-            // Every file byte is copied exactly once.
+            // Every file byte is copied exactly once (the K-quants' packed scales are
+            // unpacked instead).
+            let unpacked = matches!(dtype, DType::Q4K | DType::Q5K);
+            let expect_meta = if unpacked { 4 } else { b.meta_bytes.min(b.file_bytes - q) };
+            assert_eq!(m, expect_meta, "{dtype}");
             let mut seen = vec![0; b.file_bytes];
             for &(off, len, _) in fields(dtype) {
                 seen[off..off + len].iter_mut().for_each(|s| *s += 1);
+            }
+            if unpacked {
+                seen[4..16].iter_mut().for_each(|s| *s += 1);
             }
             assert!(seen.iter().all(|&s| s == 1), "{dtype}: {seen:?}");
         }

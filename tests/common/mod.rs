@@ -2,6 +2,7 @@
 //! RNG; and helpers to run a graph on a GPU and on the CPU reference.
 #![allow(dead_code)]
 
+pub mod smollm2;
 pub mod tiny;
 
 use kiln::reference::graph::{Host, evaluate};

@@ -1,0 +1,68 @@
+//! SmolLM2 with its weights resident in blocks: perplexity against its own F32
+//! dequantization (llama.cpp's windows, on the start of /usr/share/common-licenses/GPL-3),
+//! and the session's GPU memory against the GGUF's tensor bytes plus the KV cache.
+
+mod common;
+
+use kiln::dtype::DType;
+use kiln::generate::perplexity::perplexity;
+use kiln::load::LoadOptions;
+use kiln::generate::GenerateOptions;
+use kiln::{Gpu, Sampling, TextModel};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Windows of 128 tokens: enough to compare formats, small enough for a CPU adapter.
+const CONTEXT: usize = 128;
+const WINDOWS: usize = 3;
+
+fn ppl(gpu: &Gpu, path: &Path, dtype: Option<DType>) -> f64 {
+    let options = LoadOptions { dtype, ..Default::default() };
+    let model = Arc::new(pollster::block_on(TextModel::load(gpu, path, options)).expect("load"));
+    let text = std::fs::read_to_string("/usr/share/common-licenses/GPL-3").expect("GPL-3 (Debian)");
+    let ids = model.encode(&text).expect("encode");
+    let ids = &ids[..CONTEXT * WINDOWS];
+    let p = pollster::block_on(perplexity(&model, ids, CONTEXT, |_, _| {})).expect("perplexity");
+    eprintln!("{} {dtype:?}: perplexity {:.4} +/- {:.4}", path.display(), p.value, p.stderr);
+    p.value
+}
+
+#[test]
+fn resident_blocks_keep_the_perplexity_of_f32() {
+    let (Some(gguf), Some(gpu)) = (common::smollm2::path(), common::smollm2::lavapipe()) else {
+        return;
+    };
+    let f32_dir = std::env::temp_dir().join(format!("kiln-smollm2-f32-{}", std::process::id()));
+    kiln::convert::convert(&gguf, &f32_dir, &mut |_, _, _| {}).expect("convert");
+    let f32 = ppl(&gpu, &f32_dir, None);
+    let q4_1 = ppl(&gpu, &gguf, None);
+    let q8_0 = ppl(&gpu, &f32_dir, Some(DType::Q8_0));
+    std::fs::remove_dir_all(&f32_dir).ok();
+    assert!((q4_1 / f32 - 1.0).abs() <= 0.005, "resident Q4_1 {q4_1} vs its F32 {f32}");
+    assert!((q8_0 / f32 - 1.0).abs() <= 0.01, "Q8_0 on load {q8_0} vs F32 {f32}");
+}
+
+#[test]
+fn the_session_holds_the_gguf_bytes_and_its_cache() {
+    let (Some(gguf), Some(gpu)) = (common::smollm2::path(), common::smollm2::lavapipe()) else {
+        return;
+    };
+    let bytes = std::fs::read(&gguf).expect("read");
+    let g = kiln::load::gguf::Gguf::parse("smollm2", &bytes).expect("parse");
+    let tensor_bytes: u64 = g.tensors.iter().map(|t| (t.end - t.start) as u64).sum();
+    let model = Arc::new(pollster::block_on(TextModel::load(&gpu, &gguf, Default::default())).expect("load"));
+    let context = 2048;
+    let mut session = pollster::block_on(model.session(context)).expect("session");
+    // A prompt and a few tokens, so the session's programs exist.
+    let ids = model.encode("The capital of France is").expect("encode");
+    let options = GenerateOptions { max_tokens: 4, sampling: Sampling::greedy(), ..Default::default() };
+    pollster::block_on(async { session.generate(&ids, options).await?.text().await }).expect("generate");
+    // K and V, f32, for 30 layers of 3 KV heads of 64.
+    let kv = (2 * 30 * 3 * 64 * context * 4) as u64;
+    let used = session.gpu_bytes() + model.decoder().weight_bytes();
+    eprintln!("session {used} bytes: {tensor_bytes} in the GGUF, {kv} of cache");
+    assert!(
+        used as f64 <= (tensor_bytes + kv) as f64 * 1.1,
+        "session {used} bytes > 110% of {tensor_bytes} tensor bytes + {kv} of cache"
+    );
+}
