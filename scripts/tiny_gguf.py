@@ -1,7 +1,7 @@
 """Build a tiny random Llama-family model twice: as a GGUF file written by the `gguf` package
 the way llama.cpp's converter writes one, and as an HF folder holding the same weights.
 
-    python3 scripts/tiny_gguf.py OUT_DIR ARCH TYPE
+    python3 scripts/tiny_gguf.py OUT_DIR ARCH TYPE [spm]
 
 ARCH is llama or qwen2. TYPE is the ggml type of every 2-D weight (F32, F16, Q8_0, Q4_0,
 Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K); norms and biases stay F32, as llama.cpp keeps them.
@@ -12,7 +12,13 @@ for llama, llama.cpp permutes the rows of q and k (its RoPE pairs adjacent eleme
 GGUF holds them permuted; qwen2 (NEOX RoPE) is stored in HF order. Types the gguf package
 cannot quantize (the K-quants) get random blocks with small scales.
 
-Needs numpy, gguf and safetensors (pip install numpy gguf safetensors).
+With `spm`, the vocabulary is a SentencePiece BPE model trained here (on
+/usr/share/common-licenses/GPL-3, with byte fallback and Llama's normalization), stored as
+llama.cpp stores one (`tokenizer.ggml.model = llama`: pieces, scores, token types), and
+OUT_DIR/spm_cases.json holds texts with the ids and decoded text SentencePiece gives them.
+
+Needs numpy, gguf and safetensors (pip install numpy gguf safetensors), and sentencepiece
+for `spm`.
 """
 
 import json
@@ -60,11 +66,50 @@ def encode(rng, values, qtype):
     return stored, dequantize(stored, t).astype(np.float32).reshape(values.shape)
 
 
+SPM_TEXTS = [
+    "Hello world",
+    "  two leading spaces and  a double space",
+    "This program is free software: you can redistribute it.",
+    "caf\u00e9 na\u00efve \u2603 \U0001F600 \u4e2d\u6587",
+    "line one\nline two\ttab",
+    "GNU General Public License, version 3",
+]
+
+
+def sentencepiece_vocab(out):
+    """Train a small SentencePiece BPE model; its (tokens, scores, GGUF token types)."""
+    import sentencepiece as spm
+    prefix = os.path.join(out, "spm")
+    spm.SentencePieceTrainer.train(
+        input="/usr/share/common-licenses/GPL-3", model_prefix=prefix, vocab_size=400,
+        model_type="bpe", byte_fallback=True, normalization_rule_name="identity",
+        add_dummy_prefix=True, remove_extra_whitespaces=False, character_coverage=1.0,
+        minloglevel=2, num_threads=1)
+    sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+    tokens, scores, types = [], [], []
+    for i in range(sp.get_piece_size()):
+        tokens.append(sp.id_to_piece(i))
+        scores.append(sp.get_score(i))
+        types.append(2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i)
+                     else 5 if sp.is_unused(i) else 1)
+    cases = [{"text": t, "ids": sp.encode(t), "decoded": sp.decode(sp.encode(t))} for t in SPM_TEXTS]
+    with open(os.path.join(out, "spm_cases.json"), "w") as f:
+        json.dump({"bos": sp.bos_id(), "cases": cases}, f)
+    return tokens, scores, types
+
+
 def main():
     out, arch, qtype = sys.argv[1], sys.argv[2], sys.argv[3]
+    spm_vocab = len(sys.argv) > 4 and sys.argv[4] == "spm"
     assert arch in ("llama", "qwen2"), arch
     rng = np.random.default_rng(1234)
     os.makedirs(os.path.join(out, "hf"), exist_ok=True)
+    global VOCAB
+    if spm_vocab:
+        tokens, scores, types = sentencepiece_vocab(out)
+        VOCAB = len(tokens)
+    else:
+        tokens = [chr(33 + i) for i in range(VOCAB - 1)] + ['!"']
     hd = HIDDEN // HEADS
     tied = arch == "llama"
 
@@ -78,14 +123,22 @@ def main():
     w.add_layer_norm_rms_eps(EPS)
     w.add_rope_freq_base(THETA)
     w.add_rope_dimension_count(hd)
-    tokens = [chr(33 + i) for i in range(VOCAB - 1)] + ['!"']
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt2")
-    w.add_token_list(tokens)
-    w.add_token_types([1] * VOCAB)
-    w.add_token_merges(['! "'])
-    w.add_bos_token_id(0)
-    w.add_eos_token_id(1)
+    if spm_vocab:
+        w.add_tokenizer_model("llama")
+        w.add_token_list(tokens)
+        w.add_token_scores(scores)
+        w.add_token_types(types)
+        w.add_bos_token_id(1)
+        w.add_eos_token_id(2)
+        w.add_unk_token_id(0)
+    else:
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("gpt2")
+        w.add_token_list(tokens)
+        w.add_token_types([1] * VOCAB)
+        w.add_token_merges(['! "'])
+        w.add_bos_token_id(0)
+        w.add_eos_token_id(1)
 
     hf = {}
 

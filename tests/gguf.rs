@@ -1,7 +1,8 @@
 //! GGUF files as llama.cpp's converter writes them, built by the `gguf` Python package
 //! (scripts/tiny_gguf.py): for every architecture kiln imports and every format it reads,
 //! the direct load (blocks resident on the GPU) and `kiln convert`'s folder give the logits
-//! of an HF folder holding the same weights.
+//! of an HF folder holding the same weights. A SentencePiece vocabulary trained by the
+//! `sentencepiece` package tokenizes as that package does.
 
 mod common;
 
@@ -15,11 +16,11 @@ const FORMATS: [&str; 10] =
 
 /// Build the tiny model of `arch` in `format`; `None` (with a warning) where Python or its
 /// packages are missing outside CI.
-fn build(arch: &str, format: &str) -> Option<PathBuf> {
+fn build(arch: &str, format: &str, extra: &[&str]) -> Option<PathBuf> {
     let dir = std::env::temp_dir().join(format!("kiln-gguf-{}-{arch}-{format}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tiny_gguf.py");
-    let out = Command::new("python3").arg(script).arg(&dir).arg(arch).arg(format).output();
+    let out = Command::new("python3").arg(script).arg(&dir).arg(arch).arg(format).args(extra).output();
     match out {
         Ok(o) if o.status.success() => Some(dir),
         other => {
@@ -28,7 +29,7 @@ fn build(arch: &str, format: &str) -> Option<PathBuf> {
                 Err(e) => e.to_string(),
             };
             assert!(!ci(), "CI=true and scripts/tiny_gguf.py failed: {why}");
-            eprintln!("WARNING: GGUF tests skipped (pip install numpy gguf safetensors): {why}");
+            eprintln!("WARNING: GGUF tests skipped (pip install numpy gguf safetensors sentencepiece): {why}");
             None
         }
     }
@@ -56,7 +57,7 @@ fn every_architecture_and_format_loads_like_its_hf_folder() {
     let ids = [5u32, 17, 3, 42, 96, 0, 11, 64];
     for arch in ["llama", "qwen2"] {
         for format in FORMATS {
-            let Some(dir) = build(arch, format) else { return };
+            let Some(dir) = build(arch, format, &[]) else { return };
             let gguf = dir.join("model.gguf");
             let converted = dir.join("converted");
             kiln::convert::convert(&gguf, &converted, &mut |_, _, _| {}).expect("convert");
@@ -79,7 +80,7 @@ fn every_architecture_and_format_loads_like_its_hf_folder() {
 
 #[test]
 fn a_format_kiln_does_not_read_is_refused_by_name() {
-    let Some(dir) = build("llama", "Q2_K") else { return };
+    let Some(dir) = build("llama", "Q2_K", &[]) else { return };
     let Some(gpu) = gpus().first() else { return };
     let gguf = dir.join("model.gguf");
     let err = pollster::block_on(TextModel::load(gpu, &gguf, Default::default()))
@@ -87,5 +88,36 @@ fn a_format_kiln_does_not_read_is_refused_by_name() {
         .expect("Q2_K is refused")
         .to_string();
     assert!(err.contains("Q2_K") && err.contains("model.gguf") && err.contains("token_embd"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_sentencepiece_gguf_tokenizes_like_sentencepiece_and_generates() {
+    let Some(dir) = build("llama", "Q4_K", &["spm"]) else { return };
+    let Some(gpu) = gpus().first() else { return };
+    let gguf = dir.join("model.gguf");
+    let model = pollster::block_on(TextModel::load(gpu, &gguf, Default::default())).expect("load");
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("spm_cases.json")).unwrap()).unwrap();
+    let bos = cases["bos"].as_u64().unwrap() as u32;
+    for case in cases["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let got = model.encode(text).expect("encode");
+        // llama.cpp adds a BOS for SentencePiece vocabularies.
+        assert_eq!(got[0], bos, "{text:?}: BOS first");
+        assert_eq!(&got[1..], &want[..], "{text:?}");
+        assert_eq!(model.decode(&want).expect("decode"), case["decoded"].as_str().unwrap(), "{text:?}");
+    }
+    // The CLI runs it end to end.
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["generate", "--model"])
+        .arg(&gguf)
+        .args(["--prompt", "This program is", "--max-tokens", "4", "--temperature", "0", "--adapter", "0"])
+        .output()
+        .expect("run kiln");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kiln generate failed: {err}");
+    assert!(err.contains("decode") && err.contains("GPU memory"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -129,10 +129,12 @@ pub fn tokenizer_config(g: &Gguf, cfg: &serde_json::Value) -> Result<serde_json:
             .and_then(|i| tokens.get(i as usize))
             .map(|s| s.to_string())
     };
-    let flag = |k: &str| g.meta.get(k).and_then(|m| m.as_bool()).unwrap_or(false);
+    let flag = |k: &str, default| g.meta.get(k).and_then(|m| m.as_bool()).unwrap_or(default);
+    // llama.cpp adds a BOS by default for SentencePiece vocabularies, not for BPE ones.
+    let spm = g.meta.get("tokenizer.ggml.model").and_then(|m| m.as_str()) == Some("llama");
     let mut tc = json!({
-        "add_bos_token": flag("tokenizer.ggml.add_bos_token"),
-        "add_eos_token": flag("tokenizer.ggml.add_eos_token"),
+        "add_bos_token": flag("tokenizer.ggml.add_bos_token", spm),
+        "add_eos_token": flag("tokenizer.ggml.add_eos_token", false),
         "bos_token": token("bos_token_id"),
         "eos_token": token("eos_token_id"),
         "clean_up_tokenization_spaces": false,

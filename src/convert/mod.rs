@@ -9,6 +9,7 @@
 
 pub mod hf;
 mod load;
+mod spm;
 pub mod tokenizer;
 
 pub use hf::{config, tensors, tokenizer_config};

@@ -1,6 +1,7 @@
 //! Rebuilding an HF `tokenizer.json` from a GGUF's `tokenizer.ggml.*` metadata: a byte-level
-//! BPE with the vocabulary, merges, special tokens and the pre-tokenizer the model was
-//! trained with (`tokenizer.ggml.pre`).
+//! BPE (`gpt2`) with the vocabulary, merges, special tokens and the pre-tokenizer the model
+//! was trained with (`tokenizer.ggml.pre`), or a SentencePiece vocabulary (`llama`, see
+//! [`super::spm`]).
 
 use crate::error::{Error, Result};
 use crate::load::gguf::{Gguf, Meta};
@@ -63,13 +64,18 @@ fn pre_tokenizer(path: &str, pre: &str) -> Result<PreTokenizerWrapper> {
 pub fn from_gguf(g: &Gguf) -> Result<Tokenizer> {
     let path = g.path();
     let model = g.str("tokenizer.ggml.model")?;
-    if model != "gpt2" {
-        return Err(Error::load(
-            path,
-            format!(
-                "tokenizer.ggml.model '{model}' is not supported for import (kiln rebuilds byte-level BPE, 'gpt2')"
-            ),
-        ));
+    match model {
+        "gpt2" => {}
+        "llama" => return super::spm::from_gguf(g),
+        other => {
+            return Err(Error::load(
+                path,
+                format!(
+                    "tokenizer.ggml.model '{other}' is not supported for import (kiln rebuilds \
+                     byte-level BPE, 'gpt2', and SentencePiece, 'llama')"
+                ),
+            ));
+        }
     }
     let tokens = g.strings("tokenizer.ggml.tokens")?;
     let merges = g.strings("tokenizer.ggml.merges")?;
