@@ -27,6 +27,13 @@ echo "== native reference (fetches the model on first use)" >&2
 "$ROOT/target/release/kiln" generate --prompt "$PROMPT" --max-tokens "$TOKENS" --temperature 0 \
   > "$OUT/native.txt" 2> "$OUT/native.err" || { cat "$OUT/native.err" >&2; exit 1; }
 grep -E "^load|first token" "$OUT/native.err" | sed 's/^/native: /' >&2
+# The page streams an HF folder (safetensors); native kiln runs the cached GGUF itself, so
+# convert it once for the browser (the same values, in F32).
+CACHE=${KILN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kiln}
+FOLDER="$CACHE/models/SmolLM2-135M-Instruct"
+if [ ! -f "$FOLDER/model.safetensors" ]; then
+  "$ROOT/target/release/kiln" convert "$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$FOLDER" >&2
+fi
 
 echo "== serving" >&2
 "$WEB/serve.sh" >"$OUT/server.log" 2>&1 &

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Serve the demo page on http://127.0.0.1:${PORT:-8765}/ with a model folder at /model/
-# (default: kiln's cached SmolLM2; run `cargo run --release -- generate --prompt hi` once to
-# fetch it). Build the package first with build.sh.
+# (default: kiln's cached SmolLM2 as an HF folder; run `cargo run --release -- generate
+# --prompt hi` once to fetch its GGUF, then `kiln convert` it into
+# $CACHE/models/SmolLM2-135M-Instruct, as e2e.sh does). Build the package first with build.sh.
 #   examples/web/serve.sh [MODEL_DIR]
 set -euo pipefail
 WEB=$(cd "$(dirname "$0")" && pwd)
