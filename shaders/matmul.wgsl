@@ -2,7 +2,7 @@
 //
 // x: (M, K) f32 activations. w: (N, K) weight rows of this part of the tensor (a weight larger
 // than one binding is split by rows into parts, one dispatch each; n_off places the part).
-// y: (M, ldy) f32. Each workgroup of TX*TY threads computes a BM x BN = (TY*4) x (TX*4) tile,
+// y: (M, ldy) f32. Each workgroup of TX*TY threads computes a BM x BN = (TY*R) x (TX*R) tile,
 // staging BK-wide slices of x and w in workgroup memory. Edges are masked, so M, N and K need
 // not be multiples of anything.
 
@@ -18,7 +18,8 @@ struct Params {
 override TX: u32 = 16u;
 override TY: u32 = 16u;
 override BK: u32 = 16u;
-const R: u32 = 4u;
+// Outputs per thread in each dimension (the host's GEMM_R).
+const R: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -40,7 +41,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let tid = lid.y * TX + lid.x;
     let threads = TX * TY;
 
-    var acc: array<f32, 16>;
+    var acc: array<f32, R * R>;
     for (var i = 0u; i < R * R; i = i + 1u) {
         acc[i] = 0.0;
     }
@@ -72,8 +73,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         workgroupBarrier();
 
         for (var kk = 0u; kk < BK; kk = kk + 1u) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
+            var a: array<f32, R>;
+            var b: array<f32, R>;
             for (var i = 0u; i < R; i = i + 1u) {
                 a[i] = xs[kk * bm + lid.y + i * TY];
                 b[i] = ws[kk * bn + lid.x + i * TX];

@@ -77,6 +77,8 @@ fn check_matmul(m: usize, k: usize, n: usize, max_part_rows: Option<usize>) {
 fn gemm_matches_reference_off_tile_sizes() {
     check_matmul(37, 83, 45, None);
     check_matmul(70, 130, 67, None);
+    // More than one tile in both dimensions (tiles are 64 x 128), ragged in both.
+    check_matmul(131, 40, 261, None);
 }
 
 #[test]

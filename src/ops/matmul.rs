@@ -14,12 +14,16 @@ use crate::graph::{Buf, Emit, Eval, Graph, GridShape, Op, Rows, Tail, Value, Whe
 use crate::kernels::{Epilogue, Family, GpuStruct, Include, Kernel, Slot, grid};
 use std::sync::Arc;
 
-/// Tiled GEMM: TX x TY threads, each computing 4x4 outputs; BK-wide k slices.
+/// Tiled GEMM: TX x TY threads, each computing GEMM_R x GEMM_R outputs (the shader's `R`);
+/// BK-wide k slices. 8 x 8 per thread with 16 x 8 threads doubled lavapipe's, llvmpipe GL's
+/// and SwiftShader's GFLOP/s over 4 x 4 with 16 x 16 (`kiln bench`, 2026-11-29); tile
+/// shapes beyond that moved them by a few percent.
+pub const GEMM_R: u32 = 8;
 pub const GEMM_TX: u32 = 16;
-pub const GEMM_TY: u32 = 16;
+pub const GEMM_TY: u32 = 8;
 pub const GEMM_BK: u32 = 16;
-pub const GEMM_TILE_N: u32 = GEMM_TX * 4;
-pub const GEMM_TILE_M: u32 = GEMM_TY * 4;
+pub const GEMM_TILE_N: u32 = GEMM_TX * GEMM_R;
+pub const GEMM_TILE_M: u32 = GEMM_TY * GEMM_R;
 /// GEMV: LANES threads per output column, ROWS columns per workgroup, up to GEMV_MR rows of
 /// activations per workgroup (the shader's `MR`).
 pub const GEMV_LANES: u32 = 4;
