@@ -287,3 +287,46 @@ pub async fn run(gpu: &Gpu, size: Size) -> Result<Report> {
         figures,
     })
 }
+
+/// Parse `MxKxN[,MxKxN...]` (y (M, N) = x (M, K) · w (N, K)^T).
+pub fn parse_shapes(text: &str) -> Result<Vec<(usize, usize, usize)>> {
+    text.split(',')
+        .map(|s| {
+            let d: Vec<usize> = s.split('x').filter_map(|v| v.trim().parse().ok()).collect();
+            match d[..] {
+                [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
+                _ => Err(crate::error::Error::Invalid(format!(
+                    "matmul shape '{s}' is not MxKxN (e.g. 128x576x1536)"
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// Matmuls of the given shapes with `dtype` weights, each run **submitted and waited for
+/// alone** (as `peer-burn --sync device` times burn): the median of `runs` such runs.
+pub async fn matmul_shapes(gpu: &Gpu, shapes: &[(usize, usize, usize)], dtype: DType, runs: usize) -> Result<Report> {
+    let mut figures = Vec::new();
+    for &(m, k, n) in shapes {
+        let (prog, x) = matmul_program(gpu, m, k, n, dtype).await?;
+        let step = Step::single(0, prog.tokens());
+        let _ = prog.submit(&step, &[("x", Feed::F32(&x))]).await?;
+        gpu.flush().await;
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs.max(1) {
+            let t = Instant::now();
+            let _ = prog.submit(&step, &[("x", Feed::F32(&x))]).await?;
+            gpu.flush().await;
+            times.push(t.elapsed());
+        }
+        times.sort();
+        figures.push(Figure {
+            name: format!("matmul {dtype} {m}x{k}x{n}"),
+            median: times[times.len() / 2],
+            bytes: 0.0,
+            flops: 2.0 * (m * n * k) as f64,
+            weights: 0.0,
+        });
+    }
+    Ok(Report { adapter: gpu.describe(), figures })
+}

