@@ -162,14 +162,7 @@ impl DType {
             (DType::F16, true) => WeightFormat::F16,
             (DType::F16, false) => WeightFormat::F16Packed,
             (DType::BF16, _) => WeightFormat::BF16Packed,
-            (DType::Q8_0, _) => WeightFormat::Q8_0,
-            (DType::Q4_0, _) => WeightFormat::Q4_0,
-            (DType::Q4_1, _) => WeightFormat::Q4_1,
-            (DType::Q5_0, _) => WeightFormat::Q5_0,
-            (DType::Q5_1, _) => WeightFormat::Q5_1,
-            (DType::Q4K, _) => WeightFormat::Q4K,
-            (DType::Q5K, _) => WeightFormat::Q5K,
-            (DType::Q6K, _) => WeightFormat::Q6K,
+            (block, _) => WeightFormat::Blocks(block),
         }
     }
 }
@@ -191,16 +184,9 @@ pub enum WeightFormat {
     F16Packed,
     /// `array<u32>` holding two bf16 each (every adapter)
     BF16Packed,
-    /// `array<u32>` of repacked blocks (every adapter with `unpack2x16float`): quants, then
-    /// meta from word `p.NAME_meta` of the kernel's params.
-    Q8_0,
-    Q4_0,
-    Q4_1,
-    Q5_0,
-    Q5_1,
-    Q4K,
-    Q5K,
-    Q6K,
+    /// `array<u32>` of repacked blocks of a block format (every adapter with
+    /// `unpack2x16float`): quants, then scales from word `p.NAME_meta` of the kernel's params.
+    Blocks(DType),
 }
 
 impl WeightFormat {
@@ -211,24 +197,15 @@ impl WeightFormat {
         WeightFormat::F16Packed,
         WeightFormat::BF16Packed,
     ];
-    pub const ALL: [WeightFormat; 12] = [
-        WeightFormat::F32,
-        WeightFormat::F16,
-        WeightFormat::F16Packed,
-        WeightFormat::BF16Packed,
-        WeightFormat::Q8_0,
-        WeightFormat::Q4_0,
-        WeightFormat::Q4_1,
-        WeightFormat::Q5_0,
-        WeightFormat::Q5_1,
-        WeightFormat::Q4K,
-        WeightFormat::Q5K,
-        WeightFormat::Q6K,
-    ];
+    /// Every format: the float ones, then each block format.
+    pub fn all() -> Vec<WeightFormat> {
+        let blocks = DType::QUANTIZED.into_iter().map(WeightFormat::Blocks);
+        Self::FLOAT.into_iter().chain(blocks).collect()
+    }
 
     /// Whether this reads repacked blocks (and so needs a `NAME_meta` param).
     pub fn is_block(self) -> bool {
-        !Self::FLOAT.contains(&self)
+        matches!(self, WeightFormat::Blocks(_))
     }
 
     /// Whether the reader needs `unpack2x16float`.
@@ -257,14 +234,17 @@ impl WeightFormat {
             WeightFormat::F16 => wgsl!("f16"),
             WeightFormat::F16Packed => wgsl!("f16_packed"),
             WeightFormat::BF16Packed => wgsl!("bf16_packed"),
-            WeightFormat::Q8_0 => wgsl!("half_meta", "q8_0"),
-            WeightFormat::Q4_0 => wgsl!("half_meta", "nibbles", "q4_0"),
-            WeightFormat::Q4_1 => wgsl!("pair_meta", "nibbles", "q4_1"),
-            WeightFormat::Q5_0 => wgsl!("half_meta", "nibbles", "q5_bits", "q5_0"),
-            WeightFormat::Q5_1 => wgsl!("pair_meta", "nibbles", "q5_bits", "q5_1"),
-            WeightFormat::Q4K => wgsl!("k_scales", "q4_k"),
-            WeightFormat::Q5K => wgsl!("k_scales", "q5_k"),
-            WeightFormat::Q6K => wgsl!("q6_k"),
+            WeightFormat::Blocks(d) => match d {
+                DType::Q8_0 => wgsl!("half_meta", "q8_0"),
+                DType::Q4_0 => wgsl!("half_meta", "nibbles", "q4_0"),
+                DType::Q4_1 => wgsl!("pair_meta", "nibbles", "q4_1"),
+                DType::Q5_0 => wgsl!("half_meta", "nibbles", "q5_bits", "q5_0"),
+                DType::Q5_1 => wgsl!("pair_meta", "nibbles", "q5_bits", "q5_1"),
+                DType::Q4K => wgsl!("k_scales", "q4_k"),
+                DType::Q5K => wgsl!("k_scales", "q5_k"),
+                DType::Q6K => wgsl!("q6_k"),
+                DType::F32 | DType::F16 | DType::BF16 => unreachable!("Blocks holds block formats only"),
+            },
         }
     }
 

@@ -38,7 +38,7 @@ fn kernel(table: WeightFormat) -> Kernel {
 }
 
 pub fn variants() -> Vec<Kernel> {
-    WeightFormat::ALL.into_iter().map(kernel).collect()
+    WeightFormat::all().into_iter().map(kernel).collect()
 }
 
 /// Which row of the table each token row reads.

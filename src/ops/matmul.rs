@@ -90,7 +90,7 @@ fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue) -> Kernel {
 
 pub fn variants() -> Vec<Kernel> {
     let mut out = Vec::new();
-    for w in WeightFormat::ALL {
+    for w in WeightFormat::all() {
         for b in WeightFormat::FLOAT {
             for epi in Epilogue::all() {
                 out.push(gemm(w, b, epi));
