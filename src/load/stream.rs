@@ -65,6 +65,12 @@ impl<'g, 'o> StreamLoader<'g, 'o> {
 
     /// Take the next chunk of the file.
     pub async fn push(&mut self, chunk: &[u8]) -> Result<()> {
+        if let Some(d) = self.options.dtype {
+            return Err(Error::load(
+                &self.origin,
+                format!("a streamed load stores tensors as the file does; storing them as {d} is not supported"),
+            ));
+        }
         if self.pos + chunk.len() as u64 > self.file_len {
             return Err(Error::load(
                 &self.origin,
