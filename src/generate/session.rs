@@ -29,6 +29,9 @@ pub struct Session {
     pub(super) active: Option<Active>,
     /// Submit decode step n + 1 before reading step n's token.
     pub(super) pipelined: bool,
+    /// The program `logits` built last, for (tokens, every position); perplexity runs many
+    /// windows of one length through it.
+    pub(super) inspect: Option<((usize, bool), Program)>,
 }
 
 /// Where programs of `seqs` sequences per step are kept.
@@ -67,6 +70,7 @@ impl Session {
             contexts: vec![Vec::new(); slots],
             active: None,
             pipelined: true,
+            inspect: None,
         })
     }
 
@@ -145,6 +149,7 @@ impl Session {
                 .chain(&self.prefill)
                 .map(|(_, p)| p.bytes())
                 .sum::<u64>()
+            + self.inspect.as_ref().map_or(0, |(_, p)| p.bytes())
     }
 
     /// Forget the conversations (the caches are overwritten as they refill).
@@ -170,19 +175,18 @@ impl Session {
             )));
         }
         self.active = None;
-        let g = Graph::new();
-        let which = if all_positions {
-            Logits::All
-        } else {
-            Logits::Last
-        };
-        let input = g.ids("ids", ids.len());
-        g.output(
-            "logits",
-            self.model.decoder().forward(&g, input, self.cache, which),
-        );
-        let plan = Plan::new(&g, Target::of(self.model.gpu()))?;
-        let program = Program::new(self.model.gpu(), plan, Some(&self.state)).await?;
+        let key = (ids.len(), all_positions);
+        if self.inspect.as_ref().is_none_or(|(k, _)| *k != key) {
+            self.inspect = None;
+            let g = Graph::new();
+            let which = if all_positions { Logits::All } else { Logits::Last };
+            let input = g.ids("ids", ids.len());
+            g.output("logits", self.model.decoder().forward(&g, input, self.cache, which));
+            let plan = Plan::new(&g, Target::of(self.model.gpu()))?;
+            let program = Program::new(self.model.gpu(), plan, Some(&self.state)).await?;
+            self.inspect = Some((key, program));
+        }
+        let (_, program) = self.inspect.as_ref().ok_or_else(|| Error::Invalid("no program".into()))?;
         let out = program
             .run(&Step::single(0, ids.len()), &[("ids", Feed::Ids(ids))])
             .await?;
