@@ -4,7 +4,8 @@ the way llama.cpp's converter writes one, and as an HF folder holding the same w
     python3 scripts/tiny_gguf.py OUT_DIR ARCH TYPE [spm]
 
 ARCH is llama or qwen2. TYPE is the ggml type of every 2-D weight (F32, F16, Q8_0, Q4_0,
-Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K); norms and biases stay F32, as llama.cpp keeps them.
+Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K, or Q4_K_M: llama.cpp's mix of Q4_K and Q6_K); norms
+and biases stay F32, as llama.cpp keeps them.
 
 Writes OUT_DIR/model.gguf and OUT_DIR/hf/{config.json, model.safetensors, tokenizer.json}.
 The HF weights are the GGUF's values as the gguf package dequantizes them, in HF row order:
@@ -144,10 +145,15 @@ def main():
 
     def matrix(gguf_name, hf_name, rows, cols, heads=None):
         values = (rng.uniform(-1, 1, size=(rows, cols)) / np.sqrt(cols)).astype(np.float32)
-        stored, held = encode(rng, values, qtype)
+        kind = qtype
+        if qtype == "Q4_K_M":
+            # llama.cpp's Q4_K_M mix: Q6_K for the embedding, attn_v and ffn_down, Q4_K else.
+            six = ("token_embd", "attn_v", "ffn_down")
+            kind = "Q6_K" if any(t in gguf_name for t in six) else "Q4_K"
+        stored, held = encode(rng, values, kind)
         if heads is not None and arch == "llama":
             stored = permute(stored, heads)
-        raw = None if qtype in ("F32", "F16") else T[qtype]
+        raw = None if kind in ("F32", "F16") else T[kind]
         w.add_tensor(gguf_name, stored, raw_dtype=raw)
         hf[hf_name] = held
 

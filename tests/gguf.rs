@@ -11,8 +11,9 @@ use kiln::{Gpu, TextModel};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const FORMATS: [&str; 10] =
-    ["F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"];
+/// Every format kiln reads, and llama.cpp's Q4_K_M mix (Q4_K with Q6_K for some tensors).
+const FORMATS: [&str; 11] =
+    ["F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "Q4_K_M"];
 
 /// Build the tiny model of `arch` in `format`; `None` (with a warning) where Python or its
 /// packages are missing outside CI.
