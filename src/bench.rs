@@ -158,7 +158,12 @@ impl std::fmt::Display for Report {
                 write!(f, "  {:>8.2} GFLOP/s", x.gflops())?;
             }
             if let (true, Some(base)) = (x.weights > 0.0, f32_rate) {
-                write!(f, "  {:>6.3} Gweights/s ({:.2}x F32)", x.gweights(), x.gweights() / base)?;
+                write!(
+                    f,
+                    "  {:>6.3} Gweights/s ({:.2}x F32)",
+                    x.gweights(),
+                    x.gweights() / base
+                )?;
             }
             writeln!(f)?;
         }
@@ -249,7 +254,9 @@ pub async fn run(gpu: &Gpu, size: Size) -> Result<Report> {
 
     let (n, k) = gemv_nk;
     // Every format kiln reads, F32 first (the others are compared with it).
-    let formats = [DType::F32, DType::F16, DType::BF16].into_iter().chain(DType::QUANTIZED);
+    let formats = [DType::F32, DType::F16, DType::BF16]
+        .into_iter()
+        .chain(DType::QUANTIZED);
     for dtype in formats {
         let (prog, x) = matmul_program(gpu, 1, k, n, dtype).await?;
         let t = measure(gpu, samples, async || {
@@ -305,7 +312,12 @@ pub fn parse_shapes(text: &str) -> Result<Vec<(usize, usize, usize)>> {
 
 /// Matmuls of the given shapes with `dtype` weights, each run **submitted and waited for
 /// alone** (as `peer-burn --sync device` times burn): the median of `runs` such runs.
-pub async fn matmul_shapes(gpu: &Gpu, shapes: &[(usize, usize, usize)], dtype: DType, runs: usize) -> Result<Report> {
+pub async fn matmul_shapes(
+    gpu: &Gpu,
+    shapes: &[(usize, usize, usize)],
+    dtype: DType,
+    runs: usize,
+) -> Result<Report> {
     let mut figures = Vec::new();
     for &(m, k, n) in shapes {
         let (prog, x) = matmul_program(gpu, m, k, n, dtype).await?;
@@ -328,5 +340,8 @@ pub async fn matmul_shapes(gpu: &Gpu, shapes: &[(usize, usize, usize)], dtype: D
             weights: 0.0,
         });
     }
-    Ok(Report { adapter: gpu.describe(), figures })
+    Ok(Report {
+        adapter: gpu.describe(),
+        figures,
+    })
 }

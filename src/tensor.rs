@@ -53,9 +53,9 @@ impl Tensor {
     }
     /// For a block format, the word of `part`'s buffer where its scales start (0 otherwise).
     pub fn meta_word(&self, part: &Part) -> u32 {
-        self.dtype
-            .block()
-            .map_or(0, |b| b.meta_word(part.rows.len() * self.row_len() / b.elems) as u32)
+        self.dtype.block().map_or(0, |b| {
+            b.meta_word(part.rows.len() * self.row_len() / b.elems) as u32
+        })
     }
     /// Length of the first dimension (1 for a scalar).
     pub fn rows(&self) -> usize {
@@ -135,9 +135,15 @@ impl Tensor {
     pub async fn to_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(self.numel());
         for part in &self.parts {
-            let raw = gpu.read_bytes(&part.buffer, 0, self.part_bytes(part)).await?;
+            let raw = gpu
+                .read_bytes(&part.buffer, 0, self.part_bytes(part))
+                .await?;
             let numel = part.rows.len() * self.row_len();
-            out.extend(crate::dtype::blocks::dequantize(self.dtype, &raw, numel / self.dtype.block_elems()));
+            out.extend(crate::dtype::blocks::dequantize(
+                self.dtype,
+                &raw,
+                numel / self.dtype.block_elems(),
+            ));
         }
         out.truncate(self.numel());
         Ok(out)

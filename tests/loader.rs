@@ -448,9 +448,15 @@ fn streamed_files_upload_the_same_in_any_chunking() {
             .to_string();
         assert_mentions(&e, &["lying", "past the end"]);
         // Converting formats is not done while streaming: refused, not ignored.
-        let options = kiln::load::LoadOptions { dtype: Some(DType::Q8_0), ..Default::default() };
+        let options = kiln::load::LoadOptions {
+            dtype: Some(DType::Q8_0),
+            ..Default::default()
+        };
         let mut loader = kiln::load::StreamLoader::new(gpu, "recode", bytes.len() as u64, options);
-        let e = pollster::block_on(loader.push(&bytes)).err().expect("refused").to_string();
+        let e = pollster::block_on(loader.push(&bytes))
+            .err()
+            .expect("refused")
+            .to_string();
         assert_mentions(&e, &["recode", "Q8_0", "not supported"]);
     }
 }

@@ -19,8 +19,11 @@ fn perplexity_scores_the_second_half_of_each_window() {
         let (_, host) = tiny::weights(gpu, &cfg, kiln::DType::F32);
         let mut rng = Rng::new(9);
         // Two windows and a half: the tail is not used.
-        let ids: Vec<u32> = (0..context * windows + context / 2).map(|_| rng.below(cfg.vocab as u32)).collect();
-        let got = pollster::block_on(perplexity(&model, &ids, context, |_, _| {})).expect("perplexity");
+        let ids: Vec<u32> = (0..context * windows + context / 2)
+            .map(|_| rng.below(cfg.vocab as u32))
+            .collect();
+        let got =
+            pollster::block_on(perplexity(&model, &ids, context, |_, _| {})).expect("perplexity");
         let mut nlls = Vec::new();
         for w in 0..windows {
             let window = &ids[w * context..(w + 1) * context];
@@ -29,14 +32,29 @@ fn perplexity_scores_the_second_half_of_each_window() {
             for j in context / 2..context - 1 {
                 let row = &logits[j * cfg.vocab..(j + 1) * cfg.vocab];
                 let max = row.iter().copied().fold(f32::MIN, f32::max) as f64;
-                let lse = max + row.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+                let lse = max
+                    + row
+                        .iter()
+                        .map(|&l| (l as f64 - max).exp())
+                        .sum::<f64>()
+                        .ln();
                 nlls.push(lse - row[window[j + 1] as usize] as f64);
             }
         }
         let want = (nlls.iter().sum::<f64>() / nlls.len() as f64).exp();
-        assert_eq!((got.windows, got.scored), (windows, nlls.len()), "on {}", label(gpu));
+        assert_eq!(
+            (got.windows, got.scored),
+            (windows, nlls.len()),
+            "on {}",
+            label(gpu)
+        );
         // f32 logits on the GPU against float64: relative 1e-4 on the perplexity.
-        assert!((got.value - want).abs() <= 1e-4 * want, "{} vs {want} on {}", got.value, label(gpu));
+        assert!(
+            (got.value - want).abs() <= 1e-4 * want,
+            "{} vs {want} on {}",
+            got.value,
+            label(gpu)
+        );
         assert!(got.stderr > 0.0 && got.stderr < got.value, "{got:?}");
     }
 }
@@ -46,5 +64,8 @@ fn too_short_a_text_is_an_error() {
     let Some(gpu) = gpus().first() else { return };
     let model = tiny::text_model(gpu, 96);
     let err = pollster::block_on(perplexity(&model, &[1, 2, 3], 16, |_, _| {})).unwrap_err();
-    assert!(err.to_string().contains("fewer than one window of 16"), "{err}");
+    assert!(
+        err.to_string().contains("fewer than one window of 16"),
+        "{err}"
+    );
 }

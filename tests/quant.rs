@@ -64,7 +64,10 @@ fn gguf_py(op: &str, dtype: DType, input: &[u8], cols: usize) -> Option<Vec<u8>>
             Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
             Err(e) => e.to_string(),
         };
-        assert!(!ci(), "CI=true and the gguf Python package did not run: {why}");
+        assert!(
+            !ci(),
+            "CI=true and the gguf Python package did not run: {why}"
+        );
         eprintln!("WARNING: gguf reference skipped (pip install gguf numpy): {why}");
         return None;
     }
@@ -74,7 +77,9 @@ fn gguf_py(op: &str, dtype: DType, input: &[u8], cols: usize) -> Option<Vec<u8>>
 }
 
 fn floats(raw: &[u8]) -> Vec<f32> {
-    raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    raw.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 #[test]
@@ -83,10 +88,18 @@ fn every_format_dequantizes_like_the_gguf_package() {
         let mut rng = Rng::new(11);
         let bytes = random_blocks(dtype, 7, &mut rng, 2.0);
         let ours = blocks::dequantize_file(dtype, &bytes);
-        let Some(theirs) = gguf_py("dequantize", dtype, &bytes, 0).map(|r| floats(&r)) else { return };
+        let Some(theirs) = gguf_py("dequantize", dtype, &bytes, 0).map(|r| floats(&r)) else {
+            return;
+        };
         assert_eq!(ours.len(), theirs.len(), "{dtype}");
         // Both compute d * scale * q - m in f32; allow one rounding of difference.
-        assert_close(&ours, &theirs, 1e-6, 1e-6, &format!("{dtype} against gguf-py"));
+        assert_close(
+            &ours,
+            &theirs,
+            1e-6,
+            1e-6,
+            &format!("{dtype} against gguf-py"),
+        );
     }
 }
 
@@ -98,19 +111,36 @@ fn quantizing_gives_ggml_reference_bytes() {
     // A zero block, and one whose largest magnitude is negative.
     x[..32].fill(0.0);
     x[32] = -3.0;
-    for dtype in [DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1] {
+    for dtype in [
+        DType::Q8_0,
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+    ] {
         let ours = kiln::dtype::quantize::quantize(dtype, &x, cols).expect("quantize");
         let input: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let Some(theirs) = gguf_py("quantize", dtype, &input, cols) else { return };
+        let Some(theirs) = gguf_py("quantize", dtype, &input, cols) else {
+            return;
+        };
         assert_eq!(ours.len(), theirs.len(), "{dtype}");
         let differ = ours.iter().zip(&theirs).filter(|(a, b)| a != b).count();
-        assert_eq!(differ, 0, "{dtype}: {differ} bytes differ from gguf-py's quantize");
+        assert_eq!(
+            differ, 0,
+            "{dtype}: {differ} bytes differ from gguf-py's quantize"
+        );
     }
 }
 
 /// A block-quantized (n, k) weight on `gpu`, split into parts of `part_rows` rows, with its
 /// dequantized values.
-fn quant_weight(gpu: &Gpu, dtype: DType, n: usize, k: usize, part_rows: Option<usize>) -> HostWeight {
+fn quant_weight(
+    gpu: &Gpu,
+    dtype: DType,
+    n: usize,
+    k: usize,
+    part_rows: Option<usize>,
+) -> HostWeight {
     let mut rng = Rng::new(5 + (n * k) as u64);
     let per_row = k / dtype.block_elems();
     // Scales ~ 1/16 keep products of O(1) quants with O(1) inputs near 1.
@@ -124,11 +154,21 @@ fn quant_weight(gpu: &Gpu, dtype: DType, n: usize, k: usize, part_rows: Option<u
     })
     .expect("upload");
     if let Some(r) = part_rows {
-        assert_eq!(tensor.parts().len(), n.div_ceil(r), "{dtype} split into parts");
+        assert_eq!(
+            tensor.parts().len(),
+            n.div_ceil(r),
+            "{dtype} split into parts"
+        );
     }
     let values = blocks::dequantize_file(dtype, &bytes);
     let back = pollster::block_on(tensor.to_f32(gpu)).expect("read back");
-    assert_close(&back, &values, 0.0, 0.0, &format!("{dtype}: the GPU holds what was uploaded"));
+    assert_close(
+        &back,
+        &values,
+        0.0,
+        0.0,
+        &format!("{dtype}: the GPU holds what was uploaded"),
+    );
     HostWeight { tensor, values }
 }
 
@@ -136,7 +176,11 @@ fn quant_weight(gpu: &Gpu, dtype: DType, n: usize, k: usize, part_rows: Option<u
 #[test]
 fn matmul_reads_every_block_format() {
     // (m, k, n, rows per part): k a multiple of 256 for the K-quants; n off every tile.
-    for &(m, k, n, part) in &[(1, 512, 37, None), (3, 256, 45, Some(16)), (37, 512, 29, Some(8))] {
+    for &(m, k, n, part) in &[
+        (1, 512, 37, None),
+        (3, 256, 45, Some(16)),
+        (37, 512, 29, Some(8)),
+    ] {
         for gpu in gpus() {
             for dtype in DType::QUANTIZED {
                 let w = quant_weight(gpu, dtype, n, k, part);
@@ -152,7 +196,10 @@ fn matmul_reads_every_block_format() {
                     let got = run_on(gpu, target, &g, &[("x", Feed::F32(&x))], &at(0, m));
                     let kind = if gemv_max_rows == 0 { "gemm" } else { "gemv" };
                     // f32 sums of k products of dequantized weights (|w| < 4) and |x| < 1.
-                    let what = format!("{kind} {m}x{k}x{n} {dtype} parts {part:?} on {}", label(gpu));
+                    let what = format!(
+                        "{kind} {m}x{k}x{n} {dtype} parts {part:?} on {}",
+                        label(gpu)
+                    );
                     assert_close(&got["y"], &want, 1e-3, 1e-4, &what);
                 }
             }
@@ -172,9 +219,21 @@ fn embedding_reads_every_block_format() {
             let y = g.embedding(g.weight(&w.tensor), idv);
             g.output("y", y);
             let want = emb::embedding(&w.values, &ids, d);
-            let got = run_on(gpu, Target::of(gpu), &g, &[("ids", Feed::Ids(&ids))], &at(0, ids.len()));
+            let got = run_on(
+                gpu,
+                Target::of(gpu),
+                &g,
+                &[("ids", Feed::Ids(&ids))],
+                &at(0, ids.len()),
+            );
             // A gather: exact.
-            assert_close(&got["y"], &want, 0.0, 0.0, &format!("embedding {dtype} on {}", label(gpu)));
+            assert_close(
+                &got["y"],
+                &want,
+                0.0,
+                0.0,
+                &format!("embedding {dtype} on {}", label(gpu)),
+            );
         }
     }
 }
@@ -183,8 +242,17 @@ fn embedding_reads_every_block_format() {
 fn a_block_format_needs_whole_blocks_per_row() {
     let Some(gpu) = gpus().first() else { return };
     let bytes = vec![0u8; 2 * DType::Q8_0.block().unwrap().file_bytes];
-    let err = pollster::block_on(kiln::load::upload_bytes(gpu, "w", &[4, 16], DType::Q8_0, &bytes))
-        .expect_err("16 weights per row is half a Q8_0 block");
+    let err = pollster::block_on(kiln::load::upload_bytes(
+        gpu,
+        "w",
+        &[4, 16],
+        DType::Q8_0,
+        &bytes,
+    ))
+    .expect_err("16 weights per row is half a Q8_0 block");
     let msg = err.to_string();
-    assert!(msg.contains("'w'") && msg.contains("whole number of blocks"), "{msg}");
+    assert!(
+        msg.contains("'w'") && msg.contains("whole number of blocks"),
+        "{msg}"
+    );
 }

@@ -143,7 +143,10 @@ fn pipelined_decode_matches_sequential_and_counts_no_surplus() {
 #[test]
 fn an_error_during_generation_is_an_error() {
     // Devices of their own: this test loses them. (Under CI, no adapter fails in gpus().)
-    let own: Vec<Gpu> = pollster::block_on(Gpu::all()).into_iter().flatten().collect();
+    let own: Vec<Gpu> = pollster::block_on(Gpu::all())
+        .into_iter()
+        .flatten()
+        .collect();
     assert_eq!(own.len(), gpus().len(), "every adapter opens twice");
     for gpu in own {
         let model = text_model(&gpu, 96);

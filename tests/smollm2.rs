@@ -7,8 +7,8 @@
 
 mod common;
 
-use kiln::generate::{Finish, GenerateOptions, Message, TextModel};
 use kiln::Sampling;
+use kiln::generate::{Finish, GenerateOptions, Message, TextModel};
 use serde_json::Value as Json;
 use std::sync::{Arc, OnceLock};
 

@@ -159,7 +159,13 @@ pub fn tensors<'g>(g: &'g Gguf) -> Result<Vec<(String, &'g GgufTensor)>> {
         match hf_name(&t.name) {
             Some(n) => plan.push((n, t)),
             None if t.name.starts_with("rope_") => {}
-            None => return Err(Error::tensor(g.path(), &t.name, "has no HF equivalent kiln knows")),
+            None => {
+                return Err(Error::tensor(
+                    g.path(),
+                    &t.name,
+                    "has no HF equivalent kiln knows",
+                ));
+            }
         }
     }
     Ok(plan)
@@ -167,7 +173,12 @@ pub fn tensors<'g>(g: &'g Gguf) -> Result<Vec<(String, &'g GgufTensor)>> {
 
 /// The bytes of tensor `t` (HF name `name`) in HF row order, as the file stores them
 /// otherwise (ggml blocks for block formats): llama's q and k rows are un-permuted.
-pub fn hf_bytes<'g>(g: &Gguf<'g>, cfg: &serde_json::Value, name: &str, t: &GgufTensor) -> Result<Cow<'g, [u8]>> {
+pub fn hf_bytes<'g>(
+    g: &Gguf<'g>,
+    cfg: &serde_json::Value,
+    name: &str,
+    t: &GgufTensor,
+) -> Result<Cow<'g, [u8]>> {
     let data = g.data(t);
     let heads = if name.contains("q_proj.") {
         "num_attention_heads"
@@ -186,7 +197,10 @@ pub fn hf_bytes<'g>(g: &Gguf<'g>, cfg: &serde_json::Value, name: &str, t: &GgufT
         return Err(Error::tensor(
             g.path(),
             &t.name,
-            format!("{rows} rows of {} cannot be un-permuted over {heads} heads", t.kind),
+            format!(
+                "{rows} rows of {} cannot be un-permuted over {heads} heads",
+                t.kind
+            ),
         ));
     }
     Ok(Cow::Owned(unpermute(data, rows, heads)))

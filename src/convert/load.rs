@@ -21,7 +21,10 @@ pub struct GgufModel {
 /// Map `path`, read its metadata and upload every tensor in its stored format.
 pub async fn load_gguf(gpu: &Gpu, path: &Path, options: LoadOptions<'_>) -> Result<GgufModel> {
     let label = path.display().to_string();
-    let io = |e| Error::Io { path: label.clone(), source: e };
+    let io = |e| Error::Io {
+        path: label.clone(),
+        source: e,
+    };
     let file = std::fs::File::open(path).map_err(io)?;
     // SAFETY: a read-only map of a file kiln does not modify.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
@@ -34,7 +37,11 @@ pub async fn load_gguf(gpu: &Gpu, path: &Path, options: LoadOptions<'_>) -> Resu
         .map_err(|e| Error::load(&label, format!("writing the tokenizer: {e}")))?;
     let tokenizer_config_json = tokenizer_config(&g, &cfg)?.to_string();
 
-    let LoadOptions { max_part_bytes, mut progress, dtype: recode_to } = options;
+    let LoadOptions {
+        max_part_bytes,
+        mut progress,
+        dtype: recode_to,
+    } = options;
     let bytes_total: u64 = plan.iter().map(|(_, t)| (t.end - t.start) as u64).sum();
     let mut weights = Weights::new(&label);
     let mut up = Uploader::new(gpu, max_part_bytes);
@@ -63,7 +70,9 @@ pub async fn load_gguf(gpu: &Gpu, path: &Path, options: LoadOptions<'_>) -> Resu
             .tensor_with(name, &shape, kind, data, report)
             .await
             .map_err(|e| match e {
-                Error::Limit(m) | Error::Gpu(m) | Error::Shape(m) => Error::tensor(&label, &t.name, m),
+                Error::Limit(m) | Error::Gpu(m) | Error::Shape(m) => {
+                    Error::tensor(&label, &t.name, m)
+                }
                 other => other,
             })?;
         weights.insert(tensor);

@@ -90,4 +90,3 @@ pub fn convert(src: &Path, out: &Path, progress: &mut ConvertProgress) -> Result
         .map_err(|e| Error::load(tp.display(), format!("writing the tokenizer: {e}")))?;
     Ok(())
 }
-

@@ -34,7 +34,11 @@ pub fn from_gguf(g: &Gguf) -> Result<Tokenizer> {
             ));
         }
     };
-    let types: Vec<u64> = match g.meta.get("tokenizer.ggml.token_type").and_then(Meta::as_array) {
+    let types: Vec<u64> = match g
+        .meta
+        .get("tokenizer.ggml.token_type")
+        .and_then(Meta::as_array)
+    {
         Some(a) => a.iter().map(|m| m.as_u64().unwrap_or(NORMAL)).collect(),
         None => vec![NORMAL; tokens.len()],
     };
@@ -88,8 +92,11 @@ pub fn from_gguf(g: &Gguf) -> Result<Tokenizer> {
     if prefix {
         decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
     }
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        tokens.iter().enumerate().map(|(i, t)| (t.to_string(), json!(i))).collect();
+    let vocab: serde_json::Map<String, serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), json!(i)))
+        .collect();
     let spec = json!({
         "version": "1.0", "truncation": null, "padding": null,
         "added_tokens": added,

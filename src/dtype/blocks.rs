@@ -49,7 +49,12 @@ impl Block {
 }
 
 const fn block(elems: usize, file_bytes: usize, quant_bytes: usize, meta_bytes: usize) -> Block {
-    Block { elems, file_bytes, quant_bytes, meta_bytes }
+    Block {
+        elems,
+        file_bytes,
+        quant_bytes,
+        meta_bytes,
+    }
 }
 
 /// The block shape of a quantized dtype (`None` for F32, F16 and BF16).
@@ -86,7 +91,12 @@ fn fields(dtype: DType) -> &'static [(usize, usize, bool)] {
         // d, dmin, scales[12], qh[32], qs[128]: quants are qs then qh
         DType::Q5K => &[(48, 128, false), (16, 32, false), (0, 4, true)],
         // ql[128], qh[64], scales[16], d: quants are ql then qh; meta is scales, d, 2 zeros
-        DType::Q6K => &[(0, 128, false), (128, 64, false), (192, 16, true), (208, 2, true)],
+        DType::Q6K => &[
+            (0, 128, false),
+            (128, 64, false),
+            (192, 16, true),
+            (208, 2, true),
+        ],
         DType::F32 | DType::F16 | DType::BF16 => &[],
     }
 }
@@ -129,7 +139,10 @@ fn scale_min_k4(s: usize, sc: &[u8]) -> (u8, u8) {
     if s < 4 {
         (sc[s] & 63, sc[s + 4] & 63)
     } else {
-        ((sc[s + 4] & 0xf) | ((sc[s - 4] >> 6) << 4), (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4))
+        (
+            (sc[s + 4] & 0xf) | ((sc[s - 4] >> 6) << 4),
+            (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4),
+        )
     }
 }
 
@@ -153,7 +166,11 @@ fn element(dtype: DType, q: &[u8], m: &[u8], j: usize) -> f32 {
         DType::Q4K | DType::Q5K => {
             let s = j / 32;
             let lo = nib(q[(j / 64) * 32 + j % 32], s % 2 == 1);
-            let hi = if dtype == DType::Q5K { (q[128 + j % 32] >> s) & 1 } else { 0 };
+            let hi = if dtype == DType::Q5K {
+                (q[128 + j % 32] >> s) & 1
+            } else {
+                0
+            };
             let (sc, mn) = (f32::from(m[4 + s]), f32::from(m[12 + s]));
             f16_at(m, 0) * sc * f32::from(lo | hi << 4) - f16_at(m, 2) * mn
         }
@@ -203,14 +220,21 @@ mod tests {
             let b = of(dtype).unwrap();
             assert_eq!(b.quant_bytes % 4, 0, "{dtype}");
             assert!(b.meta_bytes == 2 || b.meta_bytes % 4 == 0, "{dtype}");
-            let (q, m): (usize, usize) = fields(dtype).iter().fold((0, 0), |(q, m), &(_, l, meta)| {
-                if meta { (q, m + l) } else { (q + l, m) }
-            });
+            let (q, m): (usize, usize) = fields(dtype).iter().fold(
+                (0, 0),
+                |(q, m), &(_, l, meta)| {
+                    if meta { (q, m + l) } else { (q + l, m) }
+                },
+            );
             assert_eq!(q, b.quant_bytes, "{dtype}");
             // Every file byte is copied exactly once (the K-quants' packed scales are
             // unpacked instead).
             let unpacked = matches!(dtype, DType::Q4K | DType::Q5K);
-            let expect_meta = if unpacked { 4 } else { b.meta_bytes.min(b.file_bytes - q) };
+            let expect_meta = if unpacked {
+                4
+            } else {
+                b.meta_bytes.min(b.file_bytes - q)
+            };
             assert_eq!(m, expect_meta, "{dtype}");
             let mut seen = vec![0; b.file_bytes];
             for &(off, len, _) in fields(dtype) {

@@ -90,8 +90,11 @@ impl DType {
 
     /// The dtype named `name` (any case: `q4_k`, `Q8_0`, `f16`).
     pub fn parse(name: &str) -> Option<DType> {
-        let all = [DType::F32, DType::F16, DType::BF16].into_iter().chain(DType::QUANTIZED);
-        all.into_iter().find(|d| d.name().eq_ignore_ascii_case(name))
+        let all = [DType::F32, DType::F16, DType::BF16]
+            .into_iter()
+            .chain(DType::QUANTIZED);
+        all.into_iter()
+            .find(|d| d.name().eq_ignore_ascii_case(name))
     }
 
     /// The name GGUF and safetensors files use for this dtype.
@@ -243,7 +246,9 @@ impl WeightFormat {
                 DType::Q4K => wgsl!("k_scales", "q4_k"),
                 DType::Q5K => wgsl!("k_scales", "q5_k"),
                 DType::Q6K => wgsl!("q6_k"),
-                DType::F32 | DType::F16 | DType::BF16 => unreachable!("Blocks holds block formats only"),
+                DType::F32 | DType::F16 | DType::BF16 => {
+                    unreachable!("Blocks holds block formats only")
+                }
             },
         }
     }

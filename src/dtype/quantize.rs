@@ -56,11 +56,16 @@ fn block32(dtype: DType, x: &[f32], out: &mut Vec<u8>) {
             out.extend(x.iter().map(|v| (v * id).round() as i8 as u8));
         }
         DType::Q4_0 | DType::Q5_0 => {
-            let (levels, offset) = if dtype == DType::Q4_0 { (-8.0, 8.5) } else { (-16.0, 16.5) };
+            let (levels, offset) = if dtype == DType::Q4_0 {
+                (-8.0, 8.5)
+            } else {
+                (-16.0, 16.5)
+            };
             let d = x[amax_index(x)] / levels;
             let id = inverse(d);
             let cap = if dtype == DType::Q4_0 { 15.0 } else { 31.0 };
-            let q: [u8; 32] = std::array::from_fn(|j| (x[j] * id + offset).trunc().clamp(0.0, cap) as u8);
+            let q: [u8; 32] =
+                std::array::from_fn(|j| (x[j] * id + offset).trunc().clamp(0.0, cap) as u8);
             out.extend(f16_bytes(d));
             if dtype == DType::Q5_0 {
                 out.extend(high_bits(&q));
@@ -71,7 +76,8 @@ fn block32(dtype: DType, x: &[f32], out: &mut Vec<u8>) {
             let cap = if dtype == DType::Q4_1 { 15.0 } else { 31.0 };
             let d = (max - min) / cap;
             let id = inverse(d);
-            let q: [u8; 32] = std::array::from_fn(|j| ((x[j] - min) * id + 0.5).trunc().clamp(0.0, cap) as u8);
+            let q: [u8; 32] =
+                std::array::from_fn(|j| ((x[j] - min) * id + 0.5).trunc().clamp(0.0, cap) as u8);
             out.extend(f16_bytes(d));
             out.extend(f16_bytes(min));
             if dtype == DType::Q5_1 {
@@ -100,9 +106,14 @@ fn block_k(dtype: DType, x: &[f32], out: &mut Vec<u8>) {
     let d = scales.iter().copied().fold(0.0f32, f32::max) / 63.0;
     let dmin = mins.iter().copied().fold(0.0f32, f32::max) / 63.0;
     // The 6-bit codes are taken against d and dmin as the file stores them (f16).
-    let (dh, dminh) = (half::f16::from_f32(d).to_f32(), half::f16::from_f32(dmin).to_f32());
-    let sc: [u8; 8] = std::array::from_fn(|s| (scales[s] * inverse(dh)).round().clamp(0.0, 63.0) as u8);
-    let mn: [u8; 8] = std::array::from_fn(|s| (mins[s] * inverse(dminh)).round().clamp(0.0, 63.0) as u8);
+    let (dh, dminh) = (
+        half::f16::from_f32(d).to_f32(),
+        half::f16::from_f32(dmin).to_f32(),
+    );
+    let sc: [u8; 8] =
+        std::array::from_fn(|s| (scales[s] * inverse(dh)).round().clamp(0.0, 63.0) as u8);
+    let mn: [u8; 8] =
+        std::array::from_fn(|s| (mins[s] * inverse(dminh)).round().clamp(0.0, 63.0) as u8);
     // ggml's get_scale_min_k4 layout, inverted.
     let mut packed = [0u8; 12];
     for s in 0..4 {
@@ -115,7 +126,9 @@ fn block_k(dtype: DType, x: &[f32], out: &mut Vec<u8>) {
         let step = dh * f32::from(sc[s]);
         let m = dminh * f32::from(mn[s]);
         for (j, v) in qs.iter_mut().enumerate() {
-            *v = ((x[s * 32 + j] + m) * inverse(step)).round().clamp(0.0, levels) as u8;
+            *v = ((x[s * 32 + j] + m) * inverse(step))
+                .round()
+                .clamp(0.0, levels) as u8;
         }
     }
     out.extend(f16_bytes(d));
@@ -134,10 +147,12 @@ fn block_k(dtype: DType, x: &[f32], out: &mut Vec<u8>) {
 /// Q6_K: ql[128], qh[64], 16 int8 scales (one per 16 weights), d.
 fn block_q6k(x: &[f32], out: &mut Vec<u8>) {
     // Per sub-block of 16: x ~ scale * (q - 32), q in 0..=63.
-    let scales: [f32; 16] = std::array::from_fn(|s| x[s * 16 + amax_index(&x[s * 16..(s + 1) * 16])] / -32.0);
+    let scales: [f32; 16] =
+        std::array::from_fn(|s| x[s * 16 + amax_index(&x[s * 16..(s + 1) * 16])] / -32.0);
     let d = scales.iter().fold(0.0f32, |a, v| a.max(v.abs())) / 127.0;
     let dh = half::f16::from_f32(d).to_f32();
-    let sc: [i8; 16] = std::array::from_fn(|s| (scales[s] * inverse(dh)).round().clamp(-127.0, 127.0) as i8);
+    let sc: [i8; 16] =
+        std::array::from_fn(|s| (scales[s] * inverse(dh)).round().clamp(-127.0, 127.0) as i8);
     let q: [u8; 256] = std::array::from_fn(|j| {
         let step = dh * f32::from(sc[j / 16]);
         ((x[j] * inverse(step)).round() + 32.0).clamp(0.0, 63.0) as u8
@@ -164,7 +179,9 @@ pub const TARGETS: [DType; 8] = DType::QUANTIZED;
 pub fn quantize(dtype: DType, values: &[f32], row_len: usize) -> Result<Vec<u8>> {
     let block = dtype.block_elems();
     if !TARGETS.contains(&dtype) {
-        return Err(Error::Invalid(format!("{dtype} is not a block format to quantize to")));
+        return Err(Error::Invalid(format!(
+            "{dtype} is not a block format to quantize to"
+        )));
     }
     if row_len % block != 0 || values.len() % row_len.max(1) != 0 {
         return Err(Error::Shape(format!(
@@ -189,10 +206,16 @@ mod tests {
 
     #[test]
     fn round_trips_within_half_a_step() {
-        let x: Vec<f32> = (0..512).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.3).collect();
+        let x: Vec<f32> = (0..512)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.3)
+            .collect();
         for dtype in TARGETS {
             let back = dequantize_file(dtype, &quantize(dtype, &x, 256).unwrap());
-            let err = x.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let err = x
+                .iter()
+                .zip(&back)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             // Magnitudes up to 0.3: half a step of 8 bits ~0.0012, of 5 bits ~0.01; Q4_0 and
             // Q5_0 clip their largest positive code, a whole step; the K-quants' 6-bit
             // scales add a little.
@@ -208,7 +231,17 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_make() {
-        assert!(quantize(DType::F16, &[0.0; 256], 256).unwrap_err().to_string().contains("F16"));
-        assert!(quantize(DType::Q8_0, &[0.0; 48], 48).unwrap_err().to_string().contains("whole number"));
+        assert!(
+            quantize(DType::F16, &[0.0; 256], 256)
+                .unwrap_err()
+                .to_string()
+                .contains("F16")
+        );
+        assert!(
+            quantize(DType::Q8_0, &[0.0; 48], 48)
+                .unwrap_err()
+                .to_string()
+                .contains("whole number")
+        );
     }
 }

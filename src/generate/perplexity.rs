@@ -33,8 +33,17 @@ pub fn summarise(nlls: &[f64], windows: usize) -> Perplexity {
     let mean = nlls.iter().sum::<f64>() / n;
     let var = nlls.iter().map(|x| x * x).sum::<f64>() / n - mean * mean;
     let value = mean.exp();
-    let stderr = if nlls.len() > 1 { value * (var.max(0.0) / (n - 1.0)).sqrt() } else { 0.0 };
-    Perplexity { value, stderr, windows, scored: nlls.len() }
+    let stderr = if nlls.len() > 1 {
+        value * (var.max(0.0) / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    Perplexity {
+        value,
+        stderr,
+        windows,
+        scored: nlls.len(),
+    }
 }
 
 /// The perplexity of `model` on `ids`, in windows of `context` tokens; `progress(done, total)`
@@ -46,7 +55,9 @@ pub async fn perplexity(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Perplexity> {
     if context < 4 {
-        return Err(Error::Invalid(format!("a context of {context} tokens is too short to score")));
+        return Err(Error::Invalid(format!(
+            "a context of {context} tokens is too short to score"
+        )));
     }
     let windows = ids.len() / context;
     if windows == 0 {

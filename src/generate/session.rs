@@ -179,14 +179,24 @@ impl Session {
         if self.inspect.as_ref().is_none_or(|(k, _)| *k != key) {
             self.inspect = None;
             let g = Graph::new();
-            let which = if all_positions { Logits::All } else { Logits::Last };
+            let which = if all_positions {
+                Logits::All
+            } else {
+                Logits::Last
+            };
             let input = g.ids("ids", ids.len());
-            g.output("logits", self.model.decoder().forward(&g, input, self.cache, which));
+            g.output(
+                "logits",
+                self.model.decoder().forward(&g, input, self.cache, which),
+            );
             let plan = Plan::new(&g, Target::of(self.model.gpu()))?;
             let program = Program::new(self.model.gpu(), plan, Some(&self.state)).await?;
             self.inspect = Some((key, program));
         }
-        let (_, program) = self.inspect.as_ref().ok_or_else(|| Error::Invalid("no program".into()))?;
+        let (_, program) = self
+            .inspect
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("no program".into()))?;
         let out = program
             .run(&Step::single(0, ids.len()), &[("ids", Feed::Ids(ids))])
             .await?;

@@ -73,13 +73,50 @@ fn ggml_type(id: u32) -> std::result::Result<DType, String> {
         30 => DType::BF16,
         other => {
             const NAMES: [&str; 40] = [
-                "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1",
-                "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS",
-                "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64",
-                "IQ1_M", "BF16", "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4",
-                "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4",
+                "F32",
+                "F16",
+                "Q4_0",
+                "Q4_1",
+                "Q4_2",
+                "Q4_3",
+                "Q5_0",
+                "Q5_1",
+                "Q8_0",
+                "Q8_1",
+                "Q2_K",
+                "Q3_K",
+                "Q4_K",
+                "Q5_K",
+                "Q6_K",
+                "Q8_K",
+                "IQ2_XXS",
+                "IQ2_XS",
+                "IQ3_XXS",
+                "IQ1_S",
+                "IQ4_NL",
+                "IQ3_S",
+                "IQ2_S",
+                "IQ4_XS",
+                "I8",
+                "I16",
+                "I32",
+                "I64",
+                "F64",
+                "IQ1_M",
+                "BF16",
+                "Q4_0_4_4",
+                "Q4_0_4_8",
+                "Q4_0_8_8",
+                "TQ1_0",
+                "TQ2_0",
+                "IQ4_NL_4_4",
+                "IQ4_NL_4_8",
+                "IQ4_NL_8_8",
+                "MXFP4",
             ];
-            return Err(NAMES.get(other as usize).map_or(format!("unknown ggml type {other}"), |n| n.to_string()));
+            return Err(NAMES
+                .get(other as usize)
+                .map_or(format!("unknown ggml type {other}"), |n| n.to_string()));
         }
     })
 }
@@ -410,7 +447,10 @@ mod tests {
             blocks::dequantize_file(DType::BF16, &half::bf16::from_f32(3.0).to_le_bytes()),
             [3.0]
         );
-        assert_eq!(blocks::dequantize_file(DType::F32, &7.0f32.to_le_bytes()), [7.0]);
+        assert_eq!(
+            blocks::dequantize_file(DType::F32, &7.0f32.to_le_bytes()),
+            [7.0]
+        );
     }
 
     /// A minimal GGUF: one string key, one F32 tensor of 4 values.

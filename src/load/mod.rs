@@ -47,7 +47,12 @@ pub struct LoadOptions<'a> {
 
 /// The bytes to upload for a tensor of `shape` stored as `from`, when `options` ask for
 /// `to`: `None` keeps it as it is.
-pub fn recode(to: Option<DType>, from: DType, shape: &[usize], bytes: &[u8]) -> Result<Option<(DType, Vec<u8>)>> {
+pub fn recode(
+    to: Option<DType>,
+    from: DType,
+    shape: &[usize],
+    bytes: &[u8],
+) -> Result<Option<(DType, Vec<u8>)>> {
     let Some(to) = to else { return Ok(None) };
     let row_len = shape.get(1..).map_or(0, |r| r.iter().product::<usize>());
     if to == from || from.block().is_some() || shape.len() != 2 || row_len % to.block_elems() != 0 {

@@ -68,7 +68,9 @@ impl<'g, 'o> StreamLoader<'g, 'o> {
         if let Some(d) = self.options.dtype {
             return Err(Error::load(
                 &self.origin,
-                format!("a streamed load stores tensors as the file does; storing them as {d} is not supported"),
+                format!(
+                    "a streamed load stores tensors as the file does; storing them as {d} is not supported"
+                ),
             ));
         }
         if self.pos + chunk.len() as u64 > self.file_len {

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 
 /// The cached GGUF; `None` (with a warning) when it cannot be fetched outside CI.
 pub fn path() -> Option<PathBuf> {
-    match kiln::fetch::ensure(&kiln::fetch::SMOLLM2_135M, &kiln::fetch::cache_dir(), &mut |m| {
-        eprintln!("{m}")
-    }) {
+    match kiln::fetch::ensure(
+        &kiln::fetch::SMOLLM2_135M,
+        &kiln::fetch::cache_dir(),
+        &mut |m| eprintln!("{m}"),
+    ) {
         Ok(p) => Some(p),
         Err(e) if ci() => panic!("CI=true and the SmolLM2 model could not be fetched: {e}"),
         Err(e) => {

@@ -146,11 +146,16 @@ fn cmd_bench(args: &Args) -> Result<()> {
         let shapes = kiln::bench::parse_shapes(shapes)?;
         let dtype = match args.get("dtype") {
             None => kiln::DType::F32,
-            Some(d) => kiln::DType::parse(d).with_context(|| format!("--dtype {d}: not a dtype"))?,
+            Some(d) => {
+                kiln::DType::parse(d).with_context(|| format!("--dtype {d}: not a dtype"))?
+            }
         };
         let runs = args.parse_or("runs", 10)?;
         for gpu in &gpus {
-            print!("{}", pollster::block_on(kiln::bench::matmul_shapes(gpu, &shapes, dtype, runs))?);
+            print!(
+                "{}",
+                pollster::block_on(kiln::bench::matmul_shapes(gpu, &shapes, dtype, runs))?
+            );
         }
         return Ok(());
     }
@@ -204,7 +209,10 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
         }
         "convert" => cmd_convert(&args),
         "bench" => {
-            args.allow(&["adapter", "all", "size", "shapes", "dtype", "runs"], USAGE)?;
+            args.allow(
+                &["adapter", "all", "size", "shapes", "dtype", "runs"],
+                USAGE,
+            )?;
             cmd_bench(&args)
         }
         "" | "help" | "--help" | "-h" => {

@@ -26,7 +26,10 @@ impl Bar {
 
     /// A bar counting whole `items` (e.g. "windows") rather than bytes.
     pub fn counting(label: &str, items: &'static str) -> Bar {
-        Bar { items: Some(items), ..Bar::new(label) }
+        Bar {
+            items: Some(items),
+            ..Bar::new(label)
+        }
     }
 
     fn amount(&self, done: u64, total: u64) -> String {

@@ -369,18 +369,27 @@ pub fn perplexity(args: &Args) -> Result<()> {
     let model = &loaded.model;
     let ids = model.encode(&text)?;
     let windows = ids.len() / context.max(1);
-    eprintln!("{} tokens: {windows} windows of {context}, the second half of each scored", ids.len());
+    eprintln!(
+        "{} tokens: {windows} windows of {context}, the second half of each scored",
+        ids.len()
+    );
     let mut bar = crate::progress::Bar::counting("perplexity", "windows");
     let t0 = Instant::now();
-    let p = pollster::block_on(kiln::generate::perplexity::perplexity(model, &ids, context, |done, total| {
-        bar.update(done as u64, total as u64, "")
-    }))?;
+    let p = pollster::block_on(kiln::generate::perplexity::perplexity(
+        model,
+        &ids,
+        context,
+        |done, total| bar.update(done as u64, total as u64, ""),
+    ))?;
     let secs = t0.elapsed().as_secs_f64();
     eprintln!(
         "scored {} tokens in {secs:.1} s ({:.1} tok/s through the model)",
         p.scored,
         (p.windows * context) as f64 / secs
     );
-    println!("perplexity {:.4} +/- {:.4} ({} windows of {context})", p.value, p.stderr, p.windows);
+    println!(
+        "perplexity {:.4} +/- {:.4} ({} windows of {context})",
+        p.value, p.stderr, p.windows
+    );
     Ok(())
 }
