@@ -3,9 +3,10 @@
 //
 // Each workgroup computes ROWS output columns for up to MR rows of x (workgroup z picks the
 // block of rows), with LANES threads per column. A column's lanes stride through k four
-// elements at a time (vector loads of the weight, read once for all MR rows), then reduce
-// their partial sums in workgroup memory. LANES must be a power of two. Columns are laid out
-// over a 2-D grid so that N may exceed the 65535 workgroups one dimension allows.
+// elements at a time (vector loads of the weight, read once for all MR rows), then sum
+// their partials (lane_sum: subgroup shuffles or workgroup memory). LANES must be a power of
+// two. Columns are laid out over a 2-D grid so that N may exceed the 65535 workgroups one
+// dimension allows.
 
 struct Params {
     m: u32,
@@ -28,8 +29,6 @@ const MR: u32 = 8u;
 @group(0) @binding(4) var<storage, read> aux: array<f32>;
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
-
-var<workgroup> partial: array<f32, LANES * ROWS * MR>;
 
 @compute @workgroup_size(LANES, ROWS, 1)
 fn main(
@@ -62,25 +61,12 @@ fn main(
             }
         }
     }
-    let slot = lid.y * MR * LANES;
-    for (var r = 0u; r < MR; r = r + 1u) {
-        partial[slot + r * LANES + lane] = acc[r];
-    }
-    workgroupBarrier();
-    for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
-        if (lane < s) {
-            for (var r = 0u; r < rows; r = r + 1u) {
-                let i = slot + r * LANES + lane;
-                partial[i] = partial[i] + partial[i + s];
-            }
-        }
-        workgroupBarrier();
-    }
+    lane_sum(&acc, lane, lid.y, rows);
     if (lane == 0u && n < p.n) {
         let col = p.n_off + n;
         for (var r = 0u; r < rows; r = r + 1u) {
             let idx = (m0 + r) * p.ldy + col;
-            y[idx] = epilogue(partial[slot + r * LANES], col, idx);
+            y[idx] = epilogue(acc[r], col, idx);
         }
     }
 }

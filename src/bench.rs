@@ -199,6 +199,25 @@ async fn measure(
     Ok(times[times.len() / 2])
 }
 
+/// Median time of one matmul y = x (m, k) @ w (n, k)^T with `dtype` weights planned for
+/// `target`, from `samples` samples (see `measure`).
+pub async fn time_matmul(
+    gpu: &Gpu,
+    target: Target,
+    m: usize,
+    k: usize,
+    n: usize,
+    dtype: DType,
+    samples: usize,
+) -> Result<Duration> {
+    let (prog, x) = matmul_program(gpu, m, k, n, dtype, target).await?;
+    measure(gpu, samples, async || {
+        let step = Step::single(0, prog.tokens());
+        prog.submit(&step, &[("x", Feed::F32(&x))]).await.map(drop)
+    })
+    .await
+}
+
 /// A matmul program y = x (m, k) @ w (n, k)^T with random weights of `dtype`.
 async fn matmul_program(
     gpu: &Gpu,
@@ -206,6 +225,7 @@ async fn matmul_program(
     k: usize,
     n: usize,
     dtype: DType,
+    target: Target,
 ) -> Result<(Program, Vec<f32>)> {
     let values: Vec<f32> = (0..n * k)
         .map(|i| ((i * 7919 % 1000) as f32 / 1000.0) - 0.5)
@@ -219,7 +239,7 @@ async fn matmul_program(
     let x = g.input("x", m, k);
     // One sequence of m tokens.
     g.output("y", g.matmul(x, g.weight(&w)));
-    let plan = Plan::new(&g, Target::of(gpu))?;
+    let plan = Plan::new(&g, target)?;
     let x = vec![0.5f32; m * k];
     Ok((Program::new(gpu, plan, None).await?, x))
 }
@@ -258,7 +278,7 @@ pub async fn run(gpu: &Gpu, size: Size) -> Result<Report> {
         .into_iter()
         .chain(DType::QUANTIZED);
     for dtype in formats {
-        let (prog, x) = matmul_program(gpu, 1, k, n, dtype).await?;
+        let (prog, x) = matmul_program(gpu, 1, k, n, dtype, Target::of(gpu)).await?;
         let t = measure(gpu, samples, async || {
             let step = Step::single(0, prog.tokens());
             prog.submit(&step, &[("x", Feed::F32(&x))]).await.map(drop)
@@ -275,7 +295,7 @@ pub async fn run(gpu: &Gpu, size: Size) -> Result<Report> {
 
     let (m, n, k) = gemm_mnk;
     for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4K] {
-        let (prog, x) = matmul_program(gpu, m, k, n, dtype).await?;
+        let (prog, x) = matmul_program(gpu, m, k, n, dtype, Target::of(gpu)).await?;
         let t = measure(gpu, samples, async || {
             let step = Step::single(0, prog.tokens());
             prog.submit(&step, &[("x", Feed::F32(&x))]).await.map(drop)
@@ -320,7 +340,7 @@ pub async fn matmul_shapes(
 ) -> Result<Report> {
     let mut figures = Vec::new();
     for &(m, k, n) in shapes {
-        let (prog, x) = matmul_program(gpu, m, k, n, dtype).await?;
+        let (prog, x) = matmul_program(gpu, m, k, n, dtype, Target::of(gpu)).await?;
         let step = Step::single(0, prog.tokens());
         let _ = prog.submit(&step, &[("x", Feed::F32(&x))]).await?;
         gpu.flush().await;

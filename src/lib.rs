@@ -27,6 +27,7 @@ pub mod reference;
 pub mod sample;
 pub mod schedule;
 pub mod tensor;
+pub mod tune;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;

@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use kiln::dtype::blocks;
+use kiln::kernels::{Gemv, GemvTable};
 use kiln::ops::{embedding as emb, matmul as mm};
 use kiln::{DType, Feed, Gpu, Graph, Target};
 use std::process::Command;
@@ -172,17 +173,26 @@ fn quant_weight(
     HostWeight { tensor, values }
 }
 
-/// GEMV (decode) and tiled GEMM (prefill) over every block format, forced either way.
+/// GEMV (decode) and tiled GEMM (prefill) over every block format, forced either way; GEMV
+/// in every configuration the adapter can run: f32 or 8-bit activations, lanes summed in
+/// workgroup memory or by subgroup shuffles, two tile shapes.
 #[test]
 fn matmul_reads_every_block_format() {
-    // (m, k, n, rows per part): k a multiple of 256 for the K-quants; n off every tile.
+    // (m, k, n, rows per part): k a multiple of 256 for the K-quants, and 768 crosses the
+    // 8-bit GEMV's 512-element chunks; m = 11 spans two GEMV row blocks; n off every tile.
     for &(m, k, n, part) in &[
         (1, 512, 37, None),
         (3, 256, 45, Some(16)),
+        (11, 768, 70, Some(32)),
         (37, 512, 29, Some(8)),
+        (5, 576, 300, None),
+        (5, 1536, 100, None),
     ] {
         for gpu in gpus() {
             for dtype in DType::QUANTIZED {
+                if k % dtype.block_elems() != 0 {
+                    continue;
+                }
                 let w = quant_weight(gpu, dtype, n, k, part);
                 let x = Rng::new(3).uniform(m * k, 1.0);
                 let g = Graph::new();
@@ -190,19 +200,122 @@ fn matmul_reads_every_block_format() {
                 let y = g.matmul(xi, g.weight(&w.tensor));
                 g.output("y", y);
                 let want = mm::matmul(&x, &w.values, m, n, k);
+                let want_q8 = mm::matmul_q8(&x, &w.values, m, n, k);
                 let t = Target::of(gpu);
-                for gemv_max_rows in [0, usize::MAX] {
-                    let target = Target { gemv_max_rows, ..t };
+                let gemm = Target {
+                    gemv_max_rows: 0,
+                    ..t
+                };
+                let mut runs = vec![("gemm".to_string(), gemm)];
+                for cfg in gemv_configs(gpu) {
+                    let target = Target {
+                        gemv_max_rows: usize::MAX,
+                        gemv: GemvTable::uniform(cfg),
+                        ..t
+                    };
+                    runs.push((format!("gemv {cfg:?}"), target));
+                }
+                for (kind, target) in runs {
                     let got = run_on(gpu, target, &g, &[("x", Feed::F32(&x))], &at(0, m));
-                    let kind = if gemv_max_rows == 0 { "gemm" } else { "gemv" };
-                    // f32 sums of k products of dequantized weights (|w| < 4) and |x| < 1.
                     let what = format!(
                         "{kind} {m}x{k}x{n} {dtype} parts {part:?} on {}",
                         label(gpu)
                     );
-                    assert_close(&got["y"], &want, 1e-3, 1e-4, &what);
+                    if target.gemv_max_rows > 0 && target.gemv.float.int8 {
+                        // Against the twin that quantizes x the same way: f32 sums of k
+                        // products of dequantized weights (|w| < 4) and |x| < 1, in another
+                        // order.
+                        assert_close(&got["y"], &want_q8, 1e-3, 1e-4, &what);
+                        // And near the f32 product: each quantized x is within dx / 2 of x.
+                        let bound = q8_error_bound(&x, &w.values, m, n, k);
+                        for (i, ((g, f), b)) in got["y"].iter().zip(&want).zip(&bound).enumerate() {
+                            assert!(
+                                (g - f).abs() <= b + 1e-3,
+                                "{what}: element {i}: {g} vs f32 {f}, bound {b}"
+                            );
+                        }
+                    } else {
+                        assert_close(&got["y"], &want, 1e-3, 1e-4, &what);
+                    }
                 }
             }
+        }
+    }
+}
+
+/// A bound on how far 8-bit activations can move y (m, n) = x . w^T: sum over k of
+/// |w| dx / 2, with dx = max|x| / 127 over x's 32-element block (the kernel's own dx, which
+/// leaves out the block's largest element, is at most that).
+fn q8_error_bound(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+    let dx: Vec<f32> = x
+        .chunks(32)
+        .map(|b| b.iter().fold(0.0f32, |a, v| a.max(v.abs())) / 127.0)
+        .collect();
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            out[i * n + j] = (0..k)
+                .map(|l| w[j * k + l].abs() * dx[(i * k + l) / 32] / 2.0)
+                .sum();
+        }
+    }
+    out
+}
+
+/// Every GEMV configuration `gpu` can run, and another tile shape.
+fn gemv_configs(gpu: &Gpu) -> Vec<Gemv> {
+    let mut out = Vec::new();
+    for subgroups in [false, true] {
+        for int8 in [false, true] {
+            out.push(Gemv {
+                subgroups,
+                int8,
+                ..Gemv::DEFAULT
+            });
+        }
+    }
+    // Another tile: two lanes a column, 16 columns a workgroup.
+    out.push(Gemv {
+        lanes: 2,
+        rows: 16,
+        subgroups: true,
+        int8: true,
+    });
+    out.retain(|c| c.fits(gpu));
+    out
+}
+
+/// Float weights through every GEMV configuration too (int8 does not apply to them).
+#[test]
+fn gemv_sums_lanes_either_way_on_float_weights() {
+    let (m, k, n) = (5, 300, 77);
+    for gpu in gpus() {
+        let mut rng = Rng::new(9);
+        let values = rng.uniform(n * k, 1.0);
+        let tensor = pollster::block_on(kiln::load::upload_bytes(
+            gpu,
+            "w",
+            &[n, k],
+            DType::F32,
+            &DType::F32.from_f32(&values),
+        ))
+        .expect("upload");
+        let x = rng.uniform(m * k, 1.0);
+        let g = Graph::new();
+        let xi = g.input("x", m, k);
+        let y = g.matmul(xi, g.weight(&tensor));
+        g.output("y", y);
+        let want = mm::matmul(&x, &values, m, n, k);
+        for cfg in gemv_configs(gpu).into_iter().filter(|c| !c.int8) {
+            let t = Target::of(gpu);
+            let target = Target {
+                gemv_max_rows: usize::MAX,
+                gemv: GemvTable::uniform(cfg),
+                ..t
+            };
+            let got = run_on(gpu, target, &g, &[("x", Feed::F32(&x))], &at(0, m));
+            let what = format!("gemv {cfg:?} F32 {m}x{k}x{n} on {}", label(gpu));
+            assert_close(&got["y"], &want, 1e-4, 1e-4, &what);
         }
     }
 }

@@ -8,13 +8,21 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 use std::collections::HashMap;
 
 /// The capabilities a WebGPU device has (unpack2x16float is core WGSL), plus native f16 for
-/// the variants that need SHADER_F16.
-fn validator(f16: bool) -> Validator {
+/// the variants that need SHADER_F16 and subgroups in compute for those that need SUBGROUP.
+fn validator(kernel: &Kernel) -> Validator {
     let mut caps = Capabilities::SHADER_FLOAT16_IN_FLOAT32;
-    if f16 {
+    if kernel.needs_f16() {
         caps |= Capabilities::SHADER_FLOAT16;
     }
-    Validator::new(ValidationFlags::all(), caps)
+    if kernel.needs_subgroups() {
+        caps |= Capabilities::SUBGROUP;
+    }
+    let mut v = Validator::new(ValidationFlags::all(), caps);
+    if kernel.needs_subgroups() {
+        v.subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all());
+    }
+    v
 }
 
 /// The (binding -> kind) the shader declares, from naga's reflection.
@@ -50,12 +58,11 @@ fn every_shader_variant_validates_and_matches_its_layout() {
     let mut families = std::collections::BTreeSet::new();
     for kernel in &variants {
         let source = kernel.source();
-        let f16 = kernel.needs_f16();
         let (module, info) = parsed.entry(source.clone()).or_insert_with(|| {
             let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
                 panic!("{kernel:?} does not parse:\n{}", e.emit_to_string(&source))
             });
-            let info = validator(f16).validate(&module).unwrap_or_else(|e| {
+            let info = validator(kernel).validate(&module).unwrap_or_else(|e| {
                 panic!(
                     "{kernel:?} does not validate:\n{}",
                     e.emit_to_string(&source)
@@ -235,12 +242,13 @@ fn a_layout_drift_is_caught() {
 #[test]
 fn a_broken_shader_is_caught_without_a_gpu() {
     // The check above must be able to fail: a reader snippet with a type error does not validate.
-    let broken = Kernel::new(&kiln::ops::softmax::FAMILY)
+    let kernel = Kernel::new(&kiln::ops::softmax::FAMILY);
+    let broken = kernel
         .source()
         .replace("exp(x[base + i] - m) * inv", "exp(x[base + i] - m) * 1u");
     let module = naga::front::wgsl::parse_str(&broken);
     let valid = module
-        .map(|m| validator(false).validate(&m).is_ok())
+        .map(|m| validator(&kernel).validate(&m).is_ok())
         .unwrap_or(false);
     assert!(!valid, "a type error must be rejected");
 }

@@ -10,3 +10,10 @@ fn load_ARR(i: u32) -> f32 {
     let b_ARR = i >> 5u;
     return (f32(nibble_ARR(b_ARR * 4u, i)) - 8.0) * d_ARR(b_ARR);
 }
+
+// 32-element block s (qblock.wgsl).
+fn qblock_ARR(s: u32) -> QBlock_ARR {
+    let q_ARR = nibble_words_ARR(s * 4u);
+    let sc_ARR = d_ARR(s);
+    return QBlock_ARR(q_ARR[0], q_ARR[1], vec4<f32>(sc_ARR, sc_ARR, -8.0 * sc_ARR, -8.0 * sc_ARR));
+}

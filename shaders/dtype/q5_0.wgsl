@@ -8,3 +8,10 @@ fn load4_ARR(i: u32) -> vec4<f32> {
 fn load_ARR(i: u32) -> f32 {
     return (f32(quant_ARR(i)) - 16.0) * d_ARR(i >> 5u);
 }
+
+// 32-element block s (qblock.wgsl).
+fn qblock_ARR(s: u32) -> QBlock_ARR {
+    let q_ARR = q5_words_ARR(s);
+    let sc_ARR = d_ARR(s);
+    return QBlock_ARR(q_ARR[0], q_ARR[1], vec4<f32>(sc_ARR, sc_ARR, -16.0 * sc_ARR, -16.0 * sc_ARR));
+}

@@ -10,3 +10,10 @@ fn load_ARR(i: u32) -> f32 {
     let dm = dm_ARR(i >> 5u);
     return f32(quant_ARR(i)) * dm.x + dm.y;
 }
+
+// 32-element block s (qblock.wgsl).
+fn qblock_ARR(s: u32) -> QBlock_ARR {
+    let q_ARR = q5_words_ARR(s);
+    let dm_ARR = dm_ARR(s);
+    return QBlock_ARR(q_ARR[0], q_ARR[1], vec4<f32>(dm_ARR.x, dm_ARR.x, dm_ARR.y, dm_ARR.y));
+}

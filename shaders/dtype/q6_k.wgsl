@@ -26,3 +26,33 @@ fn load4_ARR(i: u32) -> vec4<f32> {
 fn load_ARR(i: u32) -> f32 {
     return load4_ARR(i & ~3u)[i & 3u];
 }
+
+// 32-element block s: elements 32 (s % 8) .. of block s / 8 (qblock.wgsl); its halves have
+// scales of their own.
+fn qblock_ARR(s: u32) -> QBlock_ARR {
+    let b_ARR = s >> 3u;
+    let n_ARR = (s >> 2u) & 1u;
+    let quarter_ARR = s & 3u;
+    let ql_ARR = b_ARR * 48u + n_ARR * 16u + (quarter_ARR & 1u) * 8u;
+    let qh_ARR = b_ARR * 48u + 32u + n_ARR * 8u;
+    let sl_ARR = vec4<u32>((quarter_ARR >> 1u) * 4u);
+    let sh_ARR = vec4<u32>(quarter_ARR * 2u);
+    let m4_ARR = vec4<u32>(0x0f0f0f0fu);
+    let m2_ARR = vec4<u32>(0x03030303u);
+    let l0_ARR = vec4<u32>(ARR[ql_ARR], ARR[ql_ARR + 1u], ARR[ql_ARR + 2u], ARR[ql_ARR + 3u]);
+    let l1_ARR = vec4<u32>(ARR[ql_ARR + 4u], ARR[ql_ARR + 5u], ARR[ql_ARR + 6u], ARR[ql_ARR + 7u]);
+    let h0_ARR = vec4<u32>(ARR[qh_ARR], ARR[qh_ARR + 1u], ARR[qh_ARR + 2u], ARR[qh_ARR + 3u]);
+    let h1_ARR = vec4<u32>(ARR[qh_ARR + 4u], ARR[qh_ARR + 5u], ARR[qh_ARR + 6u], ARR[qh_ARR + 7u]);
+    let m_ARR = p.ARR_meta + b_ARR * 5u;
+    let k_ARR = n_ARR * 8u + quarter_ARR * 2u;
+    let sc_ARR = ARR[m_ARR + (k_ARR >> 2u)] >> ((k_ARR & 3u) * 8u);
+    let sc0_ARR = bitcast<i32>(sc_ARR << 24u) >> 24u;
+    let sc1_ARR = bitcast<i32>(sc_ARR << 16u) >> 24u;
+    let d_ARR = unpack2x16float(ARR[m_ARR + 4u]).x;
+    let a_ARR = vec2<f32>(d_ARR * f32(sc0_ARR), d_ARR * f32(sc1_ARR));
+    return QBlock_ARR(
+        ((l0_ARR >> sl_ARR) & m4_ARR) | (((h0_ARR >> sh_ARR) & m2_ARR) << vec4<u32>(4u)),
+        ((l1_ARR >> sl_ARR) & m4_ARR) | (((h1_ARR >> sh_ARR) & m2_ARR) << vec4<u32>(4u)),
+        vec4<f32>(a_ARR, -32.0 * a_ARR),
+    );
+}

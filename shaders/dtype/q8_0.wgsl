@@ -11,3 +11,14 @@ fn load_ARR(i: u32) -> f32 {
     let q_ARR = bitcast<i32>(ARR[i >> 2u] << (24u - (i & 3u) * 8u)) >> 24u;
     return f32(q_ARR) * d_ARR(i >> 5u);
 }
+
+// 32-element block s (qblock.wgsl).
+fn qblock_ARR(s: u32) -> QBlock_ARR {
+    let w_ARR = s * 8u;
+    let sc_ARR = d_ARR(s);
+    return QBlock_ARR(
+        vec4<u32>(ARR[w_ARR], ARR[w_ARR + 1u], ARR[w_ARR + 2u], ARR[w_ARR + 3u]),
+        vec4<u32>(ARR[w_ARR + 4u], ARR[w_ARR + 5u], ARR[w_ARR + 6u], ARR[w_ARR + 7u]),
+        vec4<f32>(sc_ARR, sc_ARR, 0.0, 0.0),
+    );
+}

@@ -238,14 +238,14 @@ impl WeightFormat {
             WeightFormat::F16Packed => wgsl!("f16_packed"),
             WeightFormat::BF16Packed => wgsl!("bf16_packed"),
             WeightFormat::Blocks(d) => match d {
-                DType::Q8_0 => wgsl!("half_meta", "q8_0"),
-                DType::Q4_0 => wgsl!("half_meta", "nibbles", "q4_0"),
-                DType::Q4_1 => wgsl!("pair_meta", "nibbles", "q4_1"),
-                DType::Q5_0 => wgsl!("half_meta", "nibbles", "q5_bits", "q5_0"),
-                DType::Q5_1 => wgsl!("pair_meta", "nibbles", "q5_bits", "q5_1"),
-                DType::Q4K => wgsl!("k_scales", "q4_k"),
-                DType::Q5K => wgsl!("k_scales", "q5_k"),
-                DType::Q6K => wgsl!("q6_k"),
+                DType::Q8_0 => wgsl!("qblock", "half_meta", "q8_0"),
+                DType::Q4_0 => wgsl!("qblock", "half_meta", "nibbles", "q4_0"),
+                DType::Q4_1 => wgsl!("qblock", "pair_meta", "nibbles", "q4_1"),
+                DType::Q5_0 => wgsl!("qblock", "half_meta", "nibbles", "q5_bits", "q5_0"),
+                DType::Q5_1 => wgsl!("qblock", "pair_meta", "nibbles", "q5_bits", "q5_1"),
+                DType::Q4K => wgsl!("qblock", "k_scales", "q4_k"),
+                DType::Q5K => wgsl!("qblock", "k_scales", "q5_k"),
+                DType::Q6K => wgsl!("qblock", "q6_k"),
                 DType::F32 | DType::F16 | DType::BF16 => {
                     unreachable!("Blocks holds block formats only")
                 }

@@ -31,6 +31,7 @@ pub struct TextModel {
     add_bos: bool,
     /// Tokens that end generation.
     pub eos: Vec<u32>,
+    matrix_dtypes: Vec<crate::DType>,
 }
 
 impl TextModel {
@@ -94,6 +95,7 @@ impl TextModel {
             chat,
             add_bos,
             eos,
+            matrix_dtypes: weights.matrix_dtypes(),
         })
     }
 
@@ -150,6 +152,12 @@ impl TextModel {
 
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    /// The dtypes of its weight matrices: pass them to `kiln::tune::ensure` to tune GEMV
+    /// for this model before planning sessions.
+    pub fn matrix_dtypes(&self) -> &[crate::DType] {
+        &self.matrix_dtypes
     }
 
     /// The model itself.

@@ -19,10 +19,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Optional features kiln uses when the adapter has them: native f16 loads of F16 weights.
-/// (`kiln adapters` also reports SUBGROUP and TIMESTAMP_QUERY; no kernel uses them yet, so
-/// kiln does not request them.)
-pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16;
+/// Optional features kiln uses when the adapter has them: native f16 loads of F16 weights,
+/// and subgroup shuffles in GEMV reductions. (`kiln adapters` also reports TIMESTAMP_QUERY;
+/// no kernel uses it yet, so kiln does not request it.)
+pub const OPTIONAL_FEATURES: wgpu::Features =
+    wgpu::Features::SHADER_F16.union(wgpu::Features::SUBGROUP);
 
 /// A device and queue, with the limits and features kiln plans against.
 #[derive(Clone)]
@@ -181,6 +182,20 @@ impl Gpu {
     pub fn has_f16(&self) -> bool {
         self.inner.features.contains(wgpu::Features::SHADER_F16)
     }
+    /// Whether shaders may use subgroup operations (the SUBGROUP feature).
+    pub fn has_subgroups(&self) -> bool {
+        self.inner.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// The smallest subgroup the adapter may run (0 without SUBGROUP).
+    pub fn subgroup_min_size(&self) -> u32 {
+        if self.has_subgroups() {
+            self.inner.info.subgroup_min_size
+        } else {
+            0
+        }
+    }
+
     /// Whether kiln's pipelines keep wgpu's per-access bounds checks.
     pub fn bounds_checks(&self) -> bool {
         self.inner.bounds_checks

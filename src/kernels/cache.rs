@@ -36,6 +36,13 @@ impl PipelineCache {
                 gpu.describe()
             )));
         }
+        if kernel.needs_subgroups() && !gpu.has_subgroups() {
+            return Err(Error::Gpu(format!(
+                "kernel {} uses subgroup operations but {} lacks SUBGROUP",
+                kernel.name(),
+                gpu.describe()
+            )));
+        }
         let device = gpu.device();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel

@@ -36,6 +36,12 @@ pub enum Include {
     Reduce,
     /// `struct Seq`: one sequence's position, length and slot in the step.
     Seq,
+    /// `lane_sum(acc, lane, col, rows)`: a GEMV column's partial sums over its LANES lanes,
+    /// in workgroup memory (every adapter).
+    LanesShared,
+    /// The same with subgroup shuffles (adapters with SUBGROUP, LANES at most the subgroup
+    /// size).
+    LanesSubgroup,
 }
 
 impl Include {
@@ -44,7 +50,14 @@ impl Include {
             Include::Epilogue => include_str!("../../shaders/epilogue.wgsl"),
             Include::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Include::Seq => include_str!("../../shaders/seq.wgsl"),
+            Include::LanesShared => include_str!("../../shaders/lanes_shared.wgsl"),
+            Include::LanesSubgroup => include_str!("../../shaders/lanes_subgroup.wgsl"),
         }
+    }
+
+    /// Whether the piece needs the SUBGROUP feature (`enable subgroups;`).
+    pub fn needs_subgroups(self) -> bool {
+        self == Include::LanesSubgroup
     }
 }
 
@@ -137,6 +150,11 @@ impl Kernel {
         self.weights.iter().any(|(_, f)| f.needs_f16())
     }
 
+    /// Whether the kernel needs the SUBGROUP feature on the device.
+    pub fn needs_subgroups(&self) -> bool {
+        self.family.includes.iter().any(|i| i.needs_subgroups())
+    }
+
     /// The complete WGSL source of this variant.
     pub fn source(&self) -> String {
         compose(self)
@@ -155,6 +173,99 @@ pub struct Target {
     /// Matmuls over at most this many rows run as GEMV (weights streamed once per 8 rows),
     /// larger ones as tiled GEMM. Decided per step from the rows the step really has.
     pub gemv_max_rows: usize,
+    /// How GEMV runs, per weight format.
+    pub gemv: GemvTable,
+}
+
+/// The GEMV configuration for each weight format: one for float weights, one per block
+/// format.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct GemvTable {
+    pub float: Gemv,
+    /// Indexed like [`DType::QUANTIZED`](crate::DType::QUANTIZED).
+    pub blocks: [Gemv; 8],
+}
+
+impl GemvTable {
+    /// Before tuning: [`Gemv::DEFAULT`], with 8-bit activations for block formats (1.4-1.8x
+    /// the f32 path's speed on lavapipe at this tile, `kiln tune`, 2026-11-29).
+    pub const DEFAULT: GemvTable = GemvTable {
+        float: Gemv::DEFAULT,
+        blocks: [Gemv {
+            int8: true,
+            ..Gemv::DEFAULT
+        }; 8],
+    };
+
+    /// `cfg` for every format (int8 applies to block formats only).
+    pub fn uniform(cfg: Gemv) -> GemvTable {
+        GemvTable {
+            float: cfg,
+            blocks: [cfg; 8],
+        }
+    }
+
+    fn index(format: WeightFormat) -> Option<usize> {
+        match format {
+            WeightFormat::Blocks(d) => crate::DType::QUANTIZED.iter().position(|q| *q == d),
+            _ => None,
+        }
+    }
+
+    /// The configuration for weights read in `format`.
+    pub fn get(&self, format: WeightFormat) -> Gemv {
+        match Self::index(format) {
+            Some(i) => self.blocks[i],
+            None => Gemv {
+                int8: false,
+                ..self.float
+            },
+        }
+    }
+
+    /// Run weights read in `format` with `cfg`.
+    pub fn set(&mut self, format: WeightFormat, cfg: Gemv) {
+        match Self::index(format) {
+            Some(i) => self.blocks[i] = cfg,
+            None => self.float = cfg,
+        }
+    }
+}
+
+/// How a GEMV kernel runs: its tile, its reduction and, for block-quantized weights, whether
+/// it dots 8-bit activations with integer dot products. `kiln::tune` measures the best one
+/// per adapter; these are the defaults.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Gemv {
+    /// Threads per output column (a power of two).
+    pub lanes: u32,
+    /// Output columns per workgroup; lanes x rows is at most 256.
+    pub rows: u32,
+    /// Sum lanes with subgroup shuffles (needs SUBGROUP and lanes within the smallest
+    /// subgroup) rather than in workgroup memory.
+    pub subgroups: bool,
+    /// Block weights only: quantize activations to 8 bits and use `dot4I8Packed`
+    /// (`shaders/gemv_q8.wgsl`) rather than widening weights to f32.
+    pub int8: bool,
+}
+
+impl Gemv {
+    /// 4 lanes x 64 columns with workgroup-memory sums: tuned on CPU adapters (2026-11).
+    pub const DEFAULT: Gemv = Gemv {
+        lanes: 4,
+        rows: 64,
+        subgroups: false,
+        int8: false,
+    };
+
+    /// Whether `gpu` can run this configuration.
+    pub fn fits(&self, gpu: &crate::gpu::Gpu) -> bool {
+        let threads = self.lanes * self.rows;
+        self.lanes.is_power_of_two()
+            && threads <= gpu.limits().max_compute_invocations_per_workgroup
+            && threads <= 256
+            && (!self.subgroups || (gpu.has_subgroups() && self.lanes <= gpu.subgroup_min_size()))
+    }
 }
 
 impl Target {
@@ -166,6 +277,7 @@ impl Target {
             max_workgroups: u32::MAX,
             max_binding: u64::MAX,
             gemv_max_rows: GEMV_MAX_ROWS,
+            gemv: GemvTable::DEFAULT,
         }
     }
 }
@@ -174,13 +286,17 @@ impl Target {
 pub const GEMV_MAX_ROWS: usize = 16;
 
 impl Target {
+    /// What kiln plans for on `gpu`: its features and limits, and the GEMV configurations
+    /// tuned for it (`kiln::tune`), or the defaults before tuning.
     pub fn of(gpu: &crate::gpu::Gpu) -> Target {
+        let tuned = crate::tune::tuned(gpu);
         Target {
             has_f16: gpu.has_f16(),
             has_f16_unpack: gpu.has_f16_unpack(),
             max_workgroups: gpu.limits().max_compute_workgroups_per_dimension,
             max_binding: gpu.max_binding(),
-            gemv_max_rows: GEMV_MAX_ROWS,
+            gemv_max_rows: tuned.gemv_max_rows,
+            gemv: tuned.gemv,
         }
     }
 }

@@ -7,12 +7,18 @@
 
 use super::Kernel;
 
-/// The complete WGSL module for `kernel`: `enable f16;` where needed, the weight readers,
+/// The complete WGSL module for `kernel`: `enable f16;` and (in the browser)
+/// `enable subgroups;` where needed, the weight readers,
 /// the family's includes, then its own file.
 pub fn compose(kernel: &Kernel) -> String {
     let mut out = String::new();
     if kernel.needs_f16() {
-        out.push_str("enable f16;\n\n");
+        out.push_str("enable f16;\n");
+    }
+    // Browsers require the directive for subgroup builtins; naga (every native backend)
+    // accepts the builtins without it and rejects the directive.
+    if cfg!(target_arch = "wasm32") && kernel.needs_subgroups() {
+        out.push_str("enable subgroups;\n");
     }
     let mut body = kernel.family.source.to_string();
     for (name, format) in &kernel.weights {

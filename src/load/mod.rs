@@ -128,6 +128,18 @@ impl Weights {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)
     }
+    /// The dtypes of the weight matrices (2-D tensors), each once: what GEMV is tuned for.
+    pub fn matrix_dtypes(&self) -> Vec<DType> {
+        let mut out: Vec<DType> = Vec::new();
+        for t in self.tensors.values() {
+            if t.shape().len() == 2 && !out.contains(&t.dtype()) {
+                out.push(t.dtype());
+            }
+        }
+        out.sort_by_key(|d| d.name());
+        out
+    }
+
     /// Bytes held on the GPU.
     pub fn bytes(&self) -> u64 {
         self.tensors.values().map(Tensor::bytes).sum()

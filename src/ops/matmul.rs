@@ -2,8 +2,10 @@
 //! `y (S, T, N) = tail(x (S, T, K) · w (N, K)^T + bias)`.
 //!
 //! Two kernels compute it: a tiled GEMM (`shaders/matmul.wgsl`) for many rows, and a GEMV
-//! (`shaders/gemv.wgsl`) that streams each weight once per block of 8 rows, for decode and
-//! short prompts. When a program's steps may have either, both are emitted and each step
+//! that streams each weight once per block of 8 rows, for decode and short prompts. GEMV
+//! widens weights to f32 (`shaders/gemv.wgsl`) or, on block-quantized weights, dots them with
+//! 8-bit activations (`shaders/gemv_q8.wgsl`), as the target's [`Gemv`] says; its lanes sum
+//! in workgroup memory or with subgroup shuffles. When a program's steps may have either, both are emitted and each step
 //! runs the one that suits the rows it has. A weight larger than one binding is split by
 //! rows into parts, one dispatch each.
 
@@ -11,7 +13,7 @@ use super::elementwise::{apply_tail, epilogue};
 use crate::dtype::WeightFormat;
 use crate::error::{Error, Result};
 use crate::graph::{Buf, Emit, Eval, Graph, GridShape, Op, Rows, Tail, Value, When};
-use crate::kernels::{Epilogue, Family, GpuStruct, Include, Kernel, Slot, grid};
+use crate::kernels::{Epilogue, Family, Gemv, GpuStruct, Include, Kernel, Slot, grid};
 use std::sync::Arc;
 
 /// Tiled GEMM: TX x TY threads, each computing GEMM_R x GEMM_R outputs (the shader's `R`);
@@ -24,10 +26,8 @@ pub const GEMM_TY: u32 = 8;
 pub const GEMM_BK: u32 = 16;
 pub const GEMM_TILE_N: u32 = GEMM_TX * GEMM_R;
 pub const GEMM_TILE_M: u32 = GEMM_TY * GEMM_R;
-/// GEMV: LANES threads per output column, ROWS columns per workgroup, up to GEMV_MR rows of
-/// activations per workgroup (the shader's `MR`).
-pub const GEMV_LANES: u32 = 4;
-pub const GEMV_ROWS: u32 = 64;
+/// GEMV: up to GEMV_MR rows of activations per workgroup (the shaders' `MR`); lanes per
+/// column and columns per workgroup come from the target's [`Gemv`].
 pub const GEMV_MR: u32 = 8;
 
 crate::kernels::gpu_struct! {
@@ -61,13 +61,32 @@ pub static GEMM: Family = Family {
     structs: &[Params::LAYOUT],
 };
 
-pub static GEMV: Family = Family {
-    name: "gemv",
-    source: include_str!("../../shaders/gemv.wgsl"),
-    includes: &[Include::Epilogue],
-    bindings: BINDINGS,
-    structs: &[Params::LAYOUT],
-};
+/// The GEMV families: f32 or 8-bit activations, lanes summed in workgroup memory or by
+/// subgroup shuffles. Each pair shares one file.
+pub static GEMV: Family = gemv_family("gemv", GEMV_SRC, &[Include::Epilogue, Include::LanesShared]);
+pub static GEMV_SG: Family =
+    gemv_family("gemv_sg", GEMV_SRC, &[Include::Epilogue, Include::LanesSubgroup]);
+pub static GEMV_Q8: Family =
+    gemv_family("gemv_q8", GEMV_Q8_SRC, &[Include::Epilogue, Include::LanesShared]);
+pub static GEMV_Q8_SG: Family =
+    gemv_family("gemv_q8_sg", GEMV_Q8_SRC, &[Include::Epilogue, Include::LanesSubgroup]);
+
+const GEMV_SRC: &str = include_str!("../../shaders/gemv.wgsl");
+const GEMV_Q8_SRC: &str = include_str!("../../shaders/gemv_q8.wgsl");
+
+const fn gemv_family(
+    name: &'static str,
+    source: &'static str,
+    includes: &'static [Include],
+) -> Family {
+    Family {
+        name,
+        source,
+        includes,
+        bindings: BINDINGS,
+        structs: &[Params::LAYOUT],
+    }
+}
 
 fn gemm(w: WeightFormat, bias: WeightFormat, epi: Epilogue) -> Kernel {
     let k = Kernel::new(&GEMM)
@@ -79,12 +98,19 @@ fn gemm(w: WeightFormat, bias: WeightFormat, epi: Epilogue) -> Kernel {
     epi.apply(k)
 }
 
-fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue) -> Kernel {
-    let k = Kernel::new(&GEMV)
+/// The GEMV kernel for weights in `w` run as `cfg` says (int8 only applies to blocks).
+pub fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue, cfg: Gemv) -> Kernel {
+    let family = match (cfg.int8 && w.is_block(), cfg.subgroups) {
+        (false, false) => &GEMV,
+        (false, true) => &GEMV_SG,
+        (true, false) => &GEMV_Q8,
+        (true, true) => &GEMV_Q8_SG,
+    };
+    let k = Kernel::new(family)
         .weight("w", w)
         .weight("bias", bias)
-        .constant("LANES", GEMV_LANES)
-        .constant("ROWS", GEMV_ROWS);
+        .constant("LANES", cfg.lanes)
+        .constant("ROWS", cfg.rows);
     epi.apply(k)
 }
 
@@ -94,7 +120,15 @@ pub fn variants() -> Vec<Kernel> {
         for b in WeightFormat::FLOAT {
             for epi in Epilogue::all() {
                 out.push(gemm(w, b, epi));
-                out.push(gemv(w, b, epi));
+                for subgroups in [false, true] {
+                    for int8 in [false, true] {
+                        if int8 && !w.is_block() {
+                            continue;
+                        }
+                        let cfg = Gemv { subgroups, int8, ..Gemv::DEFAULT };
+                        out.push(gemv(w, b, epi, cfg));
+                    }
+                }
             }
         }
     }
@@ -186,13 +220,14 @@ impl Op for MatMul {
             };
             // GEMV while a step has at most `cut` rows, GEMM above.
             if cut > 0 {
-                let [x, y, _] = grid(u64::from((n as u32).div_ceil(GEMV_ROWS)), e.target.max_workgroups);
+                let cfg = e.target.gemv.get(wf);
+                let [x, y, _] = grid(u64::from((n as u32).div_ceil(cfg.rows)), e.target.max_workgroups);
                 let shape = GridShape::RowsZ { xy: [x, y], per_group: GEMV_MR };
                 let mut g = e.grid(rows, shape);
                 if most > cut {
                     g.when = When::RowsAtMost(cut);
                 }
-                e.dispatch(gemv(wf, bf, epi), bindings.clone(), &params, g);
+                e.dispatch(gemv(wf, bf, epi, cfg), bindings.clone(), &params, g);
             }
             if most > cut {
                 let x = (n as u32).div_ceil(GEMM_TILE_N);
@@ -244,4 +279,38 @@ pub fn matmul(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
         }
     }
     y
+}
+
+/// The CPU twin of the 8-bit-activation GEMV (`shaders/gemv_q8.wgsl`): in each 32-element
+/// block of x the element of largest magnitude (the first, on ties) is kept in f32 and the
+/// others are quantized per 16-element half as the kernel does it (dx = the half's other
+/// elements' max|x| / 127, q = x * (1 / dx) rounded half to even); then
+/// y (m, n) = x' . w^T with x' the kept element and dx * q for the rest. k is a multiple
+/// of 32.
+pub fn matmul_q8(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+    let mut xq = x.to_vec();
+    for block in xq.chunks_mut(32) {
+        let mut top = 0;
+        for (j, v) in block.iter().enumerate() {
+            if v.abs() > block[top].abs() {
+                top = j;
+            }
+        }
+        for (h, half) in block.chunks_mut(16).enumerate() {
+            let own = |j: usize| h * 16 + j == top;
+            let rest = half
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| !own(j))
+                .fold(0.0f32, |a, (_, v)| a.max(v.abs()));
+            let dx = rest / 127.0;
+            let inv = if dx > 0.0 { 1.0 / dx } else { 0.0 };
+            for (j, v) in half.iter_mut().enumerate() {
+                if !own(j) {
+                    *v = (*v * inv).round_ties_even() * dx;
+                }
+            }
+        }
+    }
+    matmul(&xq, w, m, n, k)
 }

@@ -37,6 +37,10 @@ USAGE:
     kiln load FILE [--adapter A]       upload a checkpoint to a GPU, with progress
     kiln bench [--adapter A | --all] [--size small|large]
                                        kernel microbenchmarks and each adapter's roofline
+    kiln tune [--adapter A | --all] [--dtype D,...]
+                                       time every GEMV configuration (tile, lane sums,
+                                       8-bit activations) per weight dtype; keep the fastest
+                                       in the cache (kiln tunes on first use otherwise)
     kiln bench --shapes MxKxN,... [--dtype D] [--runs N] [--adapter A | --all]
                                        matmuls (weights N x K), each run submitted and waited
                                        for alone (as peer-burn times burn); median of N runs
@@ -172,6 +176,56 @@ fn cmd_bench(args: &Args) -> Result<()> {
     Ok(())
 }
 
+fn cmd_tune(args: &Args) -> Result<()> {
+    let gpus: Vec<Gpu> = if args.flag("all") {
+        pollster::block_on(Gpu::all())
+            .into_iter()
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![open_gpu(args)?]
+    };
+    let dtypes: Vec<kiln::DType> = match args.get("dtype") {
+        None => [kiln::DType::F32]
+            .into_iter()
+            .chain(kiln::DType::QUANTIZED)
+            .collect(),
+        Some(list) => list
+            .split(',')
+            .map(|d| kiln::DType::parse(d).with_context(|| format!("--dtype {d}: not a dtype")))
+            .collect::<Result<_>>()?,
+    };
+    for gpu in &gpus {
+        println!("{}", gpu.describe());
+        for &dtype in &dtypes {
+            let timed = pollster::block_on(kiln::tune::tune_format(gpu, dtype))?;
+            let base = timed.first().map_or(1.0, |c| c.micros);
+            let Some(best) = timed.iter().min_by(|a, b| a.micros.total_cmp(&b.micros)) else {
+                bail!("no GEMV configuration fits {}", gpu.describe());
+            };
+            println!("  gemv {dtype} 1x2048x2048");
+            for c in &timed {
+                let g = &c.cfg;
+                println!(
+                    "    lanes {:>2} x rows {:>3}  {:<9} {:<9} {:>9.1} us  {:.2}x{}",
+                    g.lanes,
+                    g.rows,
+                    if g.subgroups { "subgroup" } else { "shared" },
+                    if g.int8 { "int8" } else { "f32" },
+                    c.micros,
+                    base / c.micros,
+                    if std::ptr::eq(c, best) {
+                        "  <- kept"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            kiln::tune::remember(gpu, dtype, best)?;
+        }
+    }
+    Ok(())
+}
+
 fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
     let flags = ["all", "chat", "all-positions", "no-pipeline"];
     let args = Args::parse(argv, &flags)?;
@@ -208,6 +262,10 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
             cmd_load(&args)
         }
         "convert" => cmd_convert(&args),
+        "tune" => {
+            args.allow(&["adapter", "all", "dtype"], USAGE)?;
+            cmd_tune(&args)
+        }
         "bench" => {
             args.allow(
                 &["adapter", "all", "size", "shapes", "dtype", "runs"],

@@ -69,6 +69,11 @@ pub fn load(args: &Args) -> Result<Loaded> {
         options.dtype = Some(dtype);
     }
     let model = pollster::block_on(TextModel::load(&gpu, &dir, options))?;
+    // GEMV tuned for this adapter and the model's weight dtypes: from the cache, or timed
+    // now (once).
+    pollster::block_on(kiln::tune::ensure(&gpu, model.matrix_dtypes(), &mut |m| {
+        eprintln!("{m}")
+    }))?;
     let load_secs = t0.elapsed().as_secs_f64();
     let d = model.decoder();
     let context = args.parse_or("context", d.max_positions().min(2048))?;
