@@ -244,8 +244,14 @@ async fn matmul_program(
     Ok((Program::new(gpu, plan, None).await?, x))
 }
 
-/// Measure one adapter.
+/// Measure one adapter, with GEMV as tuned for it (tuning first where the cache has no
+/// choice for a format: minutes on CPU adapters, once).
 pub async fn run(gpu: &Gpu, size: Size) -> Result<Report> {
+    let every: Vec<DType> = [DType::F32, DType::F16, DType::BF16]
+        .into_iter()
+        .chain(DType::QUANTIZED)
+        .collect();
+    crate::tune::ensure(gpu, &every, &mut |m| log::info!("{m}")).await?;
     let samples = 7;
     let (copy_mib, gemv_nk, gemm_mnk) = match size {
         Size::Small => (

@@ -66,6 +66,10 @@ fn top5(row: &[f32]) -> Vec<usize> {
 #[test]
 fn every_architecture_and_format_loads_like_its_hf_folder() {
     let ids = [5u32, 17, 3, 42, 96, 0, 11, 64];
+    // The blocks hold the folder's values exactly: compare with f32 activations throughout.
+    for gpu in gpus() {
+        float_gemv(gpu);
+    }
     for arch in ["llama", "qwen2"] {
         for format in FORMATS {
             let Some(dir) = build(arch, format, &[]) else {

@@ -221,7 +221,7 @@ fn matmul_reads_every_block_format() {
                         "{kind} {m}x{k}x{n} {dtype} parts {part:?} on {}",
                         label(gpu)
                     );
-                    if target.gemv_max_rows > 0 && target.gemv.float.int8 {
+                    if target.gemv_max_rows > 0 && target.gemv.blocks[0].int8 {
                         // Against the twin that quantizes x the same way: f32 sums of k
                         // products of dequantized weights (|w| < 4) and |x| < 1, in another
                         // order.

@@ -55,7 +55,7 @@ fn load(float: bool) -> Option<Arc<TextModel>> {
     let path = common::smollm2::path()?;
     let gpu = common::smollm2::lavapipe()?;
     if float {
-        common::smollm2::float_gemv(&gpu);
+        common::float_gemv(&gpu);
     }
     Some(Arc::new(
         pollster::block_on(TextModel::load(&gpu, &path, Default::default())).expect("load SmolLM2"),

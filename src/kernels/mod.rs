@@ -177,20 +177,20 @@ pub struct Target {
     pub gemv: GemvTable,
 }
 
-/// The GEMV configuration for each weight format: one for float weights, one per block
-/// format.
+/// The GEMV configuration for each weight format.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct GemvTable {
-    pub float: Gemv,
+    /// Indexed like [`WeightFormat::FLOAT`].
+    pub floats: [Gemv; 4],
     /// Indexed like [`DType::QUANTIZED`](crate::DType::QUANTIZED).
     pub blocks: [Gemv; 8],
 }
 
 impl GemvTable {
-    /// Before tuning: [`Gemv::DEFAULT`], with 8-bit activations for block formats (1.4-1.8x
+    /// Before tuning: [`Gemv::DEFAULT`], with 8-bit activations for block formats (1.2-1.7x
     /// the f32 path's speed on lavapipe at this tile, `kiln tune`, 2026-11-29).
     pub const DEFAULT: GemvTable = GemvTable {
-        float: Gemv::DEFAULT,
+        floats: [Gemv::DEFAULT; 4],
         blocks: [Gemv {
             int8: true,
             ..Gemv::DEFAULT
@@ -200,35 +200,37 @@ impl GemvTable {
     /// `cfg` for every format (int8 applies to block formats only).
     pub fn uniform(cfg: Gemv) -> GemvTable {
         GemvTable {
-            float: cfg,
+            floats: [cfg; 4],
             blocks: [cfg; 8],
         }
     }
 
-    fn index(format: WeightFormat) -> Option<usize> {
+    fn slot(&mut self, format: WeightFormat) -> &mut Gemv {
         match format {
-            WeightFormat::Blocks(d) => crate::DType::QUANTIZED.iter().position(|q| *q == d),
-            _ => None,
+            WeightFormat::Blocks(d) => {
+                let i = crate::DType::QUANTIZED.iter().position(|q| *q == d);
+                &mut self.blocks[i.unwrap_or(0)]
+            }
+            f => {
+                let i = WeightFormat::FLOAT.iter().position(|q| *q == f);
+                &mut self.floats[i.unwrap_or(0)]
+            }
         }
     }
 
     /// The configuration for weights read in `format`.
     pub fn get(&self, format: WeightFormat) -> Gemv {
-        match Self::index(format) {
-            Some(i) => self.blocks[i],
-            None => Gemv {
-                int8: false,
-                ..self.float
-            },
+        let mut table = *self;
+        let cfg = *table.slot(format);
+        Gemv {
+            int8: cfg.int8 && format.is_block(),
+            ..cfg
         }
     }
 
     /// Run weights read in `format` with `cfg`.
     pub fn set(&mut self, format: WeightFormat, cfg: Gemv) {
-        match Self::index(format) {
-            Some(i) => self.blocks[i] = cfg,
-            None => self.float = cfg,
-        }
+        *self.slot(format) = cfg;
     }
 }
 

@@ -224,3 +224,16 @@ pub fn check_steps(
         }
     });
 }
+
+/// Plan `gpu`'s GEMVs with f32 activations on every weight format (the default for block
+/// formats is 8-bit activations): for tests that hold block weights to their f32 twins at
+/// f32 tolerances. Tests of the 8-bit path set their own targets.
+pub fn float_gemv(gpu: &Gpu) {
+    for d in DType::QUANTIZED {
+        kiln::tune::set(
+            gpu,
+            kiln::WeightFormat::Blocks(d),
+            kiln::kernels::Gemv::DEFAULT,
+        );
+    }
+}

@@ -37,15 +37,3 @@ pub fn lavapipe() -> Option<Gpu> {
         }
     }
 }
-
-/// Plan `gpu`'s GEMVs with f32 activations on every weight format (the default for block
-/// formats is 8-bit activations): the path held to float64 at 1e-3.
-pub fn float_gemv(gpu: &Gpu) {
-    for d in kiln::DType::QUANTIZED {
-        kiln::tune::set(
-            gpu,
-            kiln::WeightFormat::Blocks(d),
-            kiln::kernels::Gemv::DEFAULT,
-        );
-    }
-}

@@ -37,6 +37,7 @@ USAGE:
     kiln load FILE [--adapter A]       upload a checkpoint to a GPU, with progress
     kiln bench [--adapter A | --all] [--size small|large]
                                        kernel microbenchmarks and each adapter's roofline
+                                       (GEMV as tuned for the adapter)
     kiln tune [--adapter A | --all] [--dtype D,...]
                                        time every GEMV configuration (tile, lane sums,
                                        8-bit activations) per weight dtype; keep the fastest
@@ -156,6 +157,7 @@ fn cmd_bench(args: &Args) -> Result<()> {
         };
         let runs = args.parse_or("runs", 10)?;
         for gpu in &gpus {
+            tune(gpu, &[dtype])?;
             print!(
                 "{}",
                 pollster::block_on(kiln::bench::matmul_shapes(gpu, &shapes, dtype, runs))?
@@ -170,9 +172,21 @@ fn cmd_bench(args: &Args) -> Result<()> {
             Some("large") => kiln::bench::Size::Large,
             Some(s) => bail!("--size must be small or large, not {s}"),
         };
+        let every: Vec<kiln::DType> = [kiln::DType::F32, kiln::DType::F16, kiln::DType::BF16]
+            .into_iter()
+            .chain(kiln::DType::QUANTIZED)
+            .collect();
+        // (bench::run tunes too; this says so on stderr while it does.)
+        tune(gpu, &every)?;
         let report = pollster::block_on(kiln::bench::run(gpu, size))?;
         print!("{report}");
     }
+    Ok(())
+}
+
+/// GEMV tuned on `gpu` for `dtypes` (from the cache, or timed now), as models get it.
+fn tune(gpu: &Gpu, dtypes: &[kiln::DType]) -> Result<()> {
+    pollster::block_on(kiln::tune::ensure(gpu, dtypes, &mut |m| eprintln!("{m}")))?;
     Ok(())
 }
 
