@@ -17,11 +17,11 @@ fn matmul_targets(gpu: &Gpu) -> Vec<Target> {
     let mut out = targets(gpu);
     let t = Target::of(gpu);
     out.push(Target {
-        gemv_max_rows: 0,
+        gemv_max_rows: Some(0),
         ..t
     });
     out.push(Target {
-        gemv_max_rows: usize::MAX,
+        gemv_max_rows: Some(usize::MAX),
         ..t
     });
     out
@@ -62,7 +62,7 @@ fn check_matmul(m: usize, k: usize, n: usize, max_part_rows: Option<usize>) {
                 let got = run(gpu, target, &g, &[("x", Feed::F32(&x))], m);
                 // f32 accumulation over k products of values in [-1, 1].
                 let what = format!(
-                    "matmul {m}x{k}x{n} {dtype} f16={} gemv up to {} rows on {}",
+                    "matmul {m}x{k}x{n} {dtype} f16={} gemv up to {:?} rows on {}",
                     target.has_f16,
                     target.gemv_max_rows,
                     label(gpu)

@@ -203,13 +203,13 @@ fn matmul_reads_every_block_format() {
                 let want_q8 = mm::matmul_q8(&x, &w.values, m, n, k);
                 let t = Target::of(gpu);
                 let gemm = Target {
-                    gemv_max_rows: 0,
+                    gemv_max_rows: Some(0),
                     ..t
                 };
                 let mut runs = vec![("gemm".to_string(), gemm)];
                 for cfg in gemv_configs(gpu) {
                     let target = Target {
-                        gemv_max_rows: usize::MAX,
+                        gemv_max_rows: Some(usize::MAX),
                         gemv: GemvTable::uniform(cfg),
                         ..t
                     };
@@ -221,7 +221,7 @@ fn matmul_reads_every_block_format() {
                         "{kind} {m}x{k}x{n} {dtype} parts {part:?} on {}",
                         label(gpu)
                     );
-                    if target.gemv_max_rows > 0 && target.gemv.blocks[0].int8 {
+                    if target.gemv_max_rows != Some(0) && target.gemv.blocks[0].int8 {
                         // Against the twin that quantizes x the same way: f32 sums of k
                         // products of dequantized weights (|w| < 4) and |x| < 1, in another
                         // order.
@@ -280,6 +280,7 @@ fn gemv_configs(gpu: &Gpu) -> Vec<Gemv> {
         rows: 16,
         subgroups: true,
         int8: true,
+        ..Gemv::DEFAULT
     });
     out.retain(|c| c.fits(gpu));
     out
@@ -309,7 +310,7 @@ fn gemv_sums_lanes_either_way_on_float_weights() {
         for cfg in gemv_configs(gpu).into_iter().filter(|c| !c.int8) {
             let t = Target::of(gpu);
             let target = Target {
-                gemv_max_rows: usize::MAX,
+                gemv_max_rows: Some(usize::MAX),
                 gemv: GemvTable::uniform(cfg),
                 ..t
             };

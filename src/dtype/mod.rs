@@ -15,9 +15,10 @@
 //! their blocks on the GPU, repacked to a word-aligned layout ([`blocks`]), and are read as
 //! `array<u32>` on every adapter.
 //!
-//! Activations, the KV cache and every accumulator are f32. The choice of reader is a
-//! [`WeightFormat`], a closed enum that selects a small WGSL snippet; the kernels themselves
-//! are written once.
+//! Activations, the KV cache and every accumulator are f32, except that GEMV on block weights
+//! quantizes its activations to 8 bits (`shaders/gemv_q8.wgsl`, where tuning keeps it). The
+//! choice of reader is a [`WeightFormat`], a closed enum that selects a small WGSL snippet;
+//! the kernels themselves are written once.
 
 pub mod blocks;
 pub mod quantize;

@@ -170,9 +170,10 @@ pub struct Target {
     pub has_f16_unpack: bool,
     pub max_workgroups: u32,
     pub max_binding: u64,
-    /// Matmuls over at most this many rows run as GEMV (weights streamed once per 8 rows),
-    /// larger ones as tiled GEMM. Decided per step from the rows the step really has.
-    pub gemv_max_rows: usize,
+    /// When set, matmuls over at most this many rows run as GEMV (weights streamed once per 8
+    /// rows) and larger ones as tiled GEMM, whatever each format's [`Gemv::max_rows`] says.
+    /// Decided per step from the rows the step really has.
+    pub gemv_max_rows: Option<usize>,
     /// How GEMV runs, per weight format.
     pub gemv: GemvTable,
 }
@@ -249,15 +250,19 @@ pub struct Gemv {
     /// Block weights only: quantize activations to 8 bits and use `dot4I8Packed`
     /// (`shaders/gemv_q8.wgsl`) rather than widening weights to f32.
     pub int8: bool,
+    /// Steps of at most this many rows run this GEMV, larger ones the tiled GEMM.
+    pub max_rows: u32,
 }
 
 impl Gemv {
-    /// 4 lanes x 64 columns with workgroup-memory sums: tuned on CPU adapters (2026-11).
+    /// 4 lanes x 64 columns with workgroup-memory sums, GEMV up to 16 rows: tuned on CPU
+    /// adapters (2026-11).
     pub const DEFAULT: Gemv = Gemv {
         lanes: 4,
         rows: 64,
         subgroups: false,
         int8: false,
+        max_rows: GEMV_MAX_ROWS as u32,
     };
 
     /// Whether `gpu` can run this configuration.
@@ -278,7 +283,7 @@ impl Target {
             has_f16_unpack: true,
             max_workgroups: u32::MAX,
             max_binding: u64::MAX,
-            gemv_max_rows: GEMV_MAX_ROWS,
+            gemv_max_rows: None,
             gemv: GemvTable::DEFAULT,
         }
     }

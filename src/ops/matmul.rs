@@ -198,7 +198,8 @@ impl Op for MatMul {
             Rows::Fixed(n) => n,
             Rows::Ragged { .. } => m,
         };
-        let cut = e.target.gemv_max_rows;
+        let cfg = e.target.gemv.get(wf);
+        let cut = e.target.gemv_max_rows.unwrap_or(cfg.max_rows as usize);
         for (pi, part) in parts.iter().enumerate() {
             let n = part.rows.len();
             let bindings = vec![
@@ -220,7 +221,6 @@ impl Op for MatMul {
             };
             // GEMV while a step has at most `cut` rows, GEMM above.
             if cut > 0 {
-                let cfg = e.target.gemv.get(wf);
                 let [x, y, _] = grid(u64::from((n as u32).div_ceil(cfg.rows)), e.target.max_workgroups);
                 let shape = GridShape::RowsZ { xy: [x, y], per_group: GEMV_MR };
                 let mut g = e.grid(rows, shape);

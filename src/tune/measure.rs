@@ -11,10 +11,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Bump when kernels change enough that old choices should be measured again.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The shape timed: one row (decode) against a 2048 x 2048 weight.
 const SHAPE: (usize, usize, usize) = (1, 2048, 2048);
+
+/// What tuning one format found: every candidate timed, then the GEMV-or-GEMM comparison
+/// at more rows for the fastest, which sets its `max_rows`.
+#[derive(Clone, Debug)]
+pub struct Tuned {
+    pub timed: Vec<Candidate>,
+    /// (rows, GEMV us, GEMM us) at 16, 32, 64 rows, as far as GEMV kept winning.
+    pub crossover: Vec<(u32, f64, f64)>,
+    /// The fastest candidate, with its `max_rows` set.
+    pub best: Candidate,
+}
 
 /// One timed configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -43,9 +54,10 @@ fn adapter_key(gpu: &Gpu) -> String {
     )
 }
 
-/// The kernel and shape class a choice applies to.
+/// The kernel and shape class a choice applies to: decode-sized steps (the crossover to GEMM
+/// is part of the choice).
 fn kernel_key(dtype: DType) -> String {
-    format!("gemv {dtype} rows<=16")
+    format!("gemv {dtype} rows<=64")
 }
 
 fn read_cache() -> CacheFile {
@@ -97,11 +109,7 @@ pub async fn ensure(gpu: &Gpu, dtypes: &[DType], log: &mut dyn FnMut(&str)) -> R
                     gpu.describe(),
                     cache_path().display()
                 ));
-                let timed = tune_format(gpu, dtype).await?;
-                let best = timed
-                    .into_iter()
-                    .min_by(|a, b| a.micros.total_cmp(&b.micros))
-                    .ok_or_else(|| Error::Gpu("no GEMV configuration fits the adapter".into()))?;
+                let best = tune_format(gpu, dtype).await?.best;
                 file.adapters
                     .entry(key.clone())
                     .or_default()
@@ -149,6 +157,7 @@ fn modes(gpu: &Gpu, block: bool) -> Vec<Gemv> {
                 rows: 256 / lanes,
                 subgroups,
                 int8,
+                ..Gemv::DEFAULT
             };
             if (block || !int8) && cfg.fits(gpu) {
                 out.push(cfg);
@@ -175,29 +184,61 @@ fn tiles(gpu: &Gpu, mode: Gemv) -> Vec<Gemv> {
     out
 }
 
+fn fastest(timed: &[Candidate]) -> Result<Candidate> {
+    timed
+        .iter()
+        .min_by(|a, b| a.micros.total_cmp(&b.micros))
+        .cloned()
+        .ok_or_else(|| Error::Gpu("no GEMV configuration fits the adapter".into()))
+}
+
 /// Time every candidate for `dtype` weights on `gpu` (GEMV of one row against a 2048 x 2048
-/// weight, median of a few samples), modes first, then tiles of the fastest mode.
-pub async fn tune_format(gpu: &Gpu, dtype: DType) -> Result<Vec<Candidate>> {
+/// weight, median of a few samples), modes first, then tiles of the fastest mode; then the
+/// fastest against the tiled GEMM at 16, 32 and 64 rows: GEMV keeps the steps up to the
+/// last row count where it still wins (16 at least, as before tuning).
+pub async fn tune_format(gpu: &Gpu, dtype: DType) -> Result<Tuned> {
     let format = dtype.weight_format(gpu.has_f16());
     let mut timed = Vec::new();
     for cfg in modes(gpu, format.is_block()) {
-        timed.push(time(gpu, dtype, format, cfg).await?);
+        timed.push(time(gpu, dtype, format, cfg, 1, false).await?);
     }
-    let Some(best) = timed.iter().min_by(|a, b| a.micros.total_cmp(&b.micros)) else {
-        return Ok(timed);
-    };
-    for cfg in tiles(gpu, best.cfg) {
-        timed.push(time(gpu, dtype, format, cfg).await?);
+    for cfg in tiles(gpu, fastest(&timed)?.cfg) {
+        timed.push(time(gpu, dtype, format, cfg, 1, false).await?);
     }
-    Ok(timed)
+    let mut best = fastest(&timed)?;
+    let mut crossover = Vec::new();
+    for rows in [16, 32, 64] {
+        let gemv = time(gpu, dtype, format, best.cfg, rows, false)
+            .await?
+            .micros;
+        let gemm = time(gpu, dtype, format, best.cfg, rows, true).await?.micros;
+        crossover.push((rows as u32, gemv, gemm));
+        if gemv > gemm {
+            break;
+        }
+        best.cfg.max_rows = best.cfg.max_rows.max(rows as u32);
+    }
+    Ok(Tuned {
+        timed,
+        crossover,
+        best,
+    })
 }
 
-async fn time(gpu: &Gpu, dtype: DType, format: WeightFormat, cfg: Gemv) -> Result<Candidate> {
+/// One matmul of `rows` rows against the 2048 x 2048 weight, as GEMV with `cfg` or as GEMM.
+async fn time(
+    gpu: &Gpu,
+    dtype: DType,
+    format: WeightFormat,
+    cfg: Gemv,
+    rows: usize,
+    gemm: bool,
+) -> Result<Candidate> {
     let mut target = Target::of(gpu);
     target.gemv.set(format, cfg);
-    target.gemv_max_rows = usize::MAX;
-    let (m, k, n) = SHAPE;
-    let t: Duration = crate::bench::time_matmul(gpu, target, m, k, n, dtype, 3).await?;
+    target.gemv_max_rows = Some(if gemm { 0 } else { usize::MAX });
+    let (_, k, n) = SHAPE;
+    let t: Duration = crate::bench::time_matmul(gpu, target, rows, k, n, dtype, 3).await?;
     Ok(Candidate {
         cfg,
         micros: t.as_secs_f64() * 1e6,

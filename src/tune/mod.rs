@@ -11,7 +11,7 @@
 mod measure;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use measure::{Candidate, ensure, remember, tune_format};
+pub use measure::{Candidate, Tuned, ensure, remember, tune_format};
 
 use crate::dtype::WeightFormat;
 use crate::gpu::Gpu;
@@ -26,15 +26,16 @@ struct Chosen(Mutex<Option<Tuning>>);
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Tuning {
     pub gemv: GemvTable,
-    /// Matmuls over at most this many rows run as GEMV, larger ones as GEMM.
-    pub gemv_max_rows: usize,
+    /// When set, matmuls over at most this many rows run as GEMV, larger ones as GEMM,
+    /// whatever was tuned per format.
+    pub gemv_max_rows: Option<usize>,
 }
 
 impl Default for Tuning {
     fn default() -> Tuning {
         Tuning {
             gemv: GemvTable::DEFAULT,
-            gemv_max_rows: crate::kernels::GEMV_MAX_ROWS,
+            gemv_max_rows: None,
         }
     }
 }
@@ -62,5 +63,5 @@ pub fn set(gpu: &Gpu, format: WeightFormat, cfg: Gemv) {
 /// Plan later programs on `gpu` to run matmuls of at most `rows` rows as GEMV (say, to
 /// measure perplexity through the decode kernels).
 pub fn set_gemv_max_rows(gpu: &Gpu, rows: usize) {
-    update(gpu, |t| t.gemv_max_rows = rows);
+    update(gpu, |t| t.gemv_max_rows = Some(rows));
 }

@@ -139,14 +139,19 @@ fn cmd_convert(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn cmd_bench(args: &Args) -> Result<()> {
-    let gpus: Vec<Gpu> = if args.flag("all") {
-        pollster::block_on(Gpu::all())
+/// Every adapter with `--all`, else the one `--adapter` names.
+fn chosen_gpus(args: &Args) -> Result<Vec<Gpu>> {
+    if args.flag("all") {
+        Ok(pollster::block_on(Gpu::all())
             .into_iter()
-            .collect::<Result<_, _>>()?
+            .collect::<Result<_, _>>()?)
     } else {
-        vec![open_gpu(args)?]
-    };
+        Ok(vec![open_gpu(args)?])
+    }
+}
+
+fn cmd_bench(args: &Args) -> Result<()> {
+    let gpus = chosen_gpus(args)?;
     if let Some(shapes) = args.get("shapes") {
         let shapes = kiln::bench::parse_shapes(shapes)?;
         let dtype = match args.get("dtype") {
@@ -191,13 +196,7 @@ fn tune(gpu: &Gpu, dtypes: &[kiln::DType]) -> Result<()> {
 }
 
 fn cmd_tune(args: &Args) -> Result<()> {
-    let gpus: Vec<Gpu> = if args.flag("all") {
-        pollster::block_on(Gpu::all())
-            .into_iter()
-            .collect::<Result<_, _>>()?
-    } else {
-        vec![open_gpu(args)?]
-    };
+    let gpus = chosen_gpus(args)?;
     let dtypes: Vec<kiln::DType> = match args.get("dtype") {
         None => [kiln::DType::F32]
             .into_iter()
@@ -211,13 +210,12 @@ fn cmd_tune(args: &Args) -> Result<()> {
     for gpu in &gpus {
         println!("{}", gpu.describe());
         for &dtype in &dtypes {
-            let timed = pollster::block_on(kiln::tune::tune_format(gpu, dtype))?;
+            let tuned = pollster::block_on(kiln::tune::tune_format(gpu, dtype))?;
+            let timed = &tuned.timed;
             let base = timed.first().map_or(1.0, |c| c.micros);
-            let Some(best) = timed.iter().min_by(|a, b| a.micros.total_cmp(&b.micros)) else {
-                bail!("no GEMV configuration fits {}", gpu.describe());
-            };
+            let best = &tuned.best;
             println!("  gemv {dtype} 1x2048x2048");
-            for c in &timed {
+            for c in timed {
                 let g = &c.cfg;
                 println!(
                     "    lanes {:>2} x rows {:>3}  {:<9} {:<9} {:>9.1} us  {:.2}x{}",
@@ -227,13 +225,22 @@ fn cmd_tune(args: &Args) -> Result<()> {
                     if g.int8 { "int8" } else { "f32" },
                     c.micros,
                     base / c.micros,
-                    if std::ptr::eq(c, best) {
+                    if c.micros == best.micros
+                        && (g.lanes, g.rows) == (best.cfg.lanes, best.cfg.rows)
+                    {
                         "  <- kept"
                     } else {
                         ""
                     }
                 );
             }
+            for (rows, gemv, gemm) in &tuned.crossover {
+                println!(
+                    "    {rows:>2} rows: gemv {gemv:>9.1} us, gemm {gemm:>9.1} us  ({:.2}x)",
+                    gemm / gemv
+                );
+            }
+            println!("    gemv up to {} rows, gemm above", best.cfg.max_rows);
             kiln::tune::remember(gpu, dtype, best)?;
         }
     }
