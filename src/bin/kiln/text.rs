@@ -69,12 +69,18 @@ pub fn load(args: &Args) -> Result<Loaded> {
         options.dtype = Some(dtype);
     }
     let model = pollster::block_on(TextModel::load(&gpu, &dir, options))?;
+    let load_secs = t0.elapsed().as_secs_f64();
     // GEMV tuned for this adapter and the model's weight dtypes: from the cache, or timed
     // now (once).
+    let t1 = Instant::now();
+    let mut tuned_now = false;
     pollster::block_on(kiln::tune::ensure(&gpu, model.matrix_dtypes(), &mut |m| {
+        tuned_now = true;
         eprintln!("{m}")
     }))?;
-    let load_secs = t0.elapsed().as_secs_f64();
+    if tuned_now {
+        eprintln!("tuned in {:.1} s", t1.elapsed().as_secs_f64());
+    }
     let d = model.decoder();
     let context = args.parse_or("context", d.max_positions().min(2048))?;
     eprintln!(
