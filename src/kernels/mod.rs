@@ -9,6 +9,7 @@ mod cache;
 mod epilogue;
 mod layout;
 mod source;
+pub mod tuning;
 
 pub(crate) use cache::PipelineCache;
 pub use epilogue::{Act, Epilogue};
@@ -296,7 +297,7 @@ impl Target {
     /// What kiln plans for on `gpu`: its features and limits, and the GEMV configurations
     /// tuned for it (`kiln::tune`), or the defaults before tuning.
     pub fn of(gpu: &crate::gpu::Gpu) -> Target {
-        let tuned = crate::tune::tuned(gpu);
+        let tuned = tuning::tuned(gpu);
         Target {
             has_f16: gpu.has_f16(),
             has_f16_unpack: gpu.has_f16_unpack(),

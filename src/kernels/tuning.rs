@@ -1,0 +1,56 @@
+//! What a device's matmuls run with: the GEMV configuration per weight format and any
+//! GEMV/GEMM override, kept with the device's other caches. [`Target::of`](super::Target::of)
+//! reads it; `kiln::tune` measures and fills it.
+
+use super::{Gemv, GemvTable};
+use crate::dtype::WeightFormat;
+use crate::gpu::Gpu;
+use std::sync::Mutex;
+
+/// The device's tuned configurations, kept with its other caches.
+#[derive(Default)]
+struct Chosen(Mutex<Option<Tuning>>);
+
+/// How programs on a device run their matmuls.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    pub gemv: GemvTable,
+    /// When set, matmuls over at most this many rows run as GEMV, larger ones as GEMM,
+    /// whatever was tuned per format.
+    pub gemv_max_rows: Option<usize>,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning {
+            gemv: GemvTable::DEFAULT,
+            gemv_max_rows: None,
+        }
+    }
+}
+
+/// What was tuned for `gpu` (the defaults for what was not).
+pub fn tuned(gpu: &Gpu) -> Tuning {
+    let chosen = gpu.cache::<Chosen>();
+    let guard = chosen.0.lock().unwrap_or_else(|e| e.into_inner());
+    guard.unwrap_or_default()
+}
+
+fn update(gpu: &Gpu, f: impl FnOnce(&mut Tuning)) {
+    let chosen = gpu.cache::<Chosen>();
+    let mut guard = chosen.0.lock().unwrap_or_else(|e| e.into_inner());
+    let mut t = guard.unwrap_or_default();
+    f(&mut t);
+    *guard = Some(t);
+}
+
+/// Plan later programs on `gpu` with `cfg` for weights read in `format`.
+pub fn set(gpu: &Gpu, format: WeightFormat, cfg: Gemv) {
+    update(gpu, |t| t.gemv.set(format, cfg));
+}
+
+/// Plan later programs on `gpu` to run matmuls of at most `rows` rows as GEMV (say, to
+/// measure perplexity through the decode kernels).
+pub fn set_gemv_max_rows(gpu: &Gpu, rows: usize) {
+    update(gpu, |t| t.gemv_max_rows = Some(rows));
+}
