@@ -22,7 +22,7 @@ fn main() {
         match gpu {
             Ok(gpu) => {
                 let size = size.unwrap_or_else(|| kiln::bench::Size::for_gpu(&gpu));
-                match pollster::block_on(kiln::bench::run(&gpu, size)) {
+                match pollster::block_on(kiln::bench::run(&gpu, size, &mut |m| eprintln!("{m}"))) {
                     Ok(report) => print!("{report}"),
                     Err(e) => eprintln!("{}: {e}", gpu.describe()),
                 }

@@ -28,7 +28,8 @@ override LANES: u32 = 4u;
 override ROWS: u32 = 64u;
 // Rows of x per workgroup (a function-scope array size, so a const).
 const MR: u32 = 8u;
-// Elements of k quantized per pass, and their blocks: MR * CB * 48 bytes of workgroup memory.
+// Elements of k quantized per pass, and their blocks: MR * CB * 56 bytes of workgroup memory
+// (7 KB; with lanes_shared's 8 KB of partial sums, under WebGPU's 16 KB).
 const CHUNK: u32 = 512u;
 const CB: u32 = CHUNK / 32u;
 

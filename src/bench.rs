@@ -245,13 +245,9 @@ async fn matmul_program(
 }
 
 /// Measure one adapter, with GEMV as tuned for it (tuning first where the cache has no
-/// choice for a format: minutes on CPU adapters, once).
-pub async fn run(gpu: &Gpu, size: Size) -> Result<Report> {
-    let every: Vec<DType> = [DType::F32, DType::F16, DType::BF16]
-        .into_iter()
-        .chain(DType::QUANTIZED)
-        .collect();
-    crate::tune::ensure(gpu, &every, &mut |m| log::info!("{m}")).await?;
+/// choice for a format: minutes on CPU adapters, once; `log` hears about it).
+pub async fn run(gpu: &Gpu, size: Size, log: &mut dyn FnMut(&str)) -> Result<Report> {
+    crate::tune::ensure(gpu, &DType::ALL, log).await?;
     let samples = 7;
     let (copy_mib, gemv_nk, gemm_mnk) = match size {
         Size::Small => (
@@ -280,10 +276,7 @@ pub async fn run(gpu: &Gpu, size: Size) -> Result<Report> {
 
     let (n, k) = gemv_nk;
     // Every format kiln reads, F32 first (the others are compared with it).
-    let formats = [DType::F32, DType::F16, DType::BF16]
-        .into_iter()
-        .chain(DType::QUANTIZED);
-    for dtype in formats {
+    for dtype in DType::ALL {
         let (prog, x) = matmul_program(gpu, 1, k, n, dtype, Target::of(gpu)).await?;
         let t = measure(gpu, samples, async || {
             let step = Step::single(0, prog.tokens());

@@ -39,13 +39,20 @@ fn ppl_windows(gpu: &Gpu, path: &Path, dtype: Option<DType>, windows: usize) -> 
     p.value
 }
 
+/// The GGUF's F32 dequantization as an HF folder (`kiln convert`), in a temporary folder
+/// named by `tag`; the caller removes it.
+fn f32_folder(gguf: &Path, tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-smollm2-{tag}-{}", std::process::id()));
+    kiln::convert::convert(gguf, &dir, &mut |_, _, _| {}).expect("convert");
+    dir
+}
+
 #[test]
 fn resident_blocks_keep_the_perplexity_of_f32() {
     let (Some(gguf), Some(gpu)) = (common::smollm2::path(), common::smollm2::lavapipe()) else {
         return;
     };
-    let f32_dir = std::env::temp_dir().join(format!("kiln-smollm2-f32-{}", std::process::id()));
-    kiln::convert::convert(&gguf, &f32_dir, &mut |_, _, _| {}).expect("convert");
+    let f32_dir = f32_folder(&gguf, "f32");
     let f32 = ppl(&gpu, &f32_dir, None);
     let q4_1 = ppl(&gpu, &gguf, None);
     let q8_0 = ppl(&gpu, &f32_dir, Some(DType::Q8_0));
@@ -73,8 +80,7 @@ fn eight_bit_activations_keep_the_perplexity_of_f32() {
         return;
     };
     kiln::tune::set_gemv_max_rows(&gpu, CONTEXT);
-    let f32_dir = std::env::temp_dir().join(format!("kiln-smollm2-f32i-{}", std::process::id()));
-    kiln::convert::convert(&gguf, &f32_dir, &mut |_, _, _| {}).expect("convert");
+    let f32_dir = f32_folder(&gguf, "f32i");
     let f32 = ppl_windows(&gpu, &f32_dir, None, 2);
     let q4_1 = ppl_windows(&gpu, &gguf, None, 2);
     std::fs::remove_dir_all(&f32_dir).ok();

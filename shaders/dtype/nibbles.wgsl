@@ -18,7 +18,7 @@ fn nibble_ARR(base: u32, i: u32) -> u32 {
 // The nibbles of the block whose 4 words start at `base`, a byte per element: elements 0..16
 // (the low nibbles) and 16..32 (the high ones), as qblock.wgsl lays them out.
 fn nibble_words_ARR(base: u32) -> array<vec4<u32>, 2> {
-    let w_ARR = vec4<u32>(ARR[base], ARR[base + 1u], ARR[base + 2u], ARR[base + 3u]);
+    let w_ARR = words4_ARR(base);
     let m_ARR = vec4<u32>(0x0f0f0f0fu);
     return array<vec4<u32>, 2>(w_ARR & m_ARR, (w_ARR >> vec4<u32>(4u)) & m_ARR);
 }

@@ -17,8 +17,8 @@ fn qblock_ARR(s: u32) -> QBlock_ARR {
     let sub_ARR = s & 7u;
     let base_ARR = b_ARR * 32u + (sub_ARR >> 1u) * 8u;
     let sh_ARR = (sub_ARR & 1u) * 4u;
-    let lo_ARR = vec4<u32>(ARR[base_ARR], ARR[base_ARR + 1u], ARR[base_ARR + 2u], ARR[base_ARR + 3u]);
-    let hi_ARR = vec4<u32>(ARR[base_ARR + 4u], ARR[base_ARR + 5u], ARR[base_ARR + 6u], ARR[base_ARR + 7u]);
+    let lo_ARR = words4_ARR(base_ARR);
+    let hi_ARR = words4_ARR(base_ARR + 4u);
     let sm_ARR = scale_min_ARR(b_ARR, sub_ARR);
     return QBlock_ARR(
         (lo_ARR >> vec4<u32>(sh_ARR)) & vec4<u32>(0x0f0f0f0fu),

@@ -26,10 +26,10 @@ fn qblock_ARR(s: u32) -> QBlock_ARR {
     let sh_ARR = vec4<u32>((sub_ARR & 1u) * 4u);
     let m4_ARR = vec4<u32>(0x0f0f0f0fu);
     let m1_ARR = vec4<u32>(0x01010101u);
-    let lo_ARR = vec4<u32>(ARR[base_ARR], ARR[base_ARR + 1u], ARR[base_ARR + 2u], ARR[base_ARR + 3u]);
-    let hi_ARR = vec4<u32>(ARR[base_ARR + 4u], ARR[base_ARR + 5u], ARR[base_ARR + 6u], ARR[base_ARR + 7u]);
-    let qlo_ARR = vec4<u32>(ARR[h_ARR], ARR[h_ARR + 1u], ARR[h_ARR + 2u], ARR[h_ARR + 3u]);
-    let qhi_ARR = vec4<u32>(ARR[h_ARR + 4u], ARR[h_ARR + 5u], ARR[h_ARR + 6u], ARR[h_ARR + 7u]);
+    let lo_ARR = words4_ARR(base_ARR);
+    let hi_ARR = words4_ARR(base_ARR + 4u);
+    let qlo_ARR = words4_ARR(h_ARR);
+    let qhi_ARR = words4_ARR(h_ARR + 4u);
     let s5_ARR = vec4<u32>(sub_ARR);
     let sm_ARR = scale_min_ARR(b_ARR, sub_ARR);
     return QBlock_ARR(

@@ -39,10 +39,10 @@ fn qblock_ARR(s: u32) -> QBlock_ARR {
     let sh_ARR = vec4<u32>(quarter_ARR * 2u);
     let m4_ARR = vec4<u32>(0x0f0f0f0fu);
     let m2_ARR = vec4<u32>(0x03030303u);
-    let l0_ARR = vec4<u32>(ARR[ql_ARR], ARR[ql_ARR + 1u], ARR[ql_ARR + 2u], ARR[ql_ARR + 3u]);
-    let l1_ARR = vec4<u32>(ARR[ql_ARR + 4u], ARR[ql_ARR + 5u], ARR[ql_ARR + 6u], ARR[ql_ARR + 7u]);
-    let h0_ARR = vec4<u32>(ARR[qh_ARR], ARR[qh_ARR + 1u], ARR[qh_ARR + 2u], ARR[qh_ARR + 3u]);
-    let h1_ARR = vec4<u32>(ARR[qh_ARR + 4u], ARR[qh_ARR + 5u], ARR[qh_ARR + 6u], ARR[qh_ARR + 7u]);
+    let l0_ARR = words4_ARR(ql_ARR);
+    let l1_ARR = words4_ARR(ql_ARR + 4u);
+    let h0_ARR = words4_ARR(qh_ARR);
+    let h1_ARR = words4_ARR(qh_ARR + 4u);
     let m_ARR = p.ARR_meta + b_ARR * 5u;
     let k_ARR = n_ARR * 8u + quarter_ARR * 2u;
     let sc_ARR = ARR[m_ARR + (k_ARR >> 2u)] >> ((k_ARR & 3u) * 8u);

@@ -17,8 +17,8 @@ fn qblock_ARR(s: u32) -> QBlock_ARR {
     let w_ARR = s * 8u;
     let sc_ARR = d_ARR(s);
     return QBlock_ARR(
-        vec4<u32>(ARR[w_ARR], ARR[w_ARR + 1u], ARR[w_ARR + 2u], ARR[w_ARR + 3u]),
-        vec4<u32>(ARR[w_ARR + 4u], ARR[w_ARR + 5u], ARR[w_ARR + 6u], ARR[w_ARR + 7u]),
+        words4_ARR(w_ARR),
+        words4_ARR(w_ARR + 4u),
         vec4<f32>(sc_ARR, sc_ARR, 0.0, 0.0),
     );
 }

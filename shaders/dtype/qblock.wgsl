@@ -8,3 +8,8 @@ struct QBlock_ARR {
     hi: vec4<u32>,
     ac: vec4<f32>,
 }
+
+// Words base..base + 4 of ARR.
+fn words4_ARR(base: u32) -> vec4<u32> {
+    return vec4<u32>(ARR[base], ARR[base + 1u], ARR[base + 2u], ARR[base + 3u]);
+}

@@ -42,6 +42,21 @@ pub enum DType {
 }
 
 impl DType {
+    /// Every dtype kiln computes with: the float ones, then the block formats.
+    pub const ALL: [DType; 11] = [
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::Q8_0,
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::Q4K,
+        DType::Q5K,
+        DType::Q6K,
+    ];
+
     pub const QUANTIZED: [DType; 8] = [
         DType::Q8_0,
         DType::Q4_0,
@@ -91,10 +106,8 @@ impl DType {
 
     /// The dtype named `name` (any case: `q4_k`, `Q8_0`, `f16`).
     pub fn parse(name: &str) -> Option<DType> {
-        let all = [DType::F32, DType::F16, DType::BF16]
+        DType::ALL
             .into_iter()
-            .chain(DType::QUANTIZED);
-        all.into_iter()
             .find(|d| d.name().eq_ignore_ascii_case(name))
     }
 

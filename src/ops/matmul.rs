@@ -5,8 +5,8 @@
 //! that streams each weight once per block of 8 rows, for decode and short prompts. GEMV
 //! widens weights to f32 (`shaders/gemv.wgsl`) or, on block-quantized weights, dots them with
 //! 8-bit activations (`shaders/gemv_q8.wgsl`), as the target's [`Gemv`] says; its lanes sum
-//! in workgroup memory or with subgroup shuffles. When a program's steps may have either, both are emitted and each step
-//! runs the one that suits the rows it has. A weight larger than one binding is split by
+//! in workgroup memory or with subgroup shuffles. When a program's steps may have either,
+//! both are emitted and each step runs the one that suits the rows it has. A weight larger than one binding is split by
 //! rows into parts, one dispatch each.
 
 use super::elementwise::{apply_tail, epilogue};

@@ -177,13 +177,7 @@ fn cmd_bench(args: &Args) -> Result<()> {
             Some("large") => kiln::bench::Size::Large,
             Some(s) => bail!("--size must be small or large, not {s}"),
         };
-        let every: Vec<kiln::DType> = [kiln::DType::F32, kiln::DType::F16, kiln::DType::BF16]
-            .into_iter()
-            .chain(kiln::DType::QUANTIZED)
-            .collect();
-        // (bench::run tunes too; this says so on stderr while it does.)
-        tune(gpu, &every)?;
-        let report = pollster::block_on(kiln::bench::run(gpu, size))?;
+        let report = pollster::block_on(kiln::bench::run(gpu, size, &mut |m| eprintln!("{m}")))?;
         print!("{report}");
     }
     Ok(())
@@ -198,10 +192,7 @@ fn tune(gpu: &Gpu, dtypes: &[kiln::DType]) -> Result<()> {
 fn cmd_tune(args: &Args) -> Result<()> {
     let gpus = chosen_gpus(args)?;
     let dtypes: Vec<kiln::DType> = match args.get("dtype") {
-        None => [kiln::DType::F32]
-            .into_iter()
-            .chain(kiln::DType::QUANTIZED)
-            .collect(),
+        None => kiln::DType::ALL.to_vec(),
         Some(list) => list
             .split(',')
             .map(|d| kiln::DType::parse(d).with_context(|| format!("--dtype {d}: not a dtype")))
