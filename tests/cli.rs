@@ -174,4 +174,14 @@ fn several_prompts_print_one_json_line_each_in_order() {
             "prompt {i} in a batch and alone"
         );
     }
+    // --profile: the same text, and GPU time per kernel for prefill and decode on stderr.
+    let mut a = args(&prompts[..1]);
+    a.push("--profile".into());
+    let (code, profiled, err) = run(a);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines[0]["text"], profiled.as_str(), "profiled text");
+    assert!(err.contains("GPU time per kernel"), "{err}");
+    for phase in ["prefill: 1 step(s)", "decode: ", "gemv"] {
+        assert!(err.contains(phase), "no '{phase}' in {err}");
+    }
 }

@@ -2,9 +2,11 @@
 //! pipelines, bind groups, the uniform arena), then records each forward step into one command
 //! buffer with one submission. Nothing is allocated or compiled per step.
 
+mod profile;
 mod program;
 mod state;
 
+pub use profile::{Entry, Profile};
 pub use program::{Feed, Outputs, Program, Ticket};
 pub use state::State;
 

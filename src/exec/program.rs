@@ -5,6 +5,7 @@
 //! into one of two staging sets, so a caller may submit step n + 1 before reading step n.
 
 use super::State;
+use super::profile::{Profile, Timestamps};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Buf, Leaf, NodeKind, Rows, SeqParams, Step, Value, mask_padding};
@@ -12,7 +13,7 @@ use crate::kernels::PipelineCache;
 use crate::sample::SamplingParams;
 use crate::schedule::{OutputSpec, Plan};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Host data for one input of a step.
 #[derive(Copy, Clone, Debug)]
@@ -55,6 +56,8 @@ pub struct Ticket {
     set: usize,
     serial: u64,
     lens: Vec<usize>,
+    /// The dispatches recorded with timestamps, when the program profiles.
+    profiled: Vec<usize>,
 }
 
 struct Readback {
@@ -77,6 +80,8 @@ pub struct Program {
     serials: Mutex<(u64, [u64; 2])>,
     /// Bytes this program allocated (activations, inputs, constants, params, staging).
     bytes: u64,
+    /// Per-dispatch timestamps, when profiling ([`Program::profile_into`]).
+    timestamps: Option<Timestamps>,
 }
 
 /// Every buffer a plan binds, by [`Buf`].
@@ -268,7 +273,20 @@ impl Program {
             readbacks,
             serials: Mutex::new((0, [u64::MAX; 2])),
             bytes,
+            timestamps: None,
         })
+    }
+
+    /// Time every dispatch of every later step and add the times to `sink` under `phase`
+    /// (see [`Profile`]); `None` stops. Needs the adapter's TIMESTAMP_QUERY.
+    pub async fn profile_into(&mut self, sink: Option<(Arc<Profile>, &str)>) -> Result<()> {
+        self.timestamps = match sink {
+            Some((sink, phase)) => {
+                Some(Timestamps::new(&self.gpu, &self.plan.dispatches, sink, phase).await?)
+            }
+            None => None,
+        };
+        Ok(())
     }
 
     pub fn plan(&self) -> &Plan {
@@ -369,6 +387,7 @@ impl Program {
         let device = self.gpu.device();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut enc = device.create_command_encoder(&Default::default());
+        let mut profiled = Vec::new();
         for pass in &self.plan.passes {
             let grids: Vec<(usize, [u32; 3])> = pass
                 .dispatches
@@ -378,15 +397,28 @@ impl Program {
             if grids.is_empty() {
                 continue;
             }
+            if let Some(ts) = &self.timestamps {
+                // Profiling: a pass of its own per dispatch, its start and end timestamped.
+                for (i, grid) in grids {
+                    let mut cp = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&self.plan.dispatches[i].label),
+                        timestamp_writes: Some(ts.writes(set, i)),
+                    });
+                    self.record(&mut cp, i, grid);
+                    profiled.push(i);
+                }
+                continue;
+            }
             let mut cp = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(&pass.label),
                 timestamp_writes: None,
             });
-            for (i, [x, y, z]) in grids {
-                cp.set_pipeline(&self.pipelines[i]);
-                cp.set_bind_group(0, &self.bind_groups[i], &[]);
-                cp.dispatch_workgroups(x, y, z);
+            for (i, grid) in grids {
+                self.record(&mut cp, i, grid);
             }
+        }
+        if let Some(ts) = &self.timestamps {
+            ts.resolve(&mut enc, set);
         }
         for r in &self.readbacks {
             let staging = &r.staging[set];
@@ -399,8 +431,15 @@ impl Program {
                 set,
                 serial,
                 lens: step.seqs.iter().map(|q| q.len).collect(),
+                profiled,
             }),
         }
+    }
+
+    fn record(&self, cp: &mut wgpu::ComputePass<'_>, i: usize, [x, y, z]: [u32; 3]) {
+        cp.set_pipeline(&self.pipelines[i]);
+        cp.set_bind_group(0, &self.bind_groups[i], &[]);
+        cp.dispatch_workgroups(x, y, z);
     }
 
     /// Read back the outputs of a submitted step. Padding rows of token-row outputs read as
@@ -413,6 +452,9 @@ impl Program {
                  two more"
                     .into(),
             ));
+        }
+        if let (Some(ts), false) = (&self.timestamps, ticket.profiled.is_empty()) {
+            ts.read(&self.gpu, ticket.set, &ticket.profiled).await?;
         }
         let mut out = Outputs::default();
         for r in &self.readbacks {

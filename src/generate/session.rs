@@ -8,7 +8,7 @@
 use super::TextModel;
 use super::active::Active;
 use crate::error::{Error, Result};
-use crate::exec::{Feed, Program, State};
+use crate::exec::{Feed, Profile, Program, State};
 use crate::graph::{Graph, Step};
 use crate::models::{Cache, Logits};
 use crate::schedule::{Plan, Target};
@@ -32,6 +32,8 @@ pub struct Session {
     /// The program `logits` built last, for (tokens, every position); perplexity runs many
     /// windows of one length through it.
     pub(super) inspect: Option<((usize, bool), Program)>,
+    /// Where every program's dispatch times go, when profiling.
+    profile: Option<Arc<Profile>>,
 }
 
 /// Where programs of `seqs` sequences per step are kept.
@@ -71,6 +73,7 @@ impl Session {
             active: None,
             pipelined: true,
             inspect: None,
+            profile: None,
         })
     }
 
@@ -96,7 +99,7 @@ impl Session {
     pub(super) async fn ensure_decode(&mut self, seqs: usize) -> Result<()> {
         if find(&self.decode, seqs).is_none() {
             let plan = Self::plan(&self.model, self.cache, seqs, None)?;
-            let program = Program::new(self.model.gpu(), plan, Some(&self.state)).await?;
+            let program = self.program(plan, "decode").await?;
             self.decode.push((seqs, program));
         }
         Ok(())
@@ -110,9 +113,36 @@ impl Session {
         }
         let bucket = crate::exec::bucket(tokens, self.cache.capacity);
         let plan = Self::plan(&self.model, self.cache, seqs, Some(bucket))?;
-        let program = Program::new(self.model.gpu(), plan, Some(&self.state)).await?;
+        let program = self.program(plan, "prefill").await?;
         self.prefill.retain(|(s, _)| *s != seqs);
         self.prefill.push((seqs, program));
+        Ok(())
+    }
+
+    /// A program over the session's state, profiling into the session's profile if any.
+    async fn program(&self, plan: Plan, phase: &str) -> Result<Program> {
+        let mut program = Program::new(self.model.gpu(), plan, Some(&self.state)).await?;
+        if let Some(p) = &self.profile {
+            program.profile_into(Some((p.clone(), phase))).await?;
+        }
+        Ok(program)
+    }
+
+    /// Time every kernel of every later step on the GPU, by phase ("prefill", "decode",
+    /// "logits"), into `profile`; `None` stops. Each dispatch then runs in a compute pass of
+    /// its own, which costs a little speed. Errors where the adapter has no TIMESTAMP_QUERY.
+    pub async fn set_profile(&mut self, profile: Option<Arc<Profile>>) -> Result<()> {
+        let sink = |phase| profile.clone().map(|p| (p, phase));
+        for (_, p) in &mut self.decode {
+            p.profile_into(sink("decode")).await?;
+        }
+        for (_, p) in &mut self.prefill {
+            p.profile_into(sink("prefill")).await?;
+        }
+        if let Some((_, p)) = &mut self.inspect {
+            p.profile_into(sink("logits")).await?;
+        }
+        self.profile = profile;
         Ok(())
     }
 
@@ -190,7 +220,7 @@ impl Session {
                 self.model.decoder().forward(&g, input, self.cache, which),
             );
             let plan = Plan::new(&g, Target::of(self.model.gpu()))?;
-            let program = Program::new(self.model.gpu(), plan, Some(&self.state)).await?;
+            let program = self.program(plan, "logits").await?;
             self.inspect = Some((key, program));
         }
         let (_, program) = self

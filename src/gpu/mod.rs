@@ -20,10 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Optional features kiln uses when the adapter has them: native f16 loads of F16 weights,
-/// and subgroup shuffles in GEMV reductions. (`kiln adapters` also reports TIMESTAMP_QUERY;
-/// no kernel uses it yet, so kiln does not request it.)
-pub const OPTIONAL_FEATURES: wgpu::Features =
-    wgpu::Features::SHADER_F16.union(wgpu::Features::SUBGROUP);
+/// subgroup shuffles in reductions, and timestamp queries for profiling
+/// ([`Program::profile_into`](crate::exec::Program::profile_into)).
+pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::TIMESTAMP_QUERY);
 
 /// A device and queue, with the limits and features kiln plans against.
 #[derive(Clone)]

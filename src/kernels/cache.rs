@@ -100,6 +100,8 @@ impl PipelineCache {
             unsafe { device.create_shader_module_trusted(desc, checks) }
         };
         let constants = kernel.constants();
+        #[cfg(not(target_arch = "wasm32"))]
+        let started = std::time::Instant::now();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
             layout: Some(&pipeline_layout),
@@ -117,6 +119,11 @@ impl PipelineCache {
                 gpu.describe()
             )));
         }
+        #[cfg(not(target_arch = "wasm32"))]
+        log::debug!(
+            "compiled {label} in {:.3} s",
+            started.elapsed().as_secs_f64()
+        );
         let compiled = Compiled { pipeline, layout };
         self.lock().insert(kernel.clone(), compiled.clone());
         Ok(compiled)

@@ -21,6 +21,8 @@ pub fn ci() -> bool {
 pub fn gpus() -> &'static [Gpu] {
     static GPUS: OnceLock<Vec<Gpu>> = OnceLock::new();
     GPUS.get_or_init(|| {
+        // RUST_LOG=kiln=debug shows, for one, each pipeline's compile time.
+        let _ = env_logger::builder().is_test(true).try_init();
         let mut out = Vec::new();
         for g in pollster::block_on(Gpu::all()) {
             match g {
@@ -188,9 +190,22 @@ pub fn check_steps(
     tol: (f32, f32),
     what: &str,
 ) {
+    check_steps_for(gpu, Target::of(gpu), graphs, host, steps, tol, what);
+}
+
+/// [`check_steps`] with the graphs planned for `target`.
+pub fn check_steps_for(
+    gpu: &Gpu,
+    target: Target,
+    graphs: &[&Graph],
+    host: &mut Host,
+    steps: &[(usize, Step, Inputs)],
+    tol: (f32, f32),
+    what: &str,
+) {
     let plans: Vec<Plan> = graphs
         .iter()
-        .map(|g| Plan::new(g, Target::of(gpu)).expect("plan"))
+        .map(|g| Plan::new(g, target).expect("plan"))
         .collect();
     pollster::block_on(async {
         let state = State::new(gpu, &plans.iter().collect::<Vec<_>>())

@@ -19,10 +19,11 @@ USAGE:
     kiln generate [--model DIR|FILE.gguf] --prompt TEXT... [--chat] [--system TEXT]
                   [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
                   [--repeat-penalty R] [--seed S] [--stop TEXT]... [--context N] [--adapter A]
-                  [--no-pipeline]
+                  [--no-pipeline] [--profile]
                                        stream generated text to stdout (stats on stderr);
                                        several --prompt run as one batch and print one JSON
-                                       line per prompt with its index and text
+                                       line per prompt with its index and text; --profile
+                                       adds GPU time per kernel, prefill and decode apart
     kiln chat [--model ...] [--system TEXT] [sampling options]
                                        an interactive conversation that keeps its history
     kiln logits [--model ...] --prompt TEXT [--top-k K] [--all-positions]
@@ -239,7 +240,7 @@ fn cmd_tune(args: &Args) -> Result<()> {
 }
 
 fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
-    let flags = ["all", "chat", "all-positions", "no-pipeline"];
+    let flags = ["all", "chat", "all-positions", "no-pipeline", "profile"];
     let args = Args::parse(argv, &flags)?;
     fn text_options(extra: &[&'static str]) -> Vec<&'static str> {
         let mut v = text::MODEL_OPTIONS.to_vec();
@@ -248,7 +249,7 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
     }
     match cmd {
         "generate" => {
-            let mut known = text_options(&["prompt", "chat", "system", "no-pipeline"]);
+            let mut known = text_options(&["prompt", "chat", "system", "no-pipeline", "profile"]);
             known.extend(text::SAMPLING_OPTIONS);
             args.allow(&known, USAGE)?;
             text::generate(&args)

@@ -2,10 +2,12 @@
 
 use crate::args::Args;
 use anyhow::{Context, Result, bail};
-use kiln::Sampling;
+use kiln::exec::Profile;
 use kiln::generate::{Finish, GenerateOptions, Message, Stats, TextModel};
+use kiln::{Sampling, Session};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Options shared by the text commands.
@@ -211,6 +213,7 @@ pub fn generate(args: &Args) -> Result<()> {
     let ids = model.encode(&prompt_text(args, model, &prompts[0])?)?;
     let mut session = pollster::block_on(model.session(loaded.context))?;
     session.set_pipelined(!args.flag("no-pipeline"));
+    let profile = profile_into(args, &mut session)?;
     let sampling = opts.sampling;
     let mut g = pollster::block_on(session.generate(&ids, opts))?;
     stream_out(&mut g)?;
@@ -225,7 +228,24 @@ pub fn generate(args: &Args) -> Result<()> {
         model.decoder().weight_bytes(),
         &sampling,
     );
+    print_profile(profile.as_deref());
     Ok(())
+}
+
+/// With --profile, time every kernel of the session's steps on the GPU.
+fn profile_into(args: &Args, session: &mut Session) -> Result<Option<Arc<Profile>>> {
+    if !args.flag("profile") {
+        return Ok(None);
+    }
+    let profile = Profile::new();
+    pollster::block_on(session.set_profile(Some(profile.clone())))?;
+    Ok(Some(profile))
+}
+
+fn print_profile(profile: Option<&Profile>) {
+    if let Some(p) = profile {
+        eprint!("GPU time per kernel (each dispatch timed in a pass of its own):\n{p}");
+    }
 }
 
 /// Several prompts as one batch: one JSON line per prompt on stdout, in order, each as soon
@@ -243,6 +263,7 @@ fn generate_batch(
     }
     let mut session = pollster::block_on(model.batch_session(loaded.context, prompts.len()))?;
     session.set_pipelined(!args.flag("no-pipeline"));
+    let profile = profile_into(args, &mut session)?;
     let t0 = Instant::now();
     let mut g = pollster::block_on(session.generate_batch(&ids, opts))?;
     let mut texts = vec![String::new(); prompts.len()];
@@ -278,6 +299,7 @@ fn generate_batch(
         generated as f64 / secs,
         (session.gpu_bytes() + model.decoder().weight_bytes()) as f64 / 1e6
     );
+    print_profile(profile.as_deref());
     Ok(())
 }
 
