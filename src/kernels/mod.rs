@@ -37,6 +37,8 @@ pub enum Include {
     Reduce,
     /// `struct Seq`: one sequence's position, length and slot in the step.
     Seq,
+    /// Attention's `Params` and `keys_of`, the keys a query row sees (after `Seq`).
+    AttentionKeys,
     /// `lane_sum(acc, lane, col, rows)`: a GEMV column's partial sums over its LANES lanes,
     /// in workgroup memory (every adapter).
     LanesShared,
@@ -51,6 +53,7 @@ impl Include {
             Include::Epilogue => include_str!("../../shaders/epilogue.wgsl"),
             Include::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Include::Seq => include_str!("../../shaders/seq.wgsl"),
+            Include::AttentionKeys => include_str!("../../shaders/attention_keys.wgsl"),
             Include::LanesShared => include_str!("../../shaders/lanes_shared.wgsl"),
             Include::LanesSubgroup => include_str!("../../shaders/lanes_subgroup.wgsl"),
         }
@@ -177,6 +180,11 @@ pub struct Target {
     pub gemv_max_rows: Option<usize>,
     /// How GEMV runs, per weight format.
     pub gemv: GemvTable,
+    /// When set, attention over more than this many rows of a step runs the row-block
+    /// kernel (`shaders/attention_rows.wgsl`) and smaller steps the per-row one. Unset,
+    /// programs of one token per sequence (decode) keep the per-row kernel and others switch
+    /// above [`ROWS_ABOVE`](crate::ops::attention::ROWS_ABOVE) rows.
+    pub attention_rows: Option<usize>,
 }
 
 /// The GEMV configuration for each weight format.
@@ -286,6 +294,7 @@ impl Target {
             max_binding: u64::MAX,
             gemv_max_rows: None,
             gemv: GemvTable::DEFAULT,
+            attention_rows: None,
         }
     }
 }
@@ -305,6 +314,10 @@ impl Target {
             max_binding: gpu.max_binding(),
             gemv_max_rows: tuned.gemv_max_rows,
             gemv: tuned.gemv,
+            // wgpu's GL backend panics when a thread waits over 6 s for its context, and
+            // llvmpipe compiles the row-block attention kernel (seconds) at its first
+            // dispatch while holding it: GL keeps the per-row kernel.
+            attention_rows: (gpu.info().backend == wgpu::Backend::Gl).then_some(usize::MAX),
         }
     }
 }

@@ -1,17 +1,34 @@
-//! Grouped-query attention (`shaders/attention.wgsl`): causal self-attention over a KV cache
-//! (decoders, optionally in a sliding window), self-attention over a step's own padded
-//! sequences (encoders, padding masked by each sequence's length), and cross-attention over
-//! another sequence's keys with an explicit key count (encoder-decoders).
+//! Grouped-query attention: causal self-attention over a KV cache (decoders, optionally in a
+//! sliding window), self-attention over a step's own padded sequences (encoders, padding
+//! masked by each sequence's length), and cross-attention over another sequence's keys with
+//! an explicit key count (encoder-decoders).
+//!
+//! Two kernels compute it. `shaders/attention.wgsl` gives each (query row, head) a workgroup
+//! whose threads split the keys: for decode, where rows are few and keys many.
+//! `shaders/attention_rows.wgsl` gives a workgroup 16 rows of one head, 4 threads to a row,
+//! each with its own online softmax over a quarter of the row's keys, merged at the end:
+//! for prefill and encoders, where the per-row kernel spends most of its time on
+//! workgroup-wide reductions. A step with more than [`ROWS_ABOVE`] rows runs the second where the head
+//! width allows it (a multiple of 4, at most [`ROWS_MAX_HEAD_DIM`]), except on GL (see
+//! [`Target::of`](crate::Target::of)).
 
 use super::token_rows;
 use crate::error::Result;
-use crate::graph::{Bound, Buf, Emit, Eval, Graph, Op, Value};
+use crate::graph::{Bound, Buf, Emit, Eval, Graph, GridShape, Op, Rows, Value, When};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
 /// Threads per (row, head).
 pub const WG: u32 = 64;
 /// Each thread keeps head_dim / WG accumulators, at most 4.
 pub const MAX_HEAD_DIM: usize = 4 * WG as usize;
+
+/// Steps with more rows than this run the row-block kernel, in programs of more than one
+/// token per sequence (unless [`Target::attention_rows`](crate::Target) says otherwise).
+pub const ROWS_ABOVE: usize = 16;
+/// Query rows per workgroup of the row-block kernel (the shader's `BQ`).
+pub const ROWS_BQ: u32 = 16;
+/// The widest head the row-block kernel keeps in registers (the shader's `4 * QUAD * MAXQ`).
+pub const ROWS_MAX_HEAD_DIM: usize = 128;
 
 crate::kernels::gpu_struct! {
     pub struct Params("Params") {
@@ -29,20 +46,40 @@ crate::kernels::gpu_struct! {
     }
 }
 
+const BINDINGS: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::Read, Slot::Write];
+const STRUCTS: &[crate::kernels::Layout] = &[Params::LAYOUT, crate::graph::SeqParams::LAYOUT];
+
 pub static FAMILY: Family = Family {
     name: "attention",
     source: include_str!("../../shaders/attention.wgsl"),
-    includes: &[Include::Seq],
-    bindings: &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::Read, Slot::Write],
-    structs: &[Params::LAYOUT, crate::graph::SeqParams::LAYOUT],
+    includes: &[Include::Seq, Include::AttentionKeys],
+    bindings: BINDINGS,
+    structs: STRUCTS,
+};
+
+pub static ROWS: Family = Family {
+    name: "attention_rows",
+    source: include_str!("../../shaders/attention_rows.wgsl"),
+    includes: &[Include::Seq, Include::AttentionKeys],
+    bindings: BINDINGS,
+    structs: STRUCTS,
 };
 
 fn kernel() -> Kernel {
     Kernel::new(&FAMILY).constant("WG", WG)
 }
 
+fn rows_kernel(head_dim: usize) -> Kernel {
+    Kernel::new(&ROWS).constant("HD4", (head_dim / 4) as u32)
+}
+
+/// Whether the row-block kernel takes heads this wide.
+pub fn rows_kernel_fits(head_dim: usize) -> bool {
+    head_dim.is_multiple_of(4) && head_dim <= ROWS_MAX_HEAD_DIM
+}
+
 pub fn variants() -> Vec<Kernel> {
-    vec![kernel()]
+    vec![kernel(), rows_kernel(64), rows_kernel(ROWS_MAX_HEAD_DIM), rows_kernel(20)]
 }
 
 /// Query heads, key/value heads and the head width.
@@ -196,8 +233,27 @@ impl Op for Attention {
             e.buf(self.v),
             e.out(),
         ];
-        let grid = e.linear(self.q, h.heads, 1);
-        e.dispatch(kernel(), bindings, &params, grid);
+        // Per-row kernel up to `cut` rows, row blocks above.
+        let most = match e.rows(self.q) {
+            Rows::Fixed(n) => n,
+            Rows::Ragged { .. } => s[0] * s[1],
+        };
+        let default_cut = if s[1] > 1 { ROWS_ABOVE } else { usize::MAX };
+        let cut = e.target.attention_rows.unwrap_or(default_cut);
+        let blocks = rows_kernel_fits(h.head_dim) && most > cut;
+        if !blocks || cut > 0 {
+            let mut grid = e.linear(self.q, h.heads, 1);
+            if blocks {
+                grid.when = When::RowsAtMost(cut);
+            }
+            e.dispatch(kernel(), bindings.clone(), &params, grid);
+        }
+        if blocks {
+            let shape = GridShape::RowsY { x: h.heads as u32, per_group: ROWS_BQ };
+            let mut grid = e.grid(e.rows(self.q), shape);
+            grid.when = When::RowsAbove(cut);
+            e.dispatch(rows_kernel(h.head_dim), bindings, &params, grid);
+        }
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use crate::schedule::Plan;
 use std::collections::HashMap;
 
 /// Host values a reference run needs.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Host {
     /// Weight values by tensor name (as the GPU holds them, e.g. already rounded to f16).
     pub weights: HashMap<String, Vec<f32>>,
