@@ -27,7 +27,7 @@ pub const MAX_HEAD_DIM: usize = 4 * WG as usize;
 pub const ROWS_ABOVE: usize = 16;
 /// Query rows per workgroup of the row-block kernel (the shader's `BQ`).
 pub const ROWS_BQ: u32 = 16;
-/// The widest head the row-block kernel keeps in registers (the shader's `4 * QUAD * MAXQ`).
+/// The widest head the row-block kernel keeps in registers (the shader's `4 * MAX4`).
 pub const ROWS_MAX_HEAD_DIM: usize = 128;
 
 crate::kernels::gpu_struct! {
