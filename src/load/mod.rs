@@ -158,55 +158,117 @@ pub async fn upload_all<'b>(
     mut bytes_of: impl FnMut(&TensorInfo) -> Result<&'b [u8]>,
     options: LoadOptions<'_>,
 ) -> Result<Weights> {
-    let LoadOptions {
-        max_part_bytes,
-        mut progress,
-        dtype: recode_to,
-    } = options;
-    let mut weights = Weights::new(origin);
     let bytes_total: u64 = tensors.iter().map(|t| t.bytes()).sum();
-    let mut up = Uploader::new(gpu, max_part_bytes);
-    let mut base = 0u64;
-    for (i, info) in tensors.iter().enumerate() {
+    let mut load = Loading::new(gpu, origin, options, bytes_total, tensors.len());
+    for info in tensors {
         let Some(dtype) = info.dtype.compute() else {
             let why = format!(
                 "has dtype {:?}; kiln computes with F32, F16 and BF16, so it was not uploaded",
                 info.dtype
             );
-            log::warn!("{origin}: skipping '{}': {why}", info.name);
-            weights.skipped.insert(info.name.clone(), why);
-            base += info.bytes();
+            load.skip(&info.name, why, info.bytes());
             continue;
         };
-        let data = bytes_of(info)?;
-        let recoded = recode(recode_to, dtype, &info.shape, data)?;
+        load.add(&info.name, &info.shape, dtype, bytes_of(info)?)
+            .await?;
+    }
+    Ok(load.finish().await)
+}
+
+/// Tensors uploaded one after another, whatever their source (a safetensors file, a GGUF, a
+/// synthetic model), with [`LoadOptions`] applied the same way to each: recoding, part
+/// sizes, and progress counted in the source's bytes.
+pub(crate) struct Loading<'g, 'o> {
+    up: Uploader<'g>,
+    progress: Option<Box<dyn FnMut(&Progress) + 'o>>,
+    recode_to: Option<DType>,
+    weights: Weights,
+    origin: String,
+    /// Source bytes of the tensors done, and of all of them.
+    base: u64,
+    bytes_total: u64,
+    done: usize,
+    total: usize,
+}
+
+impl<'g, 'o> Loading<'g, 'o> {
+    pub fn new(
+        gpu: &'g crate::gpu::Gpu,
+        origin: &str,
+        options: LoadOptions<'o>,
+        bytes_total: u64,
+        total: usize,
+    ) -> Self {
+        Loading {
+            up: Uploader::new(gpu, options.max_part_bytes),
+            progress: options.progress,
+            recode_to: options.dtype,
+            weights: Weights::new(origin),
+            origin: origin.to_string(),
+            base: 0,
+            bytes_total,
+            done: 0,
+            total,
+        }
+    }
+
+    /// Upload one tensor whose source holds `bytes` of `dtype` (block formats: ggml's
+    /// blocks), recoded first where the options ask for it.
+    pub async fn add(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let recoded = recode(self.recode_to, dtype, shape, bytes)?;
         let (dtype, data) = match &recoded {
             Some((d, b)) => (*d, &b[..]),
-            None => (dtype, data),
+            None => (dtype, bytes),
         };
-        // Progress counts the file's bytes, whatever is stored.
-        let scale = info.bytes() as f64 / data.len().max(1) as f64;
-        let report = |done: u64| {
+        // Progress counts the source's bytes, whatever is stored.
+        let scale = bytes.len() as f64 / data.len().max(1) as f64;
+        let (base, bytes_total, done, total) = (self.base, self.bytes_total, self.done, self.total);
+        let progress = &mut self.progress;
+        let report = |n: u64| {
             if let Some(cb) = progress.as_mut() {
                 cb(&Progress {
-                    tensor: &info.name,
-                    bytes_done: base + (done as f64 * scale) as u64,
+                    tensor: name,
+                    bytes_done: base + (n as f64 * scale) as u64,
                     bytes_total,
-                    tensors_done: i,
-                    tensors_total: tensors.len(),
+                    tensors_done: done,
+                    tensors_total: total,
                 });
             }
         };
-        let tensor = up
-            .tensor_with(&info.name, &info.shape, dtype, data, report)
+        let tensor = self
+            .up
+            .tensor_with(name, shape, dtype, data, report)
             .await
             .map_err(|e| match e {
-                Error::Limit(m) | Error::Gpu(m) => Error::tensor(origin, &info.name, m),
+                Error::Limit(m) | Error::Gpu(m) | Error::Shape(m) => {
+                    Error::tensor(&self.origin, name, m)
+                }
                 other => other,
             })?;
-        weights.insert(tensor);
-        base += info.bytes();
+        self.weights.insert(tensor);
+        self.base += bytes.len() as u64;
+        self.done += 1;
+        Ok(())
     }
-    up.finish().await;
-    Ok(weights)
+
+    /// Record a tensor that is not uploaded, and why (asking for it later is an error that
+    /// says so).
+    pub fn skip(&mut self, name: &str, why: String, source_bytes: u64) {
+        log::warn!("{}: skipping '{name}': {why}", self.origin);
+        self.weights.skipped.insert(name.to_string(), why);
+        self.base += source_bytes;
+        self.done += 1;
+    }
+
+    /// Wait until the GPU holds everything; the weights.
+    pub async fn finish(mut self) -> Weights {
+        self.up.finish().await;
+        self.weights
+    }
 }
