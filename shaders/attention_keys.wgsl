@@ -9,6 +9,8 @@
 //   n = base + t + 1              when causal (base = pos over a cache, 0 otherwise)
 //   n = base + len                otherwise (the sequence's own keys; padding masked)
 //   first = n - window            with a sliding window, else 0.
+// splits > 0 asks attention_rows.wgsl for partials over that many key ranges of each row
+// (see there); the other kernels take 0.
 
 struct Params {
     seqs: u32,
@@ -22,6 +24,7 @@ struct Params {
     window: u32,
     keys: u32,
     scale: f32,
+    splits: u32,
 }
 
 // Where query row t of sequence sq (index s) reads keys: the first row of its sequence's

@@ -9,6 +9,13 @@
 // workgroup memory. q, k, v and o are read as vec4 (head_dim % 4 == 0, at most 4 * MAX4;
 // the host checks).
 //
+// Split mode (p.splits > 0, decode: a row or a few, many keys): the BQ row slots of a
+// workgroup are instead BQ of one row's p.splits key ranges, workgroup x being head *
+// (splits / BQ) + block and y the row. Each range's merged partial (its accumulator, not yet
+// divided, then (m, l)) goes to o, which is then (rows, heads, splits, HD4 + 1) vec4s, and
+// attention_merge.wgsl combines them. This spreads a decode row's keys over 4 * splits
+// threads in splits / BQ workgroups, where the per-row kernel has 64 threads in one.
+//
 // On lavapipe this shape ran 30-100x faster than variants that look alike (one key per
 // iteration, CH of 2 or 4, head_dim from the params rather than the override HD4, columns
 // split over the row's threads with a barrier a chunk), and it compiles in seconds where
@@ -36,10 +43,13 @@ var<workgroup> merged: array<vec4<f32>, BQ * HD4>;
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let tid = lid.x;
-    let h = wid.x;
     let qr = tid / QUAD;
     let c = tid % QUAD;
-    let r = wid.y * BQ + qr;
+    let split = p.splits > 0u;
+    let blocks = max(p.splits / BQ, 1u);
+    let h = select(wid.x, wid.x / blocks, split);
+    let r = select(wid.y * BQ + qr, wid.y, split);
+    let part = (wid.x % blocks) * BQ + qr;
     let in_step = r < p.seqs * p.tokens;
     let s = min(r / p.tokens, p.seqs - 1u);
     let t = r % p.tokens;
@@ -47,6 +57,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var keys = keys_of(p, sq, s, t);
     if (!in_step || t >= sq.len) {
         keys.n = 0u;
+    }
+    if (split) {
+        let span = select(0u, keys.n - keys.first, keys.n > keys.first);
+        let chunk = (span + p.splits - 1u) / p.splits;
+        keys.first = keys.first + part * chunk;
+        keys.n = min(keys.n, keys.first + chunk);
     }
     let q_base = (r * p.heads + h) * HD4;
     let kv_width4 = p.kv_heads * HD4;
@@ -122,7 +138,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
         workgroupBarrier();
     }
-    if (in_step) {
+    if (in_step && split) {
+        let at = ((r * p.heads + h) * p.splits + part) * (HD4 + 1u);
+        for (var d = c; d < HD4; d = d + QUAD) {
+            o[at + d] = merged[qr * HD4 + d];
+        }
+        if (c == 0u) {
+            o[at + HD4] = vec4<f32>(top, total, 0.0, 0.0);
+        }
+    } else if (in_step) {
         let inv = select(0.0, 1.0 / total, total > 0.0);
         for (var d = c; d < HD4; d = d + QUAD) {
             o[q_base + d] = merged[qr * HD4 + d] * inv;

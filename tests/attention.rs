@@ -22,15 +22,18 @@ fn cache_graph(seqs: usize, t: usize, h: Heads, slots: usize, cap: usize, mask: 
     g
 }
 
-/// The attention kernels, each forced for every step: the per-row kernel, and row blocks
-/// (where the head width allows them; otherwise the per-row kernel again). Only the first
-/// where the adapter's target keeps it for every step (GL: see `Target::of`).
+/// The attention kernels, each forced for every step: the per-row kernel; row blocks
+/// (where the head width allows them; otherwise the per-row kernel again); and decode
+/// programs' keys split into 32 ranges of row blocks, then merged (prefill as by default).
+/// Only the first where the adapter's target keeps it for every step (GL: see
+/// `Target::of`).
 fn kernels(gpu: &Gpu) -> Vec<(&'static str, Target)> {
     let t = Target::of(gpu);
     let mut out = vec![(
         "per row",
         Target {
             attention_rows: Some(usize::MAX),
+            attention_splits: Some(0),
             ..t
         },
     )];
@@ -39,6 +42,14 @@ fn kernels(gpu: &Gpu) -> Vec<(&'static str, Target)> {
             "row blocks",
             Target {
                 attention_rows: Some(0),
+                attention_splits: Some(0),
+                ..t
+            },
+        ));
+        out.push((
+            "split decode",
+            Target {
+                attention_splits: Some(32),
                 ..t
             },
         ));
@@ -118,6 +129,66 @@ fn attention_prefill_then_decode_over_a_cache() {
                 (1e-5, 1e-4),
                 &format!("attention {mask:?}"),
             );
+        }
+    }
+}
+
+/// Decode of a batch over long caches, as split key ranges: every split count a target may
+/// ask for, heads of 64 and 128, sequences at different positions in permuted slots (one
+/// sitting the step out, one at position 0), causal and in a sliding window.
+#[test]
+fn split_decode_matches_the_reference() {
+    for head_dim in [64, 128] {
+        let h = Heads {
+            heads: 6,
+            kv_heads: 2,
+            head_dim,
+        };
+        for gpu in gpus() {
+            if Target::of(gpu).attention_rows.is_some() {
+                continue; // GL never splits (see `Target::of`); `kernels` covers it.
+            }
+            for mask in [Mask::Causal, Mask::Window(300)] {
+                let (slots, cap) = (4, 700);
+                let (prefill, decode) = (
+                    cache_graph(3, 600, h, slots, cap, mask),
+                    cache_graph(3, 1, h, slots, cap, mask),
+                );
+                let mut rng = Rng::new(71);
+                let start = cache_host(slots, cap, h);
+                let steps = vec![
+                    (
+                        0,
+                        step(&[(0, 600, 2), (0, 37, 0), (0, 0, 3)]),
+                        qkv(&mut rng, 1800, h),
+                    ),
+                    (
+                        1,
+                        step(&[(600, 1, 2), (37, 0, 0), (0, 1, 3)]),
+                        qkv(&mut rng, 3, h),
+                    ),
+                    (
+                        1,
+                        step(&[(601, 1, 2), (37, 1, 0), (1, 1, 3)]),
+                        qkv(&mut rng, 3, h),
+                    ),
+                ];
+                for splits in [16, 48, 64] {
+                    let target = Target {
+                        attention_splits: Some(splits),
+                        ..Target::of(gpu)
+                    };
+                    check_steps_for(
+                        gpu,
+                        target,
+                        &[&prefill, &decode],
+                        &mut start.clone(),
+                        &steps,
+                        (1e-5, 1e-4),
+                        &format!("split decode, {splits} ranges, head_dim {head_dim}, {mask:?}"),
+                    );
+                }
+            }
         }
     }
 }

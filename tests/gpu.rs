@@ -147,6 +147,6 @@ fn a_caller_owned_device_runs_kernels() {
             .expect("device");
     let gpu = Gpu::from_device(device, queue);
     let data: Vec<f32> = (0..1000).map(|i| i as f32).collect();
-    let got = pollster::block_on(kiln::bench::copy_once(&gpu, &data)).expect("copy");
+    let got = pollster::block_on(kiln::bench::copy_once(&gpu, &data, false)).expect("copy");
     assert_eq!(got, data);
 }

@@ -218,7 +218,9 @@ fn elementwise_ops_match_reference() {
 fn norms_match_reference() {
     for gpu in gpus() {
         for dtype in DTYPES {
-            for (rows, d) in [(5, 77), (3, 300)] {
+            // Rows shorter than the 256-thread workgroup, longer, and over 4 x 256 (the
+            // elements a thread loads per pass), none of them a multiple of either.
+            for (rows, d) in [(5, 77), (3, 300), (2, 2500)] {
                 let mut rng = Rng::new(11 + d as u64);
                 let w = weight(gpu, "w", &[d], dtype, &mut rng, 1.0, None);
                 let b = weight(gpu, "b", &[d], dtype, &mut rng, 1.0, None);
@@ -285,8 +287,12 @@ fn softmax_is_stable_and_matches_reference() {
 fn copy_kernel_copies() {
     for gpu in gpus() {
         let mut rng = Rng::new(1);
-        let data = rng.uniform(1000 * 3 + 7, 1.0);
-        let got = pollster::block_on(kiln::bench::copy_once(gpu, &data)).expect("copy");
-        assert_close(&got, &data, 0.0, 0.0, &format!("copy on {}", label(gpu)));
+        // Not a multiple of the 256-thread workgroup, in f32s or in vec4s.
+        let data = rng.uniform(1000 * 3 + 4, 1.0);
+        for vec4 in [false, true] {
+            let got = pollster::block_on(kiln::bench::copy_once(gpu, &data, vec4)).expect("copy");
+            let what = format!("copy (vec4 {vec4}) on {}", label(gpu));
+            assert_close(&got, &data, 0.0, 0.0, &what);
+        }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::exec::{Feed, Program};
+use crate::exec::{Feed, Profile, Program};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
 use crate::graph::Step;
@@ -13,11 +13,16 @@ use crate::kernels::grid;
 use crate::ops::attention::{Heads, Mask};
 use crate::ops::copy;
 use crate::schedule::{Plan, Target};
+use crate::tensor::Tensor;
 use std::time::{Duration, Instant};
 
-/// Run the copy kernel once over `data` and read the copy back (the kernel's own test).
-pub async fn copy_once(gpu: &Gpu, data: &[f32]) -> Result<Vec<f32>> {
-    let (src, dst, copy) = copy_setup(gpu, data.len()).await?;
+mod model;
+pub use model::{ModelBench, ModelReport, model};
+
+/// Run a copy kernel once over `data` (a multiple of 4 values for `vec4`) and read the copy
+/// back (the kernels' own test).
+pub async fn copy_once(gpu: &Gpu, data: &[f32], vec4: bool) -> Result<Vec<f32>> {
+    let (src, dst, copy) = copy_setup(gpu, data.len(), vec4).await?;
     gpu.queue()
         .write_buffer(&src, 0, bytemuck::cast_slice(data));
     copy.submit(gpu);
@@ -45,18 +50,24 @@ impl CopyJob {
     }
 }
 
-async fn copy_setup(gpu: &Gpu, n: usize) -> Result<(wgpu::Buffer, wgpu::Buffer, CopyJob)> {
+/// Two buffers of `n` f32 and a copy between them, 4 or 16 (`vec4`) bytes per thread.
+async fn copy_setup(
+    gpu: &Gpu,
+    n: usize,
+    vec4: bool,
+) -> Result<(wgpu::Buffer, wgpu::Buffer, CopyJob)> {
+    let items = if vec4 { n / 4 } else { n };
     let bytes = n as u64 * 4;
     let src = gpu.storage_buffer("copy src", bytes).await?;
     let dst = gpu.storage_buffer("copy dst", bytes).await?;
     let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
     let params = gpu.create_buffer("copy params", 16, uniform).await?;
     let p = copy::Params {
-        count: n as u32,
+        count: items as u32,
         offset: 0,
     };
     gpu.queue().write_buffer(&params, 0, bytemuck::bytes_of(&p));
-    let compiled = crate::kernels::PipelineCache::compiled(gpu, &copy::kernel()).await?;
+    let compiled = crate::kernels::PipelineCache::compiled(gpu, &copy::kernel(vec4)).await?;
     let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("copy"),
         layout: &compiled.layout,
@@ -75,7 +86,7 @@ async fn copy_setup(gpu: &Gpu, n: usize) -> Result<(wgpu::Buffer, wgpu::Buffer, 
             },
         ],
     });
-    let groups = (n as u64).div_ceil(u64::from(copy::WG));
+    let groups = (items as u64).div_ceil(u64::from(copy::WG));
     let job = CopyJob {
         pipeline: compiled.pipeline,
         bind_group,
@@ -136,11 +147,7 @@ pub struct Report {
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{}", self.adapter)?;
-        let roof = self
-            .figures
-            .iter()
-            .find(|x| x.name.starts_with("copy"))
-            .map(Figure::gbps);
+        let roof = roofline(&self.figures);
         let f32_rate = self
             .figures
             .iter()
@@ -148,11 +155,11 @@ impl std::fmt::Display for Report {
             .map(Figure::gweights);
         for x in &self.figures {
             let ms = x.median.as_secs_f64() * 1e3;
-            write!(f, "  {:<28} median {ms:>9.3} ms", x.name)?;
+            write!(f, "  {:<32} median {ms:>9.3} ms", x.name)?;
             if x.bytes > 0.0 {
                 write!(f, "  {:>8.2} GB/s", x.gbps())?;
                 if let (Some(roof), false) = (roof, x.name.starts_with("copy")) {
-                    write!(f, " ({:>5.1}% of copy)", 100.0 * x.gbps() / roof)?;
+                    write!(f, " ({:>5.1}% of best copy)", 100.0 * x.gbps() / roof)?;
                 }
             }
             if x.flops > 0.0 {
@@ -200,23 +207,52 @@ async fn measure(
     Ok(times[times.len() / 2])
 }
 
-/// Median time of one matmul y = x (m, k) @ w (n, k)^T with `dtype` weights planned for
-/// `target`, from `samples` samples (see `measure`).
+/// A weight (n, k) of `dtype` with random values, made quickly (rows drawn from a small
+/// pool, as synthetic models make theirs).
+pub async fn random_weight(gpu: &Gpu, n: usize, k: usize, dtype: DType) -> Result<Tensor> {
+    let bytes = crate::models::synthetic::random_bytes(dtype, &[n, k], 7, 0.0)?;
+    crate::load::upload_bytes(gpu, "w", &[n, k], dtype, &bytes).await
+}
+
+/// Median time of the matmuls y_i = x (m, k) @ w_i^T, one per weight of `ws` (all k wide),
+/// planned for `target`, over `samples` runs after a warm-up: on GPUs with timestamp queries,
+/// GPU time (the step's dispatches summed, so submission and readback do not count); else
+/// wall-clock time of back-to-back submissions (see `measure`). CPU adapters take the
+/// latter: lavapipe's per-dispatch timestamps sum to more than the step's wall time (238 ms
+/// of "GPU time" in 137 ms steps), and its submissions cost little beside its kernels.
 pub async fn time_matmul(
     gpu: &Gpu,
     target: Target,
     m: usize,
-    k: usize,
-    n: usize,
-    dtype: DType,
+    ws: &[Tensor],
     samples: usize,
 ) -> Result<Duration> {
-    let (prog, x) = matmul_program(gpu, m, k, n, dtype, target).await?;
-    measure(gpu, samples, async || {
-        let step = Step::single(0, prog.tokens());
-        prog.submit(&step, &[("x", Feed::F32(&x))]).await.map(drop)
-    })
-    .await
+    let (mut prog, x) = matmul_program_for(gpu, m, ws, target).await?;
+    let step = Step::single(0, prog.tokens());
+    let feeds = [("x", Feed::F32(&x))];
+    let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
+    if cpu || !gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+        return measure(gpu, samples, async || {
+            prog.submit(&step, &feeds).await.map(drop)
+        })
+        .await;
+    }
+    let profile = Profile::new();
+    prog.profile_into(Some((profile.clone(), "timed"))).await?;
+    let total = || {
+        profile.phase("timed").map_or(0.0, |(_, rows)| {
+            rows.iter().map(|(_, e)| e.seconds).sum::<f64>()
+        })
+    };
+    prog.run(&step, &feeds).await?;
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples.max(1) {
+        let before = total();
+        prog.run(&step, &feeds).await?;
+        times.push(total() - before);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Duration::from_secs_f64(times[times.len() / 2]))
 }
 
 /// A matmul program y = x (m, k) @ w (n, k)^T with random weights of `dtype`.
@@ -228,21 +264,62 @@ async fn matmul_program(
     dtype: DType,
     target: Target,
 ) -> Result<(Program, Vec<f32>)> {
-    let values: Vec<f32> = (0..n * k)
-        .map(|i| ((i * 7919 % 1000) as f32 / 1000.0) - 0.5)
-        .collect();
-    let bytes = match dtype.block() {
-        Some(_) => crate::dtype::quantize::quantize(dtype, &values, k)?,
-        None => dtype.from_f32(&values),
-    };
-    let w = crate::load::upload_bytes(gpu, "w", &[n, k], dtype, &bytes).await?;
+    let w = random_weight(gpu, n, k, dtype).await?;
+    matmul_program_for(gpu, m, &[w], target).await
+}
+
+/// A program of matmuls y_i = x (m, k) @ w_i^T, and its input.
+async fn matmul_program_for(
+    gpu: &Gpu,
+    m: usize,
+    ws: &[Tensor],
+    target: Target,
+) -> Result<(Program, Vec<f32>)> {
+    let k = ws.first().map_or(0, |w| w.shape()[1]);
     let g = Graph::new();
     let x = g.input("x", m, k);
     // One sequence of m tokens.
-    g.output("y", g.matmul(x, g.weight(&w)));
+    for (i, w) in ws.iter().enumerate() {
+        g.output(&format!("y{i}"), g.matmul(x, g.weight(w)));
+    }
     let plan = Plan::new(&g, target)?;
     let x = vec![0.5f32; m * k];
     Ok((Program::new(gpu, plan, None).await?, x))
+}
+
+/// Both copy kernels over buffers of `mib` MiB (fewer where the adapter's binding limit
+/// is lower): the bandwidth roofline is the faster of the two.
+pub async fn copy_figures(gpu: &Gpu, mib: usize, samples: usize) -> Result<Vec<Figure>> {
+    let l = gpu.limits();
+    let limit = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
+    let mib = mib.min((limit >> 20) as usize).max(1);
+    let n = (mib << 20) / 4;
+    let mut out = Vec::new();
+    for vec4 in [false, true] {
+        let (_src, _dst, copy) = copy_setup(gpu, n, vec4).await?;
+        let t = measure(gpu, samples, async || {
+            copy.submit(gpu);
+            Ok(())
+        })
+        .await?;
+        out.push(Figure {
+            name: format!("copy{} {mib} MiB", if vec4 { " vec4" } else { "" }),
+            median: t,
+            bytes: 2.0 * (n * 4) as f64,
+            flops: 0.0,
+            weights: 0.0,
+        });
+    }
+    Ok(out)
+}
+
+/// The best copy bandwidth among `figures`, in GB/s.
+pub fn roofline(figures: &[Figure]) -> Option<f64> {
+    figures
+        .iter()
+        .filter(|x| x.name.starts_with("copy"))
+        .map(Figure::gbps)
+        .reduce(f64::max)
 }
 
 /// Measure one adapter, with GEMV as tuned for it (tuning first where the cache has no
@@ -260,20 +337,7 @@ pub async fn run(gpu: &Gpu, size: Size, log: &mut dyn FnMut(&str)) -> Result<Rep
     };
     let mut figures = Vec::new();
 
-    let n = (copy_mib << 20) / 4;
-    let (_src, _dst, copy) = copy_setup(gpu, n).await?;
-    let t = measure(gpu, samples, async || {
-        copy.submit(gpu);
-        Ok(())
-    })
-    .await?;
-    figures.push(Figure {
-        name: format!("copy {copy_mib} MiB"),
-        median: t,
-        bytes: 2.0 * (n * 4) as f64,
-        flops: 0.0,
-        weights: 0.0,
-    });
+    figures.extend(copy_figures(gpu, copy_mib, samples).await?);
 
     let (n, k) = gemv_nk;
     // Every format kiln reads, F32 first (the others are compared with it).
@@ -309,17 +373,30 @@ pub async fn run(gpu: &Gpu, size: Size, log: &mut dyn FnMut(&str)) -> Result<Rep
             weights: 0.0,
         });
     }
-    // Prefill attention at SmolLM2's head shape, by each kernel the adapter runs.
-    let (t, heads) = (
-        128,
-        Heads {
-            heads: 9,
-            kv_heads: 3,
-            head_dim: 64,
-        },
-    );
+    figures.extend(attention_figures(gpu, samples).await?);
+    Ok(Report {
+        adapter: gpu.describe(),
+        figures,
+    })
+}
+
+/// Attention at SmolLM2's head shape by each kernel the adapter runs (GL: the per-row one
+/// only, see [`Target::of`]): causal prefill of 128 rows, and one decode row over a KV
+/// cache of 1024 positions, unsplit and split.
+async fn attention_figures(gpu: &Gpu, samples: usize) -> Result<Vec<Figure>> {
+    let heads = Heads {
+        heads: 9,
+        kv_heads: 3,
+        head_dim: 64,
+    };
     let base = Target::of(gpu);
+    let others = base.attention_rows.is_none();
+    let mut out = Vec::new();
+    let t = 128;
     for (name, cut) in [("per-row", usize::MAX), ("row-block", 0)] {
+        if cut == 0 && !others {
+            continue;
+        }
         let target = Target {
             attention_rows: Some(cut),
             ..base
@@ -332,7 +409,7 @@ pub async fn run(gpu: &Gpu, size: Size, log: &mut dyn FnMut(&str)) -> Result<Rep
         })
         .await?;
         let pairs = (t * (t + 1) / 2 * heads.heads * heads.head_dim) as f64;
-        figures.push(Figure {
+        out.push(Figure {
             name: format!("attention {name} t{t}"),
             median: t_med,
             bytes: 0.0,
@@ -340,10 +417,39 @@ pub async fn run(gpu: &Gpu, size: Size, log: &mut dyn FnMut(&str)) -> Result<Rep
             weights: 0.0,
         });
     }
-    Ok(Report {
-        adapter: gpu.describe(),
-        figures,
-    })
+    let keys = 1024;
+    for (name, splits) in [("per-row", Some(0)), ("split", None)] {
+        if splits.is_none() && !others {
+            continue;
+        }
+        let target = Target {
+            attention_splits: splits,
+            ..base
+        };
+        let g = Graph::new();
+        let kvw = heads.kv_heads * heads.head_dim;
+        let q = g.input("q", 1, heads.heads * heads.head_dim);
+        let (k, v) = (g.state("k", &[1, keys, kvw]), g.state("v", &[1, keys, kvw]));
+        g.output("o", g.attention(q, k, v, heads, Mask::Causal));
+        let plan = Plan::new(&g, target)?;
+        let state = crate::exec::State::new(gpu, &[&plan]).await?;
+        let prog = Program::new(gpu, plan, Some(&state)).await?;
+        let x = vec![0.5f32; heads.heads * heads.head_dim];
+        let t_med = measure(gpu, samples, async || {
+            let step = Step::single(keys - 1, 1);
+            prog.submit(&step, &[("q", Feed::F32(&x))]).await.map(drop)
+        })
+        .await?;
+        out.push(Figure {
+            name: format!("attention decode {name} c{keys}"),
+            median: t_med,
+            // The cache's K and V.
+            bytes: (2 * keys * kvw * 4) as f64,
+            flops: 0.0,
+            weights: 0.0,
+        });
+    }
+    Ok(out)
 }
 
 /// Causal self-attention over `t` rows of a step's own q, k, v (made up).

@@ -24,6 +24,8 @@ use tokenizers::Tokenizer;
 /// A decoder on the GPU, with its tokenizer and chat template.
 pub struct TextModel {
     gpu: Gpu,
+    /// Where it came from (a folder, a file, `synthetic:NAME`).
+    origin: String,
     model: Box<dyn Decoder>,
     bos: Option<u32>,
     tokenizer: Tokenizer,
@@ -89,6 +91,7 @@ impl TextModel {
             .unwrap_or(false);
         Ok(TextModel {
             gpu: gpu.clone(),
+            origin: origin.to_string(),
             model,
             bos: special.bos,
             tokenizer,
@@ -150,8 +153,33 @@ impl TextModel {
         )
     }
 
+    /// A model of a known shape with random weights (`NAME` from
+    /// [`crate::models::synthetic::PRESETS`]), for benchmarks where no model file is at hand.
+    /// Its matrices are stored in `options.dtype` (F16 by default).
+    pub async fn synthetic(
+        gpu: &Gpu,
+        name: &str,
+        options: crate::load::LoadOptions<'_>,
+    ) -> Result<TextModel> {
+        let preset = crate::models::synthetic::Preset::find(name)?;
+        let weights = crate::models::synthetic::upload(gpu, preset, options).await?;
+        Self::from_parts(
+            gpu,
+            &format!("synthetic:{}", preset.name),
+            &preset.config_json(),
+            preset.tokenizer_json().as_bytes(),
+            None,
+            &weights,
+        )
+    }
+
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    /// Where the model came from: its folder or file, or `synthetic:NAME`.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// The dtypes of its weight matrices: pass them to `kiln::tune::ensure` to tune GEMV

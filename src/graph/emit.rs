@@ -149,6 +149,8 @@ pub struct Emit<'a> {
     pub target: Target,
     pub(crate) slot_of: &'a HashMap<Value, usize>,
     pub(crate) this: Value,
+    /// The slot of this op's scratch, when it asked for one.
+    pub(crate) scratch: Option<usize>,
     pub(crate) seqs: usize,
     pub(crate) dispatches: Vec<Dispatch>,
     pub(crate) bounds: Vec<Bound>,
@@ -226,6 +228,13 @@ impl Emit<'_> {
     /// Where the result goes.
     pub fn out(&self) -> Buf {
         self.buf(self.this)
+    }
+
+    /// The op's scratch buffer (of [`Op::scratch_bytes`](super::Op::scratch_bytes)).
+    pub fn scratch(&self) -> Result<Buf> {
+        self.scratch.map(Buf::Slot).ok_or_else(|| {
+            Error::Invalid(format!("{}: no scratch buffer was planned", self.label()))
+        })
     }
 
     /// The name of the state behind `v` (a state, or an op's update of one).

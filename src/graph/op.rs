@@ -32,6 +32,14 @@ pub trait Op: fmt::Debug + Send + Sync + 'static {
     /// The CPU twin: the same result in plain Rust, accumulated in f64.
     fn eval(&self, e: &mut Eval) -> Result<Vec<f32>>;
 
+    /// Bytes of scratch the op's dispatches pass between themselves (partial results), as
+    /// [`Emit::scratch`] gives it: a planned buffer, live only while the op runs. `e` is the
+    /// context `emit` will get, but without buffers.
+    fn scratch_bytes(&self, e: &Emit) -> u64 {
+        let _ = e;
+        0
+    }
+
     /// The state this op updates in place; its result is that state after the update.
     fn updates(&self) -> Option<Value> {
         None

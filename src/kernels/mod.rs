@@ -33,8 +33,12 @@ pub enum Slot {
 pub enum Include {
     /// `epilogue(acc, col, idx)`: the fused bias/activation/gate/residual tail.
     Epilogue,
-    /// `reduce_sum` / `reduce_max` over a workgroup of `WG` threads.
+    /// `reduce_sum` / `reduce_max` over a workgroup of `WG` threads, in workgroup memory
+    /// (every adapter).
     Reduce,
+    /// The same with subgroup shuffles first, over runs of `SG` invocations (adapters with
+    /// SUBGROUP; `SG` at most the smallest subgroup).
+    ReduceSubgroup,
     /// `struct Seq`: one sequence's position, length and slot in the step.
     Seq,
     /// Attention's `Params` and `keys_of`, the keys a query row sees (after `Seq`).
@@ -52,6 +56,7 @@ impl Include {
         match self {
             Include::Epilogue => include_str!("../../shaders/epilogue.wgsl"),
             Include::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Include::ReduceSubgroup => include_str!("../../shaders/reduce_subgroup.wgsl"),
             Include::Seq => include_str!("../../shaders/seq.wgsl"),
             Include::AttentionKeys => include_str!("../../shaders/attention_keys.wgsl"),
             Include::LanesShared => include_str!("../../shaders/lanes_shared.wgsl"),
@@ -61,7 +66,7 @@ impl Include {
 
     /// Whether the piece needs the SUBGROUP feature (`enable subgroups;`).
     pub fn needs_subgroups(self) -> bool {
-        self == Include::LanesSubgroup
+        matches!(self, Include::LanesSubgroup | Include::ReduceSubgroup)
     }
 }
 
@@ -165,6 +170,22 @@ impl Kernel {
     }
 }
 
+/// A row-reduction kernel of `WG` threads: `shared`, whose reductions run in workgroup
+/// memory, or where `subgroups` gives the adapter's smallest subgroup, `subgroup` (the same
+/// source with [`Include::ReduceSubgroup`]) with `SG` set to it.
+pub fn reducing(
+    shared: &'static Family,
+    subgroup: &'static Family,
+    wg: u32,
+    subgroups: Option<u32>,
+) -> Kernel {
+    match subgroups {
+        Some(sg) => Kernel::new(subgroup).constant("SG", sg.clamp(1, wg)),
+        None => Kernel::new(shared),
+    }
+    .constant("WG", wg)
+}
+
 /// What the scheduler needs to know about the device to choose kernels.
 #[derive(Copy, Clone, Debug)]
 pub struct Target {
@@ -174,6 +195,9 @@ pub struct Target {
     pub has_f16_unpack: bool,
     pub max_workgroups: u32,
     pub max_binding: u64,
+    /// The adapter's smallest subgroup size where it has SUBGROUP: row reductions (norms,
+    /// softmax) then sum within subgroups before workgroup memory.
+    pub subgroups: Option<u32>,
     /// When set, matmuls over at most this many rows run as GEMV (weights streamed once per 8
     /// rows) and larger ones as tiled GEMM, whatever each format's [`Gemv::max_rows`] says.
     /// Decided per step from the rows the step really has.
@@ -185,62 +209,102 @@ pub struct Target {
     /// programs of one token per sequence (decode) keep the per-row kernel and others switch
     /// above [`ROWS_ABOVE`](crate::ops::attention::ROWS_ABOVE) rows.
     pub attention_rows: Option<usize>,
+    /// Key ranges a decode row's attention over a KV cache is split into (a multiple of 16;
+    /// 0 never splits): the row-block kernel's split mode, then a merge
+    /// (`shaders/attention_merge.wgsl`). Unset, decode programs split by the cache's length
+    /// ([`crate::ops::attention::decode_splits`]) wherever the row-block kernel runs.
+    pub attention_splits: Option<usize>,
 }
 
-/// The GEMV configuration for each weight format.
+/// Matmuls of at most this many output columns are narrow: GEMV is tuned for them apart,
+/// since a tile that fills a big GPU at 32768 columns leaves most of it idle at 2048.
+pub const NARROW: usize = 4096;
+
+/// Which of a format's two GEMV configurations a matmul takes, by its output columns.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Width {
+    Narrow,
+    Wide,
+}
+
+impl Width {
+    pub fn of(columns: usize) -> Width {
+        if columns <= NARROW {
+            Width::Narrow
+        } else {
+            Width::Wide
+        }
+    }
+}
+
+/// The GEMV configuration for each weight format, for wide and for narrow matmuls.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct GemvTable {
-    /// Indexed like [`WeightFormat::FLOAT`].
+    /// Wide matmuls, indexed like [`WeightFormat::FLOAT`].
     pub floats: [Gemv; 4],
-    /// Indexed like [`DType::QUANTIZED`](crate::DType::QUANTIZED).
+    /// Wide matmuls, indexed like [`DType::QUANTIZED`](crate::DType::QUANTIZED).
     pub blocks: [Gemv; 8],
+    /// Narrow matmuls ([`NARROW`]), indexed the same way.
+    pub narrow_floats: [Gemv; 4],
+    pub narrow_blocks: [Gemv; 8],
 }
 
 impl GemvTable {
     /// Before tuning: [`Gemv::DEFAULT`], with 8-bit activations for block formats (1.2-1.7x
     /// the f32 path's speed on lavapipe at this tile, `kiln tune`, 2026-11-29).
-    pub const DEFAULT: GemvTable = GemvTable {
-        floats: [Gemv::DEFAULT; 4],
-        blocks: [Gemv {
+    pub const DEFAULT: GemvTable = {
+        let block = Gemv {
             int8: true,
             ..Gemv::DEFAULT
-        }; 8],
+        };
+        GemvTable {
+            floats: [Gemv::DEFAULT; 4],
+            blocks: [block; 8],
+            narrow_floats: [Gemv::DEFAULT; 4],
+            narrow_blocks: [block; 8],
+        }
     };
 
-    /// `cfg` for every format (int8 applies to block formats only).
+    /// `cfg` for every format and width (int8 applies to block formats only).
     pub fn uniform(cfg: Gemv) -> GemvTable {
         GemvTable {
             floats: [cfg; 4],
             blocks: [cfg; 8],
+            narrow_floats: [cfg; 4],
+            narrow_blocks: [cfg; 8],
         }
     }
 
-    fn slot(&mut self, format: WeightFormat) -> &mut Gemv {
+    fn slot(&mut self, format: WeightFormat, width: Width) -> &mut Gemv {
+        let (floats, blocks) = match width {
+            Width::Wide => (&mut self.floats, &mut self.blocks),
+            Width::Narrow => (&mut self.narrow_floats, &mut self.narrow_blocks),
+        };
         match format {
             WeightFormat::Blocks(d) => {
                 let i = crate::DType::QUANTIZED.iter().position(|q| *q == d);
-                &mut self.blocks[i.unwrap_or(0)]
+                &mut blocks[i.unwrap_or(0)]
             }
             f => {
                 let i = WeightFormat::FLOAT.iter().position(|q| *q == f);
-                &mut self.floats[i.unwrap_or(0)]
+                &mut floats[i.unwrap_or(0)]
             }
         }
     }
 
-    /// The configuration for weights read in `format`.
-    pub fn get(&self, format: WeightFormat) -> Gemv {
+    /// The configuration for weights read in `format`, `columns` of them.
+    pub fn get(&self, format: WeightFormat, columns: usize) -> Gemv {
         let mut table = *self;
-        let cfg = *table.slot(format);
+        let cfg = *table.slot(format, Width::of(columns));
         Gemv {
             int8: cfg.int8 && format.is_block(),
             ..cfg
         }
     }
 
-    /// Run weights read in `format` with `cfg`.
-    pub fn set(&mut self, format: WeightFormat, cfg: Gemv) {
-        *self.slot(format) = cfg;
+    /// Run `width` matmuls on weights read in `format` with `cfg`.
+    pub fn set(&mut self, format: WeightFormat, width: Width, cfg: Gemv) {
+        *self.slot(format, width) = cfg;
     }
 }
 
@@ -292,9 +356,11 @@ impl Target {
             has_f16_unpack: true,
             max_workgroups: u32::MAX,
             max_binding: u64::MAX,
+            subgroups: None,
             gemv_max_rows: None,
             gemv: GemvTable::DEFAULT,
             attention_rows: None,
+            attention_splits: None,
         }
     }
 }
@@ -307,17 +373,21 @@ impl Target {
     /// tuned for it (`kiln::tune`), or the defaults before tuning.
     pub fn of(gpu: &crate::gpu::Gpu) -> Target {
         let tuned = tuning::tuned(gpu);
+        let gl = gpu.info().backend == wgpu::Backend::Gl;
         Target {
             has_f16: gpu.has_f16(),
             has_f16_unpack: gpu.has_f16_unpack(),
             max_workgroups: gpu.limits().max_compute_workgroups_per_dimension,
             max_binding: gpu.max_binding(),
+            subgroups: gpu.has_subgroups().then(|| gpu.subgroup_min_size()),
             gemv_max_rows: tuned.gemv_max_rows,
             gemv: tuned.gemv,
             // wgpu's GL backend panics when a thread waits over 6 s for its context, and
             // llvmpipe compiles the row-block attention kernel (seconds) at its first
-            // dispatch while holding it: GL keeps the per-row kernel.
-            attention_rows: (gpu.info().backend == wgpu::Backend::Gl).then_some(usize::MAX),
+            // dispatch while holding it: GL keeps the per-row kernel, and so does not split
+            // decode's keys (split mode is the row-block kernel's).
+            attention_rows: gl.then_some(usize::MAX),
+            attention_splits: gl.then_some(0),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! GEMV/GEMM override, kept with the device's other caches. [`Target::of`](super::Target::of)
 //! reads it; `kiln::tune` measures and fills it.
 
-use super::{Gemv, GemvTable};
+use super::{Gemv, GemvTable, Width};
 use crate::dtype::WeightFormat;
 use crate::gpu::Gpu;
 use std::sync::Mutex;
@@ -44,9 +44,9 @@ fn update(gpu: &Gpu, f: impl FnOnce(&mut Tuning)) {
     *guard = Some(t);
 }
 
-/// Plan later programs on `gpu` with `cfg` for weights read in `format`.
-pub fn set(gpu: &Gpu, format: WeightFormat, cfg: Gemv) {
-    update(gpu, |t| t.gemv.set(format, cfg));
+/// Plan later programs on `gpu` with `cfg` for `width` matmuls of weights read in `format`.
+pub fn set(gpu: &Gpu, format: WeightFormat, width: Width, cfg: Gemv) {
+    update(gpu, |t| t.gemv.set(format, width, cfg));
 }
 
 /// Plan later programs on `gpu` to run matmuls of at most `rows` rows as GEMV (say, to

@@ -208,6 +208,19 @@ impl Decoder for Llama {
     fn weight_bytes(&self) -> u64 {
         Llama::weight_bytes(self)
     }
+    fn decode_bytes(&self, position: usize) -> u64 {
+        let c = &self.config;
+        let embed = self.embed.bytes();
+        let stored_head = if c.tied_embeddings {
+            0
+        } else {
+            self.lm_head.bytes()
+        };
+        let layers_and_norm = self.weight_bytes() - embed - stored_head;
+        // K and V, f32, for every layer and KV head.
+        let kv = (2 * c.layers * c.kv_heads * c.head_dim * 4 * position) as u64;
+        layers_and_norm + self.lm_head.bytes() + embed / c.vocab as u64 + kv
+    }
     fn forward(&self, g: &Graph, ids: Value, cache: Cache, logits: Logits) -> Value {
         Llama::forward(self, g, ids, cache, logits)
     }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod llama;
+pub mod synthetic;
 
 pub use config::Config;
 pub use llama::Llama;
@@ -49,6 +50,10 @@ pub trait Decoder: wgpu::WasmNotSendSync {
     fn special(&self) -> Special;
     /// Bytes of weights on the GPU.
     fn weight_bytes(&self) -> u64;
+    /// Bytes one sequence's decode step reads at `position`: every weight matrix it
+    /// multiplies by, one embedding row, and the KV cache so far. Decode's bandwidth is
+    /// this over the step's time.
+    fn decode_bytes(&self, position: usize) -> u64;
     /// One step over ids (S, T) from each sequence's position, reading and extending the
     /// KV caches of `cache`; returns logits (S, T or 1, V).
     fn forward(&self, g: &Graph, ids: Value, cache: Cache, logits: Logits) -> Value;

@@ -43,6 +43,7 @@ crate::kernels::gpu_struct! {
         window: u32,
         keys: u32,
         scale: f32,
+        splits: u32,
     }
 }
 
@@ -65,6 +66,24 @@ pub static ROWS: Family = Family {
     structs: STRUCTS,
 };
 
+pub static MERGE: Family = Family {
+    name: "attention_merge",
+    source: include_str!("../../shaders/attention_merge.wgsl"),
+    includes: &[Include::Seq, Include::AttentionKeys],
+    bindings: &[Slot::Uniform, Slot::Read, Slot::Write],
+    structs: STRUCTS,
+};
+
+fn merge_kernel(head_dim: usize) -> Kernel {
+    Kernel::new(&MERGE).constant("HD4", (head_dim / 4) as u32)
+}
+
+/// Key ranges a decode row is split into over a KV cache of `capacity` positions: 16 (one
+/// row-block workgroup a head) per 512 positions, at most 64.
+pub fn decode_splits(capacity: usize) -> usize {
+    ROWS_BQ as usize * capacity.div_ceil(512).clamp(1, 4)
+}
+
 fn kernel() -> Kernel {
     Kernel::new(&FAMILY).constant("WG", WG)
 }
@@ -79,7 +98,14 @@ pub fn rows_kernel_fits(head_dim: usize) -> bool {
 }
 
 pub fn variants() -> Vec<Kernel> {
-    vec![kernel(), rows_kernel(64), rows_kernel(ROWS_MAX_HEAD_DIM), rows_kernel(20)]
+    vec![
+        kernel(),
+        rows_kernel(64),
+        rows_kernel(ROWS_MAX_HEAD_DIM),
+        rows_kernel(20),
+        merge_kernel(64),
+        merge_kernel(ROWS_MAX_HEAD_DIM),
+    ]
 }
 
 /// Query heads, key/value heads and the head width.
@@ -131,6 +157,19 @@ impl Graph {
 }
 
 impl Attention {
+    /// Key ranges each row is split into on this emission (0: not split). Decode programs
+    /// (one token per sequence) over a KV cache split where the row-block kernel runs and
+    /// the target does not say otherwise.
+    fn splits(&self, e: &Emit) -> usize {
+        let (s, ks) = (e.out_shape(), e.shape(self.k));
+        let cached = matches!(e.buf(self.k), Buf::State(_));
+        if !cached || s[1] != 1 || !rows_kernel_fits(self.heads.head_dim) {
+            return 0;
+        }
+        let n = e.target.attention_splits.unwrap_or_else(|| decode_splits(ks[1]));
+        n.next_multiple_of(ROWS_BQ as usize)
+    }
+
     /// (causal, window, explicit key count) as the kernel takes them.
     fn mask_params(&self) -> (bool, usize, usize) {
         match self.mask {
@@ -224,6 +263,7 @@ impl Op for Attention {
             window: window as u32,
             keys: keys as u32,
             scale: self.scale,
+            splits: 0,
         };
         let bindings = vec![
             Buf::Params,
@@ -233,6 +273,18 @@ impl Op for Attention {
             e.buf(self.v),
             e.out(),
         ];
+        let splits = self.splits(e);
+        if splits > 0 {
+            let scratch = e.scratch()?;
+            let split = Params { splits: splits as u32, ..params };
+            let shape = GridShape::RowsY { x: (h.heads * splits) as u32 / ROWS_BQ, per_group: 1 };
+            let mut b = bindings.clone();
+            b[5] = scratch.clone();
+            e.dispatch(rows_kernel(h.head_dim), b, &split, e.grid(e.rows(self.q), shape));
+            let merge = vec![Buf::Params, scratch, e.out()];
+            e.dispatch(merge_kernel(h.head_dim), merge, &split, e.linear(self.q, h.heads, 1));
+            return Ok(());
+        }
         // Per-row kernel up to `cut` rows, row blocks above.
         let most = match e.rows(self.q) {
             Rows::Fixed(n) => n,
@@ -255,6 +307,12 @@ impl Op for Attention {
             e.dispatch(rows_kernel(h.head_dim), bindings, &params, grid);
         }
         Ok(())
+    }
+
+    fn scratch_bytes(&self, e: &Emit) -> u64 {
+        // (rows, heads, splits, head_dim + 4) f32: each range's accumulator, then (m, l).
+        let rows = e.out_shape()[..2].iter().product::<usize>();
+        (rows * self.heads.heads * self.splits(e) * (self.heads.head_dim + 4) * 4) as u64
     }
 
     fn eval(&self, e: &mut Eval) -> Result<Vec<f32>> {

@@ -1,5 +1,6 @@
-//! The copy kernel (`shaders/copy.wgsl`): not a graph op, but the benchmarks' bandwidth
-//! roofline, launched directly by `crate::bench`.
+//! The copy kernels (`shaders/copy.wgsl`, and `shaders/copy_vec4.wgsl` with 16-byte
+//! accesses): not graph ops, but the benchmarks' bandwidth roofline, launched directly by
+//! `crate::bench`.
 
 use crate::kernels::{Family, GpuStruct, Kernel, Slot};
 
@@ -20,10 +21,19 @@ pub static FAMILY: Family = Family {
     structs: &[Params::LAYOUT],
 };
 
-pub fn kernel() -> Kernel {
-    Kernel::new(&FAMILY).constant("WG", WG)
+pub static FAMILY_VEC4: Family = Family {
+    name: "copy_vec4",
+    source: include_str!("../../shaders/copy_vec4.wgsl"),
+    includes: &[],
+    bindings: &[Slot::Uniform, Slot::Read, Slot::Write],
+    structs: &[Params::LAYOUT],
+};
+
+/// The copy kernel, moving 4 bytes per thread, or 16 with `vec4`.
+pub fn kernel(vec4: bool) -> Kernel {
+    Kernel::new(if vec4 { &FAMILY_VEC4 } else { &FAMILY }).constant("WG", WG)
 }
 
 pub fn variants() -> Vec<Kernel> {
-    vec![kernel()]
+    vec![kernel(false), kernel(true)]
 }

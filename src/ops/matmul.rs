@@ -198,7 +198,7 @@ impl Op for MatMul {
             Rows::Fixed(n) => n,
             Rows::Ragged { .. } => m,
         };
-        let cfg = e.target.gemv.get(wf);
+        let cfg = e.target.gemv.get(wf, n_total);
         let cut = e.target.gemv_max_rows.unwrap_or(cfg.max_rows as usize);
         for (pi, part) in parts.iter().enumerate() {
             let n = part.rows.len();

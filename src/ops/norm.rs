@@ -10,7 +10,7 @@ use crate::graph::{Buf, Emit, Eval, Graph, Op, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
 /// Threads per row.
-pub const WG: u32 = 64;
+pub const WG: u32 = 256;
 
 crate::kernels::gpu_struct! {
     pub struct Params("Params") {
@@ -20,11 +20,23 @@ crate::kernels::gpu_struct! {
     }
 }
 
+const BINDINGS: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::Write];
+const SOURCE: &str = include_str!("../../shaders/norm.wgsl");
+
 pub static FAMILY: Family = Family {
     name: "norm",
-    source: include_str!("../../shaders/norm.wgsl"),
+    source: SOURCE,
     includes: &[Include::Reduce],
-    bindings: &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::Write],
+    bindings: BINDINGS,
+    structs: &[Params::LAYOUT],
+};
+
+/// The same kernel with subgroup reductions.
+pub static FAMILY_SG: Family = Family {
+    name: "norm_sg",
+    source: SOURCE,
+    includes: &[Include::ReduceSubgroup],
+    bindings: BINDINGS,
     structs: &[Params::LAYOUT],
 };
 
@@ -46,24 +58,29 @@ impl Kind {
     }
 }
 
-fn kernel(kind: Kind, w: WeightFormat, b: WeightFormat, bias: bool) -> Kernel {
-    Kernel::new(&FAMILY)
+fn kernel(kind: Kind, w: WeightFormat, b: WeightFormat, bias: bool, sg: Option<u32>) -> Kernel {
+    crate::kernels::reducing(&FAMILY, &FAMILY_SG, WG, sg)
         .weight("w", w)
         .weight("b", b)
-        .constant("WG", WG)
         .constant("MODE", kind.code())
         .constant("HAS_BIAS", bias)
 }
 
 pub fn variants() -> Vec<Kernel> {
-    let mut out = vec![kernel(Kind::L2, WeightFormat::F32, WeightFormat::F32, false)];
+    let f32 = WeightFormat::F32;
+    let mut out = vec![
+        kernel(Kind::L2, f32, f32, false, None),
+        kernel(Kind::L2, f32, f32, false, Some(8)),
+    ];
     for w in WeightFormat::FLOAT {
         for b in WeightFormat::FLOAT {
-            out.push(kernel(Kind::Rms, w, b, false));
-            out.push(kernel(Kind::Layer, w, b, false));
-            out.push(kernel(Kind::Layer, w, b, true));
+            out.push(kernel(Kind::Rms, w, b, false, None));
+            out.push(kernel(Kind::Layer, w, b, false, None));
+            out.push(kernel(Kind::Layer, w, b, true, None));
         }
     }
+    out.push(kernel(Kind::Rms, f32, f32, false, Some(32)));
+    out.push(kernel(Kind::Layer, f32, f32, true, Some(4)));
     out
 }
 
@@ -121,7 +138,8 @@ impl Op for Norm {
         let shape = e.out_shape();
         let d = *shape.last().unwrap_or(&1);
         let rows = shape.iter().product::<usize>() / d.max(1);
-        let k = kernel(self.kind, e.weight_or_f32(self.w)?, e.weight_or_f32(self.b)?, self.b.is_some());
+        let (w, b) = (e.weight_or_f32(self.w)?, e.weight_or_f32(self.b)?);
+        let k = kernel(self.kind, w, b, self.b.is_some(), e.target.subgroups);
         let bindings = vec![
             Buf::Params,
             e.buf(self.x),

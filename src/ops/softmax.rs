@@ -23,12 +23,21 @@ pub static FAMILY: Family = Family {
     structs: &[Params::LAYOUT],
 };
 
-fn kernel() -> Kernel {
-    Kernel::new(&FAMILY).constant("WG", WG)
+/// The same kernel with subgroup reductions.
+pub static FAMILY_SG: Family = Family {
+    name: "softmax_sg",
+    source: include_str!("../../shaders/softmax.wgsl"),
+    includes: &[Include::ReduceSubgroup],
+    bindings: &[Slot::Uniform, Slot::Read, Slot::Write],
+    structs: &[Params::LAYOUT],
+};
+
+fn kernel(sg: Option<u32>) -> Kernel {
+    crate::kernels::reducing(&FAMILY, &FAMILY_SG, WG, sg)
 }
 
 pub fn variants() -> Vec<Kernel> {
-    vec![kernel()]
+    vec![kernel(None), kernel(Some(4)), kernel(Some(32))]
 }
 
 #[derive(Clone, Debug)]
@@ -67,7 +76,7 @@ impl Op for Softmax {
         let params = Params { rows: rows as u32, d: d as u32 };
         let grid = e.linear(self.x, 1, 1);
         let bindings = vec![Buf::Params, e.buf(self.x), e.out()];
-        e.dispatch(kernel(), bindings, &params, grid);
+        e.dispatch(kernel(e.target.subgroups), bindings, &params, grid);
         Ok(())
     }
 

@@ -40,7 +40,27 @@ pub(super) fn emit(
         .filter(|&i| computed(i))
         .collect();
     let values: Vec<usize> = order.iter().copied().filter(|&i| computed(i)).collect();
-    let intervals: Vec<Interval> = values
+    // Scratch that ops ask for lives only while they run.
+    let no_slots = HashMap::new();
+    let probe = |this: Value| Emit {
+        nodes: &nodes,
+        target,
+        slot_of: &no_slots,
+        this,
+        scratch: None,
+        seqs,
+        dispatches: Vec::new(),
+        bounds: Vec::new(),
+    };
+    let scratch: Vec<(usize, usize, u64)> = order
+        .iter()
+        .enumerate()
+        .filter_map(|(pos, &i)| {
+            let bytes = nodes[i].op()?.scratch_bytes(&probe(Value(i)));
+            (bytes > 0).then_some((i, pos, bytes))
+        })
+        .collect();
+    let mut intervals: Vec<Interval> = values
         .iter()
         .map(|&i| Interval {
             bytes: f32_bytes(&nodes[i].shape).max(4),
@@ -53,6 +73,12 @@ pub(super) fn emit(
             pinned: pinned.contains(&i),
         })
         .collect();
+    intervals.extend(scratch.iter().map(|&(_, pos, bytes)| Interval {
+        bytes,
+        first: pos,
+        last: pos,
+        pinned: false,
+    }));
     let (slots_of_interval, slots) = memory::assign(&intervals);
     for &size in &slots {
         if size > target.max_binding {
@@ -76,12 +102,18 @@ pub(super) fn emit(
         .zip(&slots_of_interval)
         .map(|(&i, &s)| (Value(i), s))
         .collect();
+    let scratch_of: HashMap<Value, usize> = scratch
+        .iter()
+        .zip(&slots_of_interval[values.len()..])
+        .map(|(&(i, _, _), &s)| (Value(i), s))
+        .collect();
 
     let context = |this: Value| Emit {
         nodes: &nodes,
         target,
         slot_of: &slot_of,
         this,
+        scratch: scratch_of.get(&this).copied(),
         seqs,
         dispatches: Vec::new(),
         bounds: Vec::new(),

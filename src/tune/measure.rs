@@ -4,17 +4,28 @@ use super::set;
 use crate::dtype::{DType, WeightFormat};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{Gemv, GemvTable, Target};
+use crate::kernels::{Gemv, GemvTable, NARROW, Target, Width};
+use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Bump when kernels change enough that old choices should be measured again.
-const VERSION: u32 = 2;
+/// Bump when kernels change enough that old choices should be measured again. (3: timed
+/// on the GPU's clock on GPUs with timestamp queries, at a shape that depends on the
+/// adapter, narrow matmuls apart.)
+const VERSION: u32 = 3;
 
-/// The shape timed: one row (decode) against a 2048 x 2048 weight.
-const SHAPE: (usize, usize, usize) = (1, 2048, 2048);
+/// The weight timed (k, n): 2048 x 2048 on CPU adapters; on GPUs, 4096 x 32768, so that even
+/// 4-bit blocks (75 MB) outgrow the last-level cache (50-60 MB on big GPUs) and every run
+/// reads memory, as decode does.
+pub fn shape(gpu: &Gpu) -> (usize, usize) {
+    if gpu.info().device_type == wgpu::DeviceType::Cpu {
+        (2048, 2048)
+    } else {
+        (4096, 32768)
+    }
+}
 
 /// What tuning one format found: every candidate timed, then the GEMV-or-GEMM comparison
 /// at more rows for the fastest, which sets its `max_rows`.
@@ -25,6 +36,11 @@ pub struct Tuned {
     pub crossover: Vec<(u32, f64, f64)>,
     /// The fastest candidate, with its `max_rows` set.
     pub best: Candidate,
+    /// Narrow matmuls ([`NARROW`] columns at most; see [`narrow_shapes`]): the modes and
+    /// then the tiles of the fastest mode timed there (none on CPU adapters, which take
+    /// `best` for both), and the fastest, with `best`'s `max_rows`.
+    pub narrow: Vec<Candidate>,
+    pub narrow_best: Candidate,
 }
 
 /// One timed configuration.
@@ -54,10 +70,21 @@ fn adapter_key(gpu: &Gpu) -> String {
     )
 }
 
+/// Narrow weights timed together on GPUs (n, k), as decode meets them: 4 of 4096 x 4096 and
+/// 8 of 2048 x 4096 (75 MB in 4-bit blocks, more than a big GPU's last-level cache).
+pub fn narrow_shapes() -> Vec<(usize, usize)> {
+    let mut out = vec![(4096, 4096); 4];
+    out.extend([(2048, 4096); 8]);
+    out
+}
+
 /// The kernel and shape class a choice applies to: decode-sized steps (the crossover to GEMM
-/// is part of the choice).
-fn kernel_key(dtype: DType) -> String {
-    format!("gemv {dtype} rows<=64")
+/// is part of the choice), wide or narrow.
+fn kernel_key(dtype: DType, width: Width) -> String {
+    match width {
+        Width::Wide => format!("gemv {dtype} rows<=64"),
+        Width::Narrow => format!("gemv {dtype} rows<=64 n<={NARROW}"),
+    }
 }
 
 fn read_cache() -> CacheFile {
@@ -99,26 +126,29 @@ pub async fn ensure(gpu: &Gpu, dtypes: &[DType], log: &mut dyn FnMut(&str)) -> R
             continue;
         }
         seen.push(format);
-        let kernel = kernel_key(dtype);
-        let known = file.adapters.get(&key).and_then(|m| m.get(&kernel));
-        let best = match known {
-            Some(c) if c.cfg.fits(gpu) => c.clone(),
+        let known = |width| {
+            let c = file.adapters.get(&key)?.get(&kernel_key(dtype, width))?;
+            c.cfg.fits(gpu).then_some(c.cfg)
+        };
+        let (wide, narrow) = match (known(Width::Wide), known(Width::Narrow)) {
+            (Some(w), Some(n)) => (w, n),
             _ => {
                 log(&format!(
-                    "tuning {kernel} on {} (once; cached in {})",
+                    "tuning {} on {} (once; cached in {})",
+                    kernel_key(dtype, Width::Wide),
                     gpu.describe(),
                     cache_path().display()
                 ));
-                let best = tune_format(gpu, dtype).await?.best;
-                file.adapters
-                    .entry(key.clone())
-                    .or_default()
-                    .insert(kernel, best.clone());
+                let tuned = tune_format(gpu, dtype).await?;
+                let entries = file.adapters.entry(key.clone()).or_default();
+                entries.insert(kernel_key(dtype, Width::Wide), tuned.best.clone());
+                entries.insert(kernel_key(dtype, Width::Narrow), tuned.narrow_best.clone());
                 dirty = true;
-                best
+                (tuned.best.cfg, tuned.narrow_best.cfg)
             }
         };
-        set(gpu, format, best.cfg);
+        set(gpu, format, Width::Wide, wide);
+        set(gpu, format, Width::Narrow, narrow);
     }
     if dirty {
         file.version = VERSION;
@@ -129,15 +159,17 @@ pub async fn ensure(gpu: &Gpu, dtypes: &[DType], log: &mut dyn FnMut(&str)) -> R
     Ok(super::tuned(gpu).gemv)
 }
 
-/// Keep `best` as the choice for `dtype` weights on `gpu`, now and in the disk cache.
-pub fn remember(gpu: &Gpu, dtype: DType, best: &Candidate) -> Result<()> {
+/// Keep what `tuned` found as the choices for `dtype` weights on `gpu`, now and in the disk
+/// cache.
+pub fn remember(gpu: &Gpu, dtype: DType, tuned: &Tuned) -> Result<()> {
     let mut file = read_cache();
     file.version = VERSION;
-    file.adapters
-        .entry(adapter_key(gpu))
-        .or_default()
-        .insert(kernel_key(dtype), best.clone());
-    set(gpu, dtype.weight_format(gpu.has_f16()), best.cfg);
+    let entries = file.adapters.entry(adapter_key(gpu)).or_default();
+    entries.insert(kernel_key(dtype, Width::Wide), tuned.best.clone());
+    entries.insert(kernel_key(dtype, Width::Narrow), tuned.narrow_best.clone());
+    let format = dtype.weight_format(gpu.has_f16());
+    set(gpu, format, Width::Wide, tuned.best.cfg);
+    set(gpu, format, Width::Narrow, tuned.narrow_best.cfg);
     write_cache(&file)
 }
 
@@ -192,53 +224,80 @@ fn fastest(timed: &[Candidate]) -> Result<Candidate> {
         .ok_or_else(|| Error::Gpu("no GEMV configuration fits the adapter".into()))
 }
 
-/// Time every candidate for `dtype` weights on `gpu` (GEMV of one row against a 2048 x 2048
-/// weight, median of a few samples), modes first, then tiles of the fastest mode; then the
+/// Time every candidate for `dtype` weights on `gpu` (GEMV of one row against a weight of
+/// [`shape`], median of a few samples), modes first, then tiles of the fastest mode; then the
 /// fastest against the tiled GEMM at 16, 32 and 64 rows: GEMV keeps the steps up to the
 /// last row count where it still wins (16 at least, as before tuning).
 pub async fn tune_format(gpu: &Gpu, dtype: DType) -> Result<Tuned> {
     let format = dtype.weight_format(gpu.has_f16());
+    let (k, n) = shape(gpu);
+    let w = [crate::bench::random_weight(gpu, n, k, dtype).await?];
     let mut timed = Vec::new();
     for cfg in modes(gpu, format.is_block()) {
-        timed.push(time(gpu, dtype, format, cfg, 1, false).await?);
+        timed.push(time(gpu, &w, format, cfg, 1, false).await?);
     }
     for cfg in tiles(gpu, fastest(&timed)?.cfg) {
-        timed.push(time(gpu, dtype, format, cfg, 1, false).await?);
+        timed.push(time(gpu, &w, format, cfg, 1, false).await?);
     }
     let mut best = fastest(&timed)?;
     let mut crossover = Vec::new();
     for rows in [16, 32, 64] {
-        let gemv = time(gpu, dtype, format, best.cfg, rows, false)
-            .await?
-            .micros;
-        let gemm = time(gpu, dtype, format, best.cfg, rows, true).await?.micros;
+        let gemv = time(gpu, &w, format, best.cfg, rows, false).await?.micros;
+        let gemm = time(gpu, &w, format, best.cfg, rows, true).await?.micros;
         crossover.push((rows as u32, gemv, gemm));
         if gemv > gemm {
             break;
         }
         best.cfg.max_rows = best.cfg.max_rows.max(rows as u32);
     }
+    let mut narrow = Vec::new();
+    let narrow_best = if gpu.info().device_type == wgpu::DeviceType::Cpu {
+        best.clone()
+    } else {
+        let mut ws = Vec::new();
+        for (n, k) in narrow_shapes() {
+            ws.push(crate::bench::random_weight(gpu, n, k, dtype).await?);
+        }
+        // Modes, then tiles of the fastest mode, as for wide matmuls: which mode wins can
+        // differ too (on an H200, Q8_0's 8-bit activations read wide weights at 2.1 TB/s
+        // and narrow ones at 0.18).
+        for cfg in modes(gpu, format.is_block()) {
+            narrow.push(time(gpu, &ws, format, cfg, 1, false).await?);
+        }
+        for cfg in tiles(gpu, fastest(&narrow)?.cfg) {
+            narrow.push(time(gpu, &ws, format, cfg, 1, false).await?);
+        }
+        fastest(&narrow)?
+    };
     Ok(Tuned {
         timed,
         crossover,
+        narrow,
+        narrow_best: Candidate {
+            cfg: Gemv {
+                max_rows: best.cfg.max_rows,
+                ..narrow_best.cfg
+            },
+            ..narrow_best
+        },
         best,
     })
 }
 
-/// One matmul of `rows` rows against the 2048 x 2048 weight, as GEMV with `cfg` or as GEMM.
+/// Matmuls of `rows` rows against each of `ws`, as GEMV with `cfg` (for matmuls of their
+/// width) or as GEMM.
 async fn time(
     gpu: &Gpu,
-    dtype: DType,
+    ws: &[Tensor],
     format: WeightFormat,
     cfg: Gemv,
     rows: usize,
     gemm: bool,
 ) -> Result<Candidate> {
     let mut target = Target::of(gpu);
-    target.gemv.set(format, cfg);
+    target.gemv.set(format, Width::of(ws[0].shape()[0]), cfg);
     target.gemv_max_rows = Some(if gemm { 0 } else { usize::MAX });
-    let (_, k, n) = SHAPE;
-    let t: Duration = crate::bench::time_matmul(gpu, target, rows, k, n, dtype, 3).await?;
+    let t: Duration = crate::bench::time_matmul(gpu, target, rows, ws, 7).await?;
     Ok(Candidate {
         cfg,
         micros: t.as_secs_f64() * 1e6,

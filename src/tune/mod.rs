@@ -12,6 +12,6 @@
 mod measure;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use measure::{Candidate, Tuned, ensure, remember, tune_format};
+pub use measure::{Candidate, Tuned, ensure, narrow_shapes, remember, shape, tune_format};
 
 pub use crate::kernels::tuning::{Tuning, set, set_gemv_max_rows, tuned};

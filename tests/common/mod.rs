@@ -245,10 +245,9 @@ pub fn check_steps_for(
 /// f32 tolerances. Tests of the 8-bit path set their own targets.
 pub fn float_gemv(gpu: &Gpu) {
     for d in DType::QUANTIZED {
-        kiln::tune::set(
-            gpu,
-            kiln::WeightFormat::Blocks(d),
-            kiln::kernels::Gemv::DEFAULT,
-        );
+        for width in [kiln::kernels::Width::Wide, kiln::kernels::Width::Narrow] {
+            let format = kiln::WeightFormat::Blocks(d);
+            kiln::tune::set(gpu, format, width, kiln::kernels::Gemv::DEFAULT);
+        }
     }
 }

