@@ -4,7 +4,8 @@
 //! Two kernels compute it: a tiled GEMM (`shaders/matmul.wgsl`) for many rows, and a GEMV
 //! that streams each weight once per block of 8 rows, for decode and short prompts. GEMV
 //! widens weights to f32 (`shaders/gemv.wgsl`) or, on block-quantized weights, dots them with
-//! 8-bit activations (`shaders/gemv_q8.wgsl`), as the target's [`Gemv`] says; its lanes sum
+//! 8-bit activations (`shaders/gemv_q8.wgsl`, after `shaders/quantize_q8.wgsl` has quantized
+//! x once into the op's scratch), as the target's [`Gemv`] says; its lanes sum
 //! in workgroup memory or with subgroup shuffles. When a program's steps may have either,
 //! both are emitted and each step runs the one that suits the rows it has. A weight larger than one binding is split by
 //! rows into parts, one dispatch each.
@@ -71,6 +72,19 @@ pub static GEMV_Q8: Family =
 pub static GEMV_Q8_SG: Family =
     gemv_family("gemv_q8_sg", GEMV_Q8_SRC, &[Include::Epilogue, Include::LanesSubgroup]);
 
+/// Activations to 8-bit blocks for the 8-bit GEMV, once per step.
+pub static QUANTIZE_Q8: Family = Family {
+    name: "quantize_q8",
+    source: include_str!("../../shaders/quantize_q8.wgsl"),
+    includes: &[],
+    bindings: &[Slot::Uniform, Slot::Read, Slot::Write],
+    structs: &[Params::LAYOUT],
+};
+/// Threads per workgroup of `quantize_q8.wgsl`, one per 32-element block.
+const QUANTIZE_WG: u32 = 64;
+/// Bytes of one quantized 32-element block (the shaders' `QX`).
+const QX_BYTES: usize = 64;
+
 const GEMV_SRC: &str = include_str!("../../shaders/gemv.wgsl");
 const GEMV_Q8_SRC: &str = include_str!("../../shaders/gemv_q8.wgsl");
 
@@ -115,7 +129,7 @@ pub fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue, cfg: Gemv) -> Ke
 }
 
 pub fn variants() -> Vec<Kernel> {
-    let mut out = Vec::new();
+    let mut out = vec![Kernel::new(&QUANTIZE_Q8)];
     for w in WeightFormat::all() {
         for b in WeightFormat::FLOAT {
             for epi in Epilogue::all() {
@@ -152,6 +166,18 @@ impl Graph {
     /// x (S, T, K) · w (N, K)^T + bias (N) -> (S, T, N)
     pub fn linear(&self, x: Value, w: Value, bias: Option<Value>) -> Value {
         self.apply(MatMul { x, w, bias, tail: Tail::default() })
+    }
+}
+
+impl MatMul {
+    /// The GEMV configuration for this matmul on `e`'s target (int8 only where the weight
+    /// is in blocks), and the most rows a step may have to run it.
+    fn gemv(&self, e: &Emit) -> Result<(Gemv, usize)> {
+        let wf = e.weight(self.w, true)?;
+        let mut cfg = e.target.gemv.get(wf, e.out_shape()[2]);
+        cfg.int8 = cfg.int8 && wf.is_block();
+        let cut = e.target.gemv_max_rows.unwrap_or(cfg.max_rows as usize);
+        Ok((cfg, cut))
     }
 }
 
@@ -198,8 +224,21 @@ impl Op for MatMul {
             Rows::Fixed(n) => n,
             Rows::Ragged { .. } => m,
         };
-        let cfg = e.target.gemv.get(wf, n_total);
-        let cut = e.target.gemv_max_rows.unwrap_or(cfg.max_rows as usize);
+        let (cfg, cut) = self.gemv(e)?;
+        // The 8-bit GEMV reads x quantized once for every part.
+        let quantized = if cut > 0 && cfg.int8 {
+            let scratch = e.scratch()?;
+            let params = Params { m: m as u32, n: 0, k: k as u32, n_off: 0, ldy: 0, w_meta: 0 };
+            let mut g = e.linear(self.x, k / 32, QUANTIZE_WG);
+            if most > cut {
+                g.when = When::RowsAtMost(cut);
+            }
+            let bindings = vec![Buf::Params, e.buf(self.x), scratch.clone()];
+            e.dispatch(Kernel::new(&QUANTIZE_Q8), bindings, &params, g);
+            Some(scratch)
+        } else {
+            None
+        };
         for (pi, part) in parts.iter().enumerate() {
             let n = part.rows.len();
             let bindings = vec![
@@ -227,7 +266,11 @@ impl Op for MatMul {
                 if most > cut {
                     g.when = When::RowsAtMost(cut);
                 }
-                e.dispatch(gemv(wf, bf, epi, cfg), bindings.clone(), &params, g);
+                let mut b = bindings.clone();
+                if let Some(q) = &quantized {
+                    b[1] = q.clone();
+                }
+                e.dispatch(gemv(wf, bf, epi, cfg), b, &params, g);
             }
             if most > cut {
                 let x = (n as u32).div_ceil(GEMM_TILE_N);
@@ -246,6 +289,18 @@ impl Op for MatMul {
             }
         }
         Ok(())
+    }
+
+    fn scratch_bytes(&self, e: &Emit) -> u64 {
+        // x quantized, for the rows a GEMV step may have (whole blocks of GEMV_MR).
+        let Ok((cfg, cut)) = self.gemv(e) else { return 0 };
+        if cut == 0 || !cfg.int8 {
+            return 0;
+        }
+        let shape = e.out_shape();
+        let m = shape[0] * shape[1];
+        let rows = if cut >= m { m } else { m.min(cut.next_multiple_of(GEMV_MR as usize)) };
+        (rows * e.shape(self.x)[2] / 32 * QX_BYTES) as u64
     }
 
     fn eval(&self, e: &mut Eval) -> Result<Vec<f32>> {
