@@ -13,8 +13,9 @@
 //  4. draws u in [0, 1) from its random bits and picks, in id order, the first kept
 //     token whose cumulative weight exp(l - max) reaches u times the kept total;
 //  5. writes the token to its slot and marks it seen.
-// Each sequence has its own parameters (sampling[s]). reduce_sum and the WG workgroup size
-// come from reduce.wgsl and the override below; Seq from seq.wgsl.
+// Each sequence has its own parameters (sampling[s]). reduce_sum comes from reduce.wgsl (or
+// reduce_subgroup.wgsl where the adapter has subgroups), the WG workgroup size from the
+// override below, Seq from seq.wgsl.
 
 struct Params {
     seqs: u32,

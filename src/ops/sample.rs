@@ -21,32 +21,44 @@ crate::kernels::gpu_struct! {
     }
 }
 
+const BINDINGS: &[Slot] = &[
+    Slot::Uniform,
+    Slot::Read,
+    Slot::Read,
+    Slot::Read,
+    Slot::Read,
+    Slot::Write,
+    Slot::Write,
+];
+const STRUCTS: &[crate::kernels::Layout] = &[
+    Params::LAYOUT,
+    crate::graph::SeqParams::LAYOUT,
+    crate::sample::SamplingParams::LAYOUT,
+];
+
 pub static FAMILY: Family = Family {
     name: "sample",
     source: include_str!("../../shaders/sample.wgsl"),
     includes: &[Include::Seq, Include::Reduce],
-    bindings: &[
-        Slot::Uniform,
-        Slot::Read,
-        Slot::Read,
-        Slot::Read,
-        Slot::Read,
-        Slot::Write,
-        Slot::Write,
-    ],
-    structs: &[
-        Params::LAYOUT,
-        crate::graph::SeqParams::LAYOUT,
-        crate::sample::SamplingParams::LAYOUT,
-    ],
+    bindings: BINDINGS,
+    structs: STRUCTS,
 };
 
-fn kernel() -> Kernel {
-    Kernel::new(&FAMILY).constant("WG", WG)
+/// The same kernel with subgroup reductions.
+pub static FAMILY_SG: Family = Family {
+    name: "sample_sg",
+    source: include_str!("../../shaders/sample.wgsl"),
+    includes: &[Include::Seq, Include::ReduceSubgroup],
+    bindings: BINDINGS,
+    structs: STRUCTS,
+};
+
+fn kernel(sg: Option<u32>) -> Kernel {
+    crate::kernels::reducing(&FAMILY, &FAMILY_SG, WG, sg)
 }
 
 pub fn variants() -> Vec<Kernel> {
-    vec![kernel()]
+    vec![kernel(None), kernel(Some(4)), kernel(Some(32))]
 }
 
 #[derive(Clone, Debug)]
@@ -136,7 +148,7 @@ impl Op for Sample {
             e.buf(self.token),
         ];
         let grid = e.grid(Rows::Fixed(seqs), GridShape::Fixed([seqs as u32, 1, 1]));
-        e.dispatch(kernel(), bindings, &params, grid);
+        e.dispatch(kernel(e.target.subgroups), bindings, &params, grid);
         Ok(())
     }
 
