@@ -4,7 +4,7 @@
 // in f32 (the massive activations some layers have would otherwise set the scale and round
 // the rest of the block away); the others become int8 quants qx = round(x / dx), with a
 // scale dx per 16-element half (its other elements' max|x| / 127), and dx times the sum of
-// each half's quants.
+// each half's quants. p.m is the rows the destination holds: the grid may cover more.
 
 struct Params {
     m: u32,

@@ -69,6 +69,18 @@ fn profiling_files_each_dispatch_and_changes_no_output() {
             "a 37x96x70 GEMM took no time on {}: {rows:?}",
             label(gpu)
         );
+        // A step's span runs from its first dispatch's start to its last one's end, so it
+        // covers each of its dispatches: the three spans cover any one call.
+        let span = profile.span("test").expect("a span for the phase");
+        let call = rows
+            .iter()
+            .map(|(_, e)| e.seconds / e.calls.max(1) as f64)
+            .fold(0.0, f64::max);
+        assert!(
+            span.is_finite() && span > 0.0 && span >= call,
+            "span {span} s over 3 steps, a kernel's average call {call} s, on {}",
+            label(gpu)
+        );
         assert!(profile.to_string().contains("matmul F16"));
     }
 }

@@ -137,6 +137,22 @@ fn pipelined_decode_matches_sequential_and_counts_no_surplus() {
             pollster::block_on(g.text()).expect("text");
             assert_eq!(g.stats().reused_tokens, prompt.len() + first);
         }
+        // Benchmarks generate past EOS: then the same tokens as when nothing stops it.
+        let mut s = pollster::block_on(model.session(CONTEXT)).expect("session");
+        let past = GenerateOptions {
+            ignore_eos: true,
+            ..long.clone()
+        };
+        let mut g = pollster::block_on(s.generate(&prompt, past)).expect("generate");
+        pollster::block_on(g.text()).expect("text");
+        assert_eq!(g.finish(), Some(Finish::MaxTokens), "on {}", label(gpu));
+        assert_eq!(g.tokens().len(), 20, "past EOS on {}", label(gpu));
+        assert_eq!(
+            &g.tokens()[..tokens.len()],
+            &tokens[..],
+            "past EOS on {}",
+            label(gpu)
+        );
     }
 }
 

@@ -216,7 +216,9 @@ pub async fn random_weight(gpu: &Gpu, n: usize, k: usize, dtype: DType) -> Resul
 
 /// Median time of the matmuls y_i = x (m, k) @ w_i^T, one per weight of `ws` (all k wide),
 /// planned for `target`, over `samples` runs after a warm-up: on GPUs with timestamp queries,
-/// GPU time (the step's dispatches summed, so submission and readback do not count); else
+/// GPU time from the step's first dispatch's start to its last one's end (submission and
+/// readback do not count, and a matmul of two dispatches is not charged twice the floor
+/// that each profiled dispatch costs, as summing their own times would); else
 /// wall-clock time of back-to-back submissions (see `measure`). CPU adapters take the
 /// latter: lavapipe's per-dispatch timestamps sum to more than the step's wall time (238 ms
 /// of "GPU time" in 137 ms steps), and its submissions cost little beside its kernels.
@@ -239,11 +241,7 @@ pub async fn time_matmul(
     }
     let profile = Profile::new();
     prog.profile_into(Some((profile.clone(), "timed"))).await?;
-    let total = || {
-        profile.phase("timed").map_or(0.0, |(_, rows)| {
-            rows.iter().map(|(_, e)| e.seconds).sum::<f64>()
-        })
-    };
+    let total = || profile.span("timed").unwrap_or(0.0);
     prog.run(&step, &feeds).await?;
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples.max(1) {

@@ -1,5 +1,6 @@
 //! Whole-model benchmarks, measured as llama-bench measures them: a prompt of random tokens
-//! prefilled in one step, then tokens decoded greedily, several runs after a warm-up run
+//! prefilled in one step, then tokens decoded greedily past any end-of-sequence token,
+//! several runs after a warm-up run
 //! that builds the programs. Decode's bandwidth counts the bytes each step reads (weights
 //! and KV cache, at the mean position of the run) and is set against the adapter's copy
 //! roofline, measured in the same run.
@@ -84,10 +85,12 @@ impl std::fmt::Display for ModelReport {
                 let gbps = self.decode_gbps();
                 write!(
                     f,
-                    "  {:.1} MB/token, {gbps:.1} GB/s = {:.1}% of best copy",
+                    "  {:.1} MB/token, {gbps:.1} GB/s",
                     self.decode_bytes as f64 / 1e6,
-                    100.0 * gbps / roof
                 )?;
+                if roof > 0.0 {
+                    write!(f, " = {:.1}% of best copy", 100.0 * gbps / roof)?;
+                }
             }
             writeln!(f)?;
         }
@@ -129,6 +132,7 @@ pub async fn model(
             temperature: 0.0,
             ..Sampling::default()
         },
+        ignore_eos: true,
         ..GenerateOptions::default()
     };
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());

@@ -25,6 +25,8 @@ pub struct Profile {
 struct Phase {
     steps: usize,
     kernels: BTreeMap<String, Entry>,
+    /// From the first dispatch's start to the last one's end, summed over the steps.
+    span: f64,
 }
 
 /// One kernel's share of a phase.
@@ -39,11 +41,13 @@ impl Profile {
         Arc::new(Profile::default())
     }
 
-    /// Add one step's dispatch times: (kernel, seconds) pairs.
-    pub fn record(&self, phase: &str, times: impl IntoIterator<Item = (String, f64)>) {
+    /// Add one step's dispatch times, (kernel, seconds) pairs, and its span: seconds from
+    /// its first dispatch's start to its last one's end.
+    pub fn record(&self, phase: &str, times: impl IntoIterator<Item = (String, f64)>, span: f64) {
         let mut phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
         let p = phases.entry(phase.to_string()).or_default();
         p.steps += 1;
+        p.span += span;
         for (kernel, seconds) in times {
             let e = p.kernels.entry(kernel).or_default();
             e.calls += 1;
@@ -60,6 +64,14 @@ impl Profile {
             p.kernels.iter().map(|(k, e)| (k.clone(), *e)).collect();
         rows.sort_by(|a, b| b.1.seconds.total_cmp(&a.1.seconds));
         Some((p.steps, rows))
+    }
+
+    /// Seconds from the first dispatch's start to the last one's end, summed over the
+    /// steps of `phase`: the GPU's time for the steps, gaps between dispatches included,
+    /// without the per-dispatch floor that summing each dispatch's own time counts.
+    pub fn span(&self, phase: &str) -> Option<f64> {
+        let phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
+        phases.get(phase).map(|p| p.span)
     }
 
     pub fn phases(&self) -> Vec<String> {
@@ -225,12 +237,18 @@ impl Timestamps {
         let st = &self.stamps[set];
         let bytes = gpu.map_read(&st.staging, st.staging.size()).await?;
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
-        let times = ran.iter().filter_map(|&i| {
-            let (start, end) = (*ticks.get(2 * i)?, *ticks.get(2 * i + 1)?);
-            let seconds = end.saturating_sub(start) as f64 * self.period_ns * 1e-9;
-            Some((self.keys[i].clone(), seconds))
-        });
-        self.sink.record(&self.phase, times);
+        let seconds = |t: u64| t as f64 * self.period_ns * 1e-9;
+        let stamps: Vec<(usize, u64, u64)> = ran
+            .iter()
+            .filter_map(|&i| Some((i, *ticks.get(2 * i)?, *ticks.get(2 * i + 1)?)))
+            .collect();
+        let first = stamps.iter().map(|s| s.1).min().unwrap_or(0);
+        let last = stamps.iter().map(|s| s.2).max().unwrap_or(0);
+        let times = stamps
+            .iter()
+            .map(|&(i, start, end)| (self.keys[i].clone(), seconds(end.saturating_sub(start))));
+        self.sink
+            .record(&self.phase, times, seconds(last.saturating_sub(first)));
         Ok(())
     }
 }

@@ -17,6 +17,8 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Set to true from anywhere to stop at the next token.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Keep generating past end-of-sequence tokens (benchmarks, which need a fixed count).
+    pub ignore_eos: bool,
 }
 
 impl Default for GenerateOptions {
@@ -26,6 +28,7 @@ impl Default for GenerateOptions {
             sampling: Sampling::default(),
             stop: vec![],
             cancel: None,
+            ignore_eos: false,
         }
     }
 }

@@ -321,7 +321,7 @@ impl Session {
                 end(q, i, Finish::MaxTokens, String::new(), &mut a.events);
                 continue;
             }
-            if model.eos.contains(&token) {
+            if !q.options.ignore_eos && model.eos.contains(&token) {
                 end(q, i, Finish::Eos, String::new(), &mut a.events);
                 continue;
             }

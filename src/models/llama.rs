@@ -219,7 +219,7 @@ impl Decoder for Llama {
         let layers_and_norm = self.weight_bytes() - embed - stored_head;
         // K and V, f32, for every layer and KV head.
         let kv = (2 * c.layers * c.kv_heads * c.head_dim * 4 * position) as u64;
-        layers_and_norm + self.lm_head.bytes() + embed / c.vocab as u64 + kv
+        layers_and_norm + self.lm_head.bytes() + embed / c.vocab.max(1) as u64 + kv
     }
     fn forward(&self, g: &Graph, ids: Value, cache: Cache, logits: Logits) -> Value {
         Llama::forward(self, g, ids, cache, logits)

@@ -212,6 +212,9 @@ pub(crate) fn random_bytes(
     };
     // Uniform on ±sqrt(3/k): variance 1/k, so each dot product has variance about 1.
     let scale = (3.0 / row_len as f32).sqrt();
+    if rows == 0 || row_len == 0 {
+        return Ok(Vec::new());
+    }
     let pool_rows = rows.min(POOL);
     let values: Vec<f32> = (0..pool_rows * row_len).map(|_| uniform(scale)).collect();
     let pool = encode(&values, row_len)?;

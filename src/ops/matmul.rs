@@ -179,6 +179,17 @@ impl MatMul {
         let cut = e.target.gemv_max_rows.unwrap_or(cfg.max_rows as usize);
         Ok((cfg, cut))
     }
+
+    /// Rows of x the 8-bit GEMV's scratch holds quantized: every row a GEMV step reads,
+    /// whole blocks of GEMV_MR up to `cut` (or all of them).
+    fn quantized_rows(&self, e: &Emit, cut: usize) -> usize {
+        let m = e.out_shape()[..2].iter().product::<usize>();
+        if cut >= m {
+            m
+        } else {
+            m.min(cut.next_multiple_of(GEMV_MR as usize))
+        }
+    }
 }
 
 impl Op for MatMul {
@@ -228,7 +239,9 @@ impl Op for MatMul {
         // The 8-bit GEMV reads x quantized once for every part.
         let quantized = if cut > 0 && cfg.int8 {
             let scratch = e.scratch()?;
-            let params = Params { m: m as u32, n: 0, k: k as u32, n_off: 0, ldy: 0, w_meta: 0 };
+            // m bounds the blocks written: the scratch's rows, not the program's.
+            let rows = self.quantized_rows(e, cut);
+            let params = Params { m: rows as u32, n: 0, k: k as u32, n_off: 0, ldy: 0, w_meta: 0 };
             let mut g = e.linear(self.x, k / 32, QUANTIZE_WG);
             if most > cut {
                 g.when = When::RowsAtMost(cut);
@@ -297,10 +310,7 @@ impl Op for MatMul {
         if cut == 0 || !cfg.int8 {
             return 0;
         }
-        let shape = e.out_shape();
-        let m = shape[0] * shape[1];
-        let rows = if cut >= m { m } else { m.min(cut.next_multiple_of(GEMV_MR as usize)) };
-        (rows * e.shape(self.x)[2] / 32 * QX_BYTES) as u64
+        (self.quantized_rows(e, cut) * e.shape(self.x)[2] / 32 * QX_BYTES) as u64
     }
 
     fn eval(&self, e: &mut Eval) -> Result<Vec<f32>> {

@@ -146,7 +146,7 @@ fn options(args: &Args) -> Result<GenerateOptions> {
         max_tokens: args.parse_or("max-tokens", 256)?,
         sampling: sampling(args)?,
         stop: args.all("stop"),
-        cancel: None,
+        ..GenerateOptions::default()
     })
 }
 

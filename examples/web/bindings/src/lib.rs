@@ -416,6 +416,7 @@ impl Session {
             sampling,
             stop,
             cancel: Some(self.cancel.clone()),
+            ..GenerateOptions::default()
         };
         let model = self.inner.model().clone();
         let text = if o.get("chat").and_then(|c| c.as_bool()).unwrap_or(false) {
