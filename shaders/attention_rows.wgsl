@@ -1,6 +1,6 @@
 // Grouped-query attention for steps with many query rows (prefill, encoders): a workgroup
 // takes BQ consecutive rows of the step for one head, QUAD threads to a row. Params and the
-// key ranges are in attention_keys.wgsl; attention.wgsl serves decode.
+// key ranges are in attention_keys.wgsl. Decode runs its split mode (below), or attention.wgsl.
 //
 // Each thread walks its own share of its row's keys (key j belongs to thread j % QUAD of
 // the row) with its own online softmax, CH keys at a time: CH scores, one rescale of the

@@ -4,13 +4,19 @@
 //! an explicit key count (encoder-decoders).
 //!
 //! Two kernels compute it. `shaders/attention.wgsl` gives each (query row, head) a workgroup
-//! whose threads split the keys: for decode, where rows are few and keys many.
-//! `shaders/attention_rows.wgsl` gives a workgroup 16 rows of one head, 4 threads to a row,
-//! each with its own online softmax over a quarter of the row's keys, merged at the end:
-//! for prefill and encoders, where the per-row kernel spends most of its time on
-//! workgroup-wide reductions. A step with more than [`ROWS_ABOVE`] rows runs the second where the head
-//! width allows it (a multiple of 4, at most [`ROWS_MAX_HEAD_DIM`]), except on GL (see
-//! [`Target::of`](crate::Target::of)).
+//! whose threads split the keys. `shaders/attention_rows.wgsl` gives a workgroup 16 rows of
+//! one head, 4 threads to a row, each with its own online softmax over a quarter of the
+//! row's keys, merged at the end: for prefill and encoders, where the per-row kernel spends
+//! most of its time on workgroup-wide reductions. A step with more than [`ROWS_ABOVE`] rows
+//! runs the second where the head width allows it (a multiple of 4, at most
+//! [`ROWS_MAX_HEAD_DIM`]), except on GL (see [`Target::of`](crate::Target::of)).
+//!
+//! Decode programs (one token per sequence) over a KV cache split each row's keys into
+//! ranges instead ([`decode_splits`], or [`Target::attention_splits`](crate::Target)): the
+//! row-block kernel's split mode computes each range's partial softmax into the op's
+//! scratch, and `shaders/attention_merge.wgsl` merges them. Where the row-block kernel does
+//! not fit the heads, or the target says 0 (GL), decode takes the per-row kernel. Splitting
+//! is decided by `attention_splits` alone: `attention_rows` does not turn it off.
 
 use super::token_rows;
 use crate::error::Result;

@@ -20,11 +20,12 @@ pub(crate) struct Interval {
 pub struct MemoryReport {
     /// Bytes allocated for activations (the sum of the planned buffers).
     pub activation_bytes: u64,
-    /// Bytes if every intermediate had its own buffer.
+    /// Bytes if every intermediate (and every op's scratch) had its own buffer.
     pub unshared_bytes: u64,
     /// The most bytes live at any one op: a lower bound for any plan.
     pub live_peak_bytes: u64,
     pub buffers: usize,
+    /// Values placed, ops' scratch buffers included.
     pub values: usize,
     /// Elementwise ops folded into their producers.
     pub fused_ops: usize,
