@@ -24,17 +24,6 @@ struct Params {
     w_meta: u32,
 }
 
-// One quantized block of x, as quantize_q8.wgsl writes it.
-struct QX {
-    q0: vec4<u32>,
-    q1: vec4<u32>,
-    s: vec4<f32>,
-    kept: f32,
-    at: u32,
-    pad0: u32,
-    pad1: u32,
-}
-
 override LANES: u32 = 4u;
 override ROWS: u32 = 64u;
 // Rows of x per workgroup (a function-scope array size, so a const).

@@ -4,7 +4,8 @@
 // in f32 (the massive activations some layers have would otherwise set the scale and round
 // the rest of the block away); the others become int8 quants qx = round(x / dx), with a
 // scale dx per 16-element half (its other elements' max|x| / 127), and dx times the sum of
-// each half's quants. p.m is the rows the destination holds: the grid may cover more.
+// each half's quants (struct QX, q8_block.wgsl). p.m is the rows the destination holds: the
+// grid may cover more.
 
 struct Params {
     m: u32,
@@ -13,18 +14,6 @@ struct Params {
     n_off: u32,
     ldy: u32,
     w_meta: u32,
-}
-
-// One block: the quants of each half (elements 0..16, 16..32), (dx0, dx1, dx0 * sum0,
-// dx1 * sum1), the kept element and its index.
-struct QX {
-    q0: vec4<u32>,
-    q1: vec4<u32>,
-    s: vec4<f32>,
-    kept: f32,
-    at: u32,
-    pad0: u32,
-    pad1: u32,
 }
 
 const WG: u32 = 64u;

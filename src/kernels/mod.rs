@@ -39,6 +39,8 @@ pub enum Include {
     /// The same with subgroup shuffles first, over runs of `SG` invocations (adapters with
     /// SUBGROUP; `SG` at most the smallest subgroup).
     ReduceSubgroup,
+    /// `struct QX`: a 32-element block of 8-bit activations (the 8-bit GEMV's input).
+    Q8Block,
     /// `struct Seq`: one sequence's position, length and slot in the step.
     Seq,
     /// Attention's `Params` and `keys_of`, the keys a query row sees (after `Seq`).
@@ -61,6 +63,7 @@ impl Include {
             Include::AttentionKeys => include_str!("../../shaders/attention_keys.wgsl"),
             Include::LanesShared => include_str!("../../shaders/lanes_shared.wgsl"),
             Include::LanesSubgroup => include_str!("../../shaders/lanes_subgroup.wgsl"),
+            Include::Q8Block => include_str!("../../shaders/q8_block.wgsl"),
         }
     }
 
@@ -80,6 +83,18 @@ pub struct Family {
     pub bindings: &'static [Slot],
     /// The structs the shader shares with the host (its `Params` first), checked by naga.
     pub structs: &'static [Layout],
+}
+
+impl Family {
+    /// The same kernel file under another name with other includes: the twin that reduces
+    /// with subgroups, say.
+    pub const fn with_includes(&self, name: &'static str, includes: &'static [Include]) -> Family {
+        Family {
+            name,
+            includes,
+            ..*self
+        }
+    }
 }
 
 impl fmt::Debug for Family {

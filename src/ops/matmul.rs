@@ -67,22 +67,28 @@ pub static GEMM: Family = Family {
 pub static GEMV: Family = gemv_family("gemv", GEMV_SRC, &[Include::Epilogue, Include::LanesShared]);
 pub static GEMV_SG: Family =
     gemv_family("gemv_sg", GEMV_SRC, &[Include::Epilogue, Include::LanesSubgroup]);
-pub static GEMV_Q8: Family =
-    gemv_family("gemv_q8", GEMV_Q8_SRC, &[Include::Epilogue, Include::LanesShared]);
-pub static GEMV_Q8_SG: Family =
-    gemv_family("gemv_q8_sg", GEMV_Q8_SRC, &[Include::Epilogue, Include::LanesSubgroup]);
+pub static GEMV_Q8: Family = gemv_family(
+    "gemv_q8",
+    GEMV_Q8_SRC,
+    &[Include::Epilogue, Include::LanesShared, Include::Q8Block],
+);
+pub static GEMV_Q8_SG: Family = gemv_family(
+    "gemv_q8_sg",
+    GEMV_Q8_SRC,
+    &[Include::Epilogue, Include::LanesSubgroup, Include::Q8Block],
+);
 
 /// Activations to 8-bit blocks for the 8-bit GEMV, once per step.
 pub static QUANTIZE_Q8: Family = Family {
     name: "quantize_q8",
     source: include_str!("../../shaders/quantize_q8.wgsl"),
-    includes: &[],
+    includes: &[Include::Q8Block],
     bindings: &[Slot::Uniform, Slot::Read, Slot::Write],
     structs: &[Params::LAYOUT],
 };
 /// Threads per workgroup of `quantize_q8.wgsl`, one per 32-element block.
 const QUANTIZE_WG: u32 = 64;
-/// Bytes of one quantized 32-element block (the shaders' `QX`).
+/// Bytes of one quantized 32-element block (`QX`, `shaders/q8_block.wgsl`).
 const QX_BYTES: usize = 64;
 
 const GEMV_SRC: &str = include_str!("../../shaders/gemv.wgsl");

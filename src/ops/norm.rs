@@ -20,25 +20,16 @@ crate::kernels::gpu_struct! {
     }
 }
 
-const BINDINGS: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::Write];
-const SOURCE: &str = include_str!("../../shaders/norm.wgsl");
-
 pub static FAMILY: Family = Family {
     name: "norm",
-    source: SOURCE,
+    source: include_str!("../../shaders/norm.wgsl"),
     includes: &[Include::Reduce],
-    bindings: BINDINGS,
+    bindings: &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::Write],
     structs: &[Params::LAYOUT],
 };
 
 /// The same kernel with subgroup reductions.
-pub static FAMILY_SG: Family = Family {
-    name: "norm_sg",
-    source: SOURCE,
-    includes: &[Include::ReduceSubgroup],
-    bindings: BINDINGS,
-    structs: &[Params::LAYOUT],
-};
+pub static FAMILY_SG: Family = FAMILY.with_includes("norm_sg", &[Include::ReduceSubgroup]);
 
 /// Which normalisation.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

@@ -21,37 +21,28 @@ crate::kernels::gpu_struct! {
     }
 }
 
-const BINDINGS: &[Slot] = &[
-    Slot::Uniform,
-    Slot::Read,
-    Slot::Read,
-    Slot::Read,
-    Slot::Read,
-    Slot::Write,
-    Slot::Write,
-];
-const STRUCTS: &[crate::kernels::Layout] = &[
-    Params::LAYOUT,
-    crate::graph::SeqParams::LAYOUT,
-    crate::sample::SamplingParams::LAYOUT,
-];
-
 pub static FAMILY: Family = Family {
     name: "sample",
     source: include_str!("../../shaders/sample.wgsl"),
     includes: &[Include::Seq, Include::Reduce],
-    bindings: BINDINGS,
-    structs: STRUCTS,
+    bindings: &[
+        Slot::Uniform,
+        Slot::Read,
+        Slot::Read,
+        Slot::Read,
+        Slot::Read,
+        Slot::Write,
+        Slot::Write,
+    ],
+    structs: &[
+        Params::LAYOUT,
+        crate::graph::SeqParams::LAYOUT,
+        crate::sample::SamplingParams::LAYOUT,
+    ],
 };
 
 /// The same kernel with subgroup reductions.
-pub static FAMILY_SG: Family = Family {
-    name: "sample_sg",
-    source: include_str!("../../shaders/sample.wgsl"),
-    includes: &[Include::Seq, Include::ReduceSubgroup],
-    bindings: BINDINGS,
-    structs: STRUCTS,
-};
+pub static FAMILY_SG: Family = FAMILY.with_includes("sample_sg", &[Include::Seq, Include::ReduceSubgroup]);
 
 fn kernel(sg: Option<u32>) -> Kernel {
     crate::kernels::reducing(&FAMILY, &FAMILY_SG, WG, sg)

@@ -24,13 +24,7 @@ pub static FAMILY: Family = Family {
 };
 
 /// The same kernel with subgroup reductions.
-pub static FAMILY_SG: Family = Family {
-    name: "softmax_sg",
-    source: include_str!("../../shaders/softmax.wgsl"),
-    includes: &[Include::ReduceSubgroup],
-    bindings: &[Slot::Uniform, Slot::Read, Slot::Write],
-    structs: &[Params::LAYOUT],
-};
+pub static FAMILY_SG: Family = FAMILY.with_includes("softmax_sg", &[Include::ReduceSubgroup]);
 
 fn kernel(sg: Option<u32>) -> Kernel {
     crate::kernels::reducing(&FAMILY, &FAMILY_SG, WG, sg)
