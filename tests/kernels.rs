@@ -6,20 +6,24 @@
 mod common;
 
 use common::*;
+use kiln::kernels::Gemm;
 use kiln::ops::{elementwise as ew, matmul as mm, norm, softmax as sm};
 use kiln::{Act, DType, Feed, Gpu, Graph, Plan, Target};
 
 const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
 
-/// For matmuls: also with every matmul as tiled GEMM, and every one as GEMV, so both kernels
-/// see every shape whatever the adapter's own choice.
+/// For matmuls: also with every matmul as GEMM, in each GEMM kernel the adapter can run,
+/// and every one as GEMV, so every kernel sees every shape whatever the adapter's own choice.
 fn matmul_targets(gpu: &Gpu) -> Vec<Target> {
     let mut out = targets(gpu);
     let t = Target::of(gpu);
-    out.push(Target {
-        gemv_max_rows: Some(0),
-        ..t
-    });
+    for gemm in Gemm::available(gpu) {
+        out.push(Target {
+            gemv_max_rows: Some(0),
+            gemm,
+            ..t
+        });
+    }
     out.push(Target {
         gemv_max_rows: Some(usize::MAX),
         ..t
@@ -62,9 +66,10 @@ fn check_matmul(m: usize, k: usize, n: usize, max_part_rows: Option<usize>) {
                 let got = run(gpu, target, &g, &[("x", Feed::F32(&x))], m);
                 // f32 accumulation over k products of values in [-1, 1].
                 let what = format!(
-                    "matmul {m}x{k}x{n} {dtype} f16={} gemv up to {:?} rows on {}",
+                    "matmul {m}x{k}x{n} {dtype} f16={} gemv up to {:?} rows, else {:?}, on {}",
                     target.has_f16,
                     target.gemv_max_rows,
+                    target.gemm,
                     label(gpu)
                 );
                 assert_close(&got["y"], &want, 1e-4, 1e-4, &what);
@@ -77,8 +82,10 @@ fn check_matmul(m: usize, k: usize, n: usize, max_part_rows: Option<usize>) {
 fn gemm_matches_reference_off_tile_sizes() {
     check_matmul(37, 83, 45, None);
     check_matmul(70, 130, 67, None);
-    // More than one tile in both dimensions (tiles are 64 x 128), ragged in both.
+    // More than one tile in both dimensions (tiles are 64 x 128, or 128 x 64 on CPU
+    // adapters), ragged in both.
     check_matmul(131, 40, 261, None);
+    check_matmul(300, 70, 150, None);
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use kiln::dtype::blocks;
-use kiln::kernels::{Gemv, GemvTable};
+use kiln::kernels::{Gemm, Gemv, GemvTable};
 use kiln::ops::{embedding as emb, matmul as mm};
 use kiln::{DType, Feed, Gpu, Graph, Target};
 use std::process::Command;
@@ -202,11 +202,15 @@ fn matmul_reads_every_block_format() {
                 let want = mm::matmul(&x, &w.values, m, n, k);
                 let want_q8 = mm::matmul_q8(&x, &w.values, m, n, k);
                 let t = Target::of(gpu);
-                let gemm = Target {
-                    gemv_max_rows: Some(0),
-                    ..t
-                };
-                let mut runs = vec![("gemm".to_string(), gemm)];
+                let mut runs = Vec::new();
+                for gemm in Gemm::available(gpu) {
+                    let target = Target {
+                        gemv_max_rows: Some(0),
+                        gemm,
+                        ..t
+                    };
+                    runs.push((format!("gemm {gemm:?}"), target));
+                }
                 for cfg in gemv_configs(gpu) {
                     let target = Target {
                         gemv_max_rows: Some(usize::MAX),

@@ -5,7 +5,7 @@
 
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::exec::{Feed, Profile, Program};
+use crate::exec::{Feed, Program};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
 use crate::graph::Step;
@@ -13,10 +13,13 @@ use crate::kernels::grid;
 use crate::ops::attention::{Heads, Mask};
 use crate::ops::copy;
 use crate::schedule::{Plan, Target};
-use crate::tensor::Tensor;
 use std::time::{Duration, Instant};
 
+mod matmul;
 mod model;
+
+use matmul::matmul_program;
+pub use matmul::{matmul_shapes, parse_shapes, random_weight, time_matmul, time_matmuls};
 pub use model::{ModelBench, ModelReport, model};
 
 /// Run a copy kernel once over `data` (a multiple of 4 values for `vec4`) and read the copy
@@ -181,7 +184,7 @@ impl std::fmt::Display for Report {
 
 /// Median wall time of `run` (which submits work), from `samples` samples of enough
 /// back-to-back runs to take ~50 ms each.
-async fn measure(
+pub(super) async fn measure(
     gpu: &Gpu,
     samples: usize,
     mut run: impl AsyncFnMut() -> Result<()>,
@@ -205,84 +208,6 @@ async fn measure(
     }
     times.sort();
     Ok(times[times.len() / 2])
-}
-
-/// A weight (n, k) of `dtype` with random values, made quickly (rows drawn from a small
-/// pool, as synthetic models make theirs).
-pub async fn random_weight(gpu: &Gpu, n: usize, k: usize, dtype: DType) -> Result<Tensor> {
-    let bytes = crate::models::synthetic::random_bytes(dtype, &[n, k], 7, 0.0)?;
-    crate::load::upload_bytes(gpu, "w", &[n, k], dtype, &bytes).await
-}
-
-/// Median time of the matmuls y_i = x (m, k) @ w_i^T, one per weight of `ws` (all k wide),
-/// planned for `target`, over `samples` runs after a warm-up: on GPUs with timestamp queries,
-/// GPU time from the step's first dispatch's start to its last one's end (submission and
-/// readback do not count, and a matmul of two dispatches is not charged twice the floor
-/// that each profiled dispatch costs, as summing their own times would); else
-/// wall-clock time of back-to-back submissions (see `measure`). CPU adapters take the
-/// latter: lavapipe's per-dispatch timestamps sum to more than the step's wall time (238 ms
-/// of "GPU time" in 137 ms steps), and its submissions cost little beside its kernels.
-pub async fn time_matmul(
-    gpu: &Gpu,
-    target: Target,
-    m: usize,
-    ws: &[Tensor],
-    samples: usize,
-) -> Result<Duration> {
-    let (mut prog, x) = matmul_program_for(gpu, m, ws, target).await?;
-    let step = Step::single(0, prog.tokens());
-    let feeds = [("x", Feed::F32(&x))];
-    let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
-    if cpu || !gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
-        return measure(gpu, samples, async || {
-            prog.submit(&step, &feeds).await.map(drop)
-        })
-        .await;
-    }
-    let profile = Profile::new();
-    prog.profile_into(Some((profile.clone(), "timed"))).await?;
-    let total = || profile.span("timed").unwrap_or(0.0);
-    prog.run(&step, &feeds).await?;
-    let mut times = Vec::with_capacity(samples);
-    for _ in 0..samples.max(1) {
-        let before = total();
-        prog.run(&step, &feeds).await?;
-        times.push(total() - before);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(Duration::from_secs_f64(times[times.len() / 2]))
-}
-
-/// A matmul program y = x (m, k) @ w (n, k)^T with random weights of `dtype`.
-async fn matmul_program(
-    gpu: &Gpu,
-    m: usize,
-    k: usize,
-    n: usize,
-    dtype: DType,
-    target: Target,
-) -> Result<(Program, Vec<f32>)> {
-    let w = random_weight(gpu, n, k, dtype).await?;
-    matmul_program_for(gpu, m, &[w], target).await
-}
-
-/// A program of matmuls y_i = x (m, k) @ w_i^T, and its input.
-async fn matmul_program_for(
-    gpu: &Gpu,
-    m: usize,
-    ws: &[Tensor],
-    target: Target,
-) -> Result<(Program, Vec<f32>)> {
-    let k = ws.first().map_or(0, |w| w.shape()[1]);
-    let g = Graph::new();
-    let x = g.input("x", m, k);
-    // One sequence of m tokens.
-    for (i, w) in ws.iter().enumerate() {
-        g.output(&format!("y{i}"), g.matmul(x, g.weight(w)));
-    }
-    let plan = Plan::new(&g, target)?;
-    let x = vec![0.5f32; m * k];
-    Ok((Program::new(gpu, plan, None).await?, x))
 }
 
 /// Both copy kernels over buffers of `mib` MiB (fewer where the adapter's binding limit
@@ -477,55 +402,4 @@ async fn attention_program(
         ("v", fill(t * kvw, 3)),
     ];
     Ok((Program::new(gpu, plan, None).await?, inputs))
-}
-
-/// Parse `MxKxN[,MxKxN...]` (y (M, N) = x (M, K) · w (N, K)^T).
-pub fn parse_shapes(text: &str) -> Result<Vec<(usize, usize, usize)>> {
-    text.split(',')
-        .map(|s| {
-            let d: Vec<usize> = s.split('x').filter_map(|v| v.trim().parse().ok()).collect();
-            match d[..] {
-                [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
-                _ => Err(crate::error::Error::Invalid(format!(
-                    "matmul shape '{s}' is not MxKxN (e.g. 128x576x1536)"
-                ))),
-            }
-        })
-        .collect()
-}
-
-/// Matmuls of the given shapes with `dtype` weights, each run **submitted and waited for
-/// alone** (as `peer-burn --sync device` times burn): the median of `runs` such runs.
-pub async fn matmul_shapes(
-    gpu: &Gpu,
-    shapes: &[(usize, usize, usize)],
-    dtype: DType,
-    runs: usize,
-) -> Result<Report> {
-    let mut figures = Vec::new();
-    for &(m, k, n) in shapes {
-        let (prog, x) = matmul_program(gpu, m, k, n, dtype, Target::of(gpu)).await?;
-        let step = Step::single(0, prog.tokens());
-        let _ = prog.submit(&step, &[("x", Feed::F32(&x))]).await?;
-        gpu.flush().await;
-        let mut times = Vec::with_capacity(runs);
-        for _ in 0..runs.max(1) {
-            let t = Instant::now();
-            let _ = prog.submit(&step, &[("x", Feed::F32(&x))]).await?;
-            gpu.flush().await;
-            times.push(t.elapsed());
-        }
-        times.sort();
-        figures.push(Figure {
-            name: format!("matmul {dtype} {m}x{k}x{n}"),
-            median: times[times.len() / 2],
-            bytes: 0.0,
-            flops: 2.0 * (m * n * k) as f64,
-            weights: 0.0,
-        });
-    }
-    Ok(Report {
-        adapter: gpu.describe(),
-        figures,
-    })
 }

@@ -188,6 +188,15 @@ impl Gpu {
         self.inner.features.contains(wgpu::Features::SUBGROUP)
     }
 
+    /// The largest subgroup the adapter may run (0 without SUBGROUP).
+    pub fn subgroup_max_size(&self) -> u32 {
+        if self.has_subgroups() {
+            self.inner.info.subgroup_max_size
+        } else {
+            0
+        }
+    }
+
     /// The smallest subgroup the adapter may run (0 without SUBGROUP).
     pub fn subgroup_min_size(&self) -> u32 {
         if self.has_subgroups() {

@@ -51,6 +51,11 @@ pub enum Include {
     /// The same with subgroup shuffles (adapters with SUBGROUP, LANES at most the subgroup
     /// size).
     LanesSubgroup,
+    /// `tile_rows(q, ty, lane)`: the rows of the CPU GEMM's staged x tile a thread
+    /// multiplies, each thread reading its own (every adapter).
+    TileRowsShared,
+    /// The same, read once per subgroup and broadcast (subgroups of 8 or 16).
+    TileRowsSubgroup,
 }
 
 impl Include {
@@ -64,12 +69,17 @@ impl Include {
             Include::LanesShared => include_str!("../../shaders/lanes_shared.wgsl"),
             Include::LanesSubgroup => include_str!("../../shaders/lanes_subgroup.wgsl"),
             Include::Q8Block => include_str!("../../shaders/q8_block.wgsl"),
+            Include::TileRowsShared => include_str!("../../shaders/tile_rows_shared.wgsl"),
+            Include::TileRowsSubgroup => include_str!("../../shaders/tile_rows_subgroup.wgsl"),
         }
     }
 
     /// Whether the piece needs the SUBGROUP feature (`enable subgroups;`).
     pub fn needs_subgroups(self) -> bool {
-        matches!(self, Include::LanesSubgroup | Include::ReduceSubgroup)
+        matches!(
+            self,
+            Include::LanesSubgroup | Include::ReduceSubgroup | Include::TileRowsSubgroup
+        )
     }
 }
 
@@ -229,6 +239,49 @@ pub struct Target {
     /// (`shaders/attention_merge.wgsl`). Unset, decode programs split by the cache's length
     /// ([`crate::ops::attention::decode_splits`]) wherever the row-block kernel runs.
     pub attention_splits: Option<usize>,
+    /// The kernel of matmuls over more rows than GEMV takes.
+    pub gemm: Gemm,
+}
+
+/// The GEMM kernel a target runs: `kiln::tune` times those the adapter can run
+/// ([`Gemm::available`]) and keeps the fastest.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Gemm {
+    /// Output tiles shared by a 2-D workgroup, both operands staged in workgroup memory and
+    /// read as scalars (`shaders/matmul.wgsl`): for GPUs.
+    Tiled,
+    /// The same staged with k contiguous and read as vec4s (`shaders/matmul_columns.wgsl`):
+    /// for CPU adapters, where a read at a lane-dependent address costs a load per lane
+    /// whatever its width. 1.5x the tiled kernel's GFLOP/s on lavapipe.
+    Columns,
+    /// [`Gemm::Columns`] with the rows a subgroup shares read once and broadcast
+    /// (`shaders/tile_rows_subgroup.wgsl`): CPU adapters whose subgroups are always 8 or 16
+    /// lanes. 2.5x the tiled kernel's GFLOP/s on lavapipe.
+    ColumnsSubgroup,
+}
+
+impl Gemm {
+    /// The GEMM kernels `gpu` can run, the default (before tuning) first: on CPU adapters
+    /// the vec4 kernel, with broadcasts where subgroups allow.
+    pub fn available(gpu: &crate::gpu::Gpu) -> Vec<Gemm> {
+        let fixed = gpu.subgroup_min_size() == gpu.subgroup_max_size();
+        let broadcast = fixed && matches!(gpu.subgroup_min_size(), 8 | 16);
+        let mut out = Vec::new();
+        if gpu.info().device_type == wgpu::DeviceType::Cpu {
+            if broadcast {
+                out.push(Gemm::ColumnsSubgroup);
+            }
+            out.push(Gemm::Columns);
+            out.push(Gemm::Tiled);
+        } else {
+            out.push(Gemm::Tiled);
+            out.push(Gemm::Columns);
+            if broadcast {
+                out.push(Gemm::ColumnsSubgroup);
+            }
+        }
+        out
+    }
 }
 
 /// Matmuls of at most this many output columns are narrow: GEMV is tuned for them apart,
@@ -376,6 +429,7 @@ impl Target {
             gemv: GemvTable::DEFAULT,
             attention_rows: None,
             attention_splits: None,
+            gemm: Gemm::Tiled,
         }
     }
 }
@@ -403,6 +457,7 @@ impl Target {
             // decode's keys (split mode is the row-block kernel's).
             attention_rows: gl.then_some(usize::MAX),
             attention_splits: gl.then_some(0),
+            gemm: tuned.gemm.unwrap_or(Gemm::available(gpu)[0]),
         }
     }
 }

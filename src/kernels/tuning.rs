@@ -2,7 +2,7 @@
 //! GEMV/GEMM override, kept with the device's other caches. [`Target::of`](super::Target::of)
 //! reads it; `kiln::tune` measures and fills it.
 
-use super::{Gemv, GemvTable, Width};
+use super::{Gemm, Gemv, GemvTable, Width};
 use crate::dtype::WeightFormat;
 use crate::gpu::Gpu;
 use std::sync::Mutex;
@@ -18,6 +18,8 @@ pub struct Tuning {
     /// When set, matmuls over at most this many rows run as GEMV, larger ones as GEMM,
     /// whatever was tuned per format.
     pub gemv_max_rows: Option<usize>,
+    /// The GEMM kernel, where one was chosen.
+    pub gemm: Option<Gemm>,
 }
 
 impl Default for Tuning {
@@ -25,6 +27,7 @@ impl Default for Tuning {
         Tuning {
             gemv: GemvTable::DEFAULT,
             gemv_max_rows: None,
+            gemm: None,
         }
     }
 }
@@ -47,6 +50,11 @@ fn update(gpu: &Gpu, f: impl FnOnce(&mut Tuning)) {
 /// Plan later programs on `gpu` with `cfg` for `width` matmuls of weights read in `format`.
 pub fn set(gpu: &Gpu, format: WeightFormat, width: Width, cfg: Gemv) {
     update(gpu, |t| t.gemv.set(format, width, cfg));
+}
+
+/// Plan later programs on `gpu` to run GEMMs with `gemm`.
+pub fn set_gemm(gpu: &Gpu, gemm: Gemm) {
+    update(gpu, |t| t.gemm = Some(gemm));
 }
 
 /// Plan later programs on `gpu` to run matmuls of at most `rows` rows as GEMV (say, to

@@ -14,7 +14,7 @@ use super::elementwise::{apply_tail, epilogue};
 use crate::dtype::WeightFormat;
 use crate::error::{Error, Result};
 use crate::graph::{Buf, Emit, Eval, Graph, GridShape, Op, Rows, Tail, Value, When};
-use crate::kernels::{Epilogue, Family, Gemv, GpuStruct, Include, Kernel, Slot, grid};
+use crate::kernels::{Epilogue, Family, Gemm, Gemv, GpuStruct, Include, Kernel, Slot, grid};
 use std::sync::Arc;
 
 /// Tiled GEMM: TX x TY threads, each computing GEMM_R x GEMM_R outputs (the shader's `R`);
@@ -27,6 +27,12 @@ pub const GEMM_TY: u32 = 8;
 pub const GEMM_BK: u32 = 16;
 pub const GEMM_TILE_N: u32 = GEMM_TX * GEMM_R;
 pub const GEMM_TILE_M: u32 = GEMM_TY * GEMM_R;
+/// The CPU adapters' GEMM (`shaders/matmul_columns.wgsl`) on GEMM_TX x GEMM_TY threads:
+/// each computes 16 rows x 4 columns (the shader's `2 * 8` and `R`). Its tile is as tall
+/// as a 128-token prompt; more outputs per thread spill on lavapipe (`kiln bench --shapes`,
+/// 2026-12-03: 2 x 8 rows by 8 columns ran at 0.35x, and one array of 16 rows at 0.25x).
+pub const GEMM_COLUMNS_TILE_M: u32 = GEMM_TY * 16;
+pub const GEMM_COLUMNS_TILE_N: u32 = GEMM_TX * 4;
 /// GEMV: up to GEMV_MR rows of activations per workgroup (the shaders' `MR`); lanes per
 /// column and columns per workgroup come from the target's [`Gemv`].
 pub const GEMV_MR: u32 = 8;
@@ -61,6 +67,18 @@ pub static GEMM: Family = Family {
     bindings: BINDINGS,
     structs: &[Params::LAYOUT],
 };
+
+pub static GEMM_COLUMNS: Family = Family {
+    name: "matmul_columns",
+    source: include_str!("../../shaders/matmul_columns.wgsl"),
+    includes: &[Include::Epilogue, Include::TileRowsShared],
+    bindings: BINDINGS,
+    structs: &[Params::LAYOUT],
+};
+pub static GEMM_COLUMNS_SG: Family = GEMM_COLUMNS.with_includes(
+    "matmul_columns_sg",
+    &[Include::Epilogue, Include::TileRowsSubgroup],
+);
 
 /// The GEMV families: f32 or 8-bit activations, lanes summed in workgroup memory or by
 /// subgroup shuffles. Each pair shares one file.
@@ -108,14 +126,36 @@ const fn gemv_family(
     }
 }
 
-fn gemm(w: WeightFormat, bias: WeightFormat, epi: Epilogue) -> Kernel {
-    let k = Kernel::new(&GEMM)
-        .weight("w", w)
-        .weight("bias", bias)
-        .constant("TX", GEMM_TX)
-        .constant("TY", GEMM_TY)
-        .constant("BK", GEMM_BK);
-    epi.apply(k)
+/// The GEMM kernel `kind` for weights in `w`, and its grid: workgroups along x for `n`
+/// columns, and rows per workgroup.
+pub fn gemm(
+    kind: Gemm,
+    w: WeightFormat,
+    bias: WeightFormat,
+    epi: Epilogue,
+    n: u32,
+) -> (Kernel, u32, u32) {
+    let (k, x, rows) = match kind {
+        Gemm::Tiled => (
+            Kernel::new(&GEMM)
+                .constant("TX", GEMM_TX)
+                .constant("TY", GEMM_TY)
+                .constant("BK", GEMM_BK),
+            n.div_ceil(GEMM_TILE_N),
+            GEMM_TILE_M,
+        ),
+        Gemm::Columns | Gemm::ColumnsSubgroup => (
+            Kernel::new(if kind == Gemm::Columns {
+                &GEMM_COLUMNS
+            } else {
+                &GEMM_COLUMNS_SG
+            })
+            .constant("TX", GEMM_TX),
+            n.div_ceil(GEMM_COLUMNS_TILE_N),
+            GEMM_COLUMNS_TILE_M,
+        ),
+    };
+    (epi.apply(k.weight("w", w).weight("bias", bias)), x, rows)
 }
 
 /// The GEMV kernel for weights in `w` run as `cfg` says (int8 only applies to blocks).
@@ -139,7 +179,9 @@ pub fn variants() -> Vec<Kernel> {
     for w in WeightFormat::all() {
         for b in WeightFormat::FLOAT {
             for epi in Epilogue::all() {
-                out.push(gemm(w, b, epi));
+                for kind in [Gemm::Tiled, Gemm::Columns, Gemm::ColumnsSubgroup] {
+                    out.push(gemm(kind, w, b, epi, 1).0);
+                }
                 for subgroups in [false, true] {
                     for int8 in [false, true] {
                         if int8 && !w.is_block() {
@@ -292,8 +334,8 @@ impl Op for MatMul {
                 e.dispatch(gemv(wf, bf, epi, cfg), b, &params, g);
             }
             if most > cut {
-                let x = (n as u32).div_ceil(GEMM_TILE_N);
-                let shape = GridShape::RowsY { x, per_group: GEMM_TILE_M };
+                let (kernel, x, per_group) = gemm(e.target.gemm, wf, bf, epi, n as u32);
+                let shape = GridShape::RowsY { x, per_group };
                 let mut g = e.grid(rows, shape);
                 g.when = When::RowsAbove(cut);
                 let [gx, gy, _] = g.largest(e.seqs());
@@ -304,7 +346,7 @@ impl Op for MatMul {
                         e.target.max_workgroups
                     )));
                 }
-                e.dispatch(gemm(wf, bf, epi), bindings, &params, g);
+                e.dispatch(kernel, bindings, &params, g);
             }
         }
         Ok(())

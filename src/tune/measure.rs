@@ -1,20 +1,23 @@
 //! Timing GEMV candidates on an adapter, and the on-disk cache of the winners.
 
-use super::set;
+use super::{set, set_gemm};
 use crate::dtype::{DType, WeightFormat};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{Gemv, GemvTable, NARROW, Target, Width};
+use crate::kernels::{Gemm, Gemv, GemvTable, NARROW, Target, Width};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Bump when kernels change enough that old choices should be measured again. (3: timed
-/// on the GPU's clock on GPUs with timestamp queries, at a shape that depends on the
-/// adapter, narrow matmuls apart.)
-const VERSION: u32 = 3;
+/// Bump when kernels change enough that old choices should be measured again. (4: the GEMM
+/// kernel is chosen too, and GEMV's crossover to GEMM is timed against it.)
+const VERSION: u32 = 4;
+
+/// The GEMM timed to choose a kernel (m, k, n): a 128-token prompt through a 512 x 512
+/// weight, F32 (every adapter reads it), small enough for SwiftShader (0.3 GFLOP/s).
+pub const GEMM_SHAPE: (usize, usize, usize) = (128, 512, 512);
 
 /// The weight timed (k, n): 2048 x 2048 on CPU adapters; on GPUs, 4096 x 32768, so that even
 /// 4-bit blocks (75 MB) outgrow the last-level cache (50-60 MB on big GPUs) and every run
@@ -51,11 +54,22 @@ pub struct Candidate {
     pub micros: f64,
 }
 
+/// The GEMM kernels timed on an adapter ([`GEMM_SHAPE`]), and the fastest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GemmChoice {
+    pub best: Gemm,
+    /// Each kernel's median time, in microseconds, in [`Gemm::available`]'s order.
+    pub timed: Vec<(Gemm, f64)>,
+}
+
 #[derive(Default, Serialize, Deserialize)]
 struct CacheFile {
     version: u32,
     /// Adapter key -> kernel key -> the fastest configuration.
     adapters: BTreeMap<String, BTreeMap<String, Candidate>>,
+    /// Adapter key -> the GEMM kernel chosen.
+    #[serde(default)]
+    gemm: BTreeMap<String, GemmChoice>,
 }
 
 fn cache_path() -> PathBuf {
@@ -119,6 +133,29 @@ pub async fn ensure(gpu: &Gpu, dtypes: &[DType], log: &mut dyn FnMut(&str)) -> R
     let key = adapter_key(gpu);
     let mut file = read_cache();
     let mut dirty = false;
+    // The GEMM kernel first: GEMV's crossover is timed against it.
+    let available = Gemm::available(gpu);
+    let known = file
+        .gemm
+        .get(&key)
+        .map(|c| c.best)
+        .filter(|g| available.contains(g));
+    let gemm = match known {
+        Some(g) => g,
+        None => {
+            log(&format!(
+                "tuning gemm on {} (once; cached in {})",
+                gpu.describe(),
+                cache_path().display()
+            ));
+            let choice = tune_gemm(gpu).await?;
+            let best = choice.best;
+            file.gemm.insert(key.clone(), choice);
+            dirty = true;
+            best
+        }
+    };
+    set_gemm(gpu, gemm);
     let mut seen = Vec::new();
     for &dtype in dtypes {
         let format = dtype.weight_format(gpu.has_f16());
@@ -171,6 +208,43 @@ pub fn remember(gpu: &Gpu, dtype: DType, tuned: &Tuned) -> Result<()> {
     set(gpu, format, Width::Wide, tuned.best.cfg);
     set(gpu, format, Width::Narrow, tuned.narrow_best.cfg);
     write_cache(&file)
+}
+
+/// Keep `choice` as the GEMM kernel on `gpu`, now and in the disk cache.
+pub fn remember_gemm(gpu: &Gpu, choice: &GemmChoice) -> Result<()> {
+    let mut file = read_cache();
+    file.version = VERSION;
+    file.gemm.insert(adapter_key(gpu), choice.clone());
+    set_gemm(gpu, choice.best);
+    write_cache(&file)
+}
+
+/// Time each GEMM kernel `gpu` can run at [`GEMM_SHAPE`] (medians of 9, runs alternating
+/// on CPU adapters: [`time_matmuls`](crate::bench::time_matmuls)), and keep the fastest.
+pub async fn tune_gemm(gpu: &Gpu) -> Result<GemmChoice> {
+    let (m, k, n) = GEMM_SHAPE;
+    let w = [crate::bench::random_weight(gpu, n, k, DType::F32).await?];
+    let kinds = Gemm::available(gpu);
+    let targets: Vec<Target> = kinds
+        .iter()
+        .map(|&gemm| Target {
+            gemm,
+            gemv_max_rows: Some(0),
+            ..Target::of(gpu)
+        })
+        .collect();
+    let times = crate::bench::time_matmuls(gpu, &targets, m, &w, 9).await?;
+    let timed: Vec<(Gemm, f64)> = kinds
+        .into_iter()
+        .zip(times)
+        .map(|(g, t)| (g, t.as_secs_f64() * 1e6))
+        .collect();
+    let best = timed
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|t| t.0)
+        .ok_or_else(|| Error::Gpu("no GEMM kernel runs on the adapter".into()))?;
+    Ok(GemmChoice { best, timed })
 }
 
 /// The configurations worth timing: first each mode (lane reduction, 8-bit activations for

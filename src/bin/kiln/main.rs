@@ -211,6 +211,20 @@ fn cmd_tune(args: &Args) -> Result<()> {
     };
     for gpu in &gpus {
         println!("{}", gpu.describe());
+        let choice = pollster::block_on(kiln::tune::tune_gemm(gpu))?;
+        let (m, k, n) = kiln::tune::GEMM_SHAPE;
+        println!("  gemm F32 {m}x{k}x{n}");
+        let base = choice.timed.first().map_or(1.0, |t| t.1);
+        for &(gemm, micros) in &choice.timed {
+            let gflops = 2.0 * (m * k * n) as f64 / micros / 1e3;
+            let kept = if gemm == choice.best { "  <- kept" } else { "" };
+            println!(
+                "    {:<16} {micros:>9.1} us  {:.2}x  {gflops:>6.2} GFLOP/s{kept}",
+                format!("{gemm:?}"),
+                base / micros
+            );
+        }
+        kiln::tune::remember_gemm(gpu, &choice)?;
         for &dtype in &dtypes {
             let tuned = pollster::block_on(kiln::tune::tune_format(gpu, dtype))?;
             let (k, n) = kiln::tune::shape(gpu);
