@@ -26,6 +26,7 @@ pub mod ops;
 pub mod reference;
 pub mod sample;
 pub mod schedule;
+pub mod split;
 pub mod tensor;
 pub mod tune;
 

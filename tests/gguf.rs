@@ -18,9 +18,14 @@ const FORMATS: [&str; 11] = [
 
 /// Build the tiny model of `arch` in `format`; `None` (with a warning) where Python or its
 /// packages are missing outside CI.
+/// Each build has a folder of its own: tests run in parallel, and the SentencePiece test
+/// builds the same architecture and format as the loading test.
 fn build(arch: &str, format: &str, extra: &[&str]) -> Option<PathBuf> {
-    let dir =
-        std::env::temp_dir().join(format!("kiln-gguf-{}-{arch}-{format}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "kiln-gguf-{}-{arch}-{format}{}",
+        std::process::id(),
+        extra.iter().map(|e| format!("-{e}")).collect::<String>()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tiny_gguf.py");
     let out = Command::new("python3")

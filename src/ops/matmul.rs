@@ -1,14 +1,16 @@
 //! Matrix multiplication against an HF-layout weight, with a fused epilogue:
 //! `y (S, T, N) = tail(x (S, T, K) · w (N, K)^T + bias)`.
 //!
-//! Two kernels compute it: a tiled GEMM (`shaders/matmul.wgsl`) for many rows, and a GEMV
-//! that streams each weight once per block of 8 rows, for decode and short prompts. GEMV
+//! Two kinds of kernel compute it: a tiled GEMM for many rows, as the target's [`Gemm`] says
+//! (`shaders/matmul.wgsl` for GPUs, `shaders/matmul_columns.wgsl` and its subgroup twin for
+//! CPU adapters), and a GEMV that streams each weight once per block of 8 rows, for decode
+//! and short prompts. GEMV
 //! widens weights to f32 (`shaders/gemv.wgsl`) or, on block-quantized weights, dots them with
 //! 8-bit activations (`shaders/gemv_q8.wgsl`, after `shaders/quantize_q8.wgsl` has quantized
 //! x once into the op's scratch), as the target's [`Gemv`] says; its lanes sum
 //! in workgroup memory or with subgroup shuffles. When a program's steps may have either,
-//! both are emitted and each step runs the one that suits the rows it has. A weight larger than one binding is split by
-//! rows into parts, one dispatch each.
+//! both are emitted and each step runs the one that suits the rows it has. A weight larger
+//! than one binding is split by rows into parts, one dispatch each.
 
 use super::elementwise::{apply_tail, epilogue};
 use crate::dtype::WeightFormat;

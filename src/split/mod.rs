@@ -1,0 +1,188 @@
+//! One model across several adapters: how the work is divided, as data.
+//!
+//! A model placed on a group of adapters is split one of two ways ([`Split`]):
+//! - **tensor-parallel**, Megatron-style: each adapter owns a range of KV heads (with their
+//!   query heads, their rows of q/k/v, their columns of `o_proj` and their KV cache), a
+//!   range of the MLP's hidden units (rows of `gate`/`up`, columns of `down`) and a range of
+//!   the vocabulary (rows of `lm_head`); `o_proj` and `down` then give partial sums that
+//!   the host adds;
+//! - **by layers** (pipeline): each adapter owns contiguous layers, and the hidden state
+//!   crosses over once per boundary. It is for capacity, not speed.
+//!
+//! [`Placement`] computes the ranges from the model's shape and each adapter's relative
+//! speed, in units that keep every slice at block boundaries; [`slice`] cuts the stored
+//! weights to them. Running the shards (per-adapter programs and the all-reduce through the
+//! host) is planned: today a model runs on one adapter.
+
+pub mod slice;
+
+use crate::error::{Error, Result};
+use crate::models::config::Config;
+use std::ops::Range;
+
+/// How a model is divided across a group of adapters.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// Tensor-parallel: heads, hidden units and vocabulary divided, partial sums reduced.
+    Tensor,
+    /// Contiguous layers per adapter.
+    Layers,
+}
+
+impl Split {
+    /// `tensor` or `layers`.
+    pub fn parse(text: &str) -> Result<Split> {
+        match text {
+            "tensor" => Ok(Split::Tensor),
+            "layers" => Ok(Split::Layers),
+            _ => Err(Error::Invalid(format!(
+                "split '{text}' is neither 'tensor' nor 'layers'"
+            ))),
+        }
+    }
+}
+
+/// What one adapter owns in tensor-parallel mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// KV heads, and with them their KV cache and rows of k and v.
+    pub kv_heads: Range<usize>,
+    /// Query heads (the KV heads' groups): rows of q, columns of `o_proj`.
+    pub heads: Range<usize>,
+    /// MLP hidden units: rows of `gate` and `up`, columns of `down`.
+    pub ffn: Range<usize>,
+    /// Vocabulary rows of `lm_head`: the adapter's logits, whose candidates it proposes.
+    pub vocab: Range<usize>,
+}
+
+/// A model's division across a group of adapters, one entry per adapter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    Tensor(Vec<Shard>),
+    Layers(Vec<Range<usize>>),
+}
+
+/// Block alignment the slices must keep: the weights per block of the matrices cut by
+/// columns (`o_proj` and `down`; 1 for float formats, 32 or 256 for block formats).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Blocks {
+    pub o_proj: usize,
+    pub down: usize,
+}
+
+impl Placement {
+    /// Tensor-parallel ranges for `c` over adapters of relative speeds `weights` (one per
+    /// adapter, positive): each adapter's share of KV heads, of hidden units (in units of
+    /// `down`'s blocks) and of the vocabulary follows its weight. Errors, naming the limit,
+    /// when there are more adapters than KV heads or block units, or when a KV-head
+    /// boundary would cut `o_proj`'s blocks.
+    pub fn tensor(c: &Config, weights: &[f64], blocks: Blocks) -> Result<Placement> {
+        check_weights(weights)?;
+        let n = weights.len();
+        if n > c.kv_heads {
+            return Err(Error::Invalid(format!(
+                "{n} adapters but the model has {} KV heads: tensor-parallel gives each \
+                 adapter at least one (split by layers instead)",
+                c.kv_heads
+            )));
+        }
+        let group = c.heads / c.kv_heads;
+        let kv = shares(c.kv_heads, weights)?;
+        let cols_per_kv = group * c.head_dim;
+        if let Some(r) = kv
+            .iter()
+            .find(|r| (r.start * cols_per_kv) % blocks.o_proj.max(1) != 0)
+        {
+            return Err(Error::Invalid(format!(
+                "o_proj's {}-weight blocks cannot be cut at KV head {} ({cols_per_kv} columns \
+                 per KV head): requantize to a 32-weight format, or split by layers",
+                blocks.o_proj, r.start
+            )));
+        }
+        let unit = blocks.down.max(1);
+        if c.ffn % unit != 0 || c.ffn / unit < n {
+            return Err(Error::Invalid(format!(
+                "the MLP's {} hidden units do not divide into {n} shares of whole {unit}-weight \
+                 blocks of down_proj",
+                c.ffn
+            )));
+        }
+        let ffn = shares(c.ffn / unit, weights)?;
+        let vocab = shares(c.vocab, weights)?;
+        let shards = (0..n)
+            .map(|i| Shard {
+                heads: kv[i].start * group..kv[i].end * group,
+                kv_heads: kv[i].clone(),
+                ffn: ffn[i].start * unit..ffn[i].end * unit,
+                vocab: vocab[i].clone(),
+            })
+            .collect();
+        Ok(Placement::Tensor(shards))
+    }
+
+    /// Contiguous layers for adapters of relative speeds `weights`, at least one each.
+    pub fn layers(layers: usize, weights: &[f64]) -> Result<Placement> {
+        check_weights(weights)?;
+        if weights.len() > layers {
+            return Err(Error::Invalid(format!(
+                "{} adapters but the model has {layers} layers",
+                weights.len()
+            )));
+        }
+        Ok(Placement::Layers(shares(layers, weights)?))
+    }
+}
+
+fn check_weights(weights: &[f64]) -> Result<()> {
+    if weights.is_empty() {
+        return Err(Error::Invalid(
+            "a placement needs at least one adapter".into(),
+        ));
+    }
+    if let Some(w) = weights.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
+        return Err(Error::Invalid(format!(
+            "split weight {w} is not a positive number"
+        )));
+    }
+    Ok(())
+}
+
+/// `units` divided into consecutive ranges in proportion to `weights`, each at least one
+/// unit: largest remainders get the units rounding leaves, ties to the earlier adapter, so
+/// the result is reproducible. Errors when there are fewer units than weights.
+pub fn shares(units: usize, weights: &[f64]) -> Result<Vec<Range<usize>>> {
+    check_weights(weights)?;
+    let n = weights.len();
+    if units < n {
+        return Err(Error::Invalid(format!(
+            "{units} units cannot be shared by {n} adapters, at least one each"
+        )));
+    }
+    let total: f64 = weights.iter().sum();
+    // One unit each first, the rest by weight.
+    let rest = units - n;
+    let exact: Vec<f64> = weights.iter().map(|w| rest as f64 * w / total).collect();
+    let mut counts: Vec<usize> = exact.iter().map(|e| e.floor() as usize + 1).collect();
+    let mut left = units - counts.iter().sum::<usize>();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| {
+        let (fa, fb) = (exact[a] - exact[a].floor(), exact[b] - exact[b].floor());
+        fb.total_cmp(&fa).then(a.cmp(&b))
+    });
+    for &i in order.iter().cycle() {
+        if left == 0 {
+            break;
+        }
+        counts[i] += 1;
+        left -= 1;
+    }
+    let mut start = 0;
+    Ok(counts
+        .into_iter()
+        .map(|c| {
+            let r = start..start + c;
+            start += c;
+            r
+        })
+        .collect())
+}
