@@ -125,10 +125,11 @@ fn write_cache(c: &CacheFile) -> Result<()> {
     std::fs::rename(&tmp, &path).map_err(io)
 }
 
-/// Make sure GEMV is tuned on `gpu` for each of `dtypes` (the weight matrices' dtypes of a
-/// model): from the disk cache when this adapter and driver were tuned before, else by timing
-/// the candidates now (a few seconds per dtype on CPU adapters), saving the winners. `log`
-/// hears what is being tuned. Returns the table later plans use.
+/// Make sure the GEMM kernel is chosen on `gpu`, and GEMV tuned for each of `dtypes` (the
+/// weight matrices' dtypes of a model): from the disk cache when this adapter and driver were
+/// tuned before, else by timing the candidates now (a few seconds each on CPU adapters),
+/// saving the winners. `log` hears what is being tuned. Returns the GEMV table later plans
+/// use.
 pub async fn ensure(gpu: &Gpu, dtypes: &[DType], log: &mut dyn FnMut(&str)) -> Result<GemvTable> {
     let key = adapter_key(gpu);
     let mut file = read_cache();

@@ -38,14 +38,16 @@ USAGE:
     kiln load FILE [--adapter A]       upload a checkpoint to a GPU, with progress
     kiln bench [--adapter A | --all] [--size small|large]
                                        kernel microbenchmarks and each adapter's roofline
-                                       (GEMV as tuned for the adapter)
+                                       (GEMM and GEMV as tuned for the adapter)
     kiln tune [--adapter A | --all] [--dtype D,...]
-                                       time every GEMV configuration (tile, lane sums,
-                                       8-bit activations) per weight dtype; keep the fastest
-                                       in the cache (kiln tunes on first use otherwise)
+                                       time every GEMM kernel, then every GEMV configuration
+                                       (tile, lane sums, 8-bit activations) per weight dtype;
+                                       keep the fastest in the cache (kiln tunes on first use
+                                       otherwise)
     kiln bench --shapes MxKxN,... [--dtype D] [--runs N] [--adapter A | --all]
                                        matmuls (weights N x K), each run submitted and waited
-                                       for alone (as peer-burn times burn); median of N runs
+                                       for alone (as peer-burn times burn); median of N runs,
+                                       in every GEMM kernel the adapter has
     kiln bench --model M [--prompt-tokens 512] [--tokens 128] [--runs 5] [--dtype D]
                [--adapter A] [--profile]
                                        a model as llama-bench runs one: prefill and greedy
@@ -194,7 +196,7 @@ fn cmd_bench(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// GEMV tuned on `gpu` for `dtypes` (from the cache, or timed now), as models get it.
+/// GEMM and GEMV tuned on `gpu` for `dtypes` (from the cache, or timed now), as models get it.
 fn tune(gpu: &Gpu, dtypes: &[kiln::DType]) -> Result<()> {
     pollster::block_on(kiln::tune::ensure(gpu, dtypes, &mut |m| eprintln!("{m}")))?;
     Ok(())
