@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use kiln::DType;
-use kiln::load::{Checkpoint, LoadOptions};
+use kiln::load::{Checkpoint, Cut, LoadOptions};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
@@ -132,6 +132,87 @@ fn round_trip_every_dtype_on_every_adapter_with_progress() {
         assert_mentions(&err, &["missing.weight", "missing"]);
     }
     let _ = path;
+}
+
+/// An adapter's share of a model split across several: rows, columns or none of a tensor,
+/// cut before upload, recoded after; cuts that cannot be made are errors naming the tensor.
+#[test]
+fn cuts_upload_only_an_adapters_share() {
+    let dir = tmpdir("cuts");
+    let mut rng = Rng::new(9);
+    let a = rounded(&rng.uniform(6 * 8, 1.0), DType::F32);
+    let b = rounded(&rng.uniform(5 * 64, 1.0), DType::F16);
+    let c = rounded(&rng.uniform(6, 1.0), DType::BF16);
+    let tensors: Vec<(&str, DType, Vec<usize>, Vec<f32>)> = vec![
+        ("a.weight", DType::F32, vec![6, 8], a.clone()),
+        ("b.weight", DType::F16, vec![5, 64], b.clone()),
+        ("c.bias", DType::BF16, vec![6], c.clone()),
+        ("d.weight", DType::F32, vec![2, 2], vec![1.0; 4]),
+    ];
+    good_file(&dir, "model.safetensors", &tensors);
+    let ckpt = Checkpoint::open(&dir).expect("open folder");
+    let cut = |name: &str, _: &[usize]| match name {
+        "a.weight" => Some(Cut::Rows(2..5)),
+        "b.weight" => Some(Cut::Columns(32..64)),
+        "c.bias" => Some(Cut::Rows(1..3)),
+        "d.weight" => Some(Cut::Skip),
+        _ => None,
+    };
+    for gpu in gpus() {
+        let options = LoadOptions {
+            cut: Some(Box::new(cut)),
+            // Recoding sees the cut: b's 32 columns are one Q8_0 block per row.
+            dtype: Some(DType::Q8_0),
+            ..Default::default()
+        };
+        let w = pollster::block_on(ckpt.upload(gpu, options)).expect("upload");
+        let read = |name: &str, shape: &[usize]| {
+            let t = w.get_shaped(name, shape).expect("cut shape");
+            pollster::block_on(t.to_f32(gpu)).expect("read back")
+        };
+        let what = label(gpu);
+        // Rows 2..5 of a (F32 stays F32: its 8-wide rows are not whole Q8_0 blocks).
+        assert_eq!(read("a.weight", &[3, 8]), a[16..40], "a on {what}");
+        let want_b: Vec<f32> = (0..5)
+            .flat_map(|r| b[r * 64 + 32..r * 64 + 64].to_vec())
+            .collect();
+        let got_b = read("b.weight", &[5, 32]);
+        assert_eq!(w.get("b.weight").unwrap().dtype(), DType::Q8_0);
+        assert_close(
+            &got_b,
+            &want_b,
+            1e-2,
+            0.0,
+            &format!("b's columns on {what}"),
+        );
+        assert_eq!(read("c.bias", &[2]), c[1..3], "c on {what}");
+        let err = w.get("d.weight").err().expect("skipped").to_string();
+        assert_mentions(&err, &["d.weight", "not placed on this adapter"]);
+    }
+    // Cuts that cannot be made.
+    let Some(gpu) = gpus().first() else { return };
+    for (bad, words) in [
+        (Cut::Rows(4..9), vec!["a.weight", "outside"]),
+        (Cut::Columns(0..3), vec!["c.bias", "no columns"]),
+    ] {
+        let name = if matches!(bad, Cut::Rows(_)) {
+            "a.weight"
+        } else {
+            "c.bias"
+        };
+        let rule = bad.clone();
+        let options = LoadOptions {
+            cut: Some(Box::new(move |n: &str, _: &[usize]| {
+                (n == name).then(|| rule.clone())
+            })),
+            ..Default::default()
+        };
+        let Err(err) = pollster::block_on(ckpt.upload(gpu, options)) else {
+            panic!("{bad:?} was accepted");
+        };
+        let err = err.to_string();
+        assert_mentions(&err, &words);
+    }
 }
 
 #[test]

@@ -43,6 +43,66 @@ pub struct LoadOptions<'a> {
     /// quantizing (or converting to F16/BF16) as they upload. Tensors already in a block
     /// format, and vectors such as norms, keep their dtype.
     pub dtype: Option<DType>,
+    /// Load only part of some tensors (an adapter's share of a model split across several,
+    /// [`crate::split`]): given a tensor's name and shape, which [`Cut`] of it to upload, or
+    /// `None` for all of it. The cut comes before any recoding.
+    pub cut: Option<CutRule<'a>>,
+}
+
+/// Which part of each tensor to load: see [`LoadOptions::cut`].
+pub type CutRule<'a> = Box<dyn Fn(&str, &[usize]) -> Option<Cut> + 'a>;
+
+/// A tensor's shape and bytes after a cut.
+type CutBytes<'b> = (Vec<usize>, std::borrow::Cow<'b, [u8]>);
+
+/// The part of a tensor an adapter holds when a model is split across several.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// Rows of a matrix, or elements of a vector.
+    Rows(std::ops::Range<usize>),
+    /// Columns of a matrix, at block boundaries.
+    Columns(std::ops::Range<usize>),
+    /// None of it: the tensor is not uploaded, and asking for it says so.
+    Skip,
+}
+
+/// `bytes` of a tensor of `shape` and `dtype` cut to `cut`: the new shape and bytes (`None`
+/// for [`Cut::Skip`]).
+fn apply_cut<'b>(
+    cut: &Cut,
+    shape: &[usize],
+    dtype: DType,
+    bytes: &'b [u8],
+) -> Result<Option<CutBytes<'b>>> {
+    use crate::split::slice;
+    let (n, k) = match shape {
+        [n] => (*n, 1),
+        [n, k] => (*n, *k),
+        _ => {
+            return Err(Error::Shape(format!(
+                "only vectors and matrices can be cut, not a tensor of shape {shape:?}"
+            )));
+        }
+    };
+    let mut out = shape.to_vec();
+    Ok(match cut {
+        Cut::Skip => None,
+        Cut::Rows(r) => {
+            out[0] = r.len();
+            let b = slice::rows(bytes, dtype, [n, k], r.clone())?;
+            Some((out, std::borrow::Cow::Borrowed(b)))
+        }
+        Cut::Columns(c) if shape.len() == 2 => {
+            out[1] = c.len();
+            let b = slice::columns(bytes, dtype, [n, k], c.clone())?;
+            Some((out, std::borrow::Cow::Owned(b)))
+        }
+        Cut::Columns(_) => {
+            return Err(Error::Shape(format!(
+                "a vector of shape {shape:?} has no columns to cut"
+            )));
+        }
+    })
 }
 
 /// The bytes to upload for a tensor of `shape` stored as `from`, when `options` ask for
@@ -182,6 +242,7 @@ pub(crate) struct Loading<'g, 'o> {
     up: Uploader<'g>,
     progress: Option<Box<dyn FnMut(&Progress) + 'o>>,
     recode_to: Option<DType>,
+    cut: Option<CutRule<'o>>,
     weights: Weights,
     origin: String,
     /// Source bytes of the tensors done, and of all of them.
@@ -203,6 +264,7 @@ impl<'g, 'o> Loading<'g, 'o> {
             up: Uploader::new(gpu, options.max_part_bytes),
             progress: options.progress,
             recode_to: options.dtype,
+            cut: options.cut,
             weights: Weights::new(origin),
             origin: origin.to_string(),
             base: 0,
@@ -213,21 +275,38 @@ impl<'g, 'o> Loading<'g, 'o> {
     }
 
     /// Upload one tensor whose source holds `bytes` of `dtype` (block formats: ggml's
-    /// blocks), recoded first where the options ask for it.
+    /// blocks), cut and recoded first where the options ask for it.
     pub async fn add(
         &mut self,
         name: &str,
         shape: &[usize],
         dtype: DType,
-        bytes: &[u8],
+        source: &[u8],
     ) -> Result<()> {
+        let cut = match self.cut.as_ref().and_then(|f| f(name, shape)) {
+            None => None,
+            Some(c) => match apply_cut(&c, shape, dtype, source)
+                .map_err(|e| Error::tensor(&self.origin, name, format!("{c:?}: {e}")))?
+            {
+                None => {
+                    let why = "not placed on this adapter (cut: skip)".to_string();
+                    self.skip(name, why, source.len() as u64);
+                    return Ok(());
+                }
+                some => some,
+            },
+        };
+        let (shape, bytes): (&[usize], &[u8]) = match &cut {
+            Some((s, b)) => (s, b),
+            None => (shape, source),
+        };
         let recoded = recode(self.recode_to, dtype, shape, bytes)?;
         let (dtype, data) = match &recoded {
             Some((d, b)) => (*d, &b[..]),
             None => (dtype, bytes),
         };
         // Progress counts the source's bytes, whatever is stored.
-        let scale = bytes.len() as f64 / data.len().max(1) as f64;
+        let scale = source.len() as f64 / data.len().max(1) as f64;
         let (base, bytes_total, done, total) = (self.base, self.bytes_total, self.done, self.total);
         let progress = &mut self.progress;
         let report = |n: u64| {
@@ -252,7 +331,7 @@ impl<'g, 'o> Loading<'g, 'o> {
                 other => other,
             })?;
         self.weights.insert(tensor);
-        self.base += bytes.len() as u64;
+        self.base += source.len() as u64;
         self.done += 1;
         Ok(())
     }

@@ -91,7 +91,7 @@ impl Placement {
         let cols_per_kv = group * c.head_dim;
         if let Some(r) = kv
             .iter()
-            .find(|r| (r.start * cols_per_kv) % blocks.o_proj.max(1) != 0)
+            .find(|r| !(r.start * cols_per_kv).is_multiple_of(blocks.o_proj.max(1)))
         {
             return Err(Error::Invalid(format!(
                 "o_proj's {}-weight blocks cannot be cut at KV head {} ({cols_per_kv} columns \
@@ -100,7 +100,7 @@ impl Placement {
             )));
         }
         let unit = blocks.down.max(1);
-        if c.ffn % unit != 0 || c.ffn / unit < n {
+        if !c.ffn.is_multiple_of(unit) || c.ffn / unit < n {
             return Err(Error::Invalid(format!(
                 "the MLP's {} hidden units do not divide into {n} shares of whole {unit}-weight \
                  blocks of down_proj",

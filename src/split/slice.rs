@@ -36,7 +36,7 @@ pub fn columns(
             "columns {cols:?} are outside a matrix of {k} columns"
         )));
     }
-    if cols.start % b != 0 || cols.end % b != 0 {
+    if !cols.start.is_multiple_of(b) || !cols.end.is_multiple_of(b) {
         return Err(Error::Invalid(format!(
             "columns {cols:?} cut {dtype}'s {b}-weight blocks"
         )));
@@ -51,7 +51,7 @@ pub fn columns(
 }
 
 fn check(bytes: &[u8], dtype: DType, [n, k]: [usize; 2]) -> Result<()> {
-    if k % dtype.block_elems() != 0 {
+    if !k.is_multiple_of(dtype.block_elems()) {
         return Err(Error::Invalid(format!(
             "rows of {k} weights are not whole {dtype} blocks"
         )));
