@@ -24,7 +24,8 @@ struct Params {
 }
 
 override TX: u32 = 16u;
-// Rows of threads (the host's GEMM_TY): a const, since tile_rows reads xs, whose size it sets.
+// Rows of threads (the host's GEMM_COLUMNS_TY): a const, since tile_rows reads xs, whose
+// size it sets.
 const TY: u32 = 8u;
 // Columns of outputs per thread (GEMM_COLUMNS_TILE_N = TX * R).
 const R: u32 = 4u;

@@ -252,3 +252,21 @@ fn a_broken_shader_is_caught_without_a_gpu() {
         .unwrap_or(false);
     assert!(!valid, "a type error must be rejected");
 }
+
+/// The CPU GEMM's rows of threads are a const in its shader (workgroup arrays read by an
+/// include are sized by it); the host sizes its grid by GEMM_COLUMNS_TY.
+#[test]
+fn the_cpu_gemm_rows_of_threads_match_the_host() {
+    use kiln::ops::matmul::{GEMM_COLUMNS, GEMM_COLUMNS_TY};
+    let module = module_of(&GEMM_COLUMNS);
+    let (_, ty) = module
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some("TY"))
+        .expect("a const TY");
+    let value = match module.global_expressions[ty.init] {
+        naga::Expression::Literal(naga::Literal::U32(v)) => v,
+        ref other => panic!("TY is {other:?}"),
+    };
+    assert_eq!(value, GEMM_COLUMNS_TY);
+}

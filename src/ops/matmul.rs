@@ -29,11 +29,13 @@ pub const GEMM_TY: u32 = 8;
 pub const GEMM_BK: u32 = 16;
 pub const GEMM_TILE_N: u32 = GEMM_TX * GEMM_R;
 pub const GEMM_TILE_M: u32 = GEMM_TY * GEMM_R;
-/// The CPU adapters' GEMM (`shaders/matmul_columns.wgsl`) on GEMM_TX x GEMM_TY threads:
-/// each computes 16 rows x 4 columns (the shader's `2 * 8` and `R`). Its tile is as tall
-/// as a 128-token prompt; more outputs per thread spill on lavapipe (`kiln bench --shapes`,
-/// 2026-12-03: 2 x 8 rows by 8 columns ran at 0.35x, and one array of 16 rows at 0.25x).
-pub const GEMM_COLUMNS_TILE_M: u32 = GEMM_TY * 16;
+/// The CPU adapters' GEMM (`shaders/matmul_columns.wgsl`) on GEMM_TX x GEMM_COLUMNS_TY
+/// threads (the shader's const `TY`): each computes 16 rows x 4 columns (the shader's
+/// `2 * 8` and `R`). Its tile is as tall as a 128-token prompt; more outputs per thread
+/// spill on lavapipe (`kiln bench --shapes`, 2026-12-03: 2 x 8 rows by 8 columns ran at
+/// about 0.35x, and one array of 16 rows by 4 columns at 0.25x).
+pub const GEMM_COLUMNS_TY: u32 = 8;
+pub const GEMM_COLUMNS_TILE_M: u32 = GEMM_COLUMNS_TY * 16;
 pub const GEMM_COLUMNS_TILE_N: u32 = GEMM_TX * 4;
 /// GEMV: up to GEMV_MR rows of activations per workgroup (the shaders' `MR`); lanes per
 /// column and columns per workgroup come from the target's [`Gemv`].

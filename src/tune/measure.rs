@@ -1,4 +1,5 @@
-//! Timing GEMV candidates on an adapter, and the on-disk cache of the winners.
+//! Timing the GEMM kernels and the GEMV candidates on an adapter, and the on-disk cache of
+//! the winners.
 
 use super::{set, set_gemm};
 use crate::dtype::{DType, WeightFormat};
