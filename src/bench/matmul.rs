@@ -166,7 +166,7 @@ pub fn parse_shapes(text: &str) -> Result<Vec<(usize, usize, usize)>> {
 /// Matmuls of the given shapes with `dtype` weights, each run **submitted and waited for
 /// alone** (as `peer-burn --sync device` times burn): the median of `runs` such runs. Every
 /// GEMM kernel the adapter can run is timed (shapes of more rows than GEMV takes), runs
-/// alternating, so that they compare in one run; the adapter's own choice comes first.
+/// alternating, so that they compare in one run, in [`Gemm::available`]'s order.
 pub async fn matmul_shapes(
     gpu: &Gpu,
     shapes: &[(usize, usize, usize)],
