@@ -196,3 +196,66 @@ fn slices_of_stored_weights_hold_the_same_values() {
         assert!(err.contains("outside"), "{err}");
     }
 }
+
+/// The Llama family's cut rule: each shard's rows of q/k/v, gate, up and lm_head and its
+/// columns of o_proj and down follow its placement, and the shards' cuts tile each tensor.
+#[test]
+fn a_llama_shard_loads_its_heads_hidden_units_and_vocabulary() {
+    use kiln::load::Cut;
+    use kiln::models::Llama;
+    let c = smollm2();
+    let Placement::Tensor(shards) = Placement::tensor(&c, &[2.0, 1.0], Q4_1).unwrap() else {
+        panic!("tensor placement")
+    };
+    let cut = |s: &Shard, name: &str| Llama::tensor_cut(&c, s, name);
+    let l = |n: &str| format!("model.layers.7.{n}");
+    // Shard 0: KV heads 0..2 (query heads 0..6), hidden units 0..1024, vocabulary 0..32768.
+    let s0 = &shards[0];
+    assert_eq!(
+        cut(s0, &l("self_attn.q_proj.weight")),
+        Some(Cut::Rows(0..384))
+    );
+    assert_eq!(
+        cut(s0, &l("self_attn.k_proj.weight")),
+        Some(Cut::Rows(0..128))
+    );
+    assert_eq!(
+        cut(s0, &l("self_attn.v_proj.bias")),
+        Some(Cut::Rows(0..128))
+    );
+    assert_eq!(
+        cut(s0, &l("self_attn.o_proj.weight")),
+        Some(Cut::Columns(0..384))
+    );
+    assert_eq!(cut(s0, &l("mlp.up_proj.weight")), Some(Cut::Rows(0..1024)));
+    assert_eq!(
+        cut(s0, &l("mlp.down_proj.weight")),
+        Some(Cut::Columns(0..1024))
+    );
+    assert_eq!(cut(s0, "lm_head.weight"), Some(Cut::Rows(0..32768)));
+    // Replicated on every adapter.
+    for name in ["model.embed_tokens.weight", "model.norm.weight"] {
+        assert_eq!(cut(s0, name), None, "{name}");
+    }
+    assert_eq!(cut(s0, &l("input_layernorm.weight")), None);
+    // The shards' cuts tile each split tensor, in order.
+    let full = [
+        ("self_attn.q_proj.weight", c.heads * c.head_dim),
+        ("self_attn.k_proj.weight", c.kv_heads * c.head_dim),
+        ("self_attn.o_proj.weight", c.heads * c.head_dim),
+        ("mlp.gate_proj.weight", c.ffn),
+        ("mlp.down_proj.weight", c.ffn),
+    ];
+    for (name, len) in full {
+        let mut at = 0;
+        for s in &shards {
+            let r = match cut(s, &l(name)) {
+                Some(Cut::Rows(r) | Cut::Columns(r)) => r,
+                other => panic!("{name}: {other:?}"),
+            };
+            assert_eq!(r.start, at, "{name}");
+            at = r.end;
+        }
+        assert_eq!(at, len, "{name} covered");
+    }
+}
