@@ -5,8 +5,9 @@
 use kiln::DType;
 use kiln::dtype::blocks::dequantize_file;
 use kiln::dtype::quantize::quantize;
+use kiln::load::slice;
 use kiln::models::config::Config;
-use kiln::split::{Blocks, Placement, Shard, Split, shares, slice};
+use kiln::split::{Blocks, Placement, Shard, Split, llama_cut, shares};
 
 /// SmolLM2-135M's shape: 9 heads in 3 KV groups of 64, FFN 1536, 30 layers.
 fn smollm2() -> Config {
@@ -202,12 +203,11 @@ fn slices_of_stored_weights_hold_the_same_values() {
 #[test]
 fn a_llama_shard_loads_its_heads_hidden_units_and_vocabulary() {
     use kiln::load::Cut;
-    use kiln::models::Llama;
     let c = smollm2();
     let Placement::Tensor(shards) = Placement::tensor(&c, &[2.0, 1.0], Q4_1).unwrap() else {
         panic!("tensor placement")
     };
-    let cut = |s: &Shard, name: &str| Llama::tensor_cut(&c, s, name);
+    let cut = |s: &Shard, name: &str| llama_cut(&c, s, name);
     let l = |n: &str| format!("model.layers.7.{n}");
     // Shard 0: KV heads 0..2 (query heads 0..6), hidden units 0..1024, vocabulary 0..32768.
     let s0 = &shards[0];

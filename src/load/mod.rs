@@ -3,6 +3,7 @@
 
 pub mod gguf;
 pub mod safetensors;
+pub mod slice;
 mod stream;
 mod upload;
 
@@ -74,7 +75,6 @@ fn apply_cut<'b>(
     dtype: DType,
     bytes: &'b [u8],
 ) -> Result<Option<CutBytes<'b>>> {
-    use crate::split::slice;
     let (n, k) = match shape {
         [n] => (*n, 1),
         [n, k] => (*n, *k),

@@ -20,10 +20,9 @@ use super::{Cache, Decoder, Logits, Special};
 use crate::error::Result;
 use crate::graph::{Graph, Value};
 use crate::kernels::Act;
-use crate::load::{Cut, Weights};
+use crate::load::Weights;
 use crate::ops::attention::{Heads, Mask};
 use crate::ops::rope::rope_table;
-use crate::split::Shard;
 use crate::tensor::Tensor;
 
 struct Attention {
@@ -98,30 +97,6 @@ impl Llama {
             layers,
             norm,
             lm_head,
-        })
-    }
-
-    /// The part of the tensor `name` that an adapter holding `shard` of a tensor-parallel
-    /// split loads ([`crate::split`]): rows of q, k, v (and their biases), gate and up and
-    /// lm_head; columns of o_proj and down_proj; `None` (all of it) for the embedding and
-    /// the norms, which every adapter holds. With tied embeddings the head's share of the
-    /// vocabulary is rows of the embedding, which this cannot express (planned).
-    pub fn tensor_cut(c: &Config, shard: &Shard, name: &str) -> Option<Cut> {
-        let dh = c.head_dim;
-        let heads = shard.heads.start * dh..shard.heads.end * dh;
-        let kv = shard.kv_heads.start * dh..shard.kv_heads.end * dh;
-        if name == "lm_head.weight" {
-            return Some(Cut::Rows(shard.vocab.clone()));
-        }
-        let (_, rest) = name.strip_prefix("model.layers.")?.split_once('.')?;
-        Some(match rest {
-            "self_attn.q_proj.weight" | "self_attn.q_proj.bias" => Cut::Rows(heads),
-            "self_attn.k_proj.weight" | "self_attn.k_proj.bias" => Cut::Rows(kv.clone()),
-            "self_attn.v_proj.weight" | "self_attn.v_proj.bias" => Cut::Rows(kv),
-            "self_attn.o_proj.weight" => Cut::Columns(heads),
-            "mlp.gate_proj.weight" | "mlp.up_proj.weight" => Cut::Rows(shard.ffn.clone()),
-            "mlp.down_proj.weight" => Cut::Columns(shard.ffn.clone()),
-            _ => return None,
         })
     }
 

@@ -10,13 +10,13 @@
 //!   crosses over once per boundary. It is for capacity, not speed.
 //!
 //! [`Placement`] computes the ranges from the model's shape and each adapter's relative
-//! speed, in units that keep every slice at block boundaries; [`slice`] cuts the stored
-//! weights to them. Running the shards (per-adapter programs and the all-reduce through the
+//! speed, in units that keep every slice at block boundaries; [`llama_cut`] says which rows
+//! or columns of each tensor that makes, and the loader cuts the stored weights to them
+//! ([`crate::load::Cut`], [`crate::load::slice`]). Running the shards (per-adapter programs and the all-reduce through the
 //! host) is planned: today a model runs on one adapter.
 
-pub mod slice;
-
 use crate::error::{Error, Result};
+use crate::load::Cut;
 use crate::models::config::Config;
 use std::ops::Range;
 
@@ -131,6 +131,30 @@ impl Placement {
         }
         Ok(Placement::Layers(shares(layers, weights)?))
     }
+}
+
+/// The part of the Llama-family tensor `name` (its HF name) that an adapter holding `shard`
+/// of a tensor-parallel split loads: rows of q, k, v (and their biases), gate, up and
+/// lm_head; columns of o_proj and down_proj; `None` (all of it) for the embedding and the
+/// norms, which every adapter holds. With tied embeddings the head's share of the
+/// vocabulary is rows of the embedding, which a cut cannot express (planned).
+pub fn llama_cut(c: &Config, shard: &Shard, name: &str) -> Option<Cut> {
+    let dh = c.head_dim;
+    let heads = shard.heads.start * dh..shard.heads.end * dh;
+    let kv = shard.kv_heads.start * dh..shard.kv_heads.end * dh;
+    if name == "lm_head.weight" {
+        return Some(Cut::Rows(shard.vocab.clone()));
+    }
+    let (_, rest) = name.strip_prefix("model.layers.")?.split_once('.')?;
+    Some(match rest {
+        "self_attn.q_proj.weight" | "self_attn.q_proj.bias" => Cut::Rows(heads),
+        "self_attn.k_proj.weight" | "self_attn.k_proj.bias" => Cut::Rows(kv.clone()),
+        "self_attn.v_proj.weight" | "self_attn.v_proj.bias" => Cut::Rows(kv),
+        "self_attn.o_proj.weight" => Cut::Columns(heads),
+        "mlp.gate_proj.weight" | "mlp.up_proj.weight" => Cut::Rows(shard.ffn.clone()),
+        "mlp.down_proj.weight" => Cut::Columns(shard.ffn.clone()),
+        _ => return None,
+    })
 }
 
 fn check_weights(weights: &[f64]) -> Result<()> {

@@ -1,7 +1,7 @@
 //! Slices of a weight matrix (N, K) as it is stored (safetensors' floats, GGUF's blocks):
 //! rows are contiguous; columns are a range of every row, at block boundaries. A shard's
-//! weights are cut from the file's bytes before they upload, so no adapter holds more
-//! than its own.
+//! weights are cut from the file's bytes before they upload ([`super::Cut`]), so no adapter
+//! holds more than its own.
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
