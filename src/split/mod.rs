@@ -12,8 +12,8 @@
 //! [`Placement`] computes the ranges from the model's shape and each adapter's relative
 //! speed, in units that keep every slice at block boundaries; [`llama_cut`] says which rows
 //! or columns of each tensor that makes, and the loader cuts the stored weights to them
-//! ([`crate::load::Cut`], [`crate::load::slice`]). Running the shards (per-adapter programs and the all-reduce through the
-//! host) is planned: today a model runs on one adapter.
+//! ([`crate::load::Cut`], [`crate::load::slice`]). Running the shards (per-adapter programs
+//! and the all-reduce through the host) is planned: today a model runs on one adapter.
 
 use crate::error::{Error, Result};
 use crate::load::Cut;
