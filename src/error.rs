@@ -53,6 +53,33 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The same error, its message prefixed with `what` was being done (`Io` keeps its
+    /// path and gets the prefix there).
+    pub(crate) fn context(self, what: impl fmt::Display) -> Self {
+        match self {
+            Error::NoAdapter(m) => Error::NoAdapter(format!("{what}: {m}")),
+            Error::Gpu(m) => Error::Gpu(format!("{what}: {m}")),
+            Error::Load {
+                path,
+                tensor,
+                reason,
+            } => Error::Load {
+                path: format!("{what}: {path}"),
+                tensor,
+                reason,
+            },
+            Error::Io { path, source } => Error::Io {
+                path: format!("{what}: {path}"),
+                source,
+            },
+            Error::Shape(m) => Error::Shape(format!("{what}: {m}")),
+            Error::Limit(m) => Error::Limit(format!("{what}: {m}")),
+            Error::Invalid(m) => Error::Invalid(format!("{what}: {m}")),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

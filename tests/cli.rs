@@ -185,3 +185,83 @@ fn several_prompts_print_one_json_line_each_in_order() {
         assert!(err.contains(phase), "no '{phase}' in {err}");
     }
 }
+
+#[test]
+fn adapters_split_the_model_and_bad_placements_fail_clearly() {
+    if common::gpus().is_empty() {
+        return;
+    }
+    let synthetic = [
+        "generate",
+        "--model",
+        "synthetic:smollm2-135m",
+        "--prompt",
+        "t1",
+    ];
+    let with = |extra: &[&str]| {
+        let mut a = synthetic.to_vec();
+        a.extend(extra);
+        kiln(&a, &[])
+    };
+    for (extra, want) in [
+        (
+            &["--adapters", "vulkan,99"][..],
+            "--adapters vulkan,99: adapter '99'",
+        ),
+        (&["--split", "layers"][..], "add --adapters"),
+        (
+            &["--adapters", "vulkan,vulkan", "--split", "tensor"][..],
+            "planned",
+        ),
+        (
+            &["--adapters", "vulkan,vulkan", "--split", "rows"][..],
+            "neither 'tensor' nor 'layers'",
+        ),
+        (
+            &["--adapters", "vulkan,vulkan", "--split-weights", "2,x"][..],
+            "not a list of numbers",
+        ),
+        (
+            &["--adapters", "vulkan,vulkan", "--split-weights", "1"][..],
+            "1 split weights for 2 adapters",
+        ),
+        (
+            &["--adapters", "vulkan", "--adapter", "vulkan"][..],
+            "use one",
+        ),
+    ] {
+        let (code, out, err) = with(extra);
+        assert_eq!(code, 1, "{extra:?}: {err}");
+        assert!(out.is_empty(), "{extra:?}: {out}");
+        assert!(err.contains(want), "{extra:?}: no '{want}' in {err}");
+    }
+    for option in ["--adapters", "--split", "--split-weights"] {
+        let (code, _, err) = kiln(&["bench", option, "1"], &[]);
+        assert_eq!(code, 1);
+        assert!(err.contains("give --model"), "{option}: {err}");
+    }
+
+    // The default model split over lavapipe opened twice prints what lavapipe alone does.
+    let Some(path) = common::smollm2::path() else {
+        return;
+    };
+    let model = path.to_str().expect("utf-8");
+    let run = |adapters: &[&str]| {
+        let mut a = vec![
+            "generate",
+            "--model",
+            model,
+            "--prompt",
+            "The capital of France is",
+        ];
+        a.extend(["--max-tokens", "8", "--temperature", "0"]);
+        a.extend(adapters);
+        kiln(&a, &[])
+    };
+    let (code, alone, err) = run(&["--adapter", "vulkan"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, split, err) = run(&["--adapters", "vulkan,vulkan"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("adapter 1: layers 15..30"), "{err}");
+    assert_eq!(split, alone, "split and alone");
+}

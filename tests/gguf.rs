@@ -61,13 +61,6 @@ fn logits(gpu: &Gpu, path: &Path, ids: &[u32]) -> Vec<Vec<f32>> {
     })
 }
 
-fn top5(row: &[f32]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..row.len()).collect();
-    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-    idx.truncate(5);
-    idx
-}
-
 #[test]
 fn every_architecture_and_format_loads_like_its_hf_folder() {
     let ids = [5u32, 17, 3, 42, 96, 0, 11, 64];
@@ -92,7 +85,7 @@ fn every_architecture_and_format_loads_like_its_hf_folder() {
                             format!("{arch} {format} {how}, position {p}, on {}", label(gpu));
                         // The same values, read from blocks or from F32: f32 rounding only.
                         assert_close(g, w, 1e-4, 1e-4, &what);
-                        assert_eq!(top5(g), top5(w), "{what}: top 5");
+                        assert_eq!(top(g, 5), top(w, 5), "{what}: top 5");
                     }
                 }
             }

@@ -122,7 +122,7 @@ fn the_session_holds_the_gguf_bytes_and_its_cache() {
         .expect("generate");
     // K and V, f32, for 30 layers of 3 KV heads of 64.
     let kv = (2 * 30 * 3 * 64 * context * 4) as u64;
-    let used = session.gpu_bytes() + model.decoder().weight_bytes();
+    let used = session.gpu_bytes() + model.weight_bytes();
     eprintln!("session {used} bytes: {tensor_bytes} in the GGUF, {kv} of cache");
     assert!(
         used as f64 <= (tensor_bytes + kv) as f64 * 1.1,

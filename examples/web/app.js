@@ -27,7 +27,9 @@ async function loadModel(source, label) {
     $('progress').value = 1;
     setStatus(`Loaded ${label} in ${secs.toFixed(1)} s.`);
     document.body.dataset.loadSeconds = secs.toFixed(2);
-    $('adapter').textContent = `GPU: ${model.adapter.name} (${model.adapter.deviceType === 'Cpu' ? 'software' : 'hardware'}, shader-f16 ${model.adapter.shaderF16 ? 'yes' : 'no'})`;
+    $('adapter').textContent = `GPU: ${model.adapter.name} (${model.adapter.deviceType === 'Cpu' ? 'software' : 'hardware'}, shader-f16 ${model.adapter.shaderF16 ? 'yes' : 'no'}). `
+    + 'A page gets one adapter from WebGPU, so the model runs whole on it: splitting a model '
+    + 'across adapters is for the native library and CLI.';
     $('generate').classList.remove('disabled');
     $('run').disabled = false;
     $('chat').checked = model.hasChatTemplate && $('chat').checked;

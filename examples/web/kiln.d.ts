@@ -63,6 +63,8 @@ export interface AdapterInfo {
 }
 
 export class KilnModel {
+  /** The one adapter the model runs on: WebGPU gives a page one adapter at a time, so a
+   * model is never split across adapters in the browser (the native library does that). */
   readonly adapter: AdapterInfo;
   readonly hasChatTemplate: boolean;
   readonly stats: GenerationStats | undefined;

@@ -15,9 +15,11 @@ use crate::ops::copy;
 use crate::schedule::{Plan, Target};
 use std::time::{Duration, Instant};
 
+mod exchange;
 mod matmul;
 mod model;
 
+pub use exchange::{all_reduce, exchange};
 use matmul::matmul_program;
 pub use matmul::{matmul_shapes, parse_shapes, random_weight, time_matmul, time_matmuls};
 pub use model::{ModelBench, ModelReport, model};
@@ -106,6 +108,15 @@ pub enum Size {
 }
 
 impl Size {
+    /// MiB a copy benchmark moves at this size: 32 on CPU adapters, 512 on GPUs (past any
+    /// cache).
+    pub fn copy_mib(self) -> usize {
+        match self {
+            Size::Small => 32,
+            Size::Large => 512,
+        }
+    }
+
     /// Small on software adapters, large on real GPUs.
     pub fn for_gpu(gpu: &Gpu) -> Size {
         if gpu.info().device_type == wgpu::DeviceType::Cpu {

@@ -34,6 +34,14 @@ pub struct ModelReport {
     pub decode_bytes: u64,
     /// The copy kernels, measured in the same run.
     pub copy: Vec<Figure>,
+    /// A model split across adapters: each hop a decode step makes through the host (the
+    /// hidden state to each next adapter, the token back to the first), timed alone.
+    pub exchange: Vec<(String, std::time::Duration)>,
+    /// A split model: one all-reduce of the hidden state across its adapters (adapters,
+    /// floats, median time), what tensor-parallel mode would pay twice per layer.
+    pub all_reduce: Option<(usize, usize, std::time::Duration)>,
+    /// The model's layers.
+    pub layers: usize,
 }
 
 /// Median, mean and sample standard deviation.
@@ -93,6 +101,30 @@ impl std::fmt::Display for ModelReport {
                 }
             }
             writeln!(f)?;
+        }
+        if !self.exchange.is_empty() {
+            for (hop, t) in &self.exchange {
+                writeln!(f, "  exchange {hop:<40} {:>8.1} us", t.as_secs_f64() * 1e6)?;
+            }
+            let per_step: f64 = self.exchange.iter().map(|(_, t)| t.as_secs_f64()).sum();
+            let step = 1.0 / spread(&self.decode).0;
+            writeln!(
+                f,
+                "  exchange per decode step {:.1} us = {:.2}% of the median step",
+                per_step * 1e6,
+                100.0 * per_step / step
+            )?;
+        }
+        if let Some((n, floats, t)) = self.all_reduce {
+            let us = t.as_secs_f64() * 1e6;
+            let per_step = 2.0 * self.layers as f64 * us;
+            writeln!(
+                f,
+                "  all-reduce of {floats} floats over {n} adapters {us:.1} us; tensor-parallel \
+                 would run {} a step: {:.1} ms",
+                2 * self.layers,
+                per_step / 1e3
+            )?;
         }
         Ok(())
     }
@@ -165,19 +197,40 @@ pub async fn model(
             decode.push(tg);
         }
     }
-    let mib = match Size::for_gpu(&gpu) {
-        Size::Small => 32,
-        Size::Large => 512,
+    let mib = Size::for_gpu(&gpu).copy_mib();
+    // A model split across adapters has no one roofline to compare with.
+    let copy = match model.stages() {
+        [_] => copy_figures(&gpu, mib, 7).await?,
+        _ => Vec::new(),
     };
-    let copy = copy_figures(&gpu, mib, 7).await?;
+    let adapters: Vec<String> = model.stages().iter().map(|s| s.gpu.describe()).collect();
+    let mut exchange = Vec::new();
+    let mut all_reduce = None;
+    let stages = model.stages();
+    if let (Some(first), Some(last), true) = (stages.first(), stages.last(), stages.len() > 1) {
+        let hidden = model.decoder().hidden();
+        for (i, pair) in stages.windows(2).enumerate() {
+            let t = super::exchange(&pair[0].gpu, &pair[1].gpu, hidden, 50).await?;
+            exchange.push((format!("hidden {i} -> {} ({hidden} floats)", i + 1), t));
+        }
+        let t = super::exchange(&last.gpu, &first.gpu, 1, 50).await?;
+        let back = format!("token {} -> 0 (1 id)", stages.len() - 1);
+        exchange.push((back, t));
+        let gpus: Vec<crate::gpu::Gpu> = stages.iter().map(|s| s.gpu.clone()).collect();
+        let t = super::all_reduce(&gpus, hidden, 50).await?;
+        all_reduce = Some((gpus.len(), hidden, t));
+    }
     Ok(ModelReport {
-        adapter: gpu.describe(),
+        adapter: adapters.join(" + "),
         model: model.origin().to_string(),
         bench: bench.clone(),
-        weight_bytes: model.decoder().weight_bytes(),
+        weight_bytes: model.weight_bytes(),
         prefill,
         decode,
-        decode_bytes: model.decoder().decode_bytes(p + n / 2),
+        decode_bytes: model.decode_bytes(p + n / 2),
         copy,
+        exchange,
+        all_reduce,
+        layers: model.decoder().layers(),
     })
 }

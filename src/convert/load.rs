@@ -20,14 +20,7 @@ pub struct GgufModel {
 
 /// Map `path`, read its metadata and upload every tensor in its stored format.
 pub async fn load_gguf(gpu: &Gpu, path: &Path, options: LoadOptions<'_>) -> Result<GgufModel> {
-    let label = path.display().to_string();
-    let io = |e| Error::Io {
-        path: label.clone(),
-        source: e,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    // SAFETY: a read-only map of a file kiln does not modify.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    let (label, map) = map(path)?;
     let g = Gguf::parse(&label, &map)?;
     let cfg = config(&g)?;
     let plan = tensors(&g)?;
@@ -40,6 +33,10 @@ pub async fn load_gguf(gpu: &Gpu, path: &Path, options: LoadOptions<'_>) -> Resu
     let bytes_total: u64 = plan.iter().map(|(_, t)| (t.end - t.start) as u64).sum();
     let mut load = Loading::new(gpu, &label, options, bytes_total, plan.len());
     for (name, t) in &plan {
+        if load.skips(name, &t.shape()) {
+            load.pass(name, (t.end - t.start) as u64);
+            continue;
+        }
         let bytes = hf_bytes(&g, &cfg, name, t)?;
         load.add(name, &t.shape(), t.kind, &bytes).await?;
     }
@@ -50,4 +47,24 @@ pub async fn load_gguf(gpu: &Gpu, path: &Path, options: LoadOptions<'_>) -> Resu
         tokenizer_config_json,
         weights,
     })
+}
+
+/// The HF `config.json` text of the GGUF at `path`, from its metadata alone (to plan a
+/// placement before any weight is read).
+pub fn gguf_config_json(path: &Path) -> Result<String> {
+    let (label, map) = map(path)?;
+    Ok(config(&Gguf::parse(&label, &map)?)?.to_string())
+}
+
+/// The file at `path` mapped read-only, with its name for messages.
+fn map(path: &Path) -> Result<(String, memmap2::Mmap)> {
+    let label = path.display().to_string();
+    let io = |e| Error::Io {
+        path: label.clone(),
+        source: e,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: a read-only map of a file kiln does not modify.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    Ok((label, map))
 }

@@ -4,10 +4,12 @@
 
 mod profile;
 mod program;
+mod reduce;
 mod state;
 
 pub use profile::{Entry, Profile};
 pub use program::{Feed, Outputs, Program, Ticket};
+pub use reduce::AllReduce;
 pub use state::State;
 
 /// The tokens per sequence a program is planned for when a step needs `tokens`: the next

@@ -4,8 +4,10 @@
 //! [`Decoder`] trait; no model family is named.
 
 mod active;
+mod chain;
 pub mod chat;
 mod generation;
+mod load;
 pub mod perplexity;
 mod run;
 mod session;
@@ -19,14 +21,23 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::load::Weights;
 use crate::models::Decoder;
+use crate::split::Gpus;
+use load::{Source, place};
 use tokenizers::Tokenizer;
 
-/// A decoder on the GPU, with its tokenizer and chat template.
+/// One adapter's part of a model: the whole decoder, or its span of layers when the model is
+/// split by layers across several adapters.
+pub struct Stage {
+    pub gpu: Gpu,
+    pub decoder: Box<dyn Decoder>,
+}
+
+/// A decoder on one GPU or several, with its tokenizer and chat template.
 pub struct TextModel {
-    gpu: Gpu,
+    /// One per adapter, in layer order.
+    stages: Vec<Stage>,
     /// Where it came from (a folder, a file, `synthetic:NAME`).
     origin: String,
-    model: Box<dyn Decoder>,
     bos: Option<u32>,
     tokenizer: Tokenizer,
     chat: Option<ChatTemplate>,
@@ -46,7 +57,33 @@ impl TextModel {
         tokenizer_config_json: Option<&str>,
         weights: &Weights,
     ) -> Result<TextModel> {
-        let model = crate::models::decoder(&format!("{origin}/config.json"), config_json, weights)?;
+        let decoder =
+            crate::models::decoder(&format!("{origin}/config.json"), config_json, weights, None)?;
+        let stage = Stage {
+            gpu: gpu.clone(),
+            decoder,
+        };
+        Self::assemble(
+            origin,
+            tokenizer_json,
+            tokenizer_config_json,
+            vec![stage],
+            weights.matrix_dtypes(),
+        )
+    }
+
+    /// A model from its stages (one per adapter, in layer order) and its texts.
+    fn assemble(
+        origin: &str,
+        tokenizer_json: &[u8],
+        tokenizer_config_json: Option<&str>,
+        stages: Vec<Stage>,
+        matrix_dtypes: Vec<crate::DType>,
+    ) -> Result<TextModel> {
+        let model = &stages
+            .first()
+            .ok_or_else(|| Error::Invalid("a model needs at least one stage".into()))?
+            .decoder;
         let tokenizer = Tokenizer::from_bytes(tokenizer_json).map_err(|e| {
             Error::load(
                 format!("{origin}/tokenizer.json"),
@@ -90,15 +127,14 @@ impl TextModel {
             .and_then(|b| b.as_bool())
             .unwrap_or(false);
         Ok(TextModel {
-            gpu: gpu.clone(),
+            stages,
             origin: origin.to_string(),
-            model,
             bos: special.bos,
             tokenizer,
             chat,
             add_bos,
             eos,
-            matrix_dtypes: weights.matrix_dtypes(),
+            matrix_dtypes,
         })
     }
 
@@ -108,49 +144,26 @@ impl TextModel {
     #[cfg(not(target_arch = "wasm32"))]
     pub async fn load(
         gpu: &Gpu,
-        dir: &std::path::Path,
+        path: &std::path::Path,
         options: crate::load::LoadOptions<'_>,
     ) -> Result<TextModel> {
-        if dir.is_file() && dir.extension().is_some_and(|e| e == "gguf") {
-            let m = crate::convert::load_gguf(gpu, dir, options).await?;
-            return Self::from_parts(
-                gpu,
-                &dir.display().to_string(),
-                &m.config_json,
-                m.tokenizer_json.as_bytes(),
-                Some(&m.tokenizer_config_json),
-                &m.weights,
-            );
-        }
-        let read = |name: &str| {
-            let p = dir.join(name);
-            std::fs::read(&p).map_err(|e| Error::Io {
-                path: p.display().to_string(),
-                source: e,
-            })
-        };
-        let text = |name: &str| -> Result<String> {
-            String::from_utf8(read(name)?)
-                .map_err(|_| Error::load(dir.join(name).display(), "not UTF-8"))
-        };
-        let config = text("config.json")?;
-        let tokenizer = read("tokenizer.json")?;
-        let tokenizer_config = if dir.join("tokenizer_config.json").exists() {
-            Some(text("tokenizer_config.json")?)
+        Self::load_on(&Gpus::one(gpu.clone()), path, options).await
+    }
+
+    /// Load a model folder or `.gguf` file (as [`TextModel::load`]) onto a group of adapters,
+    /// each holding its share of the layers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub async fn load_on(
+        gpus: &Gpus,
+        path: &std::path::Path,
+        options: crate::load::LoadOptions<'_>,
+    ) -> Result<TextModel> {
+        let source = if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
+            Source::Gguf(path)
         } else {
-            None
+            Source::Folder(path)
         };
-        let weights = crate::load::Checkpoint::open(dir)?
-            .upload(gpu, options)
-            .await?;
-        Self::from_parts(
-            gpu,
-            &dir.display().to_string(),
-            &config,
-            &tokenizer,
-            tokenizer_config.as_deref(),
-            &weights,
-        )
+        place(gpus, source, options).await
     }
 
     /// A model of a known shape with random weights (`NAME` from
@@ -161,20 +174,41 @@ impl TextModel {
         name: &str,
         options: crate::load::LoadOptions<'_>,
     ) -> Result<TextModel> {
-        let preset = crate::models::synthetic::Preset::find(name)?;
-        let weights = crate::models::synthetic::upload(gpu, preset, options).await?;
-        Self::from_parts(
-            gpu,
-            &format!("synthetic:{}", preset.name),
-            &preset.config_json(),
-            preset.tokenizer_json().as_bytes(),
-            None,
-            &weights,
-        )
+        Self::synthetic_on(&Gpus::one(gpu.clone()), name, options).await
     }
 
+    /// A synthetic model (as [`TextModel::synthetic`]) on a group of adapters.
+    pub async fn synthetic_on(
+        gpus: &Gpus,
+        name: &str,
+        options: crate::load::LoadOptions<'_>,
+    ) -> Result<TextModel> {
+        let preset = crate::models::synthetic::Preset::find(name)?;
+        place(gpus, Source::Synthetic(preset), options).await
+    }
+
+    /// The GPU of the first stage (the only one unless the model is split across adapters).
     pub fn gpu(&self) -> &Gpu {
-        &self.gpu
+        &self.stages[0].gpu
+    }
+
+    /// Each adapter's part of the model, in layer order.
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// Bytes of weights on all the model's adapters.
+    pub fn weight_bytes(&self) -> u64 {
+        self.stages.iter().map(|s| s.decoder.weight_bytes()).sum()
+    }
+
+    /// Bytes one sequence's decode step reads at `position`, on all adapters (see
+    /// [`Decoder::decode_bytes`]).
+    pub fn decode_bytes(&self, position: usize) -> u64 {
+        self.stages
+            .iter()
+            .map(|s| s.decoder.decode_bytes(position))
+            .sum()
     }
 
     /// Where the model came from: its folder or file, or `synthetic:NAME`.
@@ -188,9 +222,10 @@ impl TextModel {
         &self.matrix_dtypes
     }
 
-    /// The model itself.
+    /// The model itself: its first stage, which knows the model's shape (vocabulary,
+    /// layers, context); a split model's other layers are in [`TextModel::stages`].
     pub fn decoder(&self) -> &dyn Decoder {
-        self.model.as_ref()
+        self.stages[0].decoder.as_ref()
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {

@@ -102,16 +102,15 @@ impl Session {
 
         // The repetition penalty sees the whole prompt: flags for the reused part are written
         // here, the sampler marks the rest.
+        let (gpu, state) = self.sampler()?;
+        let seen = state.buffer("seen")?;
         for (slot, (prompt, &r)) in prompts.iter().zip(&reuse).enumerate() {
             let mut flags = vec![0u32; vocab];
             for &t in &prompt[..r] {
                 flags[t as usize] = 1;
             }
             let offset = (slot * vocab * 4) as u64;
-            let seen = self.state.buffer("seen")?;
-            self.model
-                .gpu()
-                .queue()
+            gpu.queue()
                 .write_buffer(seen, offset, bytemuck::cast_slice(&flags));
         }
         let program =
@@ -197,7 +196,12 @@ impl Session {
                 a.in_flight.clear();
                 return None;
             }
-            let depth = if self.pipelined { 2 } else { 1 };
+            // A split model's token crosses the host to the first stage between steps.
+            let depth = if self.pipelined && self.states.len() == 1 {
+                2
+            } else {
+                1
+            };
             while self
                 .active
                 .as_ref()
@@ -297,6 +301,11 @@ impl Session {
         let ids = out
             .ids("token")
             .ok_or_else(|| Error::Gpu("no token came back".into()))?;
+        if let ([first, .., _], Some(stage)) = (self.states.as_slice(), self.model.stages().first())
+        {
+            // Split by layers: the first stage's decode embeds the token the last sampled.
+            first.write(&stage.gpu, "token", bytemuck::cast_slice(ids))?;
+        }
         let t = now();
         let model = self.model.clone();
         for (i, q) in a.seqs.iter_mut().enumerate() {

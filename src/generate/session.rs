@@ -5,8 +5,9 @@
 //! the rows it has). A chat therefore allocates GPU memory only when a turn is longer than
 //! any before it. Generation itself is in `run.rs`.
 
-use super::TextModel;
 use super::active::Active;
+use super::chain::{Chain, HIDDEN};
+use super::{Stage, TextModel};
 use crate::error::{Error, Result};
 use crate::exec::{Feed, Profile, Program, State};
 use crate::graph::{Graph, Step};
@@ -14,16 +15,26 @@ use crate::models::{Cache, Logits};
 use crate::schedule::{Plan, Target};
 use std::sync::Arc;
 
+/// What a step's last stage ends in.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum End {
+    /// The sampler: the step gives each sequence's next token.
+    Sample,
+    /// The logits themselves, for inspection.
+    Logits(Logits),
+}
+
 /// A conversation (or several, generated together): KV caches, their tokens, programs, and
 /// the generation in progress.
 pub struct Session {
     pub(super) model: Arc<TextModel>,
-    pub(super) state: State,
+    /// Per stage (adapter): its KV caches; the last also holds the sampler's states.
+    pub(super) states: Vec<State>,
     pub(super) cache: Cache,
     /// Decode programs, by sequences per step.
-    pub(super) decode: Vec<(usize, Program)>,
+    pub(super) decode: Vec<(usize, Chain)>,
     /// Prefill programs, by sequences per step.
-    pub(super) prefill: Vec<(usize, Program)>,
+    pub(super) prefill: Vec<(usize, Chain)>,
     /// Per slot: the tokens whose keys and values are in its cache, in order.
     pub(super) contexts: Vec<Vec<u32>>,
     pub(super) active: Option<Active>,
@@ -31,13 +42,13 @@ pub struct Session {
     pub(super) pipelined: bool,
     /// The program `logits` built last, for (tokens, every position); perplexity runs many
     /// windows of one length through it.
-    pub(super) inspect: Option<((usize, bool), Program)>,
+    pub(super) inspect: Option<((usize, bool), Chain)>,
     /// Where every program's dispatch times go, when profiling.
     profile: Option<Arc<Profile>>,
 }
 
 /// Where programs of `seqs` sequences per step are kept.
-pub(super) fn find(programs: &[(usize, Program)], seqs: usize) -> Option<&Program> {
+pub(super) fn find(programs: &[(usize, Chain)], seqs: usize) -> Option<&Chain> {
     programs.iter().find(|(s, _)| *s == seqs).map(|(_, p)| p)
 }
 
@@ -59,13 +70,18 @@ impl Session {
             ));
         }
         let cache = Cache { slots, capacity };
-        let plan = Self::plan(&model, cache, 1, None)?;
-        let gpu = model.gpu();
-        let state = State::new(gpu, &[&plan]).await?;
-        let decode = Program::new(gpu, plan, Some(&state)).await?;
+        let plans = Self::plans(&model, cache, 1, None, End::Sample)?;
+        let mut states = Vec::with_capacity(plans.len());
+        let mut programs = Vec::with_capacity(plans.len());
+        for (stage, plan) in model.stages().iter().zip(plans) {
+            let state = State::new(&stage.gpu, &[&plan]).await?;
+            programs.push(Program::new(&stage.gpu, plan, Some(&state)).await?);
+            states.push(state);
+        }
+        let decode = Chain::new(programs)?;
         Ok(Session {
             model,
-            state,
+            states,
             cache,
             decode: vec![(1, decode)],
             prefill: Vec::new(),
@@ -77,29 +93,58 @@ impl Session {
         })
     }
 
-    /// The graph of one step over `seqs` sequences, ending in the sampler. Prefill reads
-    /// `tokens` ids per sequence from the host; decode (`None`) reads the token each
-    /// sequence sampled last, already on the GPU.
-    fn plan(model: &TextModel, cache: Cache, seqs: usize, tokens: Option<usize>) -> Result<Plan> {
-        let g = Graph::batch(seqs);
+    /// The plans of one step over `seqs` sequences, one per stage. Prefill reads `tokens`
+    /// ids per sequence from the host; decode (`None`) reads the token each sequence sampled
+    /// last, a state of the first stage. Each stage but the last ends in its hidden state,
+    /// which the next takes as input; the last ends in `end`.
+    fn plans(
+        model: &TextModel,
+        cache: Cache,
+        seqs: usize,
+        tokens: Option<usize>,
+        end: End,
+    ) -> Result<Vec<Plan>> {
         let vocab = model.decoder().vocab();
-        let seen = g.state("seen", &[cache.slots, vocab]);
-        let token = g.state("token", &[cache.slots, 1]);
-        let ids = match tokens {
-            Some(t) => g.ids("ids", t),
-            None => token,
+        let plan = |stage: &Stage| {
+            let g = Graph::batch(seqs);
+            let d = stage.decoder.as_ref();
+            let span = d.span();
+            let sampler = end == End::Sample && span.heads();
+            let seen = sampler.then(|| g.state("seen", &[cache.slots, vocab]));
+            let token = (sampler || (span.embeds() && tokens.is_none()))
+                .then(|| g.state("token", &[cache.slots, 1]));
+            // The sampler marks the prompt's ids as seen.
+            let ids = tokens
+                .filter(|_| span.embeds() || sampler)
+                .map(|t| g.ids("ids", t));
+            let input = match span.embeds() {
+                true => ids.or(token),
+                false => Some(g.input(HIDDEN, tokens.unwrap_or(1), d.hidden())),
+            }
+            .ok_or_else(|| Error::Invalid("a step with neither ids nor a token".into()))?;
+            let which = match end {
+                End::Logits(which) => which,
+                End::Sample => Logits::Last,
+            };
+            let out = d.forward(&g, input, cache, which);
+            match (span.heads(), end, seen, token) {
+                (false, ..) => g.output(HIDDEN, out),
+                (true, End::Logits(_), ..) => g.output("logits", out),
+                (true, End::Sample, Some(seen), Some(token)) => {
+                    g.output("token", g.sample(out, ids, seen, token))
+                }
+                _ => return Err(Error::Invalid("a sampling step without its states".into())),
+            }
+            Plan::new(&g, Target::of(&stage.gpu))
         };
-        let logits = model.decoder().forward(&g, ids, cache, Logits::Last);
-        let marked = tokens.map(|_| ids);
-        g.output("token", g.sample(logits, marked, seen, token));
-        Plan::new(&g, Target::of(model.gpu()))
+        model.stages().iter().map(plan).collect()
     }
 
     /// Build the decode program for `seqs` sequences per step if there is none.
     pub(super) async fn ensure_decode(&mut self, seqs: usize) -> Result<()> {
         if find(&self.decode, seqs).is_none() {
-            let plan = Self::plan(&self.model, self.cache, seqs, None)?;
-            let program = self.program(plan, "decode").await?;
+            let plans = Self::plans(&self.model, self.cache, seqs, None, End::Sample)?;
+            let program = self.chain(plans, "decode").await?;
             self.decode.push((seqs, program));
         }
         Ok(())
@@ -112,20 +157,33 @@ impl Session {
             return Ok(());
         }
         let bucket = crate::exec::bucket(tokens, self.cache.capacity);
-        let plan = Self::plan(&self.model, self.cache, seqs, Some(bucket))?;
-        let program = self.program(plan, "prefill").await?;
+        let plans = Self::plans(&self.model, self.cache, seqs, Some(bucket), End::Sample)?;
+        let program = self.chain(plans, "prefill").await?;
         self.prefill.retain(|(s, _)| *s != seqs);
         self.prefill.push((seqs, program));
         Ok(())
     }
 
-    /// A program over the session's state, profiling into the session's profile if any.
-    async fn program(&self, plan: Plan, phase: &str) -> Result<Program> {
-        let mut program = Program::new(self.model.gpu(), plan, Some(&self.state)).await?;
-        if let Some(p) = &self.profile {
-            program.profile_into(Some((p.clone(), phase))).await?;
+    /// The programs of `plans` (one per stage) over the session's states, profiling into
+    /// the session's profile if any.
+    async fn chain(&self, plans: Vec<Plan>, phase: &str) -> Result<Chain> {
+        let mut programs = Vec::with_capacity(plans.len());
+        for ((stage, state), plan) in self.model.stages().iter().zip(&self.states).zip(plans) {
+            programs.push(Program::new(&stage.gpu, plan, Some(state)).await?);
         }
-        Ok(program)
+        let mut chain = Chain::new(programs)?;
+        if let Some(p) = &self.profile {
+            chain.profile_into(Some((p.clone(), phase))).await?;
+        }
+        Ok(chain)
+    }
+
+    /// The last stage's GPU and states: the sampler's.
+    pub(super) fn sampler(&self) -> Result<(&crate::gpu::Gpu, &State)> {
+        match (self.model.stages().last(), self.states.last()) {
+            (Some(stage), Some(state)) => Ok((&stage.gpu, state)),
+            _ => Err(Error::Invalid("the session has no stages".into())),
+        }
     }
 
     /// Time every kernel of every later step on the GPU, by phase ("prefill", "decode",
@@ -172,7 +230,7 @@ impl Session {
 
     /// GPU bytes of this session: KV caches and other states, and its programs' buffers.
     pub fn gpu_bytes(&self) -> u64 {
-        self.state.bytes()
+        self.states.iter().map(State::bytes).sum::<u64>()
             + self
                 .decode
                 .iter()
@@ -190,6 +248,7 @@ impl Session {
 
     /// Whether decode submits each step before reading the previous one's token (the
     /// default). Off, every step waits for the last: for measuring what pipelining gains.
+    /// A model split across adapters never pipelines: its token crosses the host first.
     pub fn set_pipelined(&mut self, on: bool) {
         self.pipelined = on;
     }
@@ -208,19 +267,19 @@ impl Session {
         let key = (ids.len(), all_positions);
         if self.inspect.as_ref().is_none_or(|(k, _)| *k != key) {
             self.inspect = None;
-            let g = Graph::new();
             let which = if all_positions {
                 Logits::All
             } else {
                 Logits::Last
             };
-            let input = g.ids("ids", ids.len());
-            g.output(
-                "logits",
-                self.model.decoder().forward(&g, input, self.cache, which),
-            );
-            let plan = Plan::new(&g, Target::of(self.model.gpu()))?;
-            let program = self.program(plan, "logits").await?;
+            let plans = Self::plans(
+                &self.model,
+                self.cache,
+                1,
+                Some(ids.len()),
+                End::Logits(which),
+            )?;
+            let program = self.chain(plans, "logits").await?;
             self.inspect = Some((key, program));
         }
         let (_, program) = self

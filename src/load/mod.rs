@@ -48,6 +48,10 @@ pub struct LoadOptions<'a> {
     /// [`crate::split`]): given a tensor's name and shape, which [`Cut`] of it to upload, or
     /// `None` for all of it. The cut comes before any recoding.
     pub cut: Option<CutRule<'a>>,
+    /// The most bytes of weights to place on one adapter: a tensor that would take the load
+    /// past it fails, naming the budget (what a smaller adapter holds, for tests; or an
+    /// adapter's share kept for others). A model split by layers applies it to each adapter.
+    pub budget: Option<u64>,
 }
 
 /// Which part of each tensor to load: see [`LoadOptions::cut`].
@@ -243,6 +247,7 @@ pub(crate) struct Loading<'g, 'o> {
     progress: Option<Box<dyn FnMut(&Progress) + 'o>>,
     recode_to: Option<DType>,
     cut: Option<CutRule<'o>>,
+    budget: Option<u64>,
     weights: Weights,
     origin: String,
     /// Source bytes of the tensors done, and of all of them.
@@ -265,6 +270,7 @@ impl<'g, 'o> Loading<'g, 'o> {
             progress: options.progress,
             recode_to: options.dtype,
             cut: options.cut,
+            budget: options.budget,
             weights: Weights::new(origin),
             origin: origin.to_string(),
             base: 0,
@@ -289,11 +295,7 @@ impl<'g, 'o> Loading<'g, 'o> {
                 .map_err(|e| Error::tensor(&self.origin, name, format!("{c:?}: {e}")))?
             {
                 None => {
-                    // Expected in a split load: recorded, not warned about.
-                    let why = "not placed on this adapter (cut: skip)".to_string();
-                    self.weights.skipped.insert(name.to_string(), why);
-                    self.base += source.len() as u64;
-                    self.done += 1;
+                    self.pass(name, source.len() as u64);
                     return Ok(());
                 }
                 some => some,
@@ -308,6 +310,17 @@ impl<'g, 'o> Loading<'g, 'o> {
             Some((d, b)) => (*d, &b[..]),
             None => (dtype, bytes),
         };
+        if let Some(budget) = self.budget {
+            let after = self.weights.bytes() + data.len() as u64;
+            if after > budget {
+                return Err(Error::Limit(format!(
+                    "{}: '{name}' would bring this adapter's weights to {after} bytes, over \
+                     the budget of {budget}: place the model on more adapters, or store it in \
+                     a smaller dtype",
+                    self.origin
+                )));
+            }
+        }
         // Progress counts the source's bytes, whatever is stored.
         let scale = source.len() as f64 / data.len().max(1) as f64;
         let (base, bytes_total, done, total) = (self.base, self.bytes_total, self.done, self.total);
@@ -337,6 +350,32 @@ impl<'g, 'o> Loading<'g, 'o> {
         self.base += source.len() as u64;
         self.done += 1;
         Ok(())
+    }
+
+    /// Whether the cut skips `name`: its source bytes need not even be produced (see
+    /// [`Loading::pass`]).
+    pub fn skips(&self, name: &str, shape: &[usize]) -> bool {
+        self.cut
+            .as_ref()
+            .is_some_and(|f| f(name, shape) == Some(Cut::Skip))
+    }
+
+    /// Pass over a tensor the cut skips (not placed on this adapter): recorded, not warned
+    /// about, and counted in the progress as read past.
+    pub fn pass(&mut self, name: &str, source_bytes: u64) {
+        let why = "not placed on this adapter (cut: skip)".to_string();
+        self.weights.skipped.insert(name.to_string(), why);
+        self.base += source_bytes;
+        self.done += 1;
+        if let Some(cb) = self.progress.as_mut() {
+            cb(&Progress {
+                tensor: name,
+                bytes_done: self.base,
+                bytes_total: self.bytes_total,
+                tensors_done: self.done,
+                tensors_total: self.total,
+            });
+        }
     }
 
     /// Record a tensor that is not uploaded, and why (asking for it later is an error that

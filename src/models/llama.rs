@@ -16,7 +16,7 @@
 //! ```
 
 use super::config::Config;
-use super::{Cache, Decoder, Logits, Special};
+use super::{Cache, Decoder, Logits, Span, Special};
 use crate::error::Result;
 use crate::graph::{Graph, Value};
 use crate::kernels::Act;
@@ -42,24 +42,64 @@ struct Layer {
     down: Tensor,
 }
 
-/// A Llama-family model whose weights are on the GPU.
-pub struct Llama {
-    pub config: Config,
-    embed: Tensor,
-    layers: Vec<Layer>,
+impl Layer {
+    fn bytes(&self) -> u64 {
+        let a = &self.attn;
+        let t = [
+            &self.attn_norm,
+            &a.q,
+            &a.k,
+            &a.v,
+            &a.o,
+            &self.mlp_norm,
+            &self.gate,
+            &self.up,
+            &self.down,
+        ];
+        t.into_iter()
+            .chain(a.bias.iter().flatten())
+            .map(Tensor::bytes)
+            .sum()
+    }
+}
+
+/// The final norm and the vocabulary projection.
+struct Head {
     norm: Tensor,
     lm_head: Tensor,
+}
+
+/// A Llama-family model, or a span of its layers, whose weights are on the GPU.
+pub struct Llama {
+    pub config: Config,
+    span: Span,
+    /// The input embedding, where the span starts at layer 0.
+    embed: Option<Tensor>,
+    layers: Vec<Layer>,
+    /// Where the span ends at the last layer.
+    head: Option<Head>,
 }
 
 impl Llama {
     /// Take the model's tensors from `w` by their HF names, checking every shape.
     pub fn new(config: Config, w: &Weights) -> Result<Llama> {
+        let span = Span::whole(config.layers);
+        Self::span(config, w, span)
+    }
+
+    /// The layers of `span` only, with the embedding and the head where the span has them:
+    /// the part of a model split by layers that one adapter holds.
+    pub fn span(config: Config, w: &Weights, span: Span) -> Result<Llama> {
         let c = &config;
         let (d, q_dim, kv_dim) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
         let get = |name: &str, shape: &[usize]| w.get_shaped(name, shape).cloned();
-        let embed = get("model.embed_tokens.weight", &[c.vocab, d])?;
-        let mut layers = Vec::with_capacity(c.layers);
-        for l in 0..c.layers {
+        let embed_name = "model.embed_tokens.weight";
+        let embed = match span.embeds() {
+            true => Some(get(embed_name, &[c.vocab, d])?),
+            false => None,
+        };
+        let mut layers = Vec::with_capacity(span.layers.len());
+        for l in span.layers.clone() {
             let p = |n: &str| format!("model.layers.{l}.{n}");
             let bias = if c.qkv_bias {
                 Some([
@@ -85,18 +125,23 @@ impl Llama {
                 down: get(&p("mlp.down_proj.weight"), &[d, c.ffn])?,
             });
         }
-        let norm = get("model.norm.weight", &[d])?;
-        let lm_head = if c.tied_embeddings {
-            embed.clone()
-        } else {
-            get("lm_head.weight", &[c.vocab, d])?
+        let head = match span.heads() {
+            true => Some(Head {
+                norm: get("model.norm.weight", &[d])?,
+                lm_head: match (c.tied_embeddings, &embed) {
+                    (true, Some(e)) => e.clone(),
+                    (true, None) => get(embed_name, &[c.vocab, d])?,
+                    (false, _) => get("lm_head.weight", &[c.vocab, d])?,
+                },
+            }),
+            false => None,
         };
         Ok(Llama {
             config,
+            span,
             embed,
             layers,
-            norm,
-            lm_head,
+            head,
         })
     }
 
@@ -105,9 +150,11 @@ impl Llama {
         (format!("cache.{l}.k"), format!("cache.{l}.v"))
     }
 
-    /// One forward step over the token ids `ids` (S, T), each sequence from its own position,
-    /// with KV caches of `cache.slots` x `cache.capacity` positions. Returns the logits.
-    pub fn forward(&self, g: &Graph, ids: Value, cache: Cache, logits: Logits) -> Value {
+    /// One forward step over the span's layers, each sequence from its own position, with
+    /// KV caches of `cache.slots` x `cache.capacity` positions: from token ids (S, T) where
+    /// the span has the embedding, else from the hidden state (S, T, D); to the logits where
+    /// it has the head, else to the hidden state.
+    pub fn forward(&self, g: &Graph, input: Value, cache: Cache, logits: Logits) -> Value {
         let c = &self.config;
         let heads = Heads {
             heads: c.heads,
@@ -122,9 +169,14 @@ impl Llama {
             rope_table(&c.inv_freq, cache.capacity),
         );
         let kv_shape = [cache.slots, cache.capacity, kv * dh];
-        g.set_scope("embed");
-        let mut x = g.embedding(g.weight(&self.embed), ids); // (S, T, D)
-        for (l, layer) in self.layers.iter().enumerate() {
+        let mut x = match &self.embed {
+            Some(embed) => {
+                g.set_scope("embed");
+                g.embedding(g.weight(embed), input) // (S, T, D)
+            }
+            None => input,
+        };
+        for (l, layer) in self.span.layers.clone().zip(&self.layers) {
             g.set_scope(format!("layer.{l}"));
             let w = |t: &Tensor| g.weight(t);
             let a = &layer.attn;
@@ -148,41 +200,28 @@ impl Llama {
             ); // (S, T, F)
             x = g.add(x, g.matmul(m, w(&layer.down)));
         }
+        let Some(head) = &self.head else {
+            return x; // (S, T, D), for the next span
+        };
         g.set_scope("head");
         if logits == Logits::Last && g.shape(x).get(1).is_some_and(|&t| t > 1) {
             x = g.last_token(x); // (S, 1, D)
         }
         g.matmul(
-            g.rms_norm(x, g.weight(&self.norm), c.eps),
-            g.weight(&self.lm_head),
+            g.rms_norm(x, g.weight(&head.norm), c.eps),
+            g.weight(&head.lm_head),
         ) // (S, T or 1, V)
     }
 
     /// Bytes of weights on the GPU (tied embeddings counted once).
     pub fn weight_bytes(&self) -> u64 {
-        let mut n = self.embed.bytes() + self.norm.bytes();
-        if !self.config.tied_embeddings {
-            n += self.lm_head.bytes();
-        }
-        for l in &self.layers {
-            let a = &l.attn;
-            n += [
-                &l.attn_norm,
-                &a.q,
-                &a.k,
-                &a.v,
-                &a.o,
-                &l.mlp_norm,
-                &l.gate,
-                &l.up,
-                &l.down,
-            ]
-            .iter()
-            .map(|t| t.bytes())
-            .sum::<u64>();
-            n += a.bias.iter().flatten().map(Tensor::bytes).sum::<u64>();
-        }
-        n
+        let layers: u64 = self.layers.iter().map(Layer::bytes).sum();
+        let embed = self.embed.as_ref().map_or(0, Tensor::bytes);
+        let head = self.head.as_ref().map_or(0, |h| {
+            let shared = self.config.tied_embeddings && self.embed.is_some();
+            h.norm.bytes() + if shared { 0 } else { h.lm_head.bytes() }
+        });
+        layers + embed + head
     }
 }
 
@@ -210,18 +249,26 @@ impl Decoder for Llama {
     }
     fn decode_bytes(&self, position: usize) -> u64 {
         let c = &self.config;
-        let embed = self.embed.bytes();
-        let stored_head = if c.tied_embeddings {
-            0
-        } else {
-            self.lm_head.bytes()
-        };
-        let layers_and_norm = self.weight_bytes() - embed - stored_head;
-        // K and V, f32, for every layer and KV head.
-        let kv = (2 * c.layers * c.kv_heads * c.head_dim * 4 * position) as u64;
-        layers_and_norm + self.lm_head.bytes() + embed / c.vocab.max(1) as u64 + kv
+        let layers: u64 = self.layers.iter().map(Layer::bytes).sum();
+        let head = self
+            .head
+            .as_ref()
+            .map_or(0, |h| h.norm.bytes() + h.lm_head.bytes());
+        let embed_row = self
+            .embed
+            .as_ref()
+            .map_or(0, |e| e.bytes() / c.vocab.max(1) as u64);
+        // K and V, f32, for each of the span's layers and every KV head.
+        let kv = (2 * self.layers.len() * c.kv_heads * c.head_dim * 4 * position) as u64;
+        layers + head + embed_row + kv
     }
-    fn forward(&self, g: &Graph, ids: Value, cache: Cache, logits: Logits) -> Value {
-        Llama::forward(self, g, ids, cache, logits)
+    fn span(&self) -> Span {
+        self.span.clone()
+    }
+    fn hidden(&self) -> usize {
+        self.config.hidden
+    }
+    fn forward(&self, g: &Graph, input: Value, cache: Cache, logits: Logits) -> Value {
+        Llama::forward(self, g, input, cache, logits)
     }
 }

@@ -9,9 +9,10 @@ pub mod synthetic;
 pub use config::Config;
 pub use llama::Llama;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{Graph, Value};
 use crate::load::Weights;
+use std::ops::Range;
 
 /// Which positions get logits.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -28,6 +29,45 @@ pub enum Logits {
 pub struct Cache {
     pub slots: usize,
     pub capacity: usize,
+}
+
+/// The layers of a decoder that one adapter holds, when a model is split by layers: the
+/// embedding comes with layer 0, the final norm and the head with the last layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub layers: Range<usize>,
+    /// Layers in the whole model.
+    pub total: usize,
+}
+
+impl Span {
+    /// Every layer: the model on one adapter.
+    pub fn whole(total: usize) -> Span {
+        Span {
+            layers: 0..total,
+            total,
+        }
+    }
+
+    /// `layers` of a model of `total`; errors unless it is a non-empty range within it.
+    pub fn new(layers: Range<usize>, total: usize) -> Result<Span> {
+        if layers.is_empty() || layers.end > total {
+            return Err(Error::Invalid(format!(
+                "layers {layers:?} are not a non-empty range of the model's {total}"
+            )));
+        }
+        Ok(Span { layers, total })
+    }
+
+    /// Whether the span starts with the embedding (takes token ids).
+    pub fn embeds(&self) -> bool {
+        self.layers.start == 0
+    }
+
+    /// Whether the span ends with the head (gives logits).
+    pub fn heads(&self) -> bool {
+        self.layers.end == self.total
+    }
 }
 
 /// A model's special tokens.
@@ -54,9 +94,15 @@ pub trait Decoder: wgpu::WasmNotSendSync {
     /// multiplies by, one embedding row, and the KV cache so far. Decode's bandwidth is
     /// this over the step's time.
     fn decode_bytes(&self, position: usize) -> u64;
-    /// One step over ids (S, T) from each sequence's position, reading and extending the
-    /// KV caches of `cache`; returns logits (S, T or 1, V).
-    fn forward(&self, g: &Graph, ids: Value, cache: Cache, logits: Logits) -> Value;
+    /// The layers this instance holds (all of them unless the model is split by layers).
+    fn span(&self) -> Span;
+    /// Width of the hidden state, what crosses from one span to the next.
+    fn hidden(&self) -> usize;
+    /// One step from each sequence's position, reading and extending the KV caches of
+    /// `cache`. `input` is the token ids (S, T) where the span embeds, else the hidden state
+    /// (S, T, hidden) of the span before; returns the logits (S, T or 1, V) where the span
+    /// heads, else its hidden state (S, T, hidden).
+    fn forward(&self, g: &Graph, input: Value, cache: Cache, logits: Logits) -> Value;
 }
 
 /// A non-causal model without a KV cache: embedding models, speech encoders.
@@ -70,8 +116,18 @@ pub trait Encoder: wgpu::WasmNotSendSync {
     fn forward(&self, g: &Graph, ids: Value) -> Value;
 }
 
-/// The decoder that `config.json` describes, its weights taken from `weights`.
-pub fn decoder(origin: &str, config_json: &str, weights: &Weights) -> Result<Box<dyn Decoder>> {
+/// The decoder that `config.json` describes, or its `layers` only (see [`Span`]), its
+/// weights taken from `weights`.
+pub fn decoder(
+    origin: &str,
+    config_json: &str,
+    weights: &Weights,
+    layers: Option<Range<usize>>,
+) -> Result<Box<dyn Decoder>> {
     let config = Config::from_json(origin, config_json)?;
-    Ok(Box::new(Llama::new(config, weights)?))
+    let span = match layers {
+        Some(r) => Span::new(r, config.layers)?,
+        None => Span::whole(config.layers),
+    };
+    Ok(Box::new(Llama::span(config, weights, span)?))
 }

@@ -248,6 +248,10 @@ pub async fn upload(gpu: &Gpu, preset: &Preset, mut options: LoadOptions<'_>) ->
         if d != DType::F32 && d != dtype && !fallback.contains(&d) {
             fallback.push(d);
         }
+        if load.skips(name, shape) {
+            load.pass(name, d.file_bytes(shape.iter().product()) as u64);
+            continue;
+        }
         let center = if name.ends_with("norm.weight") {
             1.0
         } else {

@@ -12,13 +12,109 @@
 //! [`Placement`] computes the ranges from the model's shape and each adapter's relative
 //! speed, in units that keep every slice at block boundaries; [`llama_cut`] says which rows
 //! or columns of each tensor that makes, and the loader cuts the stored weights to them
-//! ([`crate::load::Cut`], [`crate::load::slice`]). Running the shards (per-adapter programs
-//! and the all-reduce through the host) is planned: today a model runs on one adapter.
+//! ([`crate::load::Cut`], [`crate::load::slice`]).
+//!
+//! [`Gpus`] is the group a model is placed on. Running it split by layers works today: each
+//! adapter loads and runs its own layers, and the session hands the hidden state from one to
+//! the next through the host. Running tensor-parallel shards (per-adapter programs and the
+//! all-reduce through the host) is planned.
 
 use crate::error::{Error, Result};
+use crate::gpu::Gpu;
 use crate::load::Cut;
+use crate::models::Span;
 use crate::models::config::Config;
 use std::ops::Range;
+
+/// A group of adapters one model is placed on, and how the model is divided among them.
+#[derive(Clone)]
+pub struct Gpus {
+    gpus: Vec<Gpu>,
+    split: Split,
+    weights: Vec<f64>,
+}
+
+impl Gpus {
+    /// One adapter: the model whole.
+    pub fn one(gpu: Gpu) -> Gpus {
+        Gpus {
+            gpus: vec![gpu],
+            split: Split::Layers,
+            weights: vec![1.0],
+        }
+    }
+
+    /// `gpus`, in order, the model divided `split`, equal shares each (see
+    /// [`Gpus::weighted`] and [`Gpus::by_bandwidth`]). Errors when the group is empty, or for
+    /// tensor-parallel mode, which is not built yet.
+    pub fn new(gpus: Vec<Gpu>, split: Split) -> Result<Gpus> {
+        if gpus.is_empty() {
+            return Err(Error::Invalid(
+                "a placement needs at least one adapter".into(),
+            ));
+        }
+        if split == Split::Tensor {
+            return Err(Error::Invalid(
+                "tensor-parallel placement is planned but not built yet: split by layers \
+                 (--split layers)"
+                    .into(),
+            ));
+        }
+        let weights = vec![1.0; gpus.len()];
+        Ok(Gpus {
+            gpus,
+            split,
+            weights,
+        })
+    }
+
+    /// Shares in proportion to `weights`, one positive number per adapter (say, each one's
+    /// bandwidth).
+    pub fn weighted(mut self, weights: &[f64]) -> Result<Gpus> {
+        check_weights(weights)?;
+        if weights.len() != self.gpus.len() {
+            return Err(Error::Invalid(format!(
+                "{} split weights for {} adapters",
+                weights.len(),
+                self.gpus.len()
+            )));
+        }
+        self.weights = weights.to_vec();
+        Ok(self)
+    }
+
+    /// Shares in proportion to each adapter's copy bandwidth ([`crate::tune::bandwidth`]:
+    /// cached, or measured now); `log` hears of any measuring.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub async fn by_bandwidth(self, log: &mut dyn FnMut(&str)) -> Result<Gpus> {
+        let mut weights = Vec::with_capacity(self.gpus.len());
+        for gpu in &self.gpus {
+            weights.push(crate::tune::bandwidth(gpu, log).await?);
+        }
+        self.weighted(&weights)
+    }
+
+    pub fn gpus(&self) -> &[Gpu] {
+        &self.gpus
+    }
+
+    pub fn split(&self) -> Split {
+        self.split
+    }
+
+    pub fn weights(&self) -> &[f64] {
+        &self.weights
+    }
+
+    /// The span of layers each adapter holds, for a model of `layers` (the whole model on
+    /// one adapter).
+    pub fn spans(&self, layers: usize) -> Result<Vec<Span>> {
+        match Placement::layers(layers, &self.weights)? {
+            Placement::Layers(ranges) => ranges.into_iter().map(|r| Span::new(r, layers)).collect(),
+            Placement::Tensor(_) => Err(Error::Invalid("not a layer placement".into())),
+        }
+    }
+}
 
 /// How a model is divided across a group of adapters.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -155,6 +251,26 @@ pub fn llama_cut(c: &Config, shard: &Shard, name: &str) -> Option<Cut> {
         "mlp.down_proj.weight" => Cut::Columns(shard.ffn.clone()),
         _ => return None,
     })
+}
+
+/// What an adapter holding `span` of a Llama-family model split by layers loads: its layers'
+/// tensors, the embedding where the span starts at layer 0 (or ends with a head tied to it),
+/// the final norm and `lm_head` where it ends at the last layer. Everything else is skipped
+/// (`Some(Cut::Skip)`); `None` loads the tensor whole.
+pub fn layers_cut(c: &Config, span: &Span, name: &str) -> Option<Cut> {
+    let keep = if let Some(rest) = name.strip_prefix("model.layers.") {
+        let layer = rest
+            .split_once('.')
+            .and_then(|(l, _)| l.parse::<usize>().ok());
+        layer.is_none_or(|l| span.layers.contains(&l))
+    } else {
+        match name {
+            "model.embed_tokens.weight" => span.embeds() || (c.tied_embeddings && span.heads()),
+            "model.norm.weight" | "lm_head.weight" => span.heads(),
+            _ => true,
+        }
+    };
+    (!keep).then_some(Cut::Skip)
 }
 
 fn check_weights(weights: &[f64]) -> Result<()> {

@@ -71,6 +71,9 @@ struct CacheFile {
     /// Adapter key -> the GEMM kernel chosen.
     #[serde(default)]
     gemm: BTreeMap<String, GemmChoice>,
+    /// Adapter key -> its copy bandwidth, GB/s (the roofline `kiln bench` measures).
+    #[serde(default)]
+    bandwidth: BTreeMap<String, f64>,
 }
 
 fn cache_path() -> PathBuf {
@@ -218,6 +221,36 @@ pub fn remember_gemm(gpu: &Gpu, choice: &GemmChoice) -> Result<()> {
     file.version = VERSION;
     file.gemm.insert(adapter_key(gpu), choice.clone());
     set_gemm(gpu, choice.best);
+    write_cache(&file)
+}
+
+/// `gpu`'s copy bandwidth in GB/s, the roofline `kiln bench` measures (the faster of two
+/// copy kernels, medians of 7), from the disk cache, else measured now (about a second on CPU
+/// adapters) and saved. A model split across adapters shares its work by it.
+pub async fn bandwidth(gpu: &Gpu, log: &mut dyn FnMut(&str)) -> Result<f64> {
+    let key = adapter_key(gpu);
+    if let Some(&gbps) = read_cache().bandwidth.get(&key) {
+        return Ok(gbps);
+    }
+    log(&format!(
+        "measuring the copy bandwidth of {} (once; cached in {})",
+        gpu.describe(),
+        cache_path().display()
+    ));
+    let mib = crate::bench::Size::for_gpu(gpu).copy_mib();
+    let figures = crate::bench::copy_figures(gpu, mib, 7).await?;
+    let gbps = crate::bench::roofline(&figures)
+        .filter(|g| g.is_finite() && *g > 0.0)
+        .ok_or_else(|| Error::Gpu(format!("no copy bandwidth measured on {}", gpu.describe())))?;
+    remember_bandwidth(gpu, gbps)?;
+    Ok(gbps)
+}
+
+/// Keep `gbps` as `gpu`'s copy bandwidth in the disk cache (what `kiln bench` measured).
+pub fn remember_bandwidth(gpu: &Gpu, gbps: f64) -> Result<()> {
+    let mut file = read_cache();
+    file.version = VERSION;
+    file.bandwidth.insert(adapter_key(gpu), gbps);
     write_cache(&file)
 }
 

@@ -14,8 +14,8 @@ mod measure;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use measure::{
-    Candidate, GEMM_SHAPE, GemmChoice, Tuned, ensure, narrow_shapes, remember, remember_gemm,
-    shape, tune_format, tune_gemm,
+    Candidate, GEMM_SHAPE, GemmChoice, Tuned, bandwidth, ensure, narrow_shapes, remember,
+    remember_bandwidth, remember_gemm, shape, tune_format, tune_gemm,
 };
 
 pub use crate::kernels::tuning::{Tuning, set, set_gemm, set_gemv_max_rows, tuned};

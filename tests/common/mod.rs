@@ -251,3 +251,11 @@ pub fn float_gemv(gpu: &Gpu) {
         }
     }
 }
+
+/// Indices of the `k` largest values of `row`, the largest first.
+pub fn top(row: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+    idx.truncate(k);
+    idx
+}

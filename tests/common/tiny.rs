@@ -57,8 +57,8 @@ pub fn text_model(gpu: &Gpu, eos: u32) -> std::sync::Arc<kiln::TextModel> {
     std::sync::Arc::new(m)
 }
 
-/// Random weights by HF name, on `gpu` and on the host.
-pub fn weights(gpu: &Gpu, c: &Config, dtype: DType) -> (Weights, HashMap<String, Vec<f32>>) {
+/// The tiny model's random weights by HF name, with their shapes, rounded to `dtype`.
+pub fn host_weights(c: &Config, dtype: DType) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut rng = Rng::new(77);
     let (d, qd, kvd) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
     let mut shapes: Vec<(String, Vec<usize>, f32, f32)> = vec![(
@@ -88,18 +88,56 @@ pub fn weights(gpu: &Gpu, c: &Config, dtype: DType) -> (Weights, HashMap<String,
     if !c.tied_embeddings {
         shapes.push(("lm_head.weight".into(), vec![c.vocab, d], 0.5, 0.0));
     }
+    shapes
+        .into_iter()
+        .map(|(name, shape, scale, offset)| {
+            let n = shape.iter().product();
+            let values: Vec<f32> = rng.uniform(n, scale).iter().map(|v| v + offset).collect();
+            (name, shape, rounded(&values, dtype))
+        })
+        .collect()
+}
+
+/// Random weights by HF name, on `gpu` and on the host.
+pub fn weights(gpu: &Gpu, c: &Config, dtype: DType) -> (Weights, HashMap<String, Vec<f32>>) {
     let mut gpu_weights = Weights::new("random weights");
     let mut host = HashMap::new();
-    for (name, shape, scale, offset) in shapes {
-        let n = shape.iter().product();
-        let values: Vec<f32> = rng.uniform(n, scale).iter().map(|v| v + offset).collect();
-        let values = rounded(&values, dtype);
+    for (name, shape, values) in host_weights(c, dtype) {
         let t = pollster::block_on(kiln::load::upload_f32(gpu, &name, &shape, dtype, &values))
             .expect("upload");
         gpu_weights.insert(t);
         host.insert(name, values);
     }
     (gpu_weights, host)
+}
+
+/// The tiny model (config `extra` over the base, as [`config_json`]) written as an HF
+/// folder: config.json, tokenizer.json and F32 safetensors, in a fresh temporary folder
+/// named after `tag`.
+pub fn folder(tag: &str, extra: &str) -> std::path::PathBuf {
+    use safetensors::tensor::{Dtype, TensorView};
+    let dir = std::env::temp_dir().join(format!("kiln-tiny-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = config_json(extra);
+    let c = Config::from_json("tiny", &json).expect("config");
+    std::fs::write(dir.join("config.json"), &json).expect("config.json");
+    std::fs::write(dir.join("tokenizer.json"), tokenizer_json(c.vocab)).expect("tokenizer");
+    let tensors = host_weights(&c, DType::F32);
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| bytemuck::cast_slice(v).to_vec())
+        .collect();
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _), b)| {
+            let view = TensorView::new(Dtype::F32, s.clone(), b).expect("view");
+            (n.clone(), view)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).expect("write");
+    dir
 }
 
 /// The reference forward's dimensions, from the config.

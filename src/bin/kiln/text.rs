@@ -11,7 +11,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Options shared by the text commands.
-pub const MODEL_OPTIONS: &[&str] = &["model", "adapter", "context", "dtype"];
+pub const MODEL_OPTIONS: &[&str] = &[
+    "model",
+    "adapter",
+    "adapters",
+    "split",
+    "split-weights",
+    "context",
+    "dtype",
+];
 pub const SAMPLING_OPTIONS: &[&str] = &[
     "temperature",
     "top-k",
@@ -79,7 +87,7 @@ pub struct Loaded {
 /// Resolve, open the GPU, upload with a progress bar, report on stderr.
 pub fn load(args: &Args) -> Result<Loaded> {
     let source = resolve_model(args)?;
-    let gpu = crate::open_gpu(args)?;
+    let gpus = crate::open_gpus(args)?;
     let t0 = Instant::now();
     let mut options = crate::progress::loading();
     if let Some(d) = args.get("dtype") {
@@ -89,18 +97,22 @@ pub fn load(args: &Args) -> Result<Loaded> {
         options.dtype = Some(dtype);
     }
     let model = match &source {
-        Source::Path(dir) => pollster::block_on(TextModel::load(&gpu, dir, options))?,
-        Source::Synthetic(name) => pollster::block_on(TextModel::synthetic(&gpu, name, options))?,
+        Source::Path(dir) => pollster::block_on(TextModel::load_on(&gpus, dir, options))?,
+        Source::Synthetic(name) => {
+            pollster::block_on(TextModel::synthetic_on(&gpus, name, options))?
+        }
     };
     let load_secs = t0.elapsed().as_secs_f64();
-    // GEMV tuned for this adapter and the model's weight dtypes: from the cache, or timed
+    // GEMV tuned for each adapter and the model's weight dtypes: from the cache, or timed
     // now (once).
     let t1 = Instant::now();
     let mut tuned_now = false;
-    pollster::block_on(kiln::tune::ensure(&gpu, model.matrix_dtypes(), &mut |m| {
-        tuned_now = true;
-        eprintln!("{m}")
-    }))?;
+    for gpu in gpus.gpus() {
+        pollster::block_on(kiln::tune::ensure(gpu, model.matrix_dtypes(), &mut |m| {
+            tuned_now = true;
+            eprintln!("{m}")
+        }))?;
+    }
     if tuned_now {
         eprintln!("tuned in {:.1} s", t1.elapsed().as_secs_f64());
     }
@@ -111,8 +123,17 @@ pub fn load(args: &Args) -> Result<Loaded> {
         model.origin(),
         d.architecture(),
         d.layers(),
-        d.weight_bytes() as f64 / 1e6
+        model.weight_bytes() as f64 / 1e6
     );
+    if let [_, _, ..] = model.stages() {
+        for (i, s) in model.stages().iter().enumerate() {
+            eprintln!(
+                "  adapter {i}: layers {:?}, {:.1} MB",
+                s.decoder.span().layers,
+                s.decoder.weight_bytes() as f64 / 1e6
+            );
+        }
+    }
     Ok(Loaded {
         model: std::sync::Arc::new(model),
         context,
@@ -246,7 +267,7 @@ pub fn generate(args: &Args) -> Result<()> {
         finish,
         Some(loaded.load_secs),
         session.gpu_bytes(),
-        model.decoder().weight_bytes(),
+        model.weight_bytes(),
         &sampling,
     );
     print_profile(profile.as_deref());
@@ -318,7 +339,7 @@ fn generate_batch(
         texts.len(),
         first * 1e3,
         generated as f64 / secs,
-        (session.gpu_bytes() + model.decoder().weight_bytes()) as f64 / 1e6
+        (session.gpu_bytes() + model.weight_bytes()) as f64 / 1e6
     );
     print_profile(profile.as_deref());
     Ok(())
@@ -374,7 +395,7 @@ pub fn chat(args: &Args) -> Result<()> {
             finish,
             None,
             session.gpu_bytes(),
-            model.decoder().weight_bytes(),
+            model.weight_bytes(),
             &opts.sampling,
         );
         messages.push(Message::new("assistant", &reply));

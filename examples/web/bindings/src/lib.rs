@@ -334,7 +334,8 @@ impl Model {
     }
 
     /// The adapter the model runs on: {name, vendor, architecture, device, description,
-    /// deviceType, maxBufferSize, maxStorageBufferBindingSize, shaderF16}.
+    /// deviceType, maxBufferSize, maxStorageBufferBindingSize, shaderF16}. One adapter is
+    /// all a page gets from WebGPU, so the model is never split across adapters here.
     #[wasm_bindgen(getter)]
     pub fn adapter(&self) -> JsValue {
         self.adapter.clone()

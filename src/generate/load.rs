@@ -1,0 +1,193 @@
+//! Placing a [`TextModel`] on one adapter or a group of them ([`Gpus`]): where its files are,
+//! and what part of the weights each adapter uploads. Split by layers, each adapter holds
+//! its span of layers only, so a model too large for any one of them fits on several.
+
+use super::{Stage, TextModel};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::load::{LoadOptions, Progress, Weights};
+use crate::models::config::Config;
+use crate::models::synthetic::Preset;
+use crate::split::{Gpus, layers_cut};
+
+/// Where a model's files are.
+pub(super) enum Source<'a> {
+    /// An HF folder: `config.json`, safetensors, `tokenizer.json`, `tokenizer_config.json`.
+    #[cfg(not(target_arch = "wasm32"))]
+    Folder(&'a std::path::Path),
+    /// A `.gguf` file, whose weights stay in their stored format.
+    #[cfg(not(target_arch = "wasm32"))]
+    Gguf(&'a std::path::Path),
+    /// A known shape with random weights.
+    Synthetic(&'a Preset),
+}
+
+/// What one adapter's upload gives: the model's texts and its part of the weights.
+struct Part {
+    config_json: String,
+    tokenizer_json: Vec<u8>,
+    tokenizer_config_json: Option<String>,
+    weights: Weights,
+}
+
+impl Source<'_> {
+    fn origin(&self) -> String {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Folder(p) | Source::Gguf(p) => p.display().to_string(),
+            Source::Synthetic(p) => format!("synthetic:{}", p.name),
+        }
+    }
+
+    /// The config, read before any weight to plan the placement.
+    fn config(&self) -> Result<Config> {
+        let origin = self.origin();
+        let json = match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Folder(dir) => text(&dir.join("config.json"))?,
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Gguf(path) => crate::convert::gguf_config_json(path)?,
+            Source::Synthetic(p) => p.config_json(),
+        };
+        Config::from_json(&format!("{origin}/config.json"), &json)
+    }
+
+    async fn upload(&self, gpu: &Gpu, options: LoadOptions<'_>) -> Result<Part> {
+        Ok(match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Folder(dir) => {
+                let tokenizer_config = dir.join("tokenizer_config.json");
+                Part {
+                    config_json: text(&dir.join("config.json"))?,
+                    tokenizer_json: read(&dir.join("tokenizer.json"))?,
+                    tokenizer_config_json: match tokenizer_config.exists() {
+                        true => Some(text(&tokenizer_config)?),
+                        false => None,
+                    },
+                    weights: crate::load::Checkpoint::open(dir)?
+                        .upload(gpu, options)
+                        .await?,
+                }
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Gguf(path) => {
+                let m = crate::convert::load_gguf(gpu, path, options).await?;
+                Part {
+                    config_json: m.config_json,
+                    tokenizer_json: m.tokenizer_json.into_bytes(),
+                    tokenizer_config_json: Some(m.tokenizer_config_json),
+                    weights: m.weights,
+                }
+            }
+            Source::Synthetic(p) => Part {
+                config_json: p.config_json(),
+                tokenizer_json: p.tokenizer_json().into_bytes(),
+                tokenizer_config_json: None,
+                weights: crate::models::synthetic::upload(gpu, p, options).await?,
+            },
+        })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn read(p: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(p).map_err(|e| Error::Io {
+        path: p.display().to_string(),
+        source: e,
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn text(p: &std::path::Path) -> Result<String> {
+    String::from_utf8(read(p)?).map_err(|_| Error::load(p.display(), "not UTF-8"))
+}
+
+/// Upload `source` onto `gpus`: whole on one adapter; split by layers across several, each
+/// adapter uploading its span (the progress callback sees one pass over the source per
+/// adapter, in turn, as one count).
+pub(super) async fn place(
+    gpus: &Gpus,
+    source: Source<'_>,
+    mut options: LoadOptions<'_>,
+) -> Result<TextModel> {
+    let origin = source.origin();
+    if let [gpu] = gpus.gpus() {
+        let p = source.upload(gpu, options).await?;
+        return TextModel::from_parts(
+            gpu,
+            &origin,
+            &p.config_json,
+            &p.tokenizer_json,
+            p.tokenizer_config_json.as_deref(),
+            &p.weights,
+        );
+    }
+    if options.cut.is_some() {
+        return Err(Error::Invalid(
+            "a model placed on several adapters is cut by its placement; LoadOptions::cut \
+             applies to one adapter"
+                .into(),
+        ));
+    }
+    let config = source.config()?;
+    let spans = gpus.spans(config.layers)?;
+    let mut stages = Vec::with_capacity(spans.len());
+    let mut dtypes = Vec::new();
+    let mut texts = None;
+    let n = spans.len();
+    for (i, (gpu, span)) in gpus.gpus().iter().zip(&spans).enumerate() {
+        // Each adapter reads the whole source for its tensors: progress counts every pass.
+        let progress = options.progress.as_mut().map(|p| {
+            Box::new(move |x: &Progress| {
+                p(&Progress {
+                    tensor: x.tensor,
+                    bytes_done: i as u64 * x.bytes_total + x.bytes_done,
+                    bytes_total: n as u64 * x.bytes_total,
+                    tensors_done: i * x.tensors_total + x.tensors_done,
+                    tensors_total: n * x.tensors_total,
+                })
+            }) as Box<dyn FnMut(&Progress) + '_>
+        });
+        let part_options = LoadOptions {
+            max_part_bytes: options.max_part_bytes,
+            dtype: options.dtype,
+            budget: options.budget,
+            progress,
+            cut: Some(Box::new(|name: &str, _: &[usize]| {
+                layers_cut(&config, span, name)
+            })),
+        };
+        let part = source.upload(gpu, part_options).await.map_err(|e| {
+            e.context(format!(
+                "placing layers {:?} on {}",
+                span.layers,
+                gpu.describe()
+            ))
+        })?;
+        let decoder = crate::models::decoder(
+            &format!("{origin}/config.json"),
+            &part.config_json,
+            &part.weights,
+            Some(span.layers.clone()),
+        )?;
+        for d in part.weights.matrix_dtypes() {
+            if !dtypes.contains(&d) {
+                dtypes.push(d);
+            }
+        }
+        stages.push(Stage {
+            gpu: gpu.clone(),
+            decoder,
+        });
+        texts.get_or_insert((part.tokenizer_json, part.tokenizer_config_json));
+    }
+    let (tokenizer_json, tokenizer_config_json) =
+        texts.ok_or_else(|| Error::Invalid("a placement needs at least one adapter".into()))?;
+    TextModel::assemble(
+        &origin,
+        &tokenizer_json,
+        tokenizer_config_json.as_deref(),
+        stages,
+        dtypes,
+    )
+}
