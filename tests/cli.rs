@@ -210,8 +210,13 @@ fn adapters_split_the_model_and_bad_placements_fail_clearly() {
         ),
         (&["--split", "layers"][..], "add --adapters"),
         (
-            &["--adapters", "vulkan,vulkan", "--split", "tensor"][..],
-            "planned",
+            &[
+                "--adapters",
+                "vulkan,vulkan,vulkan,vulkan",
+                "--split",
+                "tensor",
+            ][..],
+            "4 adapters but the model has 3 KV heads",
         ),
         (
             &["--adapters", "vulkan,vulkan", "--split", "rows"][..],
@@ -264,4 +269,11 @@ fn adapters_split_the_model_and_bad_placements_fail_clearly() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("adapter 1: layers 15..30"), "{err}");
     assert_eq!(split, alone, "split and alone");
+    let (code, tensor, err) = run(&["--adapters", "vulkan,vulkan", "--split", "tensor"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("adapter 1: KV heads 2..3, hidden units 768..1536, the head"),
+        "{err}"
+    );
+    assert_eq!(tensor, alone, "tensor-parallel and alone");
 }

@@ -60,7 +60,7 @@ pub async fn all_reduce(gpus: &[Gpu], floats: usize, runs: usize) -> Result<Dura
     let mut times = Vec::with_capacity(runs);
     for run in 0..=runs {
         let t0 = Instant::now();
-        reduce.run(&refs).await?;
+        reduce.run(&refs, floats).await?;
         if run > 0 {
             times.push(t0.elapsed());
         }

@@ -38,8 +38,10 @@ pub struct ModelReport {
     /// hidden state to each next adapter, the token back to the first), timed alone.
     pub exchange: Vec<(String, std::time::Duration)>,
     /// A split model: one all-reduce of the hidden state across its adapters (adapters,
-    /// floats, median time), what tensor-parallel mode would pay twice per layer.
+    /// floats, median time), what tensor-parallel mode pays twice per layer.
     pub all_reduce: Option<(usize, usize, std::time::Duration)>,
+    /// How the model is divided across its adapters.
+    pub split: crate::split::Split,
     /// The model's layers.
     pub layers: usize,
 }
@@ -117,14 +119,21 @@ impl std::fmt::Display for ModelReport {
         }
         if let Some((n, floats, t)) = self.all_reduce {
             let us = t.as_secs_f64() * 1e6;
-            let per_step = 2.0 * self.layers as f64 * us;
-            writeln!(
+            let per_step = 2.0 * self.layers as f64 * t.as_secs_f64();
+            let runs = 2 * self.layers;
+            write!(
                 f,
-                "  all-reduce of {floats} floats over {n} adapters {us:.1} us; tensor-parallel \
-                 would run {} a step: {:.1} ms",
-                2 * self.layers,
-                per_step / 1e3
+                "  all-reduce of {floats} floats over {n} adapters {us:.1} us, {runs} a step: \
+                 {:.2} ms",
+                per_step * 1e3
             )?;
+            match self.split {
+                crate::split::Split::Tensor => {
+                    let step = 1.0 / spread(&self.decode).0;
+                    writeln!(f, " = {:.1}% of the median step", 100.0 * per_step / step)?
+                }
+                crate::split::Split::Layers => writeln!(f, " were it split tensor-parallel")?,
+            }
         }
         Ok(())
     }
@@ -209,13 +218,24 @@ pub async fn model(
     let stages = model.stages();
     if let (Some(first), Some(last), true) = (stages.first(), stages.last(), stages.len() > 1) {
         let hidden = model.decoder().hidden();
-        for (i, pair) in stages.windows(2).enumerate() {
-            let t = super::exchange(&pair[0].gpu, &pair[1].gpu, hidden, 50).await?;
-            exchange.push((format!("hidden {i} -> {} ({hidden} floats)", i + 1), t));
+        let n = stages.len();
+        match model.split() {
+            crate::split::Split::Layers => {
+                for (i, pair) in stages.windows(2).enumerate() {
+                    let t = super::exchange(&pair[0].gpu, &pair[1].gpu, hidden, 50).await?;
+                    exchange.push((format!("hidden {i} -> {} ({hidden} floats)", i + 1), t));
+                }
+                let t = super::exchange(&last.gpu, &first.gpu, 1, 50).await?;
+                exchange.push((format!("token {} -> 0 (1 id)", n - 1), t));
+            }
+            crate::split::Split::Tensor => {
+                // The sampled token goes from the last adapter to every other.
+                for (i, stage) in stages[..n - 1].iter().enumerate() {
+                    let t = super::exchange(&last.gpu, &stage.gpu, 1, 50).await?;
+                    exchange.push((format!("token {} -> {i} (1 id)", n - 1), t));
+                }
+            }
         }
-        let t = super::exchange(&last.gpu, &first.gpu, 1, 50).await?;
-        let back = format!("token {} -> 0 (1 id)", stages.len() - 1);
-        exchange.push((back, t));
         let gpus: Vec<crate::gpu::Gpu> = stages.iter().map(|s| s.gpu.clone()).collect();
         let t = super::all_reduce(&gpus, hidden, 50).await?;
         all_reduce = Some((gpus.len(), hidden, t));
@@ -231,6 +251,7 @@ pub async fn model(
         copy,
         exchange,
         all_reduce,
+        split: model.split(),
         layers: model.decoder().layers(),
     })
 }

@@ -76,6 +76,8 @@ pub struct Program {
     seqs: wgpu::Buffer,
     sampling: wgpu::Buffer,
     readbacks: Vec<Readback>,
+    /// The buffer of each of the plan's exchanges.
+    exchanges: Vec<wgpu::Buffer>,
     /// The serial of the next step, and which step each staging set holds.
     serials: Mutex<(u64, [u64; 2])>,
     /// Bytes this program allocated (activations, inputs, constants, params, staging).
@@ -256,6 +258,11 @@ impl Program {
                 staging: [a, b],
             });
         }
+        let exchanges = plan
+            .exchanges
+            .iter()
+            .map(|x| buffers.get(&x.buf).cloned())
+            .collect::<Result<Vec<_>>>()?;
         let Buffers {
             inputs,
             seqs,
@@ -271,6 +278,7 @@ impl Program {
             seqs,
             sampling,
             readbacks,
+            exchanges,
             serials: Mutex::new((0, [u64::MAX; 2])),
             bytes,
             timestamps: None,
@@ -375,20 +383,51 @@ impl Program {
     /// copies of the outputs to a staging set), and submit it. Returns at once; read the
     /// outputs with [`Program::read`]. At most two steps may be awaiting their read.
     pub async fn submit(&self, step: &Step, feeds: &[(&str, Feed<'_>)]) -> Result<Ticket> {
+        if !self.plan.exchanges.is_empty() {
+            return Err(Error::Invalid(
+                "this program is one part of a model split tensor-parallel: it runs only \
+                 together with the other parts"
+                    .into(),
+            ));
+        }
+        let mut ticket = self.begin(step, feeds)?;
+        self.record(&mut ticket, step, 0..self.plan.passes.len(), true)
+            .await?;
+        Ok(ticket)
+    }
+
+    /// Write the step and reserve a staging set for its outputs: the start of a step whose
+    /// passes are then recorded with [`Program::record`].
+    pub(crate) fn begin(&self, step: &Step, feeds: &[(&str, Feed<'_>)]) -> Result<Ticket> {
         self.prepare(step, feeds)?;
-        let (set, serial) = {
-            let mut s = self.serials.lock().unwrap_or_else(|e| e.into_inner());
-            let serial = s.0;
-            s.0 += 1;
-            let set = (serial % 2) as usize;
-            s.1[set] = serial;
-            (set, serial)
-        };
+        let mut s = self.serials.lock().unwrap_or_else(|e| e.into_inner());
+        let serial = s.0;
+        s.0 += 1;
+        let set = (serial % 2) as usize;
+        s.1[set] = serial;
+        Ok(Ticket {
+            set,
+            serial,
+            lens: step.seqs.iter().map(|q| q.len).collect(),
+            profiled: Vec::new(),
+        })
+    }
+
+    /// Record passes `passes` of a begun step into one command buffer and submit it; the
+    /// `last` recording also resolves the timestamps and copies the outputs to the ticket's
+    /// staging set.
+    pub(crate) async fn record(
+        &self,
+        ticket: &mut Ticket,
+        step: &Step,
+        passes: std::ops::Range<usize>,
+        last: bool,
+    ) -> Result<()> {
+        let set = ticket.set;
         let device = self.gpu.device();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut enc = device.create_command_encoder(&Default::default());
-        let mut profiled = Vec::new();
-        for pass in &self.plan.passes {
+        for pass in &self.plan.passes[passes] {
             let grids: Vec<(usize, [u32; 3])> = pass
                 .dispatches
                 .clone()
@@ -404,8 +443,8 @@ impl Program {
                         label: Some(&self.plan.dispatches[i].label),
                         timestamp_writes: Some(ts.writes(set, i)),
                     });
-                    self.record(&mut cp, i, grid);
-                    profiled.push(i);
+                    self.dispatch(&mut cp, i, grid);
+                    ticket.profiled.push(i);
                 }
                 continue;
             }
@@ -414,29 +453,37 @@ impl Program {
                 timestamp_writes: None,
             });
             for (i, grid) in grids {
-                self.record(&mut cp, i, grid);
+                self.dispatch(&mut cp, i, grid);
             }
         }
-        if let Some(ts) = &self.timestamps {
-            ts.resolve(&mut enc, set);
-        }
-        for r in &self.readbacks {
-            let staging = &r.staging[set];
-            enc.copy_buffer_to_buffer(&r.source, 0, staging, 0, staging.size());
+        if last {
+            if let Some(ts) = &self.timestamps {
+                ts.resolve(&mut enc, set);
+            }
+            for r in &self.readbacks {
+                let staging = &r.staging[set];
+                enc.copy_buffer_to_buffer(&r.source, 0, staging, 0, staging.size());
+            }
         }
         self.gpu.queue().submit([enc.finish()]);
         match scope.pop().await {
             Some(e) => Err(Error::Gpu(format!("recording the plan failed: {e}"))),
-            None => Ok(Ticket {
-                set,
-                serial,
-                lens: step.seqs.iter().map(|q| q.len).collect(),
-                profiled,
-            }),
+            None => Ok(()),
         }
     }
 
-    fn record(&self, cp: &mut wgpu::ComputePass<'_>, i: usize, [x, y, z]: [u32; 3]) {
+    /// The buffer whose partials exchange `k` of the plan sums.
+    pub(crate) fn exchange_buffer(&self, k: usize) -> Result<&wgpu::Buffer> {
+        self.exchanges
+            .get(k)
+            .ok_or_else(|| Error::Invalid(format!("the plan has no exchange {k}")))
+    }
+
+    pub(crate) fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    fn dispatch(&self, cp: &mut wgpu::ComputePass<'_>, i: usize, [x, y, z]: [u32; 3]) {
         cp.set_pipeline(&self.pipelines[i]);
         cp.set_bind_group(0, &self.bind_groups[i], &[]);
         cp.dispatch_workgroups(x, y, z);

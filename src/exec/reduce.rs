@@ -18,7 +18,8 @@ pub struct AllReduce {
 }
 
 impl AllReduce {
-    /// Staging for sums of `floats` f32 across `gpus` (in the order their partials come).
+    /// Staging for sums of up to `floats` f32 across `gpus` (in the order their partials
+    /// come).
     pub async fn new(gpus: &[Gpu], floats: usize) -> Result<AllReduce> {
         if gpus.is_empty() || floats == 0 {
             return Err(Error::Invalid(format!(
@@ -46,7 +47,7 @@ impl AllReduce {
         })
     }
 
-    /// Values per sum.
+    /// The most values one sum may have.
     pub fn floats(&self) -> usize {
         self.floats
     }
@@ -54,8 +55,17 @@ impl AllReduce {
     /// Replace the first `floats` f32 of each adapter's `partials[i]` by the sum of all of
     /// them, added in adapter order. The sums are written with `write_buffer`, so the next
     /// submission on each adapter sees them; resolves once every adapter holds its sum.
-    pub async fn run(&self, partials: &[&wgpu::Buffer]) -> Result<()> {
-        let bytes = self.floats as u64 * 4;
+    pub async fn run(&self, partials: &[&wgpu::Buffer], floats: usize) -> Result<()> {
+        if floats > self.floats {
+            return Err(Error::Invalid(format!(
+                "an all-reduce of {floats} values through staging for {}",
+                self.floats
+            )));
+        }
+        if floats == 0 {
+            return Ok(());
+        }
+        let bytes = floats as u64 * 4;
         if partials.len() != self.gpus.len() {
             return Err(Error::Invalid(format!(
                 "{} partials for an all-reduce over {} adapters",
@@ -76,7 +86,7 @@ impl AllReduce {
             enc.copy_buffer_to_buffer(partial, 0, &staging[set], 0, bytes);
             gpu.queue().submit([enc.finish()]);
         }
-        let mut sum = vec![0f32; self.floats];
+        let mut sum = vec![0f32; floats];
         for (gpu, staging) in self.gpus.iter().zip(&self.staging) {
             let part = gpu.map_read(&staging[set], bytes).await?;
             // (The bytes of a Vec<u8> need not be aligned for f32: read them as bytes.)

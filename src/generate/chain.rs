@@ -1,12 +1,18 @@
-//! One step through the stages of a model: a program per adapter, each over its span of
-//! layers. On one adapter that is the program alone. Split by layers, each stage before the
-//! last runs and reads its hidden state back, and the next takes it as its input; only the
-//! last stage's outputs (the sampled tokens, or logits) are the step's. The hidden state is
-//! (S, T, D) f32: what crosses each boundary.
+//! One step through the stages of a model: a program per adapter. On one adapter that is
+//! the program alone.
+//! - **Split by layers**, each stage before the last runs and reads its hidden state back,
+//!   and the next takes it as its input. The hidden state is (S, T, D) f32: what crosses
+//!   each boundary.
+//! - **Split tensor-parallel**, every stage runs the same step on its share of the heads
+//!   and hidden units: each records its passes up to the plan's next exchange, the host
+//!   sums the partials ([`AllReduce`]) and writes the sums back, and so on to the end.
+//!
+//! Either way, only the last stage's outputs (the sampled tokens, or logits) are the step's.
 
 use crate::error::{Error, Result};
-use crate::exec::{Feed, Outputs, Profile, Program, Ticket};
-use crate::graph::Step;
+use crate::exec::{AllReduce, Feed, Outputs, Profile, Program, Ticket};
+use crate::graph::{Rows, Step};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// The input and output through which a stage's hidden state crosses to the next.
@@ -14,15 +20,50 @@ pub(super) const HIDDEN: &str = "hidden";
 
 pub(super) struct Chain {
     programs: Vec<Program>,
+    /// Split tensor-parallel: the sums' staging, and each program's runs of passes between
+    /// exchanges.
+    tensor: Option<(AllReduce, Vec<Vec<Range<usize>>>)>,
 }
 
 impl Chain {
-    /// The programs of one step, one per stage in layer order.
-    pub fn new(programs: Vec<Program>) -> Result<Chain> {
-        if programs.is_empty() {
-            return Err(Error::Invalid("a step needs at least one program".into()));
+    /// The programs of one step, one per stage in layer order (or one per part of a model
+    /// split tensor-parallel, whose plans exchange partial sums).
+    pub async fn new(programs: Vec<Program>) -> Result<Chain> {
+        let first = programs
+            .first()
+            .ok_or_else(|| Error::Invalid("a step needs at least one program".into()))?;
+        let exchanges = first.plan().exchanges.len();
+        if exchanges == 0 {
+            return Ok(Chain {
+                programs,
+                tensor: None,
+            });
         }
-        Ok(Chain { programs })
+        let segments: Vec<Vec<Range<usize>>> =
+            programs.iter().map(|p| p.plan().segments()).collect();
+        if segments.iter().any(|s| s.len() != exchanges + 1) {
+            return Err(Error::Invalid(
+                "the parts of a tensor-parallel model exchange a different number of times".into(),
+            ));
+        }
+        // Staging for the largest exchange any step makes.
+        let mut floats = 0;
+        for p in &programs {
+            let plan = p.plan();
+            for x in &plan.exchanges {
+                let rows = match x.rows {
+                    Rows::Fixed(n) => n,
+                    Rows::Ragged { tokens } => plan.seqs * tokens,
+                };
+                floats = floats.max(rows * x.width);
+            }
+        }
+        let gpus: Vec<_> = programs.iter().map(|p| p.gpu().clone()).collect();
+        let reduce = AllReduce::new(&gpus, floats).await?;
+        Ok(Chain {
+            programs,
+            tensor: Some((reduce, segments)),
+        })
     }
 
     fn last(&self) -> &Program {
@@ -62,6 +103,9 @@ impl Chain {
     /// submit the last; read its outputs with [`Chain::read`]. `feeds` go to every stage
     /// that names them.
     pub async fn submit(&self, step: &Step, feeds: &[(&str, Feed<'_>)]) -> Result<Ticket> {
+        if let Some((reduce, segments)) = &self.tensor {
+            return self.submit_parts(reduce, segments, step, feeds).await;
+        }
         let mut hidden: Option<Vec<f32>> = None;
         let (last, before) = self
             .programs
@@ -78,6 +122,41 @@ impl Chain {
         }
         last.submit(step, &with_hidden(feeds, hidden.as_deref()))
             .await
+    }
+
+    /// Every part's passes up to each exchange, the sums, then the rest: the step of a
+    /// model split tensor-parallel.
+    async fn submit_parts(
+        &self,
+        reduce: &AllReduce,
+        segments: &[Vec<Range<usize>>],
+        step: &Step,
+        feeds: &[(&str, Feed<'_>)],
+    ) -> Result<Ticket> {
+        let mut tickets = Vec::with_capacity(self.programs.len());
+        for p in &self.programs {
+            tickets.push(p.begin(step, feeds)?);
+        }
+        let exchanges = &self.programs[0].plan().exchanges;
+        for k in 0..=exchanges.len() {
+            let last = k == exchanges.len();
+            for ((p, ticket), runs) in self.programs.iter().zip(&mut tickets).zip(segments) {
+                p.record(ticket, step, runs[k].clone(), last).await?;
+            }
+            if let Some(x) = exchanges.get(k) {
+                let partials = self
+                    .programs
+                    .iter()
+                    .map(|p| p.exchange_buffer(k))
+                    .collect::<Result<Vec<_>>>()?;
+                reduce
+                    .run(&partials, x.rows.resolve(step) * x.width)
+                    .await?;
+            }
+        }
+        tickets
+            .pop()
+            .ok_or_else(|| Error::Invalid("a step needs at least one program".into()))
     }
 
     /// Read the outputs of a step [`Chain::submit`] gave.

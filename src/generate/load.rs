@@ -1,14 +1,16 @@
 //! Placing a [`TextModel`] on one adapter or a group of them ([`Gpus`]): where its files are,
 //! and what part of the weights each adapter uploads. Split by layers, each adapter holds
-//! its span of layers only, so a model too large for any one of them fits on several.
+//! its span of layers only, so a model too large for any one of them fits on several; split
+//! tensor-parallel, each holds its shard of every layer ([`llama_cut`]).
 
 use super::{Stage, TextModel};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::load::{LoadOptions, Progress, Weights};
+use crate::models::Part;
 use crate::models::config::Config;
 use crate::models::synthetic::Preset;
-use crate::split::{Gpus, layers_cut};
+use crate::split::{Blocks, Gpus, Split, layers_cut, llama_cut};
 
 /// Where a model's files are.
 pub(super) enum Source<'a> {
@@ -23,7 +25,7 @@ pub(super) enum Source<'a> {
 }
 
 /// What one adapter's upload gives: the model's texts and its part of the weights.
-struct Part {
+struct Upload {
     config_json: String,
     tokenizer_json: Vec<u8>,
     tokenizer_config_json: Option<String>,
@@ -31,6 +33,18 @@ struct Part {
 }
 
 impl Source<'_> {
+    /// The block size weights cut by columns must keep: the recoding's, or (unknown before
+    /// the file is read) the 32 of GGUF's common formats; a cut that splits a block of a
+    /// wider format is refused as it loads.
+    fn blocks(&self, dtype: Option<crate::DType>) -> usize {
+        let stored = match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Gguf(_) => 32,
+            _ => 1,
+        };
+        stored.max(dtype.map_or(1, |d| d.block_elems()))
+    }
+
     fn origin(&self) -> String {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
@@ -52,12 +66,12 @@ impl Source<'_> {
         Config::from_json(&format!("{origin}/config.json"), &json)
     }
 
-    async fn upload(&self, gpu: &Gpu, options: LoadOptions<'_>) -> Result<Part> {
+    async fn upload(&self, gpu: &Gpu, options: LoadOptions<'_>) -> Result<Upload> {
         Ok(match self {
             #[cfg(not(target_arch = "wasm32"))]
             Source::Folder(dir) => {
                 let tokenizer_config = dir.join("tokenizer_config.json");
-                Part {
+                Upload {
                     config_json: text(&dir.join("config.json"))?,
                     tokenizer_json: read(&dir.join("tokenizer.json"))?,
                     tokenizer_config_json: match tokenizer_config.exists() {
@@ -72,14 +86,14 @@ impl Source<'_> {
             #[cfg(not(target_arch = "wasm32"))]
             Source::Gguf(path) => {
                 let m = crate::convert::load_gguf(gpu, path, options).await?;
-                Part {
+                Upload {
                     config_json: m.config_json,
                     tokenizer_json: m.tokenizer_json.into_bytes(),
                     tokenizer_config_json: Some(m.tokenizer_config_json),
                     weights: m.weights,
                 }
             }
-            Source::Synthetic(p) => Part {
+            Source::Synthetic(p) => Upload {
                 config_json: p.config_json(),
                 tokenizer_json: p.tokenizer_json().into_bytes(),
                 tokenizer_config_json: None,
@@ -130,12 +144,48 @@ pub(super) async fn place(
         ));
     }
     let config = source.config()?;
-    let spans = gpus.spans(config.layers)?;
-    let mut stages = Vec::with_capacity(spans.len());
+    let n = gpus.gpus().len();
+    // Each adapter's part, how it names it, and its cut rule.
+    type Rule<'r> = Box<dyn Fn(&str, &[usize]) -> Option<crate::load::Cut> + 'r>;
+    let mut parts: Vec<(Part, String, Rule)> = Vec::with_capacity(n);
+    match gpus.split() {
+        Split::Layers => {
+            for span in gpus.spans(config.layers)? {
+                let what = format!("layers {:?}", span.layers);
+                let part = Part::Layers(span.layers.clone());
+                let config = &config;
+                let rule: Rule =
+                    Box::new(move |name: &str, _: &[usize]| layers_cut(config, &span, name));
+                parts.push((part, what, rule));
+            }
+        }
+        Split::Tensor => {
+            let b = source.blocks(options.dtype);
+            let blocks = Blocks { o_proj: b, down: b };
+            for (i, shard) in gpus.shards(&config, blocks)?.into_iter().enumerate() {
+                let what = format!(
+                    "KV heads {:?} and hidden units {:?}{}",
+                    shard.kv_heads,
+                    shard.ffn,
+                    if shard.vocab.is_empty() {
+                        ""
+                    } else {
+                        " with the head"
+                    }
+                );
+                let head = i + 1 == n;
+                let cut = shard.clone();
+                let config = &config;
+                let rule: Rule =
+                    Box::new(move |name: &str, _: &[usize]| llama_cut(config, &cut, name));
+                parts.push((Part::Shard { shard, head }, what, rule));
+            }
+        }
+    }
+    let mut stages = Vec::with_capacity(n);
     let mut dtypes = Vec::new();
     let mut texts = None;
-    let n = spans.len();
-    for (i, (gpu, span)) in gpus.gpus().iter().zip(&spans).enumerate() {
+    for (i, (gpu, (part, what, rule))) in gpus.gpus().iter().zip(parts).enumerate() {
         // Each adapter reads the whole source for its tensors: progress counts every pass.
         let progress = options.progress.as_mut().map(|p| {
             Box::new(move |x: &Progress| {
@@ -153,24 +203,18 @@ pub(super) async fn place(
             dtype: options.dtype,
             budget: options.budget,
             progress,
-            cut: Some(Box::new(|name: &str, _: &[usize]| {
-                layers_cut(&config, span, name)
-            })),
+            cut: Some(rule),
         };
-        let part = source.upload(gpu, part_options).await.map_err(|e| {
-            e.context(format!(
-                "placing layers {:?} on {}",
-                span.layers,
-                gpu.describe()
-            ))
-        })?;
+        let placing = |e: Error| e.context(format!("placing {what} on {}", gpu.describe()));
+        let loaded = source.upload(gpu, part_options).await.map_err(placing)?;
         let decoder = crate::models::decoder(
             &format!("{origin}/config.json"),
-            &part.config_json,
-            &part.weights,
-            Some(span.layers.clone()),
-        )?;
-        for d in part.weights.matrix_dtypes() {
+            &loaded.config_json,
+            &loaded.weights,
+            part,
+        )
+        .map_err(placing)?;
+        for d in loaded.weights.matrix_dtypes() {
             if !dtypes.contains(&d) {
                 dtypes.push(d);
             }
@@ -179,7 +223,7 @@ pub(super) async fn place(
             gpu: gpu.clone(),
             decoder,
         });
-        texts.get_or_insert((part.tokenizer_json, part.tokenizer_config_json));
+        texts.get_or_insert((loaded.tokenizer_json, loaded.tokenizer_config_json));
     }
     let (tokenizer_json, tokenizer_config_json) =
         texts.ok_or_else(|| Error::Invalid("a placement needs at least one adapter".into()))?;
@@ -188,6 +232,7 @@ pub(super) async fn place(
         &tokenizer_json,
         tokenizer_config_json.as_deref(),
         stages,
+        gpus.split(),
         dtypes,
     )
 }

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::load::Weights;
 use crate::models::Decoder;
-use crate::split::Gpus;
+use crate::split::{Gpus, Split};
 use load::{Source, place};
 use tokenizers::Tokenizer;
 
@@ -36,6 +36,8 @@ pub struct Stage {
 pub struct TextModel {
     /// One per adapter, in layer order.
     stages: Vec<Stage>,
+    /// How the model is divided across them.
+    split: Split,
     /// Where it came from (a folder, a file, `synthetic:NAME`).
     origin: String,
     bos: Option<u32>,
@@ -57,8 +59,12 @@ impl TextModel {
         tokenizer_config_json: Option<&str>,
         weights: &Weights,
     ) -> Result<TextModel> {
-        let decoder =
-            crate::models::decoder(&format!("{origin}/config.json"), config_json, weights, None)?;
+        let decoder = crate::models::decoder(
+            &format!("{origin}/config.json"),
+            config_json,
+            weights,
+            crate::models::Part::Whole,
+        )?;
         let stage = Stage {
             gpu: gpu.clone(),
             decoder,
@@ -68,6 +74,7 @@ impl TextModel {
             tokenizer_json,
             tokenizer_config_json,
             vec![stage],
+            Split::Layers,
             weights.matrix_dtypes(),
         )
     }
@@ -78,6 +85,7 @@ impl TextModel {
         tokenizer_json: &[u8],
         tokenizer_config_json: Option<&str>,
         stages: Vec<Stage>,
+        split: Split,
         matrix_dtypes: Vec<crate::DType>,
     ) -> Result<TextModel> {
         let model = &stages
@@ -128,6 +136,7 @@ impl TextModel {
             .unwrap_or(false);
         Ok(TextModel {
             stages,
+            split,
             origin: origin.to_string(),
             bos: special.bos,
             tokenizer,
@@ -192,9 +201,15 @@ impl TextModel {
         &self.stages[0].gpu
     }
 
-    /// Each adapter's part of the model, in layer order.
+    /// Each adapter's part of the model, in layer order (split tensor-parallel: in the
+    /// order the host adds their partial sums; the last samples).
     pub fn stages(&self) -> &[Stage] {
         &self.stages
+    }
+
+    /// How the model is divided across its adapters (by layers, on one adapter).
+    pub fn split(&self) -> Split {
+        self.split
     }
 
     /// Bytes of weights on all the model's adapters.

@@ -196,7 +196,7 @@ impl Session {
                 a.in_flight.clear();
                 return None;
             }
-            // A split model's token crosses the host to the first stage between steps.
+            // A split model's token crosses the host to the other stages between steps.
             let depth = if self.pipelined && self.states.len() == 1 {
                 2
             } else {
@@ -301,10 +301,13 @@ impl Session {
         let ids = out
             .ids("token")
             .ok_or_else(|| Error::Gpu("no token came back".into()))?;
-        if let ([first, .., _], Some(stage)) = (self.states.as_slice(), self.model.stages().first())
-        {
-            // Split by layers: the first stage's decode embeds the token the last sampled.
-            first.write(&stage.gpu, "token", bytemuck::cast_slice(ids))?;
+        // Split, the stages before the last that embed (the first, split by layers; every
+        // part, tensor-parallel) take the token the last sampled.
+        let stages = self.model.stages();
+        for (state, stage) in self.states.iter().zip(stages).take(stages.len() - 1) {
+            if state.buffer("token").is_ok() {
+                state.write(&stage.gpu, "token", bytemuck::cast_slice(ids))?;
+            }
         }
         let t = now();
         let model = self.model.clone();

@@ -13,6 +13,7 @@ use crate::exec::{Feed, Profile, Program, State};
 use crate::graph::{Graph, Step};
 use crate::models::{Cache, Logits};
 use crate::schedule::{Plan, Target};
+use crate::split::Split;
 use std::sync::Arc;
 
 /// What a step's last stage ends in.
@@ -78,7 +79,7 @@ impl Session {
             programs.push(Program::new(&stage.gpu, plan, Some(&state)).await?);
             states.push(state);
         }
-        let decode = Chain::new(programs)?;
+        let decode = Chain::new(programs).await?;
         Ok(Session {
             model,
             states,
@@ -105,8 +106,12 @@ impl Session {
         end: End,
     ) -> Result<Vec<Plan>> {
         let vocab = model.decoder().vocab();
+        let parts = match model.split() {
+            Split::Tensor => model.stages().len(),
+            Split::Layers => 1,
+        };
         let plan = |stage: &Stage| {
-            let g = Graph::batch(seqs);
+            let g = Graph::batch(seqs).part_of(parts);
             let d = stage.decoder.as_ref();
             let span = d.span();
             let sampler = end == End::Sample && span.heads();
@@ -171,7 +176,7 @@ impl Session {
         for ((stage, state), plan) in self.model.stages().iter().zip(&self.states).zip(plans) {
             programs.push(Program::new(&stage.gpu, plan, Some(state)).await?);
         }
-        let mut chain = Chain::new(programs)?;
+        let mut chain = Chain::new(programs).await?;
         if let Some(p) = &self.profile {
             chain.profile_into(Some((p.clone(), phase))).await?;
         }

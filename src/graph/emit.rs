@@ -143,6 +143,18 @@ pub enum Bound {
     Slots { what: String, slots: usize },
 }
 
+/// A point where the adapters of a model split tensor-parallel sum a value's partials
+/// through the host before going on: the executor stops recording before pass `pass`, and
+/// replaces the first `rows` rows of `width` f32 of `buf` on every adapter by their sum.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exchange {
+    pub buf: Buf,
+    pub width: usize,
+    pub rows: Rows,
+    /// The first pass that reads the sum (set by the scheduler).
+    pub pass: usize,
+}
+
 /// The context an op emits its dispatches into.
 pub struct Emit<'a> {
     pub(crate) nodes: &'a [Node],
@@ -154,6 +166,8 @@ pub struct Emit<'a> {
     pub(crate) seqs: usize,
     pub(crate) dispatches: Vec<Dispatch>,
     pub(crate) bounds: Vec<Bound>,
+    /// The exchange this op's dispatches wait for, if any ([`Emit::exchange`]).
+    pub(crate) exchange: Option<Exchange>,
 }
 
 impl Emit<'_> {
@@ -328,6 +342,27 @@ impl Emit<'_> {
             grid,
             label,
         });
+    }
+
+    /// Sum `v`'s partials across the adapters before this op's dispatches run (see
+    /// [`Exchange`]). `v` must be an (S, T, W) activation.
+    pub fn exchange(&mut self, v: Value) -> Result<()> {
+        let width = match self.shape(v) {
+            [_, _, w] => *w,
+            other => {
+                return Err(Error::Shape(format!(
+                    "{}: only (S, T, W) activations are exchanged, not shape {other:?}",
+                    self.label()
+                )));
+            }
+        };
+        self.exchange = Some(Exchange {
+            buf: self.buf(v),
+            width,
+            rows: self.rows(v),
+            pass: 0,
+        });
+        Ok(())
     }
 
     /// Ask the executor to check a bound before each step (the scheduler drops repeats).

@@ -21,7 +21,7 @@ mod eval;
 mod op;
 mod step;
 
-pub use emit::{Bound, Buf, Dispatch, Emit, Grid, GridShape, Rows, When};
+pub use emit::{Bound, Buf, Dispatch, Emit, Exchange, Grid, GridShape, Rows, When};
 pub use eval::Eval;
 pub use op::{Op, Tail};
 pub use step::{Seq, SeqParams, Step, mask_padding};
@@ -107,6 +107,8 @@ pub struct Graph {
     pub(crate) nodes: RefCell<Vec<Node>>,
     pub(crate) outputs: RefCell<Vec<(String, Value)>>,
     seqs: usize,
+    /// How many parts of a tensor-parallel model this graph is one of (1: the whole).
+    parts: usize,
     scope: RefCell<String>,
     error: RefCell<Option<String>>,
 }
@@ -129,6 +131,7 @@ impl Graph {
             nodes: RefCell::default(),
             outputs: RefCell::default(),
             seqs,
+            parts: 1,
             scope: RefCell::default(),
             error: RefCell::default(),
         }
@@ -137,6 +140,18 @@ impl Graph {
     /// Sequences per step (S).
     pub fn seqs(&self) -> usize {
         self.seqs
+    }
+
+    /// This graph as one of `parts` parts of a model split tensor-parallel: its
+    /// [`Graph::all_reduce`]s become exchanges with the other parts.
+    pub fn part_of(mut self, parts: usize) -> Self {
+        self.parts = parts.max(1);
+        self
+    }
+
+    /// How many parts of a tensor-parallel model this graph is one of (1: the whole model).
+    pub fn parts(&self) -> usize {
+        self.parts
     }
 
     fn push(&self, kind: NodeKind, shape: Vec<usize>, ragged: bool) -> Value {

@@ -45,6 +45,13 @@ pub trait Op: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// Whether the op is a point where the adapters of a model split tensor-parallel
+    /// exchange partial sums: it runs on every adapter even where nothing there reads its
+    /// result, since the others wait for it.
+    fn exchanges(&self) -> bool {
+        false
+    }
+
     /// Whether the result holds token ids rather than f32 values.
     fn yields_ids(&self) -> bool {
         false

@@ -9,20 +9,26 @@
 //!     for each layer:
 //!         h = rmsnorm(x) * w_attn_norm
 //!         q, k, v = rope(h Wq^T + bq), rope(h Wk^T + bk), h Wv^T + bv
-//!         x = x + attention(q, cache_k <- k, cache_v <- v) Wo^T
+//!         x = x + all_reduce(attention(q, cache_k <- k, cache_v <- v) Wo^T)
 //!         h = rmsnorm(x) * w_mlp_norm
-//!         x = x + (silu(h Wgate^T) * h Wup^T) Wdown^T
+//!         x = x + all_reduce((silu(h Wgate^T) * h Wup^T) Wdown^T)
 //!     logits = rmsnorm(x) * w_norm  Wlm^T                         (S, T or 1, V)
 //! ```
+//!
+//! Split tensor-parallel, each adapter holds a [`Shard`]: its KV heads (with their query
+//! heads and cache), its hidden units, and H, KV and F above are its shares; `all_reduce`
+//! sums the partial products of `Wo` and `Wdown` across the adapters. On one adapter it is
+//! the identity.
 
 use super::config::Config;
-use super::{Cache, Decoder, Logits, Span, Special};
+use super::{Cache, Decoder, Logits, Part, Span, Special};
 use crate::error::Result;
 use crate::graph::{Graph, Value};
 use crate::kernels::Act;
 use crate::load::Weights;
 use crate::ops::attention::{Heads, Mask};
 use crate::ops::rope::rope_table;
+use crate::split::Shard;
 use crate::tensor::Tensor;
 
 struct Attention {
@@ -69,10 +75,23 @@ struct Head {
     lm_head: Tensor,
 }
 
-/// A Llama-family model, or a span of its layers, whose weights are on the GPU.
+/// How many heads and hidden units one adapter computes: all of them, or a shard's.
+#[derive(Copy, Clone, Debug)]
+struct Local {
+    heads: usize,
+    kv_heads: usize,
+    ffn: usize,
+}
+
+/// A Llama-family model, a span of its layers or a tensor-parallel shard of it, whose
+/// weights are on the GPU.
 pub struct Llama {
+    /// The whole model's config.
     pub config: Config,
     span: Span,
+    /// What of the model this instance holds.
+    part: Part,
+    local: Local,
     /// The input embedding, where the span starts at layer 0.
     embed: Option<Tensor>,
     layers: Vec<Layer>,
@@ -90,8 +109,48 @@ impl Llama {
     /// The layers of `span` only, with the embedding and the head where the span has them:
     /// the part of a model split by layers that one adapter holds.
     pub fn span(config: Config, w: &Weights, span: Span) -> Result<Llama> {
+        let local = Local {
+            heads: config.heads,
+            kv_heads: config.kv_heads,
+            ffn: config.ffn,
+        };
+        let part = match span.layers.len() == config.layers {
+            true => Part::Whole,
+            false => Part::Layers(span.layers.clone()),
+        };
+        Self::build(config, w, span, part, local)
+    }
+
+    /// One adapter's `shard` of every layer of a model split tensor-parallel, its weights
+    /// cut to it ([`crate::split::llama_cut`]); the head where `span` has it.
+    pub fn shard(config: Config, w: &Weights, span: Span, shard: Shard) -> Result<Llama> {
         let c = &config;
-        let (d, q_dim, kv_dim) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let group = c.heads / c.kv_heads.max(1);
+        let fits = !shard.kv_heads.is_empty()
+            && shard.kv_heads.end <= c.kv_heads
+            && shard.heads == (shard.kv_heads.start * group..shard.kv_heads.end * group)
+            && !shard.ffn.is_empty()
+            && shard.ffn.end <= c.ffn;
+        if !fits {
+            return Err(crate::error::Error::Invalid(format!(
+                "shard {shard:?} is not a share of a model of {} heads in {} KV groups and {} \
+                 hidden units",
+                c.heads, c.kv_heads, c.ffn
+            )));
+        }
+        let local = Local {
+            heads: shard.heads.len(),
+            kv_heads: shard.kv_heads.len(),
+            ffn: shard.ffn.len(),
+        };
+        let head = span.heads();
+        Self::build(config, w, span, Part::Shard { shard, head }, local)
+    }
+
+    fn build(config: Config, w: &Weights, span: Span, part: Part, local: Local) -> Result<Llama> {
+        let c = &config;
+        let (d, dh) = (c.hidden, c.head_dim);
+        let (q_dim, kv_dim, ffn) = (local.heads * dh, local.kv_heads * dh, local.ffn);
         let get = |name: &str, shape: &[usize]| w.get_shaped(name, shape).cloned();
         let embed_name = "model.embed_tokens.weight";
         let embed = match span.embeds() {
@@ -120,9 +179,9 @@ impl Llama {
                     bias,
                 },
                 mlp_norm: get(&p("post_attention_layernorm.weight"), &[d])?,
-                gate: get(&p("mlp.gate_proj.weight"), &[c.ffn, d])?,
-                up: get(&p("mlp.up_proj.weight"), &[c.ffn, d])?,
-                down: get(&p("mlp.down_proj.weight"), &[d, c.ffn])?,
+                gate: get(&p("mlp.gate_proj.weight"), &[ffn, d])?,
+                up: get(&p("mlp.up_proj.weight"), &[ffn, d])?,
+                down: get(&p("mlp.down_proj.weight"), &[d, ffn])?,
             });
         }
         let head = match span.heads() {
@@ -139,6 +198,8 @@ impl Llama {
         Ok(Llama {
             config,
             span,
+            part,
+            local,
             embed,
             layers,
             head,
@@ -156,12 +217,12 @@ impl Llama {
     /// it has the head, else to the hidden state.
     pub fn forward(&self, g: &Graph, input: Value, cache: Cache, logits: Logits) -> Value {
         let c = &self.config;
+        let (h, kv, dh) = (self.local.heads, self.local.kv_heads, c.head_dim);
         let heads = Heads {
-            heads: c.heads,
-            kv_heads: c.kv_heads,
-            head_dim: c.head_dim,
+            heads: h,
+            kv_heads: kv,
+            head_dim: dh,
         };
-        let (h, kv, dh) = (c.heads, c.kv_heads, c.head_dim);
         let mask = c.sliding_window.map_or(Mask::Causal, Mask::Window);
         let rope = g.constant(
             "rope",
@@ -190,7 +251,7 @@ impl Llama {
             let k = g.kv_write(k, g.state(&k_name, &kv_shape)); // (N, C, KV*Dh)
             let v = g.kv_write(v, g.state(&v_name, &kv_shape));
             let att = g.attention(q, k, v, heads, mask);
-            x = g.add(x, g.matmul(att, w(&a.o)));
+            x = g.add(x, g.all_reduce(g.matmul(att, w(&a.o))));
 
             let hn = g.rms_norm(x, w(&layer.mlp_norm), c.eps);
             let m = g.glu(
@@ -198,7 +259,7 @@ impl Llama {
                 g.matmul(hn, w(&layer.up)),
                 Act::Silu,
             ); // (S, T, F)
-            x = g.add(x, g.matmul(m, w(&layer.down)));
+            x = g.add(x, g.all_reduce(g.matmul(m, w(&layer.down))));
         }
         let Some(head) = &self.head else {
             return x; // (S, T, D), for the next span
@@ -258,12 +319,15 @@ impl Decoder for Llama {
             .embed
             .as_ref()
             .map_or(0, |e| e.bytes() / c.vocab.max(1) as u64);
-        // K and V, f32, for each of the span's layers and every KV head.
-        let kv = (2 * self.layers.len() * c.kv_heads * c.head_dim * 4 * position) as u64;
+        // K and V, f32, for each of the span's layers and each of its KV heads.
+        let kv = (2 * self.layers.len() * self.local.kv_heads * c.head_dim * 4 * position) as u64;
         layers + head + embed_row + kv
     }
     fn span(&self) -> Span {
         self.span.clone()
+    }
+    fn part(&self) -> Part {
+        self.part.clone()
     }
     fn hidden(&self) -> usize {
         self.config.hidden

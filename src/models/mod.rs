@@ -32,12 +32,15 @@ pub struct Cache {
 }
 
 /// The layers of a decoder that one adapter holds, when a model is split by layers: the
-/// embedding comes with layer 0, the final norm and the head with the last layer.
+/// embedding comes with layer 0, the final norm and the head with the last layer. (Split
+/// tensor-parallel, every part holds every layer, and the head only the last part.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Span {
     pub layers: Range<usize>,
     /// Layers in the whole model.
     pub total: usize,
+    /// Whether the final norm and the head are here.
+    head: bool,
 }
 
 impl Span {
@@ -46,6 +49,16 @@ impl Span {
         Span {
             layers: 0..total,
             total,
+            head: true,
+        }
+    }
+
+    /// The same layers without the head: a part of a tensor-parallel model other than the
+    /// one that samples.
+    pub fn without_head(self) -> Span {
+        Span {
+            head: false,
+            ..self
         }
     }
 
@@ -56,7 +69,12 @@ impl Span {
                 "layers {layers:?} are not a non-empty range of the model's {total}"
             )));
         }
-        Ok(Span { layers, total })
+        let head = layers.end == total;
+        Ok(Span {
+            layers,
+            total,
+            head,
+        })
     }
 
     /// Whether the span starts with the embedding (takes token ids).
@@ -66,7 +84,7 @@ impl Span {
 
     /// Whether the span ends with the head (gives logits).
     pub fn heads(&self) -> bool {
-        self.layers.end == self.total
+        self.head
     }
 }
 
@@ -96,6 +114,9 @@ pub trait Decoder: wgpu::WasmNotSendSync {
     fn decode_bytes(&self, position: usize) -> u64;
     /// The layers this instance holds (all of them unless the model is split by layers).
     fn span(&self) -> Span;
+    /// What of the model this instance holds: all of it, a span of layers, or a
+    /// tensor-parallel shard.
+    fn part(&self) -> Part;
     /// Width of the hidden state, what crosses from one span to the next.
     fn hidden(&self) -> usize;
     /// One step from each sequence's position, reading and extending the KV caches of
@@ -116,18 +137,60 @@ pub trait Encoder: wgpu::WasmNotSendSync {
     fn forward(&self, g: &Graph, ids: Value) -> Value;
 }
 
-/// The decoder that `config.json` describes, or its `layers` only (see [`Span`]), its
+/// Which part of a model one adapter holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// All of it.
+    Whole,
+    /// Split by layers: these.
+    Layers(Range<usize>),
+    /// Split tensor-parallel: this share of the heads, hidden units (and, where `head`,
+    /// the final norm and the vocabulary projection).
+    Shard {
+        shard: crate::split::Shard,
+        head: bool,
+    },
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Part::Whole => write!(f, "every layer"),
+            Part::Layers(r) => write!(f, "layers {r:?}"),
+            Part::Shard { shard, head } => {
+                write!(
+                    f,
+                    "KV heads {:?}, hidden units {:?}",
+                    shard.kv_heads, shard.ffn
+                )?;
+                match head {
+                    true => write!(f, ", the head"),
+                    false => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// The decoder that `config.json` describes, or the `part` of it one adapter holds, its
 /// weights taken from `weights`.
 pub fn decoder(
     origin: &str,
     config_json: &str,
     weights: &Weights,
-    layers: Option<Range<usize>>,
+    part: Part,
 ) -> Result<Box<dyn Decoder>> {
     let config = Config::from_json(origin, config_json)?;
-    let span = match layers {
-        Some(r) => Span::new(r, config.layers)?,
-        None => Span::whole(config.layers),
-    };
-    Ok(Box::new(Llama::span(config, weights, span)?))
+    let whole = Span::whole(config.layers);
+    Ok(Box::new(match part {
+        Part::Whole => Llama::span(config, weights, whole)?,
+        Part::Layers(r) => {
+            let span = Span::new(r, config.layers)?;
+            Llama::span(config, weights, span)?
+        }
+        Part::Shard { shard, head } => {
+            let span = if head { whole } else { whole.without_head() };
+            Llama::shard(config, weights, span, shard)?
+        }
+    }))
 }

@@ -35,6 +35,7 @@ ops!(
     conv,
     pool,
     copy,
+    exchange,
 );
 
 /// Every kernel family, once each.

@@ -51,6 +51,7 @@ pub(super) fn emit(
         seqs,
         dispatches: Vec::new(),
         bounds: Vec::new(),
+        exchange: None,
     };
     let scratch: Vec<(usize, usize, u64)> = order
         .iter()
@@ -117,6 +118,7 @@ pub(super) fn emit(
         seqs,
         dispatches: Vec::new(),
         bounds: Vec::new(),
+        exchange: None,
     };
     let mut dispatches = Vec::new();
     let mut bounds = Vec::new();
@@ -124,9 +126,12 @@ pub(super) fn emit(
     let mut inputs = Vec::new();
     let mut consts = Vec::new();
     let mut states = Vec::new();
+    let mut exchanges = Vec::new();
     for &i in order {
         let node = &nodes[i];
         let start = dispatches.len();
+        // An exchange starts a pass of its own: the executor stops recording before it.
+        let mut exchange = None;
         match &node.kind {
             NodeKind::Leaf(Leaf::Ids { name } | Leaf::Input { name }) => inputs.push(InputSpec {
                 name: name.clone(),
@@ -140,6 +145,7 @@ pub(super) fn emit(
                 let mut e = context(Value(i));
                 op.emit(&mut e)?;
                 dispatches.append(&mut e.dispatches);
+                exchange = e.exchange;
                 for b in e.bounds {
                     if !bounds.contains(&b) {
                         bounds.push(b);
@@ -148,9 +154,21 @@ pub(super) fn emit(
             }
         }
         let end = dispatches.len();
+        if let Some(mut x) = exchange {
+            if end == start {
+                return Err(Error::Invalid(format!(
+                    "{} exchanges but emits no dispatch to read the sum",
+                    node.name()
+                )));
+            }
+            x.pass = passes.len();
+            exchanges.push(x);
+        }
         if end > start {
+            // A pass that an exchange starts is new: nothing before may join it.
+            let fresh = exchanges.last().is_some_and(|x| x.pass == passes.len());
             match passes.last_mut() {
-                Some(p) if p.label == node.scope && p.dispatches.end == start => {
+                Some(p) if p.label == node.scope && p.dispatches.end == start && !fresh => {
                     p.dispatches.end = end
                 }
                 _ => passes.push(Pass {
@@ -187,6 +205,7 @@ pub(super) fn emit(
         states,
         outputs,
         bounds,
+        exchanges,
         seqs,
         tokens,
         memory,

@@ -19,7 +19,7 @@ pub use crate::kernels::Target;
 pub use memory::MemoryReport;
 
 use crate::error::{Error, Result};
-use crate::graph::{Bound, Buf, Dispatch, Graph, Node, Rows, Step, Value};
+use crate::graph::{Bound, Buf, Dispatch, Exchange, Graph, Node, Rows, Step, Value};
 
 /// A run of dispatches recorded into one compute pass.
 #[derive(Clone, Debug)]
@@ -80,6 +80,9 @@ pub struct Plan {
     pub outputs: Vec<OutputSpec>,
     /// What each step is checked against before it is recorded.
     pub bounds: Vec<Bound>,
+    /// Where the adapters of a model split tensor-parallel sum partials, in pass order
+    /// (none for a whole model).
+    pub exchanges: Vec<Exchange>,
     /// Sequences per step (S).
     pub seqs: usize,
     /// Token rows per sequence (T): the most a sequence may bring to one step.
@@ -190,12 +193,30 @@ impl Plan {
         Ok(())
     }
 
+    /// The passes to record between exchanges: `exchanges.len() + 1` consecutive runs, the
+    /// host summing exchange `k` between run `k` and run `k + 1`.
+    pub fn segments(&self) -> Vec<std::ops::Range<usize>> {
+        let mut cuts: Vec<usize> = self.exchanges.iter().map(|x| x.pass).collect();
+        cuts.push(self.passes.len());
+        let mut start = 0;
+        cuts.into_iter()
+            .map(|end| {
+                let r = start..end;
+                start = end;
+                r
+            })
+            .collect()
+    }
+
     /// Schedule `graph` for a device described by `target`.
     pub fn new(graph: &Graph, target: Target) -> Result<Plan> {
         graph.check()?;
         let mut nodes = graph.nodes().clone();
         let outputs = graph.outputs();
-        if outputs.is_empty() {
+        // A part of a split model may have no outputs of its own: its exchanges and state
+        // updates are its effect.
+        let exchanges = |n: &Node| n.op().is_some_and(|o| o.exchanges());
+        if outputs.is_empty() && !nodes.iter().any(exchanges) {
             return Err(Error::Invalid("the graph has no outputs".into()));
         }
         for (name, v) in &outputs {
@@ -208,11 +229,12 @@ impl Plan {
                 )));
             }
         }
-        // Roots: outputs, then state updates (their effect outlives the step).
+        // Roots: outputs, then state updates (their effect outlives the step) and exchanges
+        // (the other adapters wait for them).
         let mut roots: Vec<Value> = outputs.iter().map(|(_, v)| *v).collect();
         roots.extend(
             (0..nodes.len())
-                .filter(|&i| nodes[i].updates().is_some())
+                .filter(|&i| nodes[i].updates().is_some() || exchanges(&nodes[i]))
                 .map(Value),
         );
         let mut ord = order(&nodes, &roots);

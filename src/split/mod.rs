@@ -14,10 +14,13 @@
 //! or columns of each tensor that makes, and the loader cuts the stored weights to them
 //! ([`crate::load::Cut`], [`crate::load::slice`]).
 //!
-//! [`Gpus`] is the group a model is placed on. Running it split by layers works today: each
-//! adapter loads and runs its own layers, and the session hands the hidden state from one to
-//! the next through the host. Running tensor-parallel shards (per-adapter programs and the
-//! all-reduce through the host) is planned.
+//! [`Gpus`] is the group a model is placed on. Both modes run: split by layers, each adapter
+//! loads and runs its own layers and the session hands the hidden state from one to the
+//! next through the host; tensor-parallel, every adapter runs every layer on its share and
+//! the host sums the partials of `o_proj` and `down` ([`crate::exec::AllReduce`], twice a
+//! layer). For now the vocabulary projection and the sampler stay whole on the last adapter
+//! (its [`Shard::vocab`] is all of it, the others' empty); splitting it by vocabulary, each
+//! shard proposing candidates that the host merges, is planned.
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -45,19 +48,11 @@ impl Gpus {
     }
 
     /// `gpus`, in order, the model divided `split`, equal shares each (see
-    /// [`Gpus::weighted`] and [`Gpus::by_bandwidth`]). Errors when the group is empty, or for
-    /// tensor-parallel mode, which is not built yet.
+    /// [`Gpus::weighted`] and [`Gpus::by_bandwidth`]). Errors when the group is empty.
     pub fn new(gpus: Vec<Gpu>, split: Split) -> Result<Gpus> {
         if gpus.is_empty() {
             return Err(Error::Invalid(
                 "a placement needs at least one adapter".into(),
-            ));
-        }
-        if split == Split::Tensor {
-            return Err(Error::Invalid(
-                "tensor-parallel placement is planned but not built yet: split by layers \
-                 (--split layers)"
-                    .into(),
             ));
         }
         let weights = vec![1.0; gpus.len()];
@@ -114,6 +109,15 @@ impl Gpus {
             Placement::Tensor(_) => Err(Error::Invalid("not a layer placement".into())),
         }
     }
+
+    /// Each adapter's share of a model of config `c` split tensor-parallel, slices kept at
+    /// `blocks`.
+    pub fn shards(&self, c: &Config, blocks: Blocks) -> Result<Vec<Shard>> {
+        match Placement::tensor(c, &self.weights, blocks)? {
+            Placement::Tensor(shards) => Ok(shards),
+            Placement::Layers(_) => Err(Error::Invalid("not a tensor placement".into())),
+        }
+    }
 }
 
 /// How a model is divided across a group of adapters.
@@ -147,7 +151,8 @@ pub struct Shard {
     pub heads: Range<usize>,
     /// MLP hidden units: rows of `gate` and `up`, columns of `down`.
     pub ffn: Range<usize>,
-    /// Vocabulary rows of `lm_head`: the adapter's logits, whose candidates it proposes.
+    /// Vocabulary rows of `lm_head` (the adapter's logits) and, where not empty, the final
+    /// norm and the sampler. For now the last adapter holds all of it.
     pub vocab: Range<usize>,
 }
 
@@ -168,8 +173,8 @@ pub struct Blocks {
 
 impl Placement {
     /// Tensor-parallel ranges for `c` over adapters of relative speeds `weights` (one per
-    /// adapter, positive): each adapter's share of KV heads, of hidden units (in units of
-    /// `down`'s blocks) and of the vocabulary follows its weight. Errors, naming the limit,
+    /// adapter, positive): each adapter's share of KV heads and of hidden units (in units of
+    /// `down`'s blocks) follows its weight; the vocabulary goes to the last. Errors, naming the limit,
     /// when there are more adapters than KV heads or block units, or when a KV-head
     /// boundary would cut `o_proj`'s blocks.
     pub fn tensor(c: &Config, weights: &[f64], blocks: Blocks) -> Result<Placement> {
@@ -204,13 +209,12 @@ impl Placement {
             )));
         }
         let ffn = shares(c.ffn / unit, weights)?;
-        let vocab = shares(c.vocab, weights)?;
         let shards = (0..n)
             .map(|i| Shard {
                 heads: kv[i].start * group..kv[i].end * group,
                 kv_heads: kv[i].clone(),
                 ffn: ffn[i].start * unit..ffn[i].end * unit,
-                vocab: vocab[i].clone(),
+                vocab: if i + 1 == n { 0..c.vocab } else { 0..0 },
             })
             .collect();
         Ok(Placement::Tensor(shards))
@@ -232,14 +236,19 @@ impl Placement {
 /// The part of the Llama-family tensor `name` (its HF name) that an adapter holding `shard`
 /// of a tensor-parallel split loads: rows of q, k, v (and their biases), gate, up and
 /// lm_head; columns of o_proj and down_proj; `None` (all of it) for the embedding and the
-/// norms, which every adapter holds. With tied embeddings the head's share of the
-/// vocabulary is rows of the embedding, which a cut cannot express (planned).
+/// layers' norms, which every adapter holds. The final norm and lm_head are skipped where
+/// the shard has no vocabulary. With tied embeddings the head is the embedding, which every
+/// adapter holds whole.
 pub fn llama_cut(c: &Config, shard: &Shard, name: &str) -> Option<Cut> {
     let dh = c.head_dim;
     let heads = shard.heads.start * dh..shard.heads.end * dh;
     let kv = shard.kv_heads.start * dh..shard.kv_heads.end * dh;
-    if name == "lm_head.weight" {
-        return Some(Cut::Rows(shard.vocab.clone()));
+    if name == "lm_head.weight" || name == "model.norm.weight" {
+        return match shard.vocab.len() {
+            0 => Some(Cut::Skip),
+            n if n == c.vocab || name == "model.norm.weight" => None,
+            _ => Some(Cut::Rows(shard.vocab.clone())),
+        };
     }
     let (_, rest) = name.strip_prefix("model.layers.")?.split_once('.')?;
     Some(match rest {

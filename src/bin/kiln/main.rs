@@ -68,10 +68,13 @@ FILE is a .safetensors file, a model.safetensors.index.json, or a folder holding
 A (adapter) is `auto` (default), an index from `kiln adapters`, a backend
 (vulkan, gl, metal, dx12) or part of an adapter's name.
 generate, chat, logits, perplexity and bench --model take --adapters A,B,... (or `all`)
-instead of --adapter: the model is split by layers across them (--split layers, the only
-mode today; tensor-parallel is planned), each adapter loading only its layers, in shares
-weighted by each adapter's copy bandwidth (measured once and cached, as kiln bench measures
-it) unless --split-weights W,... gives others. It is for models larger than one adapter.";
+instead of --adapter: the model is split across them, by layers (--split layers, the
+default: each adapter loads and runs only its layers; for models larger than one adapter)
+or tensor-parallel (--split tensor: each adapter holds its share of every layer's heads and
+hidden units, the host sums their partial results twice a layer; the vocabulary projection
+and the sampler stay on the last adapter). Shares are weighted by each adapter's copy
+bandwidth (measured once and cached, as kiln bench measures it) unless --split-weights
+W,... gives others.";
 
 pub fn open_gpu(args: &Args) -> Result<Gpu> {
     let adapter = args.get("adapter").unwrap_or("auto").parse()?;

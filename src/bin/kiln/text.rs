@@ -128,8 +128,8 @@ pub fn load(args: &Args) -> Result<Loaded> {
     if let [_, _, ..] = model.stages() {
         for (i, s) in model.stages().iter().enumerate() {
             eprintln!(
-                "  adapter {i}: layers {:?}, {:.1} MB",
-                s.decoder.span().layers,
+                "  adapter {i}: {}, {:.1} MB",
+                s.decoder.part(),
                 s.decoder.weight_bytes() as f64 / 1e6
             );
         }

@@ -1,12 +1,13 @@
-//! A model split by layers across adapters computes what it computes on one: on lavapipe +
-//! SwiftShader, and lavapipe + SwiftShader + llvmpipe-GL, the tiny Llama (tied head) and the
-//! tiny Qwen2 (biases, GQA, untied head) give logits within 1e-3 of lavapipe alone at every
-//! position, the same greedy tokens in a batch of prompts (prefill and decode), and the
-//! same seeded samples. A model whose weights exceed one adapter's budget loads on two.
-//! SmolLM2 split over both groups gives the greedy text and the top-5 logits (within 1e-3)
-//! of lavapipe alone. Split shares follow the weights given, by default each adapter's copy
-//! bandwidth. The host all-reduce adds the partials in adapter order, to the bit. Bad
-//! placements fail with errors that name the problem.
+//! A model split across adapters, by layers or tensor-parallel, computes what it computes
+//! on one: on lavapipe + SwiftShader, and lavapipe + SwiftShader + llvmpipe-GL, the tiny
+//! Llama (tied head) and the tiny Qwen2 (biases, GQA, untied head) give logits within 1e-3
+//! of lavapipe alone at every position, the same greedy tokens in a batch of prompts
+//! (prefill and decode), and the same seeded samples. A model whose weights exceed one
+//! adapter's budget loads on two. SmolLM2 split over both groups, both ways, gives the
+//! greedy text and the top-5 logits (within 1e-3) of lavapipe alone. Split shares follow
+//! the weights given, by default each adapter's copy bandwidth. The host all-reduce adds
+//! the partials in adapter order, to the bit. Bad placements fail with errors that name
+//! the problem.
 
 mod common;
 
@@ -18,9 +19,11 @@ use kiln::{Gpu, Sampling, TextModel};
 use std::sync::Arc;
 
 const CONTEXT: usize = 48;
-/// Four layers, so three adapters get at least one each; token 96 ends a generation.
-const LAYERS: &str =
-    r#""num_hidden_layers": 4, "eos_token_id": 96, "max_position_embeddings": 256"#;
+/// Four layers, so three adapters get at least one each, and three KV heads of two query
+/// heads each, so they get one each tensor-parallel (and two get an uneven 2 + 1); token 96
+/// ends a generation.
+const LAYERS: &str = r#""num_hidden_layers": 4, "eos_token_id": 96, "max_position_embeddings": 256,
+    "hidden_size": 96, "num_attention_heads": 6, "num_key_value_heads": 3"#;
 
 fn find(what: &str, pick: impl Fn(&wgpu::AdapterInfo) -> bool) -> Option<Gpu> {
     let found = gpus().iter().find(|g| pick(g.info())).cloned();
@@ -77,9 +80,10 @@ fn generate(model: &Arc<TextModel>, prompts: &[Vec<u32>], sampling: Sampling) ->
     (0..prompts.len()).map(|i| g.tokens(i).to_vec()).collect()
 }
 
-fn check_model(tag: &str, extra: &str) {
+fn check_model(tag: &str, extra: &str, split: Split) {
     let Some(lp) = lavapipe() else { return };
-    let dir = common::tiny::folder(tag, &format!("{{{LAYERS}{extra}}}"));
+    let mode = format!("{split:?}").to_lowercase();
+    let dir = common::tiny::folder(&format!("{tag}-{mode}"), &format!("{{{LAYERS}{extra}}}"));
     let whole = load(&Gpus::one(lp), &dir, None).expect("load on lavapipe");
     let mut rng = Rng::new(21);
     let prompt: Vec<u32> = (0..11).map(|_| rng.below(96)).collect();
@@ -97,22 +101,42 @@ fn check_model(tag: &str, extra: &str) {
     let want_sampled = generate(&whole, &prompts, seeded);
     for group in groups() {
         let names: Vec<String> = group.iter().map(label).collect();
-        let what = format!("{tag} split by layers over {}", names.join(" + "));
+        let what = format!("{tag} split ({mode}) over {}", names.join(" + "));
         let n = group.len();
-        let split = load(&Gpus::new(group, Split::Layers).expect("group"), &dir, None)
+        let split = load(&Gpus::new(group, split).expect("group"), &dir, None)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        let spans: Vec<_> = split
-            .stages()
-            .iter()
-            .map(|s| s.decoder.span().layers)
-            .collect();
+        let spans: Vec<_> = split.stages().iter().map(|s| s.decoder.span()).collect();
         assert_eq!(spans.len(), n, "{what}: one stage per adapter");
-        assert_eq!(spans.first().map(|r| r.start), Some(0), "{what}: {spans:?}");
-        assert_eq!(spans.last().map(|r| r.end), Some(4), "{what}: {spans:?}");
-        assert!(
-            spans.windows(2).all(|w| w[0].end == w[1].start),
-            "{what}: {spans:?}"
-        );
+        let layers: Vec<_> = spans.iter().map(|s| s.layers.clone()).collect();
+        match split.split() {
+            Split::Layers => {
+                assert_eq!(
+                    layers.first().map(|r| r.start),
+                    Some(0),
+                    "{what}: {layers:?}"
+                );
+                assert_eq!(layers.last().map(|r| r.end), Some(4), "{what}: {layers:?}");
+                assert!(
+                    layers.windows(2).all(|w| w[0].end == w[1].start),
+                    "{what}: {layers:?}"
+                );
+            }
+            Split::Tensor => {
+                // Every layer everywhere, the head on the last adapter only; each adapter
+                // holds its share of the weights (the embedding is replicated).
+                assert!(layers.iter().all(|r| *r == (0..4)), "{what}: {layers:?}");
+                let heads: Vec<bool> = spans.iter().map(|s| s.heads()).collect();
+                assert_eq!(heads.iter().filter(|h| **h).count(), 1, "{what}: {heads:?}");
+                assert_eq!(heads.last(), Some(&true), "{what}: {heads:?}");
+                for s in split.stages() {
+                    assert!(
+                        s.decoder.weight_bytes() < whole.weight_bytes(),
+                        "{what}: {} holds all the weights",
+                        label(&s.gpu)
+                    );
+                }
+            }
+        }
 
         let got = logits(&split, &prompt);
         assert_eq!(got.len(), want_logits.len(), "{what}: positions");
@@ -139,17 +163,26 @@ fn check_model(tag: &str, extra: &str) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+const QWEN2: &str = r#", "model_type": "qwen2", "tie_word_embeddings": false"#;
+
 #[test]
 fn tiny_llama_split_by_layers_matches_one_adapter() {
-    check_model("llama", "");
+    check_model("llama", "", Split::Layers);
 }
 
 #[test]
 fn tiny_qwen2_split_by_layers_matches_one_adapter() {
-    check_model(
-        "qwen2",
-        r#", "model_type": "qwen2", "tie_word_embeddings": false"#,
-    );
+    check_model("qwen2", QWEN2, Split::Layers);
+}
+
+#[test]
+fn tiny_llama_split_tensor_parallel_matches_one_adapter() {
+    check_model("llama", "", Split::Tensor);
+}
+
+#[test]
+fn tiny_qwen2_split_tensor_parallel_matches_one_adapter() {
+    check_model("qwen2", QWEN2, Split::Tensor);
 }
 
 #[test]
@@ -191,13 +224,6 @@ fn bad_placements_are_refused_by_name() {
     let err = |r: kiln::Result<Gpus>| r.err().expect("refused").to_string();
     let e = err(Gpus::new(Vec::new(), Split::Layers));
     assert!(e.contains("at least one adapter"), "{e}");
-    for n in [1, 2] {
-        let e = err(Gpus::new(vec![lp.clone(); n], Split::Tensor));
-        assert!(
-            e.contains("tensor-parallel") && e.contains("planned"),
-            "{e}"
-        );
-    }
     let e = err(
         Gpus::new(vec![lp.clone(), lp.clone()], Split::Layers).and_then(|g| g.weighted(&[1.0]))
     );
@@ -212,6 +238,43 @@ fn bad_placements_are_refused_by_name() {
     let five = Gpus::new(vec![lp.clone(); 5], Split::Layers).expect("group");
     let e = load(&five, &dir, None).err().expect("refused").to_string();
     assert!(e.contains("5 adapters but the model has 4 layers"), "{e}");
+    // Tensor-parallel, four adapters for three KV heads.
+    let four = Gpus::new(vec![lp.clone(); 4], Split::Tensor).expect("group");
+    let e = load(&four, &dir, None).err().expect("refused").to_string();
+    assert!(e.contains("4 adapters") && e.contains("3 KV heads"), "{e}");
+    // A part of a tensor-parallel model does not run alone.
+    let two = Gpus::new(vec![lp.clone(); 2], Split::Tensor).expect("group");
+    let model = load(&two, &dir, None).expect("two parts");
+    let part = &model.stages()[0];
+    let g = kiln::graph::Graph::new().part_of(2);
+    let cache = kiln::models::Cache {
+        slots: 1,
+        capacity: 8,
+    };
+    let ids = g.ids("ids", 1);
+    let out = part
+        .decoder
+        .forward(&g, ids, cache, kiln::models::Logits::Last);
+    g.output("hidden", out);
+    let plan = kiln::schedule::Plan::new(&g, kiln::schedule::Target::of(&part.gpu)).expect("plan");
+    assert_eq!(plan.exchanges.len(), 8, "two exchanges a layer");
+    // Each exchange starts a pass, the first to read the sum.
+    for x in &plan.exchanges {
+        let first = plan.passes[x.pass].dispatches.start;
+        assert!(
+            plan.dispatches[first].label.contains("all_reduce"),
+            "{}",
+            plan.dispatches[first].label
+        );
+    }
+    let state = pollster::block_on(kiln::exec::State::new(&part.gpu, &[&plan])).expect("state");
+    let program = pollster::block_on(kiln::exec::Program::new(&part.gpu, plan, Some(&state)));
+    let program = program.expect("program");
+    let e = pollster::block_on(program.run_at(0, &[("ids", kiln::exec::Feed::Ids(&[1]))]))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("together with the other parts"), "{e}");
     // An adapter that is not there.
     let e = pollster::block_on(Gpu::new(&kiln::GpuOptions {
         adapter: kiln::AdapterChoice::Index(99),
@@ -224,7 +287,7 @@ fn bad_placements_are_refused_by_name() {
 }
 
 #[test]
-fn smollm2_split_by_layers_gives_the_single_adapter_text_and_logits() {
+fn smollm2_split_either_way_gives_the_single_adapter_text_and_logits() {
     let Some(path) = common::smollm2::path() else {
         return;
     };
@@ -254,10 +317,13 @@ fn smollm2_split_by_layers_gives_the_single_adapter_text_and_logits() {
     let want_logits = logits(&whole, &prompt);
     let want = &want_logits[want_logits.len() - 1];
     let want_text = text(&whole);
-    for group in groups() {
+    for (split, group) in [Split::Layers, Split::Tensor]
+        .into_iter()
+        .flat_map(|s| groups().into_iter().map(move |g| (s, g)))
+    {
         let names: Vec<String> = group.iter().map(label).collect();
-        let what = format!("SmolLM2 over {}", names.join(" + "));
-        let split = load(&Gpus::new(group, Split::Layers).expect("group"));
+        let what = format!("SmolLM2 split ({split:?}) over {}", names.join(" + "));
+        let split = load(&Gpus::new(group, split).expect("group"));
         let got_logits = logits(&split, &prompt);
         let got = &got_logits[got_logits.len() - 1];
         // The single adapter's top 5, each within 1e-3 (the order of two within 1e-3 of
@@ -346,7 +412,7 @@ fn the_host_all_reduce_adds_partials_in_adapter_order_on_every_adapter() {
                 })
                 .collect();
             let refs: Vec<&wgpu::Buffer> = buffers.iter().collect();
-            pollster::block_on(reduce.run(&refs)).expect("all-reduce");
+            pollster::block_on(reduce.run(&refs, n)).expect("all-reduce");
             // The same additions in the same order, on the host: equal to the bit.
             let mut want = vec![0f32; n];
             for p in &partials {
@@ -365,14 +431,36 @@ fn the_host_all_reduce_adds_partials_in_adapter_order_on_every_adapter() {
                 );
             }
         }
+        // A shorter sum (a step of fewer rows) leaves the rest of each buffer alone.
+        let short = n - 37;
+        let buffers: Vec<wgpu::Buffer> = group
+            .iter()
+            .map(|gpu| {
+                let b = pollster::block_on(gpu.storage_buffer("partial", n as u64 * 4));
+                let b = b.expect("buffer");
+                gpu.queue()
+                    .write_buffer(&b, 0, bytemuck::cast_slice(&vec![1.5f32; n]));
+                b
+            })
+            .collect();
+        let refs: Vec<&wgpu::Buffer> = buffers.iter().collect();
+        pollster::block_on(reduce.run(&refs, short)).expect("short all-reduce");
+        for (gpu, b) in group.iter().zip(&buffers) {
+            let got = pollster::block_on(gpu.read_f32(b, n)).expect("read");
+            let sum = 1.5 * group.len() as f32;
+            assert!(got[..short].iter().all(|&x| x == sum), "{}", label(gpu));
+            assert!(got[short..].iter().all(|&x| x == 1.5), "{}", label(gpu));
+        }
+        let e = pollster::block_on(reduce.run(&refs, n + 1)).expect_err("over capacity");
+        assert!(e.to_string().contains("staging for 1000"), "{e}");
         let one = pollster::block_on(group[0].storage_buffer("partial", 16)).expect("buffer");
-        let e = pollster::block_on(reduce.run(&[&one])).expect_err("one partial");
+        let e = pollster::block_on(reduce.run(&[&one], n)).expect_err("one partial");
         assert!(
             e.to_string().contains("1 partials for an all-reduce over"),
             "{e}"
         );
         let small: Vec<&wgpu::Buffer> = vec![&one; group.len()];
-        let e = pollster::block_on(reduce.run(&small)).expect_err("too small");
+        let e = pollster::block_on(reduce.run(&small, n)).expect_err("too small");
         assert!(e.to_string().contains("smaller than"), "{e}");
     }
 }

@@ -1,0 +1,79 @@
+//! `all_reduce`: the sum of one value's partials across the adapters a tensor-parallel model
+//! is split over (`o_proj` and `down_proj` give partial sums of the residual update).
+//!
+//! On the GPU the op is a copy of its input (the elementwise kernel, so the residual add
+//! after it fuses into it as a tail); the scheduler marks the point before it as an
+//! exchange ([`Emit::exchange`]), where the executor stops recording, sums the input's
+//! buffer across the adapters through the host ([`crate::exec::AllReduce`]) and goes on.
+//! Its CPU twin is the identity: the reference evaluates a whole model, whose values are
+//! already the sums. On a graph that is not one of several parts, `g.all_reduce(x)` is `x`.
+
+use super::elementwise::Elementwise;
+use crate::error::Result;
+use crate::graph::{Emit, Eval, Graph, Op, Tail, Value};
+use crate::kernels::Kernel;
+use std::sync::Arc;
+
+/// No kernels of its own: it runs the elementwise family's.
+pub fn variants() -> Vec<Kernel> {
+    Vec::new()
+}
+
+/// `tail(sum over adapters of a)`: the elementwise op `tail(a)` run after the exchange.
+#[derive(Clone, Debug)]
+pub struct AllReduce(pub Elementwise);
+
+impl Graph {
+    /// The sum of `a` over every part of a model split tensor-parallel; `a` itself when the
+    /// graph is the whole model.
+    pub fn all_reduce(&self, a: Value) -> Value {
+        if self.parts() <= 1 {
+            return a;
+        }
+        self.apply(AllReduce(Elementwise {
+            a,
+            tail: Tail::default(),
+        }))
+    }
+}
+
+impl Op for AllReduce {
+    fn name(&self) -> &'static str {
+        "all_reduce"
+    }
+
+    fn inputs(&self) -> Vec<Value> {
+        self.0.inputs()
+    }
+
+    fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {
+        match g.shape(self.0.a).len() {
+            3 => self.0.shape(g),
+            _ => Err(format!(
+                "an all-reduce sums (S, T, W) activations, not shape {:?}",
+                g.shape(self.0.a)
+            )),
+        }
+    }
+
+    fn emit(&self, e: &mut Emit) -> Result<()> {
+        e.exchange(self.0.a)?;
+        self.0.emit(e)
+    }
+
+    fn eval(&self, e: &mut Eval) -> Result<Vec<f32>> {
+        self.0.eval(e)
+    }
+
+    fn exchanges(&self) -> bool {
+        true
+    }
+
+    fn tail(&self) -> Option<(bool, &Tail)> {
+        self.0.tail()
+    }
+
+    fn with_tail(&self, tail: Tail) -> Option<Arc<dyn Op>> {
+        Some(Arc::new(AllReduce(Elementwise { a: self.0.a, tail })))
+    }
+}
