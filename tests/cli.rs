@@ -267,12 +267,12 @@ fn adapters_split_the_model_and_bad_placements_fail_clearly() {
     assert_eq!(code, 0, "{err}");
     let (code, split, err) = run(&["--adapters", "vulkan,vulkan"]);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("adapter 1: layers 15..30"), "{err}");
+    assert!(err.contains("stage 1: layers 15..30 on"), "{err}");
     assert_eq!(split, alone, "split and alone");
     let (code, tensor, err) = run(&["--adapters", "vulkan,vulkan", "--split", "tensor"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("adapter 1: KV heads 2..3, hidden units 768..1536, the head"),
+        err.contains("stage 1: KV heads 2..3, hidden units 768..1536, the head on"),
         "{err}"
     );
     assert_eq!(tensor, alone, "tensor-parallel and alone");

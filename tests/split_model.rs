@@ -103,8 +103,15 @@ fn check_model(tag: &str, extra: &str, split: Split) {
         let names: Vec<String> = group.iter().map(label).collect();
         let what = format!("{tag} split ({mode}) over {}", names.join(" + "));
         let n = group.len();
-        let split = load(&Gpus::new(group, split).expect("group"), &dir, None)
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        // Tensor-parallel, uneven: lavapipe (first) weighs 3, and so holds the head.
+        let weights = match split {
+            Split::Tensor => [3.0, 1.0, 1.0][..n].to_vec(),
+            Split::Layers => vec![1.0; n],
+        };
+        let lavapipe = label(&group[0]);
+        let gpus = Gpus::new(group, split).and_then(|g| g.weighted(&weights));
+        let split =
+            load(&gpus.expect("group"), &dir, None).unwrap_or_else(|e| panic!("{what}: {e}"));
         let spans: Vec<_> = split.stages().iter().map(|s| s.decoder.span()).collect();
         assert_eq!(spans.len(), n, "{what}: one stage per adapter");
         let layers: Vec<_> = spans.iter().map(|s| s.layers.clone()).collect();
@@ -128,6 +135,8 @@ fn check_model(tag: &str, extra: &str, split: Split) {
                 let heads: Vec<bool> = spans.iter().map(|s| s.heads()).collect();
                 assert_eq!(heads.iter().filter(|h| **h).count(), 1, "{what}: {heads:?}");
                 assert_eq!(heads.last(), Some(&true), "{what}: {heads:?}");
+                let last = split.stages().last().map(|s| label(&s.gpu));
+                assert_eq!(last, Some(lavapipe.clone()), "{what}: the fastest samples");
                 for s in split.stages() {
                     assert!(
                         s.decoder.weight_bytes() < whole.weight_bytes(),

@@ -144,6 +144,11 @@ pub(super) async fn place(
         ));
     }
     let config = source.config()?;
+    // Tensor-parallel, the last adapter holds the head and samples: make it the fastest.
+    let gpus = &match gpus.split() {
+        Split::Tensor => gpus.fastest_last(),
+        Split::Layers => gpus.clone(),
+    };
     let n = gpus.gpus().len();
     // Each adapter's part, how it names it, and its cut rule.
     type Rule<'r> = Box<dyn Fn(&str, &[usize]) -> Option<crate::load::Cut> + 'r>;

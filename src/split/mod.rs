@@ -110,6 +110,22 @@ impl Gpus {
         }
     }
 
+    /// The same group with its fastest adapter (the largest weight; the later of equals)
+    /// moved last: split tensor-parallel, the last adapter holds the head and samples.
+    pub fn fastest_last(&self) -> Gpus {
+        let n = self.gpus.len();
+        let fastest = (0..n)
+            .rev()
+            .max_by(|&a, &b| self.weights[a].total_cmp(&self.weights[b]).then(a.cmp(&b)))
+            .unwrap_or(0);
+        let order: Vec<usize> = (0..n).filter(|&i| i != fastest).chain([fastest]).collect();
+        Gpus {
+            gpus: order.iter().map(|&i| self.gpus[i].clone()).collect(),
+            split: self.split,
+            weights: order.iter().map(|&i| self.weights[i]).collect(),
+        }
+    }
+
     /// Each adapter's share of a model of config `c` split tensor-parallel, slices kept at
     /// `blocks`.
     pub fn shards(&self, c: &Config, blocks: Blocks) -> Result<Vec<Shard>> {

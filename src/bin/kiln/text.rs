@@ -128,8 +128,9 @@ pub fn load(args: &Args) -> Result<Loaded> {
     if let [_, _, ..] = model.stages() {
         for (i, s) in model.stages().iter().enumerate() {
             eprintln!(
-                "  adapter {i}: {}, {:.1} MB",
+                "  stage {i}: {} on {}, {:.1} MB",
                 s.decoder.part(),
+                s.gpu.describe(),
                 s.decoder.weight_bytes() as f64 / 1e6
             );
         }
