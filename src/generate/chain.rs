@@ -9,11 +9,12 @@
 //!
 //! Either way, only the last stage's outputs (the sampled tokens, or logits) are the step's.
 
+use super::active::now;
 use crate::error::{Error, Result};
 use crate::exec::{AllReduce, Feed, Outputs, Profile, Program, Ticket};
 use crate::graph::{Rows, Step};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The input and output through which a stage's hidden state crosses to the next.
 pub(super) const HIDDEN: &str = "hidden";
@@ -23,6 +24,8 @@ pub(super) struct Chain {
     /// Split tensor-parallel: the sums' staging, and each program's runs of passes between
     /// exchanges.
     tensor: Option<(AllReduce, Vec<Vec<Range<usize>>>)>,
+    /// When recording ([`Chain::record_exchanges`]): each step's seconds in all-reduces.
+    exchanged: Mutex<Option<Vec<f64>>>,
 }
 
 impl Chain {
@@ -37,6 +40,7 @@ impl Chain {
             return Ok(Chain {
                 programs,
                 tensor: None,
+                exchanged: Mutex::default(),
             });
         }
         let segments: Vec<Vec<Range<usize>>> =
@@ -63,7 +67,21 @@ impl Chain {
         Ok(Chain {
             programs,
             tensor: Some((reduce, segments)),
+            exchanged: Mutex::default(),
         })
+    }
+
+    /// Start (or stop) keeping each later step's time in all-reduces.
+    pub fn record_exchanges(&self, on: bool) {
+        let mut e = self.exchanged.lock().unwrap_or_else(|e| e.into_inner());
+        *e = on.then(|| e.take().unwrap_or_default());
+    }
+
+    /// The seconds each step recorded since the last call spent in all-reduces (none
+    /// unless recording, or for a model that is not split tensor-parallel).
+    pub fn take_exchanges(&self) -> Vec<f64> {
+        let mut e = self.exchanged.lock().unwrap_or_else(|e| e.into_inner());
+        e.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     fn last(&self) -> &Program {
@@ -138,6 +156,12 @@ impl Chain {
             tickets.push(p.begin(step, feeds)?);
         }
         let exchanges = &self.programs[0].plan().exchanges;
+        let timing = self
+            .exchanged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        let mut exchanged = 0.0;
         for k in 0..=exchanges.len() {
             let last = k == exchanges.len();
             for ((p, ticket), runs) in self.programs.iter().zip(&mut tickets).zip(segments) {
@@ -149,10 +173,26 @@ impl Chain {
                     .iter()
                     .map(|p| p.exchange_buffer(k))
                     .collect::<Result<Vec<_>>>()?;
+                if timing {
+                    // Wait for the compute first, so that only the exchange is timed.
+                    for p in &self.programs {
+                        p.gpu().flush().await;
+                    }
+                }
+                let t = now();
                 reduce
                     .run(&partials, x.rows.resolve(step) * x.width)
                     .await?;
+                exchanged += now() - t;
             }
+        }
+        if let Some(log) = self
+            .exchanged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            log.push(exchanged);
         }
         tickets
             .pop()

@@ -46,6 +46,8 @@ pub struct Session {
     pub(super) inspect: Option<((usize, bool), Chain)>,
     /// Where every program's dispatch times go, when profiling.
     profile: Option<Arc<Profile>>,
+    /// Whether decode steps keep their all-reduce time ([`Session::record_exchanges`]).
+    recording: bool,
 }
 
 /// Where programs of `seqs` sequences per step are kept.
@@ -91,6 +93,7 @@ impl Session {
             pipelined: true,
             inspect: None,
             profile: None,
+            recording: false,
         })
     }
 
@@ -150,6 +153,7 @@ impl Session {
         if find(&self.decode, seqs).is_none() {
             let plans = Self::plans(&self.model, self.cache, seqs, None, End::Sample)?;
             let program = self.chain(plans, "decode").await?;
+            program.record_exchanges(self.recording);
             self.decode.push((seqs, program));
         }
         Ok(())
@@ -207,6 +211,25 @@ impl Session {
         }
         self.profile = profile;
         Ok(())
+    }
+
+    /// Start (or stop) keeping the time each later decode step of a model split
+    /// tensor-parallel spends in all-reduces through the host; read it with
+    /// [`Session::take_exchanges`].
+    pub fn record_exchanges(&mut self, on: bool) {
+        self.recording = on;
+        for (_, chain) in &self.decode {
+            chain.record_exchanges(on);
+        }
+    }
+
+    /// Seconds in all-reduces of each decode step since the last call, while recording
+    /// (empty for a model that is not split tensor-parallel).
+    pub fn take_exchanges(&self) -> Vec<f64> {
+        self.decode
+            .iter()
+            .flat_map(|(_, chain)| chain.take_exchanges())
+            .collect()
     }
 
     pub fn model(&self) -> &Arc<TextModel> {

@@ -20,7 +20,7 @@ USAGE:
     kiln generate [--model DIR|FILE.gguf] --prompt TEXT... [--chat] [--system TEXT]
                   [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
                   [--repeat-penalty R] [--seed S] [--stop TEXT]... [--context N]
-                  [--adapter A | --adapters A,B,... [--split-weights W,...]]
+                  [--adapter A | --adapters A,B,... [--split layers|tensor] [--split-weights W,...]]
                   [--no-pipeline] [--profile]
                                        stream generated text to stdout (stats on stderr);
                                        several --prompt run as one batch and print one JSON
@@ -51,7 +51,7 @@ USAGE:
                                        for alone (as peer-burn times burn); median of N runs,
                                        in every GEMM kernel the adapter has
     kiln bench --model M [--prompt-tokens 512] [--tokens 128] [--runs 5] [--dtype D]
-               [--adapter A | --adapters A,B,...] [--profile]
+               [--adapter A | --adapters A,B,... [--split S] [--split-weights W]] [--profile]
                                        a model as llama-bench runs one: prefill and greedy
                                        decode of random tokens, tokens/s per run, and decode's
                                        bytes per token against the copy roofline; split, each
