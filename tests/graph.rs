@@ -292,3 +292,63 @@ fn the_scheduler_drops_dead_ops_and_fuses_only_single_use_producers() {
     assert_close(&got["a"], &want["a"], 1e-5, 1e-4, "gelu of a shared matmul");
     assert_close(&got["b"], &want["b"], 1e-5, 1e-4, "sum of a shared matmul");
 }
+
+/// `all_reduce` is the identity on a whole model; on one part of a tensor-parallel model it is
+/// an exchange: it starts a pass of its own, the residual add after it fuses into it, the
+/// plan records which buffer the host sums and how much of it, and a part with no outputs of
+/// its own still plans (its exchanges are its effect). Its CPU twin is the identity.
+#[test]
+fn an_all_reduce_is_an_exchange_that_starts_a_pass_and_takes_the_residual_add() {
+    let Some(gpu) = gpus().first() else { return };
+    let w = Weights::new(gpu);
+    let whole = Graph::new();
+    let x = whole.input("x", 5, D);
+    assert_eq!(whole.all_reduce(x), x, "the identity on a whole model");
+
+    let build = |g: &Graph| {
+        let x = g.input("x", 5, D);
+        let partial = g.matmul(x, w.get(g, "layers.0.o"));
+        g.add(x, g.all_reduce(partial))
+    };
+    let g = Graph::new().part_of(2);
+    g.output("y", build(&g));
+    let plan = Plan::new(&g, Target::of(gpu)).expect("plan");
+    assert_eq!(plan.exchanges.len(), 1);
+    let x = &plan.exchanges[0];
+    assert_eq!(x.width, D);
+    assert_eq!(x.rows, kiln::graph::Rows::Ragged { tokens: 5 });
+    let first = &plan.dispatches[plan.passes[x.pass].dispatches.start];
+    assert!(first.label.contains("all_reduce"), "{}", first.label);
+    assert!(x.pass > 0, "the matmul runs in a pass before the exchange");
+    assert_eq!(
+        plan.memory.fused_ops, 1,
+        "the residual add fused into the all-reduce"
+    );
+    assert!(
+        plan.dispatches
+            .iter()
+            .all(|d| !d.label.contains("elementwise")),
+        "{:?}",
+        plan.dispatches.iter().map(|d| &d.label).collect::<Vec<_>>()
+    );
+    let segments = plan.segments();
+    assert_eq!(segments, vec![0..x.pass, x.pass..plan.passes.len()]);
+
+    // A part without outputs plans: its exchange is a root.
+    let silent = Graph::new().part_of(2);
+    let _ = build(&silent);
+    let plan = Plan::new(&silent, Target::of(gpu)).expect("a part without outputs");
+    assert_eq!(plan.exchanges.len(), 1);
+    assert!(plan.outputs.is_empty());
+
+    // The CPU twin: the same values as the whole model's graph.
+    let whole = Graph::new();
+    whole.output("y", build(&whole));
+    let xs = Rng::new(5).uniform(5 * D, 1.0);
+    let mut host = Host::default();
+    host.weights = w.host.weights.clone();
+    host.inputs.insert("x".into(), xs);
+    let part = run_cpu(&g, &mut host, &at(0, 5));
+    let want = run_cpu(&whole, &mut host, &at(0, 5));
+    assert_eq!(part["y"], want["y"]);
+}
