@@ -99,8 +99,9 @@ impl Session {
 
     /// The plans of one step over `seqs` sequences, one per stage. Prefill reads `tokens`
     /// ids per sequence from the host; decode (`None`) reads the token each sequence sampled
-    /// last, a state of the first stage. Each stage but the last ends in its hidden state,
-    /// which the next takes as input; the last ends in `end`.
+    /// last, a state of every stage that embeds. Split by layers, each stage but the last
+    /// ends in its hidden state, which the next takes as input; tensor-parallel, the parts
+    /// but the last end in their exchanges. The last ends in `end`.
     fn plans(
         model: &TextModel,
         cache: Cache,
@@ -136,6 +137,9 @@ impl Session {
             };
             let out = d.forward(&g, input, cache, which);
             match (span.heads(), end, seen, token) {
+                // A part of a tensor-parallel model other than the last: its exchanges
+                // are its effect, and it reads nothing back.
+                (false, ..) if parts > 1 => {}
                 (false, ..) => g.output(HIDDEN, out),
                 (true, End::Logits(_), ..) => g.output("logits", out),
                 (true, End::Sample, Some(seen), Some(token)) => {
