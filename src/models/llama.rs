@@ -21,14 +21,13 @@
 //! the identity.
 
 use super::config::Config;
-use super::{Cache, Decoder, Logits, Part, Span, Special};
+use super::{Cache, Decoder, Logits, Part, Shard, Span, Special};
 use crate::error::Result;
 use crate::graph::{Graph, Value};
 use crate::kernels::Act;
 use crate::load::Weights;
 use crate::ops::attention::{Heads, Mask};
 use crate::ops::rope::rope_table;
-use crate::split::Shard;
 use crate::tensor::Tensor;
 
 struct Attention {

@@ -88,6 +88,20 @@ impl Span {
     }
 }
 
+/// What one adapter owns in tensor-parallel mode (see [`crate::split`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// KV heads, and with them their KV cache and rows of k and v.
+    pub kv_heads: Range<usize>,
+    /// Query heads (the KV heads' groups): rows of q, columns of `o_proj`.
+    pub heads: Range<usize>,
+    /// MLP hidden units: rows of `gate` and `up`, columns of `down`.
+    pub ffn: Range<usize>,
+    /// Vocabulary rows of `lm_head` (the adapter's logits) and, where not empty, the final
+    /// norm and the sampler. For now the last adapter holds all of it.
+    pub vocab: Range<usize>,
+}
+
 /// A model's special tokens.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Special {
@@ -146,10 +160,7 @@ pub enum Part {
     Layers(Range<usize>),
     /// Split tensor-parallel: this share of the heads, hidden units (and, where `head`,
     /// the final norm and the vocabulary projection).
-    Shard {
-        shard: crate::split::Shard,
-        head: bool,
-    },
+    Shard { shard: Shard, head: bool },
 }
 
 impl std::fmt::Display for Part {

@@ -25,6 +25,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::load::Cut;
+pub use crate::models::Shard;
 use crate::models::Span;
 use crate::models::config::Config;
 use std::ops::Range;
@@ -156,20 +157,6 @@ impl Split {
             ))),
         }
     }
-}
-
-/// What one adapter owns in tensor-parallel mode.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Shard {
-    /// KV heads, and with them their KV cache and rows of k and v.
-    pub kv_heads: Range<usize>,
-    /// Query heads (the KV heads' groups): rows of q, columns of `o_proj`.
-    pub heads: Range<usize>,
-    /// MLP hidden units: rows of `gate` and `up`, columns of `down`.
-    pub ffn: Range<usize>,
-    /// Vocabulary rows of `lm_head` (the adapter's logits) and, where not empty, the final
-    /// norm and the sampler. For now the last adapter holds all of it.
-    pub vocab: Range<usize>,
 }
 
 /// A model's division across a group of adapters, one entry per adapter.
