@@ -54,6 +54,7 @@ fn a_batch_gives_each_sequence_its_own_logits() {
     let cfg = config("");
     let v = cfg.vocab;
     for gpu in gpus() {
+        let _turn = turn(gpu);
         let (w, _) = weights(gpu, &cfg, DType::F32);
         let model = Llama::new(cfg.clone(), &w).expect("model");
         let mut rng = Rng::new(404);
@@ -112,6 +113,7 @@ fn a_batch_gives_each_sequence_its_own_logits() {
 #[test]
 fn batch_generation_gives_each_prompt_its_own_tokens() {
     for gpu in gpus() {
+        let _turn = turn(gpu);
         let model = text_model(gpu, 96);
         let mut rng = Rng::new(5);
         let prompts: Vec<Vec<u32>> = [4, 9, 1, 6]

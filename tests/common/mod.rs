@@ -18,6 +18,16 @@ pub fn ci() -> bool {
 
 /// Every adapter on the machine, opened once. Under CI a machine with no adapter, or one
 /// that fails to open, fails the test; elsewhere the tests say loudly that they ran on none.
+/// wgpu's GL backend lets one thread at a time hold an adapter's context, and panics after
+/// waiting a second for it ("Could not lock adapter context"): on a loaded 2-core machine a
+/// cold pipeline compile or a tuning run on llvmpipe-GL holds it longer than that. Tests of
+/// one binary that share the GL adapter take turns on it with this guard (none for other
+/// adapters).
+pub fn turn(gpu: &Gpu) -> Option<std::sync::MutexGuard<'static, ()>> {
+    static GL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    (gpu.info().backend == wgpu::Backend::Gl).then(|| GL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 pub fn gpus() -> &'static [Gpu] {
     static GPUS: OnceLock<Vec<Gpu>> = OnceLock::new();
     GPUS.get_or_init(|| {
