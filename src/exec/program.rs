@@ -76,8 +76,8 @@ pub struct Program {
     seqs: wgpu::Buffer,
     sampling: wgpu::Buffer,
     readbacks: Vec<Readback>,
-    /// The buffer of each of the plan's exchanges.
-    exchanges: Vec<wgpu::Buffer>,
+    /// The buffer of each of the plan's exchanges, and a gather's destination.
+    exchanges: Vec<(wgpu::Buffer, Option<wgpu::Buffer>)>,
     /// The serial of the next step, and which step each staging set holds.
     serials: Mutex<(u64, [u64; 2])>,
     /// Bytes this program allocated (activations, inputs, constants, params, staging).
@@ -261,7 +261,13 @@ impl Program {
         let exchanges = plan
             .exchanges
             .iter()
-            .map(|x| buffers.get(&x.buf).cloned())
+            .map(|x| {
+                let into = match &x.gather {
+                    Some((b, _)) => Some(buffers.get(b)?.clone()),
+                    None => None,
+                };
+                Ok((buffers.get(&x.buf)?.clone(), into))
+            })
             .collect::<Result<Vec<_>>>()?;
         let Buffers {
             inputs,
@@ -472,10 +478,15 @@ impl Program {
         }
     }
 
-    /// The buffer whose partials exchange `k` of the plan sums.
-    pub(crate) fn exchange_buffer(&self, k: usize) -> Result<&wgpu::Buffer> {
+    /// The buffer whose partials exchange `k` of the plan sums (or gathers), and a
+    /// gather's destination.
+    pub(crate) fn exchange_buffer(
+        &self,
+        k: usize,
+    ) -> Result<(&wgpu::Buffer, Option<&wgpu::Buffer>)> {
         self.exchanges
             .get(k)
+            .map(|(b, into)| (b, into.as_ref()))
             .ok_or_else(|| Error::Invalid(format!("the plan has no exchange {k}")))
     }
 

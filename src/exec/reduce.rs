@@ -79,24 +79,93 @@ impl AllReduce {
                 small.size()
             )));
         }
-        let set = self.calls.fetch_add(1, Ordering::Relaxed) % 2;
-        // Every copy submitted first, so the adapters' copies overlap.
-        for ((gpu, staging), partial) in self.gpus.iter().zip(&self.staging).zip(partials) {
-            let mut enc = gpu.device().create_command_encoder(&Default::default());
-            enc.copy_buffer_to_buffer(partial, 0, &staging[set], 0, bytes);
-            gpu.queue().submit([enc.finish()]);
-        }
+        let counts = vec![floats; partials.len()];
         let mut sum = vec![0f32; floats];
-        for (gpu, staging) in self.gpus.iter().zip(&self.staging) {
-            let part = gpu.map_read(&staging[set], bytes).await?;
+        for part in self.collect(partials, &counts).await? {
             // (The bytes of a Vec<u8> need not be aligned for f32: read them as bytes.)
             for (s, p) in sum.iter_mut().zip(part.chunks_exact(4)) {
                 *s += f32::from_le_bytes([p[0], p[1], p[2], p[3]]);
             }
         }
-        for (gpu, partial) in self.gpus.iter().zip(partials) {
-            gpu.queue()
-                .write_buffer(partial, 0, bytemuck::cast_slice(&sum));
+        self.write(partials, bytemuck::cast_slice(&sum)).await
+    }
+
+    /// Gather the first `rows` rows of each adapter's `parts[i]` (rows of `widths[i]` 32-bit
+    /// words, copied as bits) side by side, adapter after adapter, into rows of the widths'
+    /// sum, written into every adapter's `into[i]`. Resolves once every adapter holds it.
+    pub async fn gather(
+        &self,
+        parts: &[&wgpu::Buffer],
+        widths: &[usize],
+        rows: usize,
+        into: &[&wgpu::Buffer],
+    ) -> Result<()> {
+        let width: usize = widths.iter().sum();
+        if parts.len() != self.gpus.len()
+            || widths.len() != parts.len()
+            || into.len() != parts.len()
+        {
+            return Err(Error::Invalid(format!(
+                "a gather over {} adapters given {} parts, {} widths and {} destinations",
+                self.gpus.len(),
+                parts.len(),
+                widths.len(),
+                into.len()
+            )));
+        }
+        if let Some(small) = into.iter().find(|b| b.size() < (rows * width * 4) as u64) {
+            return Err(Error::Invalid(format!(
+                "a gather's destination of {} bytes is smaller than its {rows} x {width} words",
+                small.size()
+            )));
+        }
+        let counts: Vec<usize> = widths.iter().map(|w| rows * w).collect();
+        let mut all = vec![0u8; rows * width * 4];
+        let mut at = 0;
+        for (part, w) in self.collect(parts, &counts).await?.iter().zip(widths) {
+            for r in 0..rows {
+                let row = &part[r * w * 4..(r + 1) * w * 4];
+                all[(r * width + at) * 4..][..w * 4].copy_from_slice(row);
+            }
+            at += w;
+        }
+        self.write(into, &all).await
+    }
+
+    /// Copy `counts[i]` words of each adapter's `buffers[i]` to the host: every copy is
+    /// submitted first, so the adapters' copies overlap; the bytes come in adapter order.
+    async fn collect(&self, buffers: &[&wgpu::Buffer], counts: &[usize]) -> Result<Vec<Vec<u8>>> {
+        if let Some((n, b)) = counts
+            .iter()
+            .zip(buffers)
+            .find(|(n, b)| **n > self.floats || b.size() < **n as u64 * 4)
+        {
+            return Err(Error::Invalid(format!(
+                "an exchange of {n} values from a buffer of {} bytes through staging for {}",
+                b.size(),
+                self.floats
+            )));
+        }
+        let set = self.calls.fetch_add(1, Ordering::Relaxed) % 2;
+        for (((gpu, staging), buffer), n) in
+            self.gpus.iter().zip(&self.staging).zip(buffers).zip(counts)
+        {
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            enc.copy_buffer_to_buffer(buffer, 0, &staging[set], 0, *n as u64 * 4);
+            gpu.queue().submit([enc.finish()]);
+        }
+        let mut out = Vec::with_capacity(buffers.len());
+        for ((gpu, staging), n) in self.gpus.iter().zip(&self.staging).zip(counts) {
+            out.push(gpu.map_read(&staging[set], *n as u64 * 4).await?);
+        }
+        Ok(out)
+    }
+
+    /// Write `bytes` at the start of each adapter's buffer and wait until every adapter
+    /// has it.
+    async fn write(&self, buffers: &[&wgpu::Buffer], bytes: &[u8]) -> Result<()> {
+        for (gpu, buffer) in self.gpus.iter().zip(buffers) {
+            gpu.queue().write_buffer(buffer, 0, bytes);
             gpu.queue().submit([]);
         }
         for gpu in &self.gpus {

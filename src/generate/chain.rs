@@ -3,9 +3,10 @@
 //! - **Split by layers**, each stage before the last runs and reads its hidden state back,
 //!   and the next takes it as its input. The hidden state is (S, T, D) f32: what crosses
 //!   each boundary.
-//! - **Split tensor-parallel**, every stage runs the same step on its share of the heads
-//!   and hidden units: each records its passes up to the plan's next exchange, the host
-//!   sums the partials ([`AllReduce`]) and writes the sums back, and so on to the end.
+//! - **Split tensor-parallel**, every stage runs the same step on its share of the heads,
+//!   hidden units and vocabulary: each records its passes up to the plan's next exchange,
+//!   the host sums the partials ([`AllReduce`]) or gathers the shards' sampling candidates
+//!   (or logits) side by side, writes the result back, and so on to the end.
 //!
 //! Either way, only the last stage's outputs (the sampled tokens, or logits) are the step's.
 
@@ -168,11 +169,15 @@ impl Chain {
                 p.record(ticket, step, runs[k].clone(), last).await?;
             }
             if let Some(x) = exchanges.get(k) {
-                let partials = self
-                    .programs
-                    .iter()
-                    .map(|p| p.exchange_buffer(k))
-                    .collect::<Result<Vec<_>>>()?;
+                let mut partials = Vec::with_capacity(self.programs.len());
+                let mut widths = Vec::with_capacity(self.programs.len());
+                let mut into = Vec::with_capacity(self.programs.len());
+                for p in &self.programs {
+                    let (b, dst) = p.exchange_buffer(k)?;
+                    partials.push(b);
+                    into.extend(dst);
+                    widths.push(p.plan().exchanges[k].width);
+                }
                 if timing {
                     // Wait for the compute first, so that only the exchange is timed.
                     for p in &self.programs {
@@ -180,9 +185,11 @@ impl Chain {
                     }
                 }
                 let t = now();
-                reduce
-                    .run(&partials, x.rows.resolve(step) * x.width)
-                    .await?;
+                let rows = x.rows.resolve(step);
+                match x.gather {
+                    Some(_) => reduce.gather(&partials, &widths, rows, &into).await?,
+                    None => reduce.run(&partials, rows * x.width).await?,
+                }
                 exchanged += now() - t;
             }
         }

@@ -143,16 +143,20 @@ pub enum Bound {
     Slots { what: String, slots: usize },
 }
 
-/// A point where the adapters of a model split tensor-parallel sum a value's partials
-/// through the host before going on: the executor stops recording before pass `pass`, and
-/// replaces the first `rows` rows of `width` f32 of `buf` on every adapter by their sum.
+/// A point where the adapters of a model split tensor-parallel exchange a value through the
+/// host before going on: the executor stops recording before pass `pass`, and replaces the
+/// first `rows` rows of `width` f32 of `buf` on every adapter by their sum; or, for a
+/// gather, writes every adapter's rows side by side (in adapter order) into `gather`'s
+/// buffer of its width, on every adapter.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Exchange {
     pub buf: Buf,
     pub width: usize,
     pub rows: Rows,
-    /// The first pass that reads the sum (set by the scheduler).
+    /// The first pass that reads the result (set by the scheduler).
     pub pass: usize,
+    /// A gather's destination and its width (the adapters' widths add up to it).
+    pub gather: Option<(Buf, usize)>,
 }
 
 /// The context an op emits its dispatches into.
@@ -347,6 +351,17 @@ impl Emit<'_> {
     /// Sum `v`'s partials across the adapters before this op's dispatches run (see
     /// [`Exchange`]). `v` must be an (S, T, W) activation.
     pub fn exchange(&mut self, v: Value) -> Result<()> {
+        self.exchange_into(v, None)
+    }
+
+    /// Gather every adapter's `v` (S, T, W_i), side by side, into this op's result (S, T,
+    /// `width`), which the host writes: the op emits no dispatch of its own.
+    pub fn gather(&mut self, v: Value, width: usize) -> Result<()> {
+        let into = self.out();
+        self.exchange_into(v, Some((into, width)))
+    }
+
+    fn exchange_into(&mut self, v: Value, gather: Option<(Buf, usize)>) -> Result<()> {
         let width = match self.shape(v) {
             [_, _, w] => *w,
             other => {
@@ -361,6 +376,7 @@ impl Emit<'_> {
             width,
             rows: self.rows(v),
             pass: 0,
+            gather,
         });
         Ok(())
     }

@@ -77,3 +77,61 @@ impl Op for AllReduce {
         Some(Arc::new(AllReduce(Elementwise { a: self.0.a, tail })))
     }
 }
+
+/// Every part's `a` (S, T, W_i) side by side, in part order, as (S, T, `width`): the
+/// vocabulary shards' logits, or their sampling candidates. The host writes the result
+/// ([`Emit::gather`]); the op has no kernel. Its CPU twin is the identity (on a whole
+/// model, `a` is already everything).
+#[derive(Clone, Debug)]
+pub struct AllGather {
+    pub a: Value,
+    pub width: usize,
+}
+
+impl Graph {
+    /// Every part's `a` (S, T, W_i) side by side as (S, T, `width`), where the parts'
+    /// widths add up to `width`; `a` itself when the graph is the whole model.
+    pub fn all_gather(&self, a: Value, width: usize) -> Value {
+        if self.parts() <= 1 {
+            return a;
+        }
+        self.apply(AllGather { a, width })
+    }
+}
+
+impl Op for AllGather {
+    fn name(&self) -> &'static str {
+        "all_gather"
+    }
+
+    fn inputs(&self) -> Vec<Value> {
+        vec![self.a]
+    }
+
+    fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {
+        match g.shape(self.a).as_slice() {
+            [s, t, w] if *w <= self.width => Ok(vec![*s, *t, self.width]),
+            other => Err(format!(
+                "an all-gather takes (S, T, W) values of at most {} columns, not shape {other:?}",
+                self.width
+            )),
+        }
+    }
+
+    fn emit(&self, e: &mut Emit) -> Result<()> {
+        e.gather(self.a, self.width)
+    }
+
+    fn eval(&self, e: &mut Eval) -> Result<Vec<f32>> {
+        match e.shape(self.a).last() == Some(&self.width) {
+            true => Ok(e.value(self.a).to_vec()),
+            false => Err(crate::error::Error::Invalid(
+                "the reference evaluates whole models, which gather nothing".into(),
+            )),
+        }
+    }
+
+    fn exchanges(&self) -> bool {
+        true
+    }
+}

@@ -155,7 +155,7 @@ pub(super) fn emit(
         }
         let end = dispatches.len();
         if let Some(mut x) = exchange {
-            if end == start {
+            if end == start && x.gather.is_none() {
                 return Err(Error::Invalid(format!(
                     "{} exchanges but emits no dispatch to read the sum",
                     node.name()
