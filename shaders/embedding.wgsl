@@ -4,6 +4,8 @@
 // position pos + t (learned position embeddings).
 // A table larger than one binding is split by rows into parts, one dispatch each; a part
 // holds rows [row_start, row_start + part_rows) and writes only the ids that fall in it.
+// A table that is one adapter's vocabulary shard holds the ids [first, first + table_rows):
+// every part writes zeros for ids outside it (the shards' rows are then summed).
 // One thread per output element.
 
 struct Params {
@@ -14,6 +16,8 @@ struct Params {
     part_rows: u32,
     source: u32,
     table_meta: u32,
+    first: u32,
+    table_rows: u32,
 }
 
 override WG: u32 = 256u;
@@ -44,6 +48,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     } else if (p.source == 1u) {
         id = ids[sq.slot];
     }
+    if (id < p.first || id - p.first >= p.table_rows) {
+        y[i] = 0.0;
+        return;
+    }
+    id = id - p.first;
     if (id >= p.row_start && id < p.row_start + p.part_rows) {
         y[i] = load_table((id - p.row_start) * p.dim + d);
     }

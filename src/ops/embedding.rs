@@ -22,6 +22,10 @@ crate::kernels::gpu_struct! {
         source: u32,
         /// Block formats: the word of the table's buffer where its scales start.
         table_meta: u32,
+        /// The first id the table holds (a vocabulary shard's), and its rows: other ids
+        /// read zeros.
+        first: u32,
+        table_rows: u32,
     }
 }
 
@@ -67,6 +71,10 @@ pub struct Embedding {
     pub table: Value,
     pub ids: Value,
     pub source: Source,
+    /// The ids the table's rows stand for, `first..first + rows`, out of `vocab`: all of
+    /// them, or a vocabulary shard's (other ids read zeros).
+    pub first: usize,
+    pub vocab: usize,
 }
 
 impl Graph {
@@ -74,14 +82,24 @@ impl Graph {
     /// id per slot (the token each sequence sampled last), each sequence reads its slot's:
     /// -> (S, 1, D).
     pub fn embedding(&self, table: Value, ids: Value) -> Value {
+        let vocab = self.shape(table).first().copied().unwrap_or(0);
+        self.embedding_shard(table, ids, 0, vocab)
+    }
+
+    /// The same from a vocabulary shard: table (rows, D) holds the ids `first..first +
+    /// rows` of a vocabulary of `vocab`; other ids read zero rows, so that the sum over the
+    /// shards is the whole lookup.
+    pub fn embedding_shard(&self, table: Value, ids: Value, first: usize, vocab: usize) -> Value {
         let source = if self.is_state(ids) { Source::Slots } else { Source::Ids };
-        self.apply(Embedding { table, ids, source })
+        self.apply(Embedding { table, ids, source, first, vocab })
     }
 
     /// table (positions, D) gathered at each token's position `pos + t`, for the tokens of
     /// ids (S, T) -> (S, T, D).
     pub fn position_embedding(&self, table: Value, ids: Value) -> Value {
-        self.apply(Embedding { table, ids, source: Source::Positions })
+        let first = 0;
+        let vocab = self.shape(table).first().copied().unwrap_or(0);
+        self.apply(Embedding { table, ids, source: Source::Positions, first, vocab })
     }
 }
 
@@ -99,6 +117,15 @@ impl Op for Embedding {
             [_, d] => *d,
             s => return Err(format!("the table must be 2-D, got {s:?}")),
         };
+        let rows = g.shape(self.table)[0];
+        if self.first + rows > self.vocab || (self.source == Source::Positions && self.first > 0) {
+            return Err(format!(
+                "table rows {}..{} are not a share of a vocabulary of {}",
+                self.first,
+                self.first + rows,
+                self.vocab
+            ));
+        }
         if self.source == Source::Ids && !matches!(g.leaf(self.ids), Some(Leaf::Ids { .. })) {
             return Err("ids must be an ids input (checked against the vocabulary each step) or \
                  a per-slot token state"
@@ -121,7 +148,7 @@ impl Op for Embedding {
 
     fn emit(&self, e: &mut Emit) -> Result<()> {
         let fmt = e.weight(self.table, true)?;
-        let vocab = e.shape(self.table)[0];
+        let (vocab, rows) = (self.vocab, e.shape(self.table)[0]);
         match self.source {
             Source::Ids => e.bound_ids(self.ids, vocab),
             Source::Slots => {
@@ -153,6 +180,8 @@ impl Op for Embedding {
                 part_rows: part.rows.len() as u32,
                 source: self.source.code(),
                 table_meta: e.tensor(self.table)?.meta_word(part),
+                first: self.first as u32,
+                table_rows: rows as u32,
             };
             let grid = e.linear(e.this(), d, WG);
             e.dispatch(kernel(fmt), bindings, &params, grid);
@@ -172,7 +201,10 @@ impl Op for Embedding {
                 Source::Slots => ids[q.slot] as usize,
                 Source::Positions => q.pos + t,
             };
-            y[r * d..(r + 1) * d].copy_from_slice(&table[id * d..(id + 1) * d]);
+            // Ids outside a shard's rows stay zero.
+            if let Some(row) = id.checked_sub(self.first).and_then(|i| table.get(i * d..(i + 1) * d)) {
+                y[r * d..(r + 1) * d].copy_from_slice(row);
+            }
         }
         Ok(y)
     }
