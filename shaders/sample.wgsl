@@ -15,24 +15,14 @@
 //  5. writes the token to its slot and marks it seen.
 // Each sequence has its own parameters (sampling[s]). reduce_sum comes from reduce.wgsl (or
 // reduce_subgroup.wgsl where the adapter has subgroups), the WG workgroup size from the
-// override below, Seq from seq.wgsl.
+// override below, Seq from seq.wgsl, Sampling, key, penalise and best_of from
+// sample_key.wgsl.
 
 struct Params {
     seqs: u32,
     vocab: u32,
     tokens: u32,
     slots: u32,
-}
-
-struct Sampling {
-    rand: u32,
-    top_k: u32,
-    greedy: u32,
-    temperature: f32,
-    top_p: f32,
-    min_p: f32,
-    penalty: f32,
-    pad: u32,
 }
 
 override WG: u32 = 256u;
@@ -52,22 +42,10 @@ struct Row {
     sbase: u32,
 }
 
-var<workgroup> best_v: array<f32, WG>;
-var<workgroup> best_i: array<u32, WG>;
 var<workgroup> prefix: array<f32, WG>;
 
-// An order-preserving map of f32 onto u32: a < b  <=>  key(a) < key(b).
-fn key(x: f32) -> u32 {
-    let b = bitcast<u32>(x);
-    return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
-}
-
 fn penalised(r: Row, i: u32) -> f32 {
-    let l = logits[r.lbase + i];
-    if (r.sp.penalty != 1.0 && seen[r.sbase + i] != 0u) {
-        return select(l * r.sp.penalty, l / r.sp.penalty, l > 0.0);
-    }
-    return l;
+    return penalise(logits[r.lbase + i], seen[r.sbase + i] != 0u, r.sp.penalty);
 }
 
 // Scaled logit of token i (temperature applied).
@@ -124,20 +102,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             bi = i;
         }
     }
-    best_v[tid] = bv;
-    best_i[tid] = bi;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half = half >> 1u) {
-        if (tid < half) {
-            let ov = best_v[tid + half];
-            let oi = best_i[tid + half];
-            if (ov > best_v[tid] || (ov == best_v[tid] && oi < best_i[tid])) {
-                best_v[tid] = ov;
-                best_i[tid] = oi;
-            }
-        }
-        workgroupBarrier();
-    }
+    best_of(bv, bi, tid);
     var chosen = best_i[0];
 
     if (step.greedy == 0u) {

@@ -43,6 +43,9 @@ pub enum Include {
     Q8Block,
     /// `struct Seq`: one sequence's position, length and slot in the step.
     Seq,
+    /// `struct Sampling`, `key`, `penalise` and `best_of`: what the sampler and the vocabulary
+    /// shards' candidate proposals share.
+    SampleKey,
     /// Attention's `Params` and `keys_of`, the keys a query row sees (after `Seq`).
     AttentionKeys,
     /// `lane_sum(acc, lane, col, rows)`: a GEMV column's partial sums over its LANES lanes,
@@ -65,6 +68,7 @@ impl Include {
             Include::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Include::ReduceSubgroup => include_str!("../../shaders/reduce_subgroup.wgsl"),
             Include::Seq => include_str!("../../shaders/seq.wgsl"),
+            Include::SampleKey => include_str!("../../shaders/sample_key.wgsl"),
             Include::AttentionKeys => include_str!("../../shaders/attention_keys.wgsl"),
             Include::LanesShared => include_str!("../../shaders/lanes_shared.wgsl"),
             Include::LanesSubgroup => include_str!("../../shaders/lanes_subgroup.wgsl"),

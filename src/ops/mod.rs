@@ -32,6 +32,7 @@ ops!(
     attention,
     embedding,
     sample,
+    candidates,
     conv,
     pool,
     copy,

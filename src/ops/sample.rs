@@ -24,7 +24,7 @@ crate::kernels::gpu_struct! {
 pub static FAMILY: Family = Family {
     name: "sample",
     source: include_str!("../../shaders/sample.wgsl"),
-    includes: &[Include::Seq, Include::Reduce],
+    includes: &[Include::Seq, Include::SampleKey, Include::Reduce],
     bindings: &[
         Slot::Uniform,
         Slot::Read,
@@ -42,7 +42,10 @@ pub static FAMILY: Family = Family {
 };
 
 /// The same kernel with subgroup reductions.
-pub static FAMILY_SG: Family = FAMILY.with_includes("sample_sg", &[Include::Seq, Include::ReduceSubgroup]);
+pub static FAMILY_SG: Family = FAMILY.with_includes(
+    "sample_sg",
+    &[Include::Seq, Include::SampleKey, Include::ReduceSubgroup],
+);
 
 fn kernel(sg: Option<u32>) -> Kernel {
     crate::kernels::reducing(&FAMILY, &FAMILY_SG, WG, sg)
@@ -176,8 +179,18 @@ impl Op for Sample {
     }
 }
 
+/// Logit `l` after the repetition penalty `r` of a token already seen, as the shaders'
+/// `penalise` computes it.
+pub(crate) fn penalise(l: f32, was_seen: bool, r: f32) -> f32 {
+    match (r != 1.0 && was_seen, l > 0.0) {
+        (true, true) => l / r,
+        (true, false) => l * r,
+        (false, _) => l,
+    }
+}
+
 /// The order-preserving u32 key of an f32, as the shader computes it.
-fn key(x: f32) -> u32 {
+pub(crate) fn key(x: f32) -> u32 {
     let b = x.to_bits();
     if b & 0x8000_0000 != 0 {
         !b
@@ -192,17 +205,7 @@ pub fn sample_reference(logits: &[f32], seen: &[bool], s: &Sampling, rand: u32) 
     let pen: Vec<f32> = logits
         .iter()
         .zip(seen)
-        .map(|(&l, &was)| {
-            if s.repetition_penalty != 1.0 && was {
-                if l > 0.0 {
-                    l / s.repetition_penalty
-                } else {
-                    l * s.repetition_penalty
-                }
-            } else {
-                l
-            }
-        })
+        .map(|(&l, &was)| penalise(l, was, s.repetition_penalty))
         .collect();
     let mut best = 0;
     for (i, &l) in pen.iter().enumerate() {
