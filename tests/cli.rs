@@ -220,7 +220,7 @@ fn adapters_split_the_model_and_bad_placements_fail_clearly() {
         ),
         (
             &["--adapters", "vulkan,vulkan", "--split", "rows"][..],
-            "neither 'tensor' nor 'layers'",
+            "none of 'tensor', 'layers' and 'auto'",
         ),
         (
             &["--adapters", "vulkan,vulkan", "--split-weights", "2,x"][..],
@@ -265,15 +265,16 @@ fn adapters_split_the_model_and_bad_placements_fail_clearly() {
     };
     let (code, alone, err) = run(&["--adapter", "vulkan"]);
     assert_eq!(code, 0, "{err}");
-    let (code, split, err) = run(&["--adapters", "vulkan,vulkan"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(err.contains("stage 1: layers 15..30 on"), "{err}");
-    assert_eq!(split, alone, "split and alone");
-    let (code, tensor, err) = run(&["--adapters", "vulkan,vulkan", "--split", "tensor"]);
+    // By default (auto), tensor-parallel: this model can be so placed.
+    let (code, tensor, err) = run(&["--adapters", "vulkan,vulkan"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("stage 1: KV heads 2..3, hidden units 768..1536, the head on"),
+        err.contains("stage 1: KV heads 2..3, hidden units 768..1536, vocabulary 24576..49152 on"),
         "{err}"
     );
+    let (code, split, err) = run(&["--adapters", "vulkan,vulkan", "--split", "layers"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("stage 1: layers 15..30 on"), "{err}");
+    assert_eq!(split, alone, "split by layers and alone");
     assert_eq!(tensor, alone, "tensor-parallel and alone");
 }

@@ -66,7 +66,7 @@ fn shares_follow_the_weights_and_cover_every_unit() {
 }
 
 #[test]
-fn tensor_parallel_divides_heads_and_hidden_units_and_gives_the_last_the_vocabulary() {
+fn tensor_parallel_divides_heads_hidden_units_and_vocabulary_by_weight() {
     let c = smollm2();
     let Placement::Tensor(shards) = Placement::tensor(&c, &[2.0, 1.0], Q4_1).unwrap() else {
         panic!("tensor placement")
@@ -77,7 +77,7 @@ fn tensor_parallel_divides_heads_and_hidden_units_and_gives_the_last_the_vocabul
             kv_heads: 0..2,
             heads: 0..6,
             ffn: 0..1024,
-            vocab: 0..0
+            vocab: 0..32768
         }
     );
     assert_eq!(
@@ -86,7 +86,7 @@ fn tensor_parallel_divides_heads_and_hidden_units_and_gives_the_last_the_vocabul
             kv_heads: 2..3,
             heads: 6..9,
             ffn: 1024..1536,
-            vocab: 0..49152
+            vocab: 32768..49152
         }
     );
     // Three equal adapters: a KV head each.
@@ -199,8 +199,8 @@ fn slices_of_stored_weights_hold_the_same_values() {
 }
 
 /// The Llama family's cut rule: each shard's rows of q/k/v, gate and up and its columns of
-/// o_proj and down follow its placement, and the shards' cuts tile each tensor; the head
-/// (final norm and lm_head) is whole where the shard has the vocabulary, skipped elsewhere.
+/// o_proj and down follow its placement, and the shards' cuts tile each tensor; the
+/// embedding and lm_head are cut to the shard's vocabulary rows, the norms are whole.
 #[test]
 fn a_llama_shard_loads_its_heads_hidden_units_and_vocabulary() {
     use kiln::load::Cut;
@@ -210,7 +210,7 @@ fn a_llama_shard_loads_its_heads_hidden_units_and_vocabulary() {
     };
     let cut = |s: &Shard, name: &str| llama_cut(&c, s, name);
     let l = |n: &str| format!("model.layers.7.{n}");
-    // Shard 0: KV heads 0..2 (query heads 0..6), hidden units 0..1024, no vocabulary.
+    // Shard 0: KV heads 0..2 (query heads 0..6), hidden units 0..1024, ids 0..32768.
     let s0 = &shards[0];
     assert_eq!(
         cut(s0, &l("self_attn.q_proj.weight")),
@@ -233,20 +233,23 @@ fn a_llama_shard_loads_its_heads_hidden_units_and_vocabulary() {
         cut(s0, &l("mlp.down_proj.weight")),
         Some(Cut::Columns(0..1024))
     );
-    for name in ["lm_head.weight", "model.norm.weight"] {
-        assert_eq!(cut(s0, name), Some(Cut::Skip), "{name}");
-        assert_eq!(cut(&shards[1], name), None, "{name}");
+    for name in ["lm_head.weight", "model.embed_tokens.weight"] {
+        assert_eq!(cut(s0, name), Some(Cut::Rows(0..32768)), "{name}");
+        assert_eq!(
+            cut(&shards[1], name),
+            Some(Cut::Rows(32768..49152)),
+            "{name}"
+        );
     }
-    // A share of the vocabulary (the planned split of the head) is rows of lm_head.
-    let part = Shard {
-        vocab: 100..200,
+    // One shard of all the vocabulary loads those whole.
+    let all = Shard {
+        vocab: 0..c.vocab,
         ..s0.clone()
     };
-    assert_eq!(cut(&part, "lm_head.weight"), Some(Cut::Rows(100..200)));
-    assert_eq!(cut(&part, "model.norm.weight"), None);
+    assert_eq!(cut(&all, "lm_head.weight"), None);
     // Replicated on every adapter.
     for s in &shards {
-        assert_eq!(cut(s, "model.embed_tokens.weight"), None);
+        assert_eq!(cut(s, "model.norm.weight"), None);
     }
     assert_eq!(cut(s0, &l("input_layernorm.weight")), None);
     // The shards' cuts tile each split tensor, in order.

@@ -103,10 +103,10 @@ fn check_model(tag: &str, extra: &str, split: Split) {
         let names: Vec<String> = group.iter().map(label).collect();
         let what = format!("{tag} split ({mode}) over {}", names.join(" + "));
         let n = group.len();
-        // Tensor-parallel, uneven: lavapipe (first) weighs 3, and so holds the head.
+        // Tensor-parallel, uneven: lavapipe (first) weighs 3, and so samples.
         let weights = match split {
-            Split::Tensor => [3.0, 1.0, 1.0][..n].to_vec(),
             Split::Layers => vec![1.0; n],
+            _ => [3.0, 1.0, 1.0][..n].to_vec(),
         };
         let lavapipe = label(&group[0]);
         let gpus = Gpus::new(group, split).and_then(|g| g.weighted(&weights));
@@ -116,6 +116,7 @@ fn check_model(tag: &str, extra: &str, split: Split) {
         assert_eq!(spans.len(), n, "{what}: one stage per adapter");
         let layers: Vec<_> = spans.iter().map(|s| s.layers.clone()).collect();
         match split.split() {
+            Split::Auto => panic!("{what}: a loaded model's split is tensor or layers"),
             Split::Layers => {
                 assert_eq!(
                     layers.first().map(|r| r.start),
@@ -129,12 +130,26 @@ fn check_model(tag: &str, extra: &str, split: Split) {
                 );
             }
             Split::Tensor => {
-                // Every layer everywhere, the head on the last adapter only; each adapter
-                // holds its share of the weights (the embedding is replicated).
+                // Every layer everywhere, and a share of the vocabulary each, in order
+                // (lavapipe, weighing 3, holds the most); each adapter holds its share of
+                // the weights.
                 assert!(layers.iter().all(|r| *r == (0..4)), "{what}: {layers:?}");
-                let heads: Vec<bool> = spans.iter().map(|s| s.heads()).collect();
-                assert_eq!(heads.iter().filter(|h| **h).count(), 1, "{what}: {heads:?}");
-                assert_eq!(heads.last(), Some(&true), "{what}: {heads:?}");
+                let rows: Vec<_> = split
+                    .stages()
+                    .iter()
+                    .map(|s| s.decoder.vocab_rows())
+                    .collect();
+                assert_eq!(rows.first().map(|r| r.start), Some(0), "{what}: {rows:?}");
+                assert_eq!(rows.last().map(|r| r.end), Some(97), "{what}: {rows:?}");
+                assert!(
+                    rows.windows(2).all(|w| w[0].end == w[1].start),
+                    "{what}: {rows:?}"
+                );
+                assert_eq!(
+                    rows.iter().map(|r| r.len()).max(),
+                    rows.last().map(|r| r.len()),
+                    "{what}: {rows:?}"
+                );
                 let last = split.stages().last().map(|s| label(&s.gpu));
                 assert_eq!(last, Some(lavapipe.clone()), "{what}: the fastest samples");
                 for s in split.stages() {
@@ -251,9 +266,35 @@ fn bad_placements_are_refused_by_name() {
     let four = Gpus::new(vec![lp.clone(); 4], Split::Tensor).expect("group");
     let e = load(&four, &dir, None).err().expect("refused").to_string();
     assert!(e.contains("4 adapters") && e.contains("3 KV heads"), "{e}");
+    // The default, `auto`, splits those by layers instead, and two tensor-parallel.
+    let auto = Gpus::new(vec![lp.clone(); 4], Split::Auto).expect("group");
+    let model = load(&auto, &dir, None).expect("by layers");
+    assert_eq!(model.split(), Split::Layers);
+    assert_eq!(model.stages().len(), 4);
+    let auto = Gpus::new(vec![lp.clone(); 2], Split::Auto).expect("group");
+    assert_eq!(load(&auto, &dir, None).expect("two").split(), Split::Tensor);
     // A part of a tensor-parallel model does not run alone.
     let two = Gpus::new(vec![lp.clone(); 2], Split::Tensor).expect("group");
     let model = load(&two, &dir, None).expect("two parts");
+    // Sampling over vocabulary shards needs a bounded top-k.
+    let open = Sampling {
+        top_k: 0,
+        ..Sampling::default()
+    };
+    let options = GenerateOptions {
+        max_tokens: 2,
+        sampling: open,
+        ..Default::default()
+    };
+    let mut s = pollster::block_on(model.batch_session(CONTEXT, 1)).expect("session");
+    let e = pollster::block_on(s.generate_batch(&[vec![1, 2]], options))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("top_k 0") && e.contains("between 1 and 256"),
+        "{e}"
+    );
     let part = &model.stages()[0];
     let g = kiln::graph::Graph::new().part_of(2);
     let cache = kiln::models::Cache {
@@ -266,7 +307,11 @@ fn bad_placements_are_refused_by_name() {
         .forward(&g, ids, cache, kiln::models::Logits::Last);
     g.output("hidden", out);
     let plan = kiln::schedule::Plan::new(&g, kiln::schedule::Target::of(&part.gpu)).expect("plan");
-    assert_eq!(plan.exchanges.len(), 8, "two exchanges a layer");
+    assert_eq!(
+        plan.exchanges.len(),
+        9,
+        "two exchanges a layer, one for the embedding"
+    );
     // Each exchange starts a pass, the first to read the sum.
     for x in &plan.exchanges {
         let first = plan.passes[x.pass].dispatches.start;

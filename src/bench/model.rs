@@ -122,7 +122,7 @@ impl std::fmt::Display for ModelReport {
         if let Some((n, floats, t)) = self.all_reduce {
             let us = t.as_secs_f64() * 1e6;
             let per_step = 2.0 * self.layers as f64 * t.as_secs_f64();
-            let runs = 2 * self.layers;
+            let runs = 2 * self.layers + 1;
             write!(
                 f,
                 "  all-reduce of {floats} floats over {n} adapters {us:.1} us, {runs} a step: \
@@ -131,7 +131,7 @@ impl std::fmt::Display for ModelReport {
             )?;
             match self.split {
                 crate::split::Split::Tensor => writeln!(f, " alone")?,
-                crate::split::Split::Layers => writeln!(f, " were it split tensor-parallel")?,
+                _ => writeln!(f, " were it split tensor-parallel")?,
             }
         }
         if !self.exchanged.is_empty() {
@@ -140,8 +140,8 @@ impl std::fmt::Display for ModelReport {
             let step = 1.0 / spread(&self.decode).0;
             writeln!(
                 f,
-                "  all-reduces per decode step {:.2} ms (median of {} steps) = {:.1}% of the \
-                 median step",
+                "  exchanges (all-reduces and the candidates' gather) per decode step {:.2} ms \
+                 (median of {} steps) = {:.1}% of the median step",
                 median * 1e3,
                 self.exchanged.len(),
                 100.0 * median / step
@@ -238,7 +238,7 @@ pub async fn model(
         let hidden = model.decoder().hidden();
         let n = stages.len();
         match model.split() {
-            crate::split::Split::Layers => {
+            crate::split::Split::Layers | crate::split::Split::Auto => {
                 for (i, pair) in stages.windows(2).enumerate() {
                     let t = super::exchange(&pair[0].gpu, &pair[1].gpu, hidden, 50).await?;
                     exchange.push((format!("hidden {i} -> {} ({hidden} floats)", i + 1), t));

@@ -56,6 +56,15 @@ pub fn gguf_config_json(path: &Path) -> Result<String> {
     Ok(config(&Gguf::parse(&label, &map)?)?.to_string())
 }
 
+/// The widest block, in weights, of the GGUF's tensors whose names end with `suffix` (1 for
+/// float formats, 1 when none does): what a cut through their columns must keep whole.
+pub fn gguf_block(path: &Path, suffix: &str) -> Result<usize> {
+    let (label, map) = map(path)?;
+    let g = Gguf::parse(&label, &map)?;
+    let widest = g.tensors.iter().filter(|t| t.name.ends_with(suffix));
+    Ok(widest.map(|t| t.kind.block_elems()).max().unwrap_or(1))
+}
+
 /// The file at `path` mapped read-only, with its name for messages.
 fn map(path: &Path) -> Result<(String, memmap2::Mmap)> {
     let label = path.display().to_string();

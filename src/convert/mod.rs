@@ -13,7 +13,7 @@ mod spm;
 pub mod tokenizer;
 
 pub use hf::{config, tensors, tokenizer_config};
-pub use load::{GgufModel, gguf_config_json, load_gguf};
+pub use load::{GgufModel, gguf_block, gguf_config_json, load_gguf};
 
 use crate::dtype::blocks;
 use crate::error::{Error, Result};

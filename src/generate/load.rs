@@ -33,16 +33,22 @@ struct Upload {
 }
 
 impl Source<'_> {
-    /// The block size weights cut by columns must keep: the recoding's, or (unknown before
-    /// the file is read) the 32 of GGUF's common formats; a cut that splits a block of a
-    /// wider format is refused as it loads.
-    fn blocks(&self, dtype: Option<crate::DType>) -> usize {
-        let stored = match self {
+    /// The block sizes of the weights cut by columns (`o_proj` and `down`) must keep: the
+    /// recoding's, or the widest stored format's (GGUF's names, `attn_output`, `ffn_down`).
+    fn blocks(&self, dtype: Option<crate::DType>) -> Result<Blocks> {
+        let want = dtype.map_or(1, |d| d.block_elems());
+        let (o_proj, down) = match self {
             #[cfg(not(target_arch = "wasm32"))]
-            Source::Gguf(_) => 32,
-            _ => 1,
+            Source::Gguf(p) => (
+                crate::convert::gguf_block(p, "attn_output.weight")?,
+                crate::convert::gguf_block(p, "ffn_down.weight")?,
+            ),
+            _ => (1, 1),
         };
-        stored.max(dtype.map_or(1, |d| d.block_elems()))
+        Ok(Blocks {
+            o_proj: o_proj.max(want),
+            down: down.max(want),
+        })
     }
 
     fn origin(&self) -> String {
@@ -144,10 +150,20 @@ pub(super) async fn place(
         ));
     }
     let config = source.config()?;
-    // Tensor-parallel, the last adapter holds the head and samples: make it the fastest.
+    let blocks = source.blocks(options.dtype)?;
+    // Tensor-parallel, the last adapter holds the largest share and samples: make it the
+    // fastest.
+    let tensor = gpus.fastest_last().with_split(Split::Tensor);
     let gpus = &match gpus.split() {
-        Split::Tensor => gpus.fastest_last(),
+        Split::Tensor => tensor,
         Split::Layers => gpus.clone(),
+        Split::Auto => match tensor.shards(&config, blocks) {
+            Ok(_) => tensor,
+            Err(e) => {
+                log::warn!("splitting by layers: tensor-parallel cannot place this model: {e}");
+                gpus.clone().with_split(Split::Layers)
+            }
+        },
     };
     let n = gpus.gpus().len();
     // Each adapter's part, how it names it, and its cut rule.
@@ -164,26 +180,14 @@ pub(super) async fn place(
                 parts.push((part, what, rule));
             }
         }
-        Split::Tensor => {
-            let b = source.blocks(options.dtype);
-            let blocks = Blocks { o_proj: b, down: b };
-            for (i, shard) in gpus.shards(&config, blocks)?.into_iter().enumerate() {
-                let what = format!(
-                    "KV heads {:?} and hidden units {:?}{}",
-                    shard.kv_heads,
-                    shard.ffn,
-                    if shard.vocab.is_empty() {
-                        ""
-                    } else {
-                        " with the head"
-                    }
-                );
-                let head = i + 1 == n;
+        Split::Tensor | Split::Auto => {
+            for shard in gpus.shards(&config, blocks)? {
+                let what = Part::Shard(shard.clone()).to_string();
                 let cut = shard.clone();
                 let config = &config;
                 let rule: Rule =
                     Box::new(move |name: &str, _: &[usize]| llama_cut(config, &cut, name));
-                parts.push((Part::Shard { shard, head }, what, rule));
+                parts.push((Part::Shard(shard), what, rule));
             }
         }
     }

@@ -202,7 +202,7 @@ impl TextModel {
     }
 
     /// Each adapter's part of the model, in layer order (split tensor-parallel: in the
-    /// order the host adds their partial sums; the last samples).
+    /// order of their vocabulary shares and the host's sums; the last samples).
     pub fn stages(&self) -> &[Stage] {
         &self.stages
     }
@@ -210,6 +210,23 @@ impl TextModel {
     /// How the model is divided across its adapters (by layers, on one adapter).
     pub fn split(&self) -> Split {
         self.split
+    }
+
+    /// Whether the model can sample with `s`: split tensor-parallel, each adapter proposes
+    /// candidates from its share of the vocabulary, which needs greedy decoding or top-k
+    /// between 1 and [`crate::ops::candidates::MAX_TOP_K`].
+    pub fn check_sampling(&self, s: &crate::sample::Sampling) -> Result<()> {
+        let max = crate::ops::candidates::MAX_TOP_K;
+        let sharded = self.split == Split::Tensor && self.stages.len() > 1;
+        if sharded && !s.is_greedy() && !(1..=max).contains(&s.top_k) {
+            return Err(Error::Invalid(format!(
+                "top_k {} with a model split tensor-parallel: each adapter proposes at most \
+                 {max} candidates from its share of the vocabulary, so set top_k between 1 and \
+                 {max} (or split by layers)",
+                s.top_k
+            )));
+        }
+        Ok(())
     }
 
     /// Bytes of weights on all the model's adapters.

@@ -63,6 +63,7 @@ impl Session {
             )));
         }
         options.sampling.validate()?;
+        self.model.check_sampling(&options.sampling)?;
         let vocab = self.model.decoder().vocab();
         let mut reuse = Vec::with_capacity(n);
         for (slot, prompt) in prompts.iter().enumerate() {
@@ -101,17 +102,23 @@ impl Session {
         self.ensure_decode(n).await?;
 
         // The repetition penalty sees the whole prompt: flags for the reused part are written
-        // here, the sampler marks the rest.
-        let (gpu, state) = self.sampler()?;
-        let seen = state.buffer("seen")?;
-        for (slot, (prompt, &r)) in prompts.iter().zip(&reuse).enumerate() {
-            let mut flags = vec![0u32; vocab];
-            for &t in &prompt[..r] {
-                flags[t as usize] = 1;
+        // here (on every stage that keeps them: tensor-parallel, each part proposes
+        // candidates with its penalties), the sampler marks the rest.
+        for (stage, state) in self.model.stages().iter().zip(&self.states) {
+            let Ok(seen) = state.buffer("seen") else {
+                continue;
+            };
+            for (slot, (prompt, &r)) in prompts.iter().zip(&reuse).enumerate() {
+                let mut flags = vec![0u32; vocab];
+                for &t in &prompt[..r] {
+                    flags[t as usize] = 1;
+                }
+                let offset = (slot * vocab * 4) as u64;
+                stage
+                    .gpu
+                    .queue()
+                    .write_buffer(seen, offset, bytemuck::cast_slice(&flags));
             }
-            let offset = (slot * vocab * 4) as u64;
-            gpu.queue()
-                .write_buffer(seen, offset, bytemuck::cast_slice(&flags));
         }
         let program =
             find(&self.prefill, n).ok_or_else(|| Error::Invalid("no prefill program".into()))?;

@@ -112,12 +112,15 @@ impl Session {
         let vocab = model.decoder().vocab();
         let parts = match model.split() {
             Split::Tensor => model.stages().len(),
-            Split::Layers => 1,
+            Split::Layers | Split::Auto => 1,
         };
-        let plan = |stage: &Stage| {
+        let stages = model.stages().len();
+        let plan = |(i, stage): (usize, &Stage)| {
             let g = Graph::batch(seqs).part_of(parts);
             let d = stage.decoder.as_ref();
             let span = d.span();
+            // The last stage's outputs are the step's.
+            let last = i + 1 == stages;
             let sampler = end == End::Sample && span.heads();
             let seen = sampler.then(|| g.state("seen", &[cache.slots, vocab]));
             let token = (sampler || (span.embeds() && tokens.is_none()))
@@ -136,20 +139,29 @@ impl Session {
                 End::Sample => Logits::Last,
             };
             let out = d.forward(&g, input, cache, which);
+            // Tensor-parallel, every part holds a share of the vocabulary: its logits are
+            // gathered, or its sampling candidates, and the last samples. Parts before the
+            // last read nothing back: their exchanges are their effect.
+            let rows = d.vocab_rows();
             match (span.heads(), end, seen, token) {
-                // A part of a tensor-parallel model other than the last: its exchanges
-                // are its effect, and it reads nothing back.
-                (false, ..) if parts > 1 => {}
                 (false, ..) => g.output(HIDDEN, out),
-                (true, End::Logits(_), ..) => g.output("logits", out),
+                (true, End::Logits(_), ..) => {
+                    let all = g.all_gather(out, vocab);
+                    if last {
+                        g.output("logits", all)
+                    }
+                }
                 (true, End::Sample, Some(seen), Some(token)) => {
-                    g.output("token", g.sample(out, ids, seen, token))
+                    let t = g.sample_shards(out, rows.start, vocab, ids, seen, token, last);
+                    if last {
+                        g.output("token", t)
+                    }
                 }
                 _ => return Err(Error::Invalid("a sampling step without its states".into())),
             }
             Plan::new(&g, Target::of(&stage.gpu))
         };
-        model.stages().iter().map(plan).collect()
+        model.stages().iter().enumerate().map(plan).collect()
     }
 
     /// Build the decode program for `seqs` sequences per step if there is none.
@@ -189,14 +201,6 @@ impl Session {
             chain.profile_into(Some((p.clone(), phase))).await?;
         }
         Ok(chain)
-    }
-
-    /// The last stage's GPU and states: the sampler's.
-    pub(super) fn sampler(&self) -> Result<(&crate::gpu::Gpu, &State)> {
-        match (self.model.stages().last(), self.states.last()) {
-            (Some(stage), Some(state)) => Ok((&stage.gpu, state)),
-            _ => Err(Error::Invalid("the session has no stages".into())),
-        }
     }
 
     /// Time every kernel of every later step on the GPU, by phase ("prefill", "decode",

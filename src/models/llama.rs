@@ -5,7 +5,7 @@
 //! (positions), N cache slots.
 //!
 //! ```text
-//!     x = embed[ids]                                              (S, T, D)
+//!     x = all_reduce(embed[ids])                                  (S, T, D)
 //!     for each layer:
 //!         h = rmsnorm(x) * w_attn_norm
 //!         q, k, v = rope(h Wq^T + bq), rope(h Wk^T + bk), h Wv^T + bv
@@ -16,9 +16,10 @@
 //! ```
 //!
 //! Split tensor-parallel, each adapter holds a [`Shard`]: its KV heads (with their query
-//! heads and cache), its hidden units, and H, KV and F above are its shares; `all_reduce`
-//! sums the partial products of `Wo` and `Wdown` across the adapters. On one adapter it is
-//! the identity.
+//! heads and cache), its hidden units and its rows of the vocabulary, and H, KV, F and V
+//! above are its shares; `all_reduce` sums the partial products of `Wo` and `Wdown`, and
+//! the shards' embedding rows (ids outside a shard read zeros), across the adapters. On
+//! one adapter it is the identity.
 
 use super::config::Config;
 use super::{Cache, Decoder, Logits, Part, Shard, Span, Special};
@@ -75,11 +76,13 @@ struct Head {
 }
 
 /// How many heads and hidden units one adapter computes: all of them, or a shard's.
-#[derive(Copy, Clone, Debug)]
+#[derive(Clone, Debug)]
 struct Local {
     heads: usize,
     kv_heads: usize,
     ffn: usize,
+    /// Rows of the embedding and of the logits.
+    vocab: std::ops::Range<usize>,
 }
 
 /// A Llama-family model, a span of its layers or a tensor-parallel shard of it, whose
@@ -112,6 +115,7 @@ impl Llama {
             heads: config.heads,
             kv_heads: config.kv_heads,
             ffn: config.ffn,
+            vocab: 0..config.vocab,
         };
         let part = match span.layers.len() == config.layers {
             true => Part::Whole,
@@ -120,40 +124,44 @@ impl Llama {
         Self::build(config, w, span, part, local)
     }
 
-    /// One adapter's `shard` of every layer of a model split tensor-parallel, its weights
-    /// cut to it ([`crate::split::llama_cut`]); the head where `span` has it.
-    pub fn shard(config: Config, w: &Weights, span: Span, shard: Shard) -> Result<Llama> {
+    /// One adapter's `shard` of every layer of a model split tensor-parallel, and of its
+    /// embedding and head, its weights cut to it ([`crate::split::llama_cut`]).
+    pub fn shard(config: Config, w: &Weights, shard: Shard) -> Result<Llama> {
         let c = &config;
         let group = c.heads / c.kv_heads.max(1);
         let fits = !shard.kv_heads.is_empty()
             && shard.kv_heads.end <= c.kv_heads
             && shard.heads == (shard.kv_heads.start * group..shard.kv_heads.end * group)
             && !shard.ffn.is_empty()
-            && shard.ffn.end <= c.ffn;
+            && shard.ffn.end <= c.ffn
+            && !shard.vocab.is_empty()
+            && shard.vocab.end <= c.vocab;
         if !fits {
             return Err(crate::error::Error::Invalid(format!(
-                "shard {shard:?} is not a share of a model of {} heads in {} KV groups and {} \
-                 hidden units",
-                c.heads, c.kv_heads, c.ffn
+                "shard {shard:?} is not a share of a model of {} heads in {} KV groups, {} \
+                 hidden units and a vocabulary of {}",
+                c.heads, c.kv_heads, c.ffn, c.vocab
             )));
         }
         let local = Local {
             heads: shard.heads.len(),
             kv_heads: shard.kv_heads.len(),
             ffn: shard.ffn.len(),
+            vocab: shard.vocab.clone(),
         };
-        let head = span.heads();
-        Self::build(config, w, span, Part::Shard { shard, head }, local)
+        let span = Span::whole(c.layers);
+        Self::build(config, w, span, Part::Shard(shard), local)
     }
 
     fn build(config: Config, w: &Weights, span: Span, part: Part, local: Local) -> Result<Llama> {
         let c = &config;
         let (d, dh) = (c.hidden, c.head_dim);
         let (q_dim, kv_dim, ffn) = (local.heads * dh, local.kv_heads * dh, local.ffn);
+        let vocab = local.vocab.len();
         let get = |name: &str, shape: &[usize]| w.get_shaped(name, shape).cloned();
         let embed_name = "model.embed_tokens.weight";
         let embed = match span.embeds() {
-            true => Some(get(embed_name, &[c.vocab, d])?),
+            true => Some(get(embed_name, &[vocab, d])?),
             false => None,
         };
         let mut layers = Vec::with_capacity(span.layers.len());
@@ -188,8 +196,8 @@ impl Llama {
                 norm: get("model.norm.weight", &[d])?,
                 lm_head: match (c.tied_embeddings, &embed) {
                     (true, Some(e)) => e.clone(),
-                    (true, None) => get(embed_name, &[c.vocab, d])?,
-                    (false, _) => get("lm_head.weight", &[c.vocab, d])?,
+                    (true, None) => get(embed_name, &[vocab, d])?,
+                    (false, _) => get("lm_head.weight", &[vocab, d])?,
                 },
             }),
             false => None,
@@ -232,7 +240,8 @@ impl Llama {
         let mut x = match &self.embed {
             Some(embed) => {
                 g.set_scope("embed");
-                g.embedding(g.weight(embed), input) // (S, T, D)
+                let rows = &self.local.vocab;
+                g.all_reduce(g.embedding_shard(g.weight(embed), input, rows.start, c.vocab)) // (S, T, D)
             }
             None => input,
         };
@@ -270,7 +279,7 @@ impl Llama {
         g.matmul(
             g.rms_norm(x, g.weight(&head.norm), c.eps),
             g.weight(&head.lm_head),
-        ) // (S, T or 1, V)
+        ) // (S, T or 1, V), or a shard's rows of V
     }
 
     /// Bytes of weights on the GPU (tied embeddings counted once).
@@ -317,7 +326,7 @@ impl Decoder for Llama {
         let embed_row = self
             .embed
             .as_ref()
-            .map_or(0, |e| e.bytes() / c.vocab.max(1) as u64);
+            .map_or(0, |e| e.bytes() / self.local.vocab.len().max(1) as u64);
         // K and V, f32, for each of the span's layers and each of its KV heads.
         let kv = (2 * self.layers.len() * self.local.kv_heads * c.head_dim * 4 * position) as u64;
         layers + head + embed_row + kv
@@ -330,6 +339,9 @@ impl Decoder for Llama {
     }
     fn hidden(&self) -> usize {
         self.config.hidden
+    }
+    fn vocab_rows(&self) -> std::ops::Range<usize> {
+        self.local.vocab.clone()
     }
     fn forward(&self, g: &Graph, input: Value, cache: Cache, logits: Logits) -> Value {
         Llama::forward(self, g, input, cache, logits)

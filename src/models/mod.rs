@@ -53,15 +53,6 @@ impl Span {
         }
     }
 
-    /// The same layers without the head: a part of a tensor-parallel model other than the
-    /// one that samples.
-    pub fn without_head(self) -> Span {
-        Span {
-            head: false,
-            ..self
-        }
-    }
-
     /// `layers` of a model of `total`; errors unless it is a non-empty range within it.
     pub fn new(layers: Range<usize>, total: usize) -> Result<Span> {
         if layers.is_empty() || layers.end > total {
@@ -97,8 +88,8 @@ pub struct Shard {
     pub heads: Range<usize>,
     /// MLP hidden units: rows of `gate` and `up`, columns of `down`.
     pub ffn: Range<usize>,
-    /// Vocabulary rows of `lm_head` (the adapter's logits) and, where not empty, the final
-    /// norm and the sampler. For now the last adapter holds all of it.
+    /// Vocabulary: rows of the embedding and of `lm_head` (the adapter's logits, from
+    /// which it proposes sampling candidates).
     pub vocab: Range<usize>,
 }
 
@@ -133,6 +124,11 @@ pub trait Decoder: wgpu::WasmNotSendSync {
     fn part(&self) -> Part;
     /// Width of the hidden state, what crosses from one span to the next.
     fn hidden(&self) -> usize;
+    /// The vocabulary rows of the logits this instance gives: all of them, or a
+    /// tensor-parallel shard's.
+    fn vocab_rows(&self) -> Range<usize> {
+        0..self.vocab()
+    }
     /// One step from each sequence's position, reading and extending the KV caches of
     /// `cache`. `input` is the token ids (S, T) where the span embeds, else the hidden state
     /// (S, T, hidden) of the span before; returns the logits (S, T or 1, V) where the span
@@ -158,9 +154,8 @@ pub enum Part {
     Whole,
     /// Split by layers: these.
     Layers(Range<usize>),
-    /// Split tensor-parallel: this share of the heads, hidden units (and, where `head`,
-    /// the final norm and the vocabulary projection).
-    Shard { shard: Shard, head: bool },
+    /// Split tensor-parallel: this share of the heads, hidden units and vocabulary.
+    Shard(Shard),
 }
 
 impl std::fmt::Display for Part {
@@ -168,17 +163,11 @@ impl std::fmt::Display for Part {
         match self {
             Part::Whole => write!(f, "every layer"),
             Part::Layers(r) => write!(f, "layers {r:?}"),
-            Part::Shard { shard, head } => {
-                write!(
-                    f,
-                    "KV heads {:?}, hidden units {:?}",
-                    shard.kv_heads, shard.ffn
-                )?;
-                match head {
-                    true => write!(f, ", the head"),
-                    false => Ok(()),
-                }
-            }
+            Part::Shard(shard) => write!(
+                f,
+                "KV heads {:?}, hidden units {:?}, vocabulary {:?}",
+                shard.kv_heads, shard.ffn, shard.vocab
+            ),
         }
     }
 }
@@ -199,9 +188,6 @@ pub fn decoder(
             let span = Span::new(r, config.layers)?;
             Llama::span(config, weights, span)?
         }
-        Part::Shard { shard, head } => {
-            let span = if head { whole } else { whole.without_head() };
-            Llama::shard(config, weights, span, shard)?
-        }
+        Part::Shard(shard) => Llama::shard(config, weights, shard)?,
     }))
 }

@@ -4,8 +4,9 @@
 //! - **tensor-parallel**, Megatron-style: each adapter owns a range of KV heads (with their
 //!   query heads, their rows of q/k/v, their columns of `o_proj` and their KV cache), a
 //!   range of the MLP's hidden units (rows of `gate`/`up`, columns of `down`) and a range of
-//!   the vocabulary (rows of `lm_head`); `o_proj` and `down` then give partial sums that
-//!   the host adds;
+//!   the vocabulary (rows of the embedding and of `lm_head`); `o_proj`, `down` and the
+//!   embedding lookup then give partial sums that the host adds, and each adapter proposes
+//!   sampling candidates from its logits, which the host gathers;
 //! - **by layers** (pipeline): each adapter owns contiguous layers, and the hidden state
 //!   crosses over once per boundary. It is for capacity, not speed.
 //!
@@ -18,9 +19,9 @@
 //! loads and runs its own layers and the session hands the hidden state from one to the
 //! next through the host; tensor-parallel, every adapter runs every layer on its share and
 //! the host sums the partials of `o_proj` and `down` ([`crate::exec::AllReduce`], twice a
-//! layer). For now the vocabulary projection and the sampler stay whole on the last adapter
-//! (its [`Shard::vocab`] is all of it, the others' empty); splitting it by vocabulary, each
-//! shard proposing candidates that the host merges, is planned.
+//! layer, and once for the embedding). Each adapter's rows of `lm_head` give its logits,
+//! from which it proposes candidates (`crate::ops::candidates`); the host gathers them and
+//! the last adapter samples from them, as it would from the whole logits.
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -127,6 +128,11 @@ impl Gpus {
         }
     }
 
+    /// The same adapters and weights, the model divided `split`.
+    pub fn with_split(self, split: Split) -> Gpus {
+        Gpus { split, ..self }
+    }
+
     /// Each adapter's share of a model of config `c` split tensor-parallel, slices kept at
     /// `blocks`.
     pub fn shards(&self, c: &Config, blocks: Blocks) -> Result<Vec<Shard>> {
@@ -144,16 +150,21 @@ pub enum Split {
     Tensor,
     /// Contiguous layers per adapter.
     Layers,
+    /// Tensor-parallel where the model can be placed so (at least one KV head per adapter,
+    /// cuts at whole quant blocks), else by layers. A loaded model's split is one of the
+    /// other two ([`crate::TextModel::split`]).
+    Auto,
 }
 
 impl Split {
-    /// `tensor` or `layers`.
+    /// `tensor`, `layers` or `auto`.
     pub fn parse(text: &str) -> Result<Split> {
         match text {
             "tensor" => Ok(Split::Tensor),
             "layers" => Ok(Split::Layers),
+            "auto" => Ok(Split::Auto),
             _ => Err(Error::Invalid(format!(
-                "split '{text}' is neither 'tensor' nor 'layers'"
+                "split '{text}' is none of 'tensor', 'layers' and 'auto'"
             ))),
         }
     }
@@ -177,7 +188,7 @@ pub struct Blocks {
 impl Placement {
     /// Tensor-parallel ranges for `c` over adapters of relative speeds `weights` (one per
     /// adapter, positive): each adapter's share of KV heads and of hidden units (in units of
-    /// `down`'s blocks) follows its weight; the vocabulary goes to the last. Errors, naming the limit,
+    /// `down`'s blocks) and of the vocabulary follows its weight. Errors, naming the limit,
     /// when there are more adapters than KV heads or block units, or when a KV-head
     /// boundary would cut `o_proj`'s blocks.
     pub fn tensor(c: &Config, weights: &[f64], blocks: Blocks) -> Result<Placement> {
@@ -212,12 +223,13 @@ impl Placement {
             )));
         }
         let ffn = shares(c.ffn / unit, weights)?;
+        let vocab = shares(c.vocab, weights)?;
         let shards = (0..n)
             .map(|i| Shard {
                 heads: kv[i].start * group..kv[i].end * group,
                 kv_heads: kv[i].clone(),
                 ffn: ffn[i].start * unit..ffn[i].end * unit,
-                vocab: if i + 1 == n { 0..c.vocab } else { 0..0 },
+                vocab: vocab[i].clone(),
             })
             .collect();
         Ok(Placement::Tensor(shards))
@@ -237,21 +249,16 @@ impl Placement {
 }
 
 /// The part of the Llama-family tensor `name` (its HF name) that an adapter holding `shard`
-/// of a tensor-parallel split loads: rows of q, k, v (and their biases), gate, up and
-/// lm_head; columns of o_proj and down_proj; `None` (all of it) for the embedding and the
-/// layers' norms, which every adapter holds. The final norm and lm_head are skipped where
-/// the shard has no vocabulary. With tied embeddings the head is the embedding, which every
-/// adapter holds whole.
+/// of a tensor-parallel split loads: rows of q, k, v (and their biases), gate, up, the
+/// embedding and lm_head (with tied embeddings, the embedding's rows are the head);
+/// columns of o_proj and down_proj; `None` (all of it) for the norms, which every adapter
+/// holds.
 pub fn llama_cut(c: &Config, shard: &Shard, name: &str) -> Option<Cut> {
     let dh = c.head_dim;
     let heads = shard.heads.start * dh..shard.heads.end * dh;
     let kv = shard.kv_heads.start * dh..shard.kv_heads.end * dh;
-    if name == "lm_head.weight" || name == "model.norm.weight" {
-        return match shard.vocab.len() {
-            0 => Some(Cut::Skip),
-            n if n == c.vocab || name == "model.norm.weight" => None,
-            _ => Some(Cut::Rows(shard.vocab.clone())),
-        };
+    if name == "lm_head.weight" || name == "model.embed_tokens.weight" {
+        return (shard.vocab.len() < c.vocab).then(|| Cut::Rows(shard.vocab.clone()));
     }
     let (_, rest) = name.strip_prefix("model.layers.")?.split_once('.')?;
     Some(match rest {

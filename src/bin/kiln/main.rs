@@ -20,7 +20,7 @@ USAGE:
     kiln generate [--model DIR|FILE.gguf] --prompt TEXT... [--chat] [--system TEXT]
                   [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
                   [--repeat-penalty R] [--seed S] [--stop TEXT]... [--context N]
-                  [--adapter A | --adapters A,B,... [--split layers|tensor] [--split-weights W,...]]
+                  [--adapter A | --adapters A,B,... [--split auto|tensor|layers] [--split-weights W,...]]
                   [--no-pipeline] [--profile]
                                        stream generated text to stdout (stats on stderr);
                                        several --prompt run as one batch and print one JSON
@@ -68,11 +68,13 @@ FILE is a .safetensors file, a model.safetensors.index.json, or a folder holding
 A (adapter) is `auto` (default), an index from `kiln adapters`, a backend
 (vulkan, gl, metal, dx12) or part of an adapter's name.
 generate, chat, logits, perplexity and bench --model take --adapters A,B,... (or `all`)
-instead of --adapter: the model is split across them, by layers (--split layers, the
-default: each adapter loads and runs only its layers; for models larger than one adapter)
-or tensor-parallel (--split tensor: each adapter holds its share of every layer's heads and
-hidden units, the host sums their partial results twice a layer; the vocabulary projection
-and the sampler stay on the last adapter). Shares are weighted by each adapter's copy
+instead of --adapter: the model is split across them, tensor-parallel where it can be
+(--split auto, the default; otherwise by layers, with a warning), by layers (--split layers:
+each adapter loads and runs only its layers; for models larger than one adapter) or
+tensor-parallel (--split tensor: each adapter holds its share of every layer's heads and
+hidden units and of the vocabulary, the host sums their partial results twice a layer, and
+each adapter proposes sampling candidates from its own logits, so sampling needs greedy
+decoding or --top-k between 1 and 256). Shares are weighted by each adapter's copy
 bandwidth (measured once and cached, as kiln bench measures it) unless --split-weights
 W,... gives others.";
 
@@ -131,7 +133,7 @@ pub fn open_gpus(args: &Args) -> Result<Gpus> {
     };
     let split = match args.get("split") {
         Some(s) => kiln::split::Split::parse(s)?,
-        None => kiln::split::Split::Layers,
+        None => kiln::split::Split::Auto,
     };
     let group = Gpus::new(gpus, split)?;
     let group = match args.get("split-weights") {
