@@ -263,8 +263,8 @@ impl Program {
             .iter()
             .map(|x| {
                 let into = match &x.gather {
-                    Some((b, _)) => Some(buffers.get(b)?.clone()),
-                    None => None,
+                    Some((b, _)) if x.read => Some(buffers.get(b)?.clone()),
+                    _ => None,
                 };
                 Ok((buffers.get(&x.buf)?.clone(), into))
             })
@@ -479,7 +479,7 @@ impl Program {
     }
 
     /// The buffer whose partials exchange `k` of the plan sums (or gathers), and a
-    /// gather's destination.
+    /// gather's destination where this part reads it.
     pub(crate) fn exchange_buffer(
         &self,
         k: usize,

@@ -87,18 +87,20 @@ impl AllReduce {
                 *s += f32::from_le_bytes([p[0], p[1], p[2], p[3]]);
             }
         }
-        self.write(partials, bytemuck::cast_slice(&sum)).await
+        let every: Vec<_> = partials.iter().map(|b| Some(*b)).collect();
+        self.write(&every, bytemuck::cast_slice(&sum)).await
     }
 
     /// Gather the first `rows` rows of each adapter's `parts[i]` (rows of `widths[i]` 32-bit
     /// words, copied as bits) side by side, adapter after adapter, into rows of the widths'
-    /// sum, written into every adapter's `into[i]`. Resolves once every adapter holds it.
+    /// sum, written into each adapter's `into[i]` where it has one (where it reads the
+    /// result). Resolves once every such adapter holds it.
     pub async fn gather(
         &self,
         parts: &[&wgpu::Buffer],
         widths: &[usize],
         rows: usize,
-        into: &[&wgpu::Buffer],
+        into: &[Option<&wgpu::Buffer>],
     ) -> Result<()> {
         let width: usize = widths.iter().sum();
         if parts.len() != self.gpus.len()
@@ -113,7 +115,11 @@ impl AllReduce {
                 into.len()
             )));
         }
-        if let Some(small) = into.iter().find(|b| b.size() < (rows * width * 4) as u64) {
+        if let Some(small) = into
+            .iter()
+            .flatten()
+            .find(|b| b.size() < (rows * width * 4) as u64)
+        {
             return Err(Error::Invalid(format!(
                 "a gather's destination of {} bytes is smaller than its {rows} x {width} words",
                 small.size()
@@ -161,14 +167,16 @@ impl AllReduce {
         Ok(out)
     }
 
-    /// Write `bytes` at the start of each adapter's buffer and wait until every adapter
-    /// has it.
-    async fn write(&self, buffers: &[&wgpu::Buffer], bytes: &[u8]) -> Result<()> {
+    /// Write `bytes` at the start of each adapter's buffer, where it has one, and wait
+    /// until every such adapter has it.
+    async fn write(&self, buffers: &[Option<&wgpu::Buffer>], bytes: &[u8]) -> Result<()> {
         for (gpu, buffer) in self.gpus.iter().zip(buffers) {
-            gpu.queue().write_buffer(buffer, 0, bytes);
-            gpu.queue().submit([]);
+            if let Some(buffer) = buffer {
+                gpu.queue().write_buffer(buffer, 0, bytes);
+                gpu.queue().submit([]);
+            }
         }
-        for gpu in &self.gpus {
+        for (gpu, _) in self.gpus.iter().zip(buffers).filter(|(_, b)| b.is_some()) {
             gpu.flush().await;
         }
         Ok(())

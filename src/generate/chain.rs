@@ -175,7 +175,7 @@ impl Chain {
                 for p in &self.programs {
                     let (b, dst) = p.exchange_buffer(k)?;
                     partials.push(b);
-                    into.extend(dst);
+                    into.push(dst);
                     widths.push(p.plan().exchanges[k].width);
                 }
                 if timing {

@@ -147,7 +147,7 @@ pub enum Bound {
 /// host before going on: the executor stops recording before pass `pass`, and replaces the
 /// first `rows` rows of `width` f32 of `buf` on every adapter by their sum; or, for a
 /// gather, writes every adapter's rows side by side (in adapter order) into `gather`'s
-/// buffer of its width, on every adapter.
+/// buffer of its width, on the adapters that read it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Exchange {
     pub buf: Buf,
@@ -157,6 +157,9 @@ pub struct Exchange {
     pub pass: usize,
     /// A gather's destination and its width (the adapters' widths add up to it).
     pub gather: Option<(Buf, usize)>,
+    /// Whether this part reads the result (set by the scheduler): a gather is written only
+    /// where it is read, say the logits on the part that returns them.
+    pub read: bool,
 }
 
 /// The context an op emits its dispatches into.
@@ -377,6 +380,7 @@ impl Emit<'_> {
             rows: self.rows(v),
             pass: 0,
             gather,
+            read: true,
         });
         Ok(())
     }

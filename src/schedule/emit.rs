@@ -127,6 +127,11 @@ pub(super) fn emit(
     let mut consts = Vec::new();
     let mut states = Vec::new();
     let mut exchanges = Vec::new();
+    let read: std::collections::HashSet<Value> = order
+        .iter()
+        .flat_map(|&i| nodes[i].inputs())
+        .chain(outputs.iter().map(|(_, v)| *v))
+        .collect();
     for &i in order {
         let node = &nodes[i];
         let start = dispatches.len();
@@ -162,6 +167,7 @@ pub(super) fn emit(
                 )));
             }
             x.pass = passes.len();
+            x.read = read.contains(&Value(i));
             exchanges.push(x);
         }
         if end > start {
