@@ -19,12 +19,22 @@ pub struct Part {
     pub rows: Range<usize>,
 }
 
+/// Where a tensor cut for one adapter of a split model sits in the whole tensor: `range`
+/// of the whole's `axis` (0: rows, 1: columns).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slice {
+    pub axis: usize,
+    pub range: Range<usize>,
+    pub whole: Vec<usize>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Tensor {
     name: String,
     shape: Vec<usize>,
     dtype: DType,
     parts: Vec<Part>,
+    slice: Option<Slice>,
 }
 
 impl Tensor {
@@ -39,6 +49,35 @@ impl Tensor {
     }
     pub fn parts(&self) -> &[Part] {
         &self.parts
+    }
+    /// Where this tensor sits in the whole, if it was cut for one adapter of a split model.
+    pub fn slice(&self) -> Option<&Slice> {
+        self.slice.as_ref()
+    }
+    /// The whole tensor's shape: this one's, unless it was cut.
+    pub fn whole_shape(&self) -> &[usize] {
+        self.slice.as_ref().map_or(&self.shape, |s| &s.whole)
+    }
+    /// This tensor as `range` of axis `axis` of a whole tensor of shape `whole`; errors
+    /// unless the shapes agree.
+    pub fn sliced(mut self, axis: usize, range: Range<usize>, whole: &[usize]) -> Result<Tensor> {
+        let mut expect = whole.to_vec();
+        let fits = axis < whole.len() && range.end <= whole[axis] && {
+            expect[axis] = range.len();
+            expect == self.shape
+        };
+        if !fits {
+            return Err(Error::Shape(format!(
+                "tensor '{}' {:?} is not {range:?} of axis {axis} of a tensor {whole:?}",
+                self.name, self.shape
+            )));
+        }
+        self.slice = Some(Slice {
+            axis,
+            range,
+            whole: whole.to_vec(),
+        });
+        Ok(self)
     }
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
@@ -128,6 +167,7 @@ impl Tensor {
             shape: shape.to_vec(),
             dtype,
             parts,
+            slice: None,
         })
     }
 

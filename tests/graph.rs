@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use kiln::graph::Layout;
 use kiln::ops::attention::{Heads, Mask};
 use kiln::ops::rope::{rope_inv_freq, rope_table};
 use kiln::reference::graph::Host;
@@ -64,13 +65,25 @@ impl Weights {
         Weights { host, tensors }
     }
 
+    fn tensor(&self, name: &str) -> &kiln::Tensor {
+        self.tensors
+            .iter()
+            .find(|t| t.name() == name)
+            .expect("weight")
+    }
+
     fn get(&self, g: &Graph, name: &str) -> Value {
-        g.weight(
-            self.tensors
-                .iter()
-                .find(|t| t.name() == name)
-                .expect("weight"),
-        )
+        g.weight(self.tensor(name))
+    }
+
+    /// `name` as the first half of `axis` of a tensor twice as long there: one part's cut
+    /// of a model split tensor-parallel in two.
+    fn half(&self, g: &Graph, name: &str, axis: usize) -> Value {
+        let t = self.tensor(name).clone();
+        let mut whole = t.shape().to_vec();
+        whole[axis] *= 2;
+        let n = t.shape()[axis];
+        g.weight(&t.sliced(axis, 0..n, &whole).expect("a slice"))
     }
 }
 
@@ -293,25 +306,70 @@ fn the_scheduler_drops_dead_ops_and_fuses_only_single_use_producers() {
     assert_close(&got["b"], &want["b"], 1e-5, 1e-4, "sum of a shared matmul");
 }
 
-/// `all_reduce` is the identity on a whole model; on one part of a tensor-parallel model it is
-/// an exchange: it starts a pass of its own, the residual add after it fuses into it, the
-/// plan records which buffer the host sums and how much of it, and a part with no outputs of
-/// its own still plans (its exchanges are its effect). Its CPU twin is the identity.
+/// Weights cut for one part of a tensor-parallel model make partial sums, and the graph
+/// reduces them where they arise: `q` cut by rows splits the heads (the product is split by
+/// columns), `o` cut by columns the same way makes the product a partial sum, reduced by an
+/// exchange. The exchange starts a pass of its own, the residual add after it fuses into
+/// it, the plan records which buffer the host sums and how much of it, and a part with no
+/// outputs of its own still plans (its exchanges are its effect). Its CPU twin is the
+/// identity. Layouts that do not fit are refused by name.
 #[test]
-fn an_all_reduce_is_an_exchange_that_starts_a_pass_and_takes_the_residual_add() {
+fn a_partial_sum_is_reduced_by_an_exchange_that_starts_a_pass_and_takes_the_residual_add() {
     let Some(gpu) = gpus().first() else { return };
     let w = Weights::new(gpu);
-    let whole = Graph::new();
-    let x = whole.input("x", 5, D);
-    assert_eq!(whole.all_reduce(x), x, "the identity on a whole model");
-
-    let build = |g: &Graph| {
+    let build = |g: &Graph, cut: bool| {
         let x = g.input("x", 5, D);
-        let partial = g.matmul(x, w.get(g, "layers.0.o"));
-        g.add(x, g.all_reduce(partial))
+        let (q, o) = match cut {
+            true => (w.half(g, "layers.0.q", 0), w.half(g, "layers.0.o", 1)),
+            false => (w.get(g, "layers.0.q"), w.get(g, "layers.0.o")),
+        };
+        let heads = g.matmul(x, q);
+        if cut {
+            let want = Layout::Split {
+                axis: 2,
+                range: 0..H * DH,
+                total: 2 * H * DH,
+            };
+            assert_eq!(g.layout(heads), want);
+        }
+        let y = g.add(x, g.matmul(heads, o));
+        assert_eq!(g.layout(y), Layout::Whole);
+        y
     };
-    let g = Graph::new().part_of(2);
-    g.output("y", build(&g));
+    // A partial sum in a graph of the whole model, and an input that does not match the
+    // cut, are refused.
+    let whole = Graph::new();
+    whole.output("y", build(&whole, true));
+    let e = Plan::new(&whole, Target::of(gpu))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("partial sum") && e.contains("Graph::part"),
+        "{e}"
+    );
+    let g = Graph::new().part(0, 2);
+    let x = g.input("x", 5, H * DH);
+    g.output("y", g.matmul(x, w.half(&g, "layers.0.o", 1)));
+    let e = Plan::new(&g, Target::of(gpu))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("matmul") && e.contains("split by columns"),
+        "{e}"
+    );
+    let whole = Graph::new();
+    whole.output("y", build(&whole, false));
+    assert!(
+        Plan::new(&whole, Target::of(gpu))
+            .expect("plan")
+            .exchanges
+            .is_empty()
+    );
+
+    let g = Graph::new().part(0, 2);
+    g.output("y", build(&g, true));
     let plan = Plan::new(&g, Target::of(gpu)).expect("plan");
     assert_eq!(plan.exchanges.len(), 1);
     let x = &plan.exchanges[0];
@@ -335,15 +393,15 @@ fn an_all_reduce_is_an_exchange_that_starts_a_pass_and_takes_the_residual_add() 
     assert_eq!(segments, vec![0..x.pass, x.pass..plan.passes.len()]);
 
     // A part without outputs plans: its exchange is a root.
-    let silent = Graph::new().part_of(2);
-    let _ = build(&silent);
+    let silent = Graph::new().part(0, 2);
+    let _ = build(&silent, true);
     let plan = Plan::new(&silent, Target::of(gpu)).expect("a part without outputs");
     assert_eq!(plan.exchanges.len(), 1);
     assert!(plan.outputs.is_empty());
 
     // The CPU twin: the same values as the whole model's graph.
     let whole = Graph::new();
-    whole.output("y", build(&whole));
+    whole.output("y", build(&whole, false));
     let xs = Rng::new(5).uniform(5 * D, 1.0);
     let mut host = Host::default();
     host.weights = w.host.weights.clone();
@@ -351,4 +409,35 @@ fn an_all_reduce_is_an_exchange_that_starts_a_pass_and_takes_the_residual_add() 
     let part = run_cpu(&g, &mut host, &at(0, 5));
     let want = run_cpu(&whole, &mut host, &at(0, 5));
     assert_eq!(part["y"], want["y"]);
+}
+
+/// `all_gather` makes a value split by columns whole (the parts' slices side by side); the
+/// host writes it only on the parts that read it, and a part that does not still plans it
+/// (the others wait for its slice).
+#[test]
+fn a_gather_makes_a_split_value_whole_and_is_written_only_where_it_is_read() {
+    let Some(gpu) = gpus().first() else { return };
+    let w = Weights::new(gpu);
+    for reads in [true, false] {
+        let g = Graph::new().part(1, 2);
+        let x = g.input("x", 5, D);
+        let heads = g.matmul(x, w.half(&g, "layers.0.q", 0));
+        let all = g.all_gather(heads);
+        assert_eq!(g.shape(all), [1, 5, 2 * H * DH]);
+        assert_eq!(g.layout(all), Layout::Whole);
+        if reads {
+            g.output("all", all);
+        }
+        let plan = Plan::new(&g, Target::of(gpu)).expect("plan");
+        assert_eq!(plan.exchanges.len(), 1);
+        let x = &plan.exchanges[0];
+        assert_eq!(
+            (x.gather.as_ref().map(|g| g.1), x.read),
+            (Some(2 * H * DH), reads)
+        );
+    }
+    // A whole value gathers to itself.
+    let g = Graph::new().part(0, 2);
+    let x = g.input("x", 5, D);
+    assert_eq!(g.all_gather(x), x);
 }

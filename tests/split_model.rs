@@ -131,14 +131,26 @@ fn check_model(tag: &str, extra: &str, split: Split) {
             }
             Split::Tensor => {
                 // Every layer everywhere, and a share of the vocabulary each, in order
-                // (lavapipe, weighing 3, holds the most); each adapter holds its share of
-                // the weights.
+                // (lavapipe, weighing 3, holds the most): each part's logits are split by
+                // columns, as its weights were cut; each adapter holds its share of the
+                // weights.
                 assert!(layers.iter().all(|r| *r == (0..4)), "{what}: {layers:?}");
-                let rows: Vec<_> = split
-                    .stages()
-                    .iter()
-                    .map(|s| s.decoder.vocab_rows())
-                    .collect();
+                let n = split.stages().len();
+                let logits = |(i, s): (usize, &kiln::generate::Stage)| {
+                    let g = kiln::graph::Graph::new().part(i, n);
+                    let cache = kiln::models::Cache {
+                        slots: 1,
+                        capacity: 8,
+                    };
+                    let ids = g.ids("ids", 1);
+                    let out = s
+                        .decoder
+                        .forward(&g, ids, cache, kiln::models::Logits::Last);
+                    let (rows, total) = g.layout(out).along(2).expect("logits split by columns");
+                    assert_eq!(total, 97, "{what}");
+                    rows
+                };
+                let rows: Vec<_> = split.stages().iter().enumerate().map(logits).collect();
                 assert_eq!(rows.first().map(|r| r.start), Some(0), "{what}: {rows:?}");
                 assert_eq!(rows.last().map(|r| r.end), Some(97), "{what}: {rows:?}");
                 assert!(
@@ -296,7 +308,7 @@ fn bad_placements_are_refused_by_name() {
         "{e}"
     );
     let part = &model.stages()[0];
-    let g = kiln::graph::Graph::new().part_of(2);
+    let g = kiln::graph::Graph::new().part(0, 2);
     let cache = kiln::models::Cache {
         slots: 1,
         capacity: 8,

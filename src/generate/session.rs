@@ -116,7 +116,7 @@ impl Session {
         };
         let stages = model.stages().len();
         let plan = |(i, stage): (usize, &Stage)| {
-            let g = Graph::batch(seqs).part_of(parts);
+            let g = Graph::batch(seqs).part(i, parts);
             let d = stage.decoder.as_ref();
             let span = d.span();
             // The last stage's outputs are the step's.
@@ -139,20 +139,20 @@ impl Session {
                 End::Sample => Logits::Last,
             };
             let out = d.forward(&g, input, cache, which);
-            // Tensor-parallel, every part holds a share of the vocabulary: its logits are
-            // gathered, or its sampling candidates, and the last samples. Parts before the
-            // last read nothing back: their exchanges are their effect.
-            let rows = d.vocab_rows();
+            // Tensor-parallel, every part's logits are its share of the vocabulary (split
+            // by columns): they are gathered, or its sampling candidates, and the last
+            // samples. Parts before the last read nothing back: their exchanges are their
+            // effect.
             match (span.heads(), end, seen, token) {
                 (false, ..) => g.output(HIDDEN, out),
                 (true, End::Logits(_), ..) => {
-                    let all = g.all_gather(out, vocab);
+                    let all = g.all_gather(out);
                     if last {
                         g.output("logits", all)
                     }
                 }
                 (true, End::Sample, Some(seen), Some(token)) => {
-                    let t = g.sample_shards(out, rows.start, vocab, ids, seen, token, last);
+                    let t = g.sample_shards(out, ids, seen, token, last);
                     if last {
                         g.output("token", t)
                     }

@@ -18,11 +18,13 @@
 
 mod emit;
 mod eval;
+mod layout;
 mod op;
 mod step;
 
 pub use emit::{Bound, Buf, Dispatch, Emit, Exchange, Grid, GridShape, Rows, When};
 pub use eval::Eval;
+pub use layout::Layout;
 pub use op::{Op, Tail};
 pub use step::{Seq, SeqParams, Step, mask_padding};
 
@@ -64,6 +66,8 @@ pub struct Node {
     pub shape: Vec<usize>,
     /// Whether only the rows the step's lengths mark as tokens hold values (see [`Rows`]).
     pub ragged: bool,
+    /// How the value is spread over the parts of a model split tensor-parallel.
+    pub layout: Layout,
     /// The scope (e.g. "layer.3") the node was built in; passes are grouped by it.
     pub scope: String,
 }
@@ -107,7 +111,9 @@ pub struct Graph {
     pub(crate) nodes: RefCell<Vec<Node>>,
     pub(crate) outputs: RefCell<Vec<(String, Value)>>,
     seqs: usize,
-    /// How many parts of a tensor-parallel model this graph is one of (1: the whole).
+    /// Which part of a tensor-parallel model this graph is, and of how many (0 of 1: the
+    /// whole).
+    part: usize,
     parts: usize,
     scope: RefCell<String>,
     error: RefCell<Option<String>>,
@@ -131,6 +137,7 @@ impl Graph {
             nodes: RefCell::default(),
             outputs: RefCell::default(),
             seqs,
+            part: 0,
             parts: 1,
             scope: RefCell::default(),
             error: RefCell::default(),
@@ -142,11 +149,18 @@ impl Graph {
         self.seqs
     }
 
-    /// This graph as one of `parts` parts of a model split tensor-parallel: its
-    /// [`Graph::all_reduce`]s become exchanges with the other parts.
-    pub fn part_of(mut self, parts: usize) -> Self {
+    /// This graph as part `index` (in adapter order) of `parts` of a model split
+    /// tensor-parallel: the partial sums its weights' cuts make become exchanges with the
+    /// other parts ([`Layout`]).
+    pub fn part(mut self, index: usize, parts: usize) -> Self {
         self.parts = parts.max(1);
+        self.part = index.min(self.parts - 1);
         self
+    }
+
+    /// Which part of a tensor-parallel model this graph is (0 for the whole model).
+    pub fn index(&self) -> usize {
+        self.part
     }
 
     /// How many parts of a tensor-parallel model this graph is one of (1: the whole model).
@@ -154,19 +168,21 @@ impl Graph {
         self.parts
     }
 
-    fn push(&self, kind: NodeKind, shape: Vec<usize>, ragged: bool) -> Value {
+    fn push(&self, kind: NodeKind, shape: Vec<usize>, ragged: bool, layout: Layout) -> Value {
         let mut nodes = self.nodes.borrow_mut();
         nodes.push(Node {
             kind,
             shape,
             ragged,
+            layout,
             scope: self.scope.borrow().clone(),
         });
         Value(nodes.len() - 1)
     }
 
-    /// Add an op: its shape rule runs now; a mismatch is recorded for [`Graph::check`].
-    /// (Op modules call this from their builder methods.)
+    /// Add an op: its shape and layout rules run now; a mismatch is recorded for
+    /// [`Graph::check`]. A partial sum is reduced across the parts at once: the value
+    /// returned is the sum. (Op modules call this from their builder methods.)
     pub fn apply(&self, op: impl Op) -> Value {
         let (shape, ragged) = match op.shape(self) {
             Ok(s) => {
@@ -178,7 +194,30 @@ impl Graph {
                 (vec![0], false)
             }
         };
-        self.push(NodeKind::Op(Arc::new(op)), shape, ragged)
+        let inputs: Vec<Layout> = op.inputs().iter().map(|v| self.layout(*v)).collect();
+        let layout = op.layout(self, &inputs).unwrap_or_else(|e| {
+            self.fail(format!("{}: {e}", op.name()));
+            Layout::Whole
+        });
+        let partial = layout == Layout::Partial;
+        let name = op.name();
+        let v = self.push(NodeKind::Op(Arc::new(op)), shape, ragged, layout);
+        match (partial, self.parts > 1) {
+            (false, _) => v,
+            (true, true) => self.all_reduce(v),
+            (true, false) => {
+                self.fail(format!(
+                    "{name}: gives a partial sum (its weights are cut for one adapter) in a \
+                     graph of the whole model; a part of a split model is `Graph::part`"
+                ));
+                v
+            }
+        }
+    }
+
+    /// How `v` is spread over the parts of a model split tensor-parallel.
+    pub fn layout(&self, v: Value) -> Layout {
+        self.nodes.borrow()[v.0].layout.clone()
     }
 
     /// Record a shape error (the first one is reported).
@@ -243,14 +282,14 @@ impl Graph {
     /// Token ids for `tokens` positions of each of the S sequences: (S, T).
     pub fn ids(&self, name: &str, tokens: usize) -> Value {
         let kind = NodeKind::Leaf(Leaf::Ids { name: name.into() });
-        self.push(kind, vec![self.seqs, tokens], true)
+        self.push(kind, vec![self.seqs, tokens], true, Layout::Whole)
     }
 
     /// f32 activations written by the host: (S, T, W), whose token rows the step's lengths
     /// give (the rest is padding).
     pub fn input(&self, name: &str, tokens: usize, width: usize) -> Value {
         let kind = NodeKind::Leaf(Leaf::Input { name: name.into() });
-        self.push(kind, vec![self.seqs, tokens, width], true)
+        self.push(kind, vec![self.seqs, tokens, width], true, Layout::Whole)
     }
 
     /// f32 activations written by the host, (S, rows, W), every row of which holds data
@@ -258,15 +297,19 @@ impl Graph {
     /// decoder), audio frames.
     pub fn input_dense(&self, name: &str, rows: usize, width: usize) -> Value {
         let kind = NodeKind::Leaf(Leaf::Input { name: name.into() });
-        self.push(kind, vec![self.seqs, rows, width], false)
+        self.push(kind, vec![self.seqs, rows, width], false, Layout::Whole)
     }
 
+    /// A weight: whole, or split along the axis it was cut on for this adapter.
     pub fn weight(&self, tensor: &Tensor) -> Value {
         let shape = tensor.shape().to_vec();
+        let layout = tensor.slice().map_or(Layout::Whole, |s| {
+            Layout::split(s.axis, s.range.clone(), s.whole[s.axis])
+        });
         let kind = NodeKind::Leaf(Leaf::Weight {
             tensor: tensor.clone(),
         });
-        self.push(kind, shape, false)
+        self.push(kind, shape, false, layout)
     }
 
     pub fn constant(&self, name: &str, shape: &[usize], data: Vec<f32>) -> Value {
@@ -280,7 +323,7 @@ impl Graph {
             name: name.into(),
             data,
         });
-        self.push(kind, shape.to_vec(), false)
+        self.push(kind, shape.to_vec(), false, Layout::Whole)
     }
 
     /// A persistent state: (slots, ...), e.g. a KV cache (slots, capacity, width).
@@ -289,7 +332,7 @@ impl Graph {
             self.fail(format!("state '{name}' has an empty shape {shape:?}"));
         }
         let kind = NodeKind::Leaf(Leaf::State { name: name.into() });
-        self.push(kind, shape.to_vec(), false)
+        self.push(kind, shape.to_vec(), false, Layout::Whole)
     }
 
     /// Mark `v` as a result of the step, read back under `name`.

@@ -2,7 +2,7 @@
 //! reference evaluator and the executor reach ops through one interface and never match on
 //! a particular one.
 
-use super::{Emit, Eval, Graph, Value};
+use super::{Emit, Eval, Graph, Layout, Value};
 use crate::error::Result;
 use crate::kernels::Act;
 use std::fmt;
@@ -24,6 +24,15 @@ pub trait Op: fmt::Debug + Send + Sync + 'static {
     /// [`Rows`](super::Rows)), given whether each input's do. By default, as the first input.
     fn ragged(&self, inputs: &[bool]) -> bool {
         inputs.first().copied().unwrap_or(false)
+    }
+
+    /// How the result is spread over the parts of a model split tensor-parallel, given each
+    /// input's layout (in [`Op::inputs`] order), or why they do not fit. By default the
+    /// inputs must all be whole, and so is the result. A rule that gives
+    /// [`Layout::Partial`] makes the graph reduce the result across the parts.
+    fn layout(&self, g: &Graph, inputs: &[Layout]) -> std::result::Result<Layout, String> {
+        let _ = g;
+        Layout::all_whole(inputs)
     }
 
     /// The dispatches that compute the result (and the per-step checks they need).

@@ -173,11 +173,14 @@ impl Weights {
     /// The named tensor, checked against the shape the model expects.
     pub fn get_shaped(&self, name: &str, shape: &[usize]) -> Result<&Tensor> {
         let t = self.get(name)?;
-        if t.shape() != shape {
+        if t.whole_shape() != shape {
             return Err(Error::tensor(
                 &self.origin,
                 name,
-                format!("has shape {:?}, the model expects {shape:?}", t.shape()),
+                format!(
+                    "has shape {:?}, the model expects {shape:?}",
+                    t.whole_shape()
+                ),
             ));
         }
         Ok(t)
@@ -289,9 +292,10 @@ impl<'g, 'o> Loading<'g, 'o> {
         dtype: DType,
         source: &[u8],
     ) -> Result<()> {
-        let cut = match self.cut.as_ref().and_then(|f| f(name, shape)) {
+        let rule = self.cut.as_ref().and_then(|f| f(name, shape));
+        let cut = match &rule {
             None => None,
-            Some(c) => match apply_cut(&c, shape, dtype, source)
+            Some(c) => match apply_cut(c, shape, dtype, source)
                 .map_err(|e| Error::tensor(&self.origin, name, format!("{c:?}: {e}")))?
             {
                 None => {
@@ -301,6 +305,7 @@ impl<'g, 'o> Loading<'g, 'o> {
                 some => some,
             },
         };
+        let whole = shape;
         let (shape, bytes): (&[usize], &[u8]) = match &cut {
             Some((s, b)) => (s, b),
             None => (shape, source),
@@ -346,6 +351,11 @@ impl<'g, 'o> Loading<'g, 'o> {
                 }
                 other => other,
             })?;
+        let tensor = match rule {
+            Some(Cut::Rows(r)) => tensor.sliced(0, r, whole)?,
+            Some(Cut::Columns(c)) => tensor.sliced(1, c, whole)?,
+            _ => tensor,
+        };
         self.weights.insert(tensor);
         self.base += source.len() as u64;
         self.done += 1;

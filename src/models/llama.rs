@@ -5,21 +5,22 @@
 //! (positions), N cache slots.
 //!
 //! ```text
-//!     x = all_reduce(embed[ids])                                  (S, T, D)
+//!     x = embed[ids]                                              (S, T, D)
 //!     for each layer:
 //!         h = rmsnorm(x) * w_attn_norm
 //!         q, k, v = rope(h Wq^T + bq), rope(h Wk^T + bk), h Wv^T + bv
-//!         x = x + all_reduce(attention(q, cache_k <- k, cache_v <- v) Wo^T)
+//!         x = x + attention(q, cache_k <- k, cache_v <- v) Wo^T
 //!         h = rmsnorm(x) * w_mlp_norm
-//!         x = x + all_reduce((silu(h Wgate^T) * h Wup^T) Wdown^T)
+//!         x = x + (silu(h Wgate^T) * h Wup^T) Wdown^T
 //!     logits = rmsnorm(x) * w_norm  Wlm^T                         (S, T or 1, V)
 //! ```
 //!
-//! Split tensor-parallel, each adapter holds a [`Shard`]: its KV heads (with their query
-//! heads and cache), its hidden units and its rows of the vocabulary, and H, KV, F and V
-//! above are its shares; `all_reduce` sums the partial products of `Wo` and `Wdown`, and
-//! the shards' embedding rows (ids outside a shard read zeros), across the adapters. On
-//! one adapter it is the identity.
+//! Split tensor-parallel, each adapter holds a [`Shard`]: its weights are cut to its KV
+//! heads (with their query heads and cache), its hidden units and its rows of the
+//! vocabulary, and H, KV, F and V above are its shares. The code is the same: the cut
+//! weights' layouts ([`crate::graph::Layout`]) make `embed[ids]`, `Wo` and `Wdown` partial
+//! sums, which the graph reduces across the adapters, and the logits a shard of the
+//! vocabulary.
 
 use super::config::Config;
 use super::{Cache, Decoder, Logits, Part, Shard, Span, Special};
@@ -75,14 +76,32 @@ struct Head {
     lm_head: Tensor,
 }
 
-/// How many heads and hidden units one adapter computes: all of them, or a shard's.
-#[derive(Clone, Debug)]
+/// How many heads one adapter computes: all of them, or a shard's (as its weights hold).
+#[derive(Clone, Debug, PartialEq)]
 struct Local {
     heads: usize,
     kv_heads: usize,
-    ffn: usize,
-    /// Rows of the embedding and of the logits.
-    vocab: std::ops::Range<usize>,
+}
+
+impl Local {
+    /// The heads `attn`'s weights hold: whole heads, as many query heads per KV head as the
+    /// model has.
+    fn of(c: &Config, attn: &Attention) -> Result<Local> {
+        let dh = c.head_dim.max(1);
+        let (q, k) = (attn.q.rows(), attn.k.rows());
+        let group = c.heads / c.kv_heads.max(1);
+        let local = Local {
+            heads: q / dh,
+            kv_heads: k / dh,
+        };
+        match q % dh == 0 && k % dh == 0 && local.heads == local.kv_heads * group {
+            true => Ok(local),
+            false => Err(crate::error::Error::Invalid(format!(
+                "q_proj holds {q} rows and k_proj {k}: not whole heads of {dh}, {group} query \
+                 heads to a KV head"
+            ))),
+        }
+    }
 }
 
 /// A Llama-family model, a span of its layers or a tensor-parallel shard of it, whose
@@ -111,21 +130,15 @@ impl Llama {
     /// The layers of `span` only, with the embedding and the head where the span has them:
     /// the part of a model split by layers that one adapter holds.
     pub fn span(config: Config, w: &Weights, span: Span) -> Result<Llama> {
-        let local = Local {
-            heads: config.heads,
-            kv_heads: config.kv_heads,
-            ffn: config.ffn,
-            vocab: 0..config.vocab,
-        };
         let part = match span.layers.len() == config.layers {
             true => Part::Whole,
             false => Part::Layers(span.layers.clone()),
         };
-        Self::build(config, w, span, part, local)
+        Self::build(config, w, span, part)
     }
 
     /// One adapter's `shard` of every layer of a model split tensor-parallel, and of its
-    /// embedding and head, its weights cut to it ([`crate::split::llama_cut`]).
+    /// embedding and head: `w` holds the weights cut to it ([`crate::split::llama_cut`]).
     pub fn shard(config: Config, w: &Weights, shard: Shard) -> Result<Llama> {
         let c = &config;
         let group = c.heads / c.kv_heads.max(1);
@@ -143,21 +156,28 @@ impl Llama {
                 c.heads, c.kv_heads, c.ffn, c.vocab
             )));
         }
-        let local = Local {
+        let want = Local {
             heads: shard.heads.len(),
             kv_heads: shard.kv_heads.len(),
-            ffn: shard.ffn.len(),
-            vocab: shard.vocab.clone(),
         };
         let span = Span::whole(c.layers);
-        Self::build(config, w, span, Part::Shard(shard), local)
+        let model = Self::build(config, w, span, Part::Shard(shard))?;
+        match model.local == want {
+            true => Ok(model),
+            false => Err(crate::error::Error::Invalid(format!(
+                "the weights hold {:?} of a shard of {want:?}: they were cut for another \
+                 placement",
+                model.local
+            ))),
+        }
     }
 
-    fn build(config: Config, w: &Weights, span: Span, part: Part, local: Local) -> Result<Llama> {
+    /// The model's tensors checked against its whole shapes (a shard's are cut from them,
+    /// [`crate::tensor::Tensor::slice`]); the heads this adapter computes follow from them.
+    fn build(config: Config, w: &Weights, span: Span, part: Part) -> Result<Llama> {
         let c = &config;
         let (d, dh) = (c.hidden, c.head_dim);
-        let (q_dim, kv_dim, ffn) = (local.heads * dh, local.kv_heads * dh, local.ffn);
-        let vocab = local.vocab.len();
+        let (q_dim, kv_dim, ffn, vocab) = (c.heads * dh, c.kv_heads * dh, c.ffn, c.vocab);
         let get = |name: &str, shape: &[usize]| w.get_shaped(name, shape).cloned();
         let embed_name = "model.embed_tokens.weight";
         let embed = match span.embeds() {
@@ -202,6 +222,20 @@ impl Llama {
             }),
             false => None,
         };
+        let local = match layers.first() {
+            Some(l) => Local::of(c, &l.attn)?,
+            None => Local {
+                heads: c.heads,
+                kv_heads: c.kv_heads,
+            },
+        };
+        for l in &layers {
+            if Local::of(c, &l.attn)? != local {
+                return Err(crate::error::Error::Invalid(
+                    "the layers' attention weights are cut to different heads".into(),
+                ));
+            }
+        }
         Ok(Llama {
             config,
             span,
@@ -240,8 +274,7 @@ impl Llama {
         let mut x = match &self.embed {
             Some(embed) => {
                 g.set_scope("embed");
-                let rows = &self.local.vocab;
-                g.all_reduce(g.embedding_shard(g.weight(embed), input, rows.start, c.vocab)) // (S, T, D)
+                g.embedding(g.weight(embed), input) // (S, T, D)
             }
             None => input,
         };
@@ -259,7 +292,7 @@ impl Llama {
             let k = g.kv_write(k, g.state(&k_name, &kv_shape)); // (N, C, KV*Dh)
             let v = g.kv_write(v, g.state(&v_name, &kv_shape));
             let att = g.attention(q, k, v, heads, mask);
-            x = g.add(x, g.all_reduce(g.matmul(att, w(&a.o))));
+            x = g.add(x, g.matmul(att, w(&a.o)));
 
             let hn = g.rms_norm(x, w(&layer.mlp_norm), c.eps);
             let m = g.glu(
@@ -267,7 +300,7 @@ impl Llama {
                 g.matmul(hn, w(&layer.up)),
                 Act::Silu,
             ); // (S, T, F)
-            x = g.add(x, g.all_reduce(g.matmul(m, w(&layer.down))));
+            x = g.add(x, g.matmul(m, w(&layer.down)));
         }
         let Some(head) = &self.head else {
             return x; // (S, T, D), for the next span
@@ -326,7 +359,7 @@ impl Decoder for Llama {
         let embed_row = self
             .embed
             .as_ref()
-            .map_or(0, |e| e.bytes() / self.local.vocab.len().max(1) as u64);
+            .map_or(0, |e| e.bytes() / e.rows().max(1) as u64);
         // K and V, f32, for each of the span's layers and each of its KV heads.
         let kv = (2 * self.layers.len() * self.local.kv_heads * c.head_dim * 4 * position) as u64;
         layers + head + embed_row + kv
@@ -339,9 +372,6 @@ impl Decoder for Llama {
     }
     fn hidden(&self) -> usize {
         self.config.hidden
-    }
-    fn vocab_rows(&self) -> std::ops::Range<usize> {
-        self.local.vocab.clone()
     }
     fn forward(&self, g: &Graph, input: Value, cache: Cache, logits: Logits) -> Value {
         Llama::forward(self, g, input, cache, logits)

@@ -124,15 +124,11 @@ pub trait Decoder: wgpu::WasmNotSendSync {
     fn part(&self) -> Part;
     /// Width of the hidden state, what crosses from one span to the next.
     fn hidden(&self) -> usize;
-    /// The vocabulary rows of the logits this instance gives: all of them, or a
-    /// tensor-parallel shard's.
-    fn vocab_rows(&self) -> Range<usize> {
-        0..self.vocab()
-    }
     /// One step from each sequence's position, reading and extending the KV caches of
     /// `cache`. `input` is the token ids (S, T) where the span embeds, else the hidden state
     /// (S, T, hidden) of the span before; returns the logits (S, T or 1, V) where the span
-    /// heads, else its hidden state (S, T, hidden).
+    /// heads (a tensor-parallel shard's: split by columns, [`crate::graph::Layout`]), else
+    /// its hidden state (S, T, hidden).
     fn forward(&self, g: &Graph, input: Value, cache: Cache, logits: Logits) -> Value;
 }
 

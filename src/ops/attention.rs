@@ -20,7 +20,7 @@
 
 use super::token_rows;
 use crate::error::Result;
-use crate::graph::{Bound, Buf, Emit, Eval, Graph, GridShape, Op, Rows, Value, When};
+use crate::graph::{Bound, Buf, Emit, Eval, Graph, Layout, GridShape, Op, Rows, Value, When};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
 /// Threads per (row, head).
@@ -194,6 +194,17 @@ impl Op for Attention {
 
     fn inputs(&self) -> Vec<Value> {
         vec![self.q, self.k, self.v]
+    }
+
+    /// Heads split across the parts (queries with their KV heads) stay split.
+    fn layout(&self, _: &Graph, inputs: &[Layout]) -> std::result::Result<Layout, String> {
+        let (q, k, v) = (&inputs[0], &inputs[1], &inputs[2]);
+        let split = |l: &Layout| l.along(2).is_some();
+        match (k == v, q, k) {
+            (true, Layout::Whole, Layout::Whole) => Ok(Layout::Whole),
+            (true, q, k) if split(q) && split(k) => Ok(q.clone()),
+            _ => Err(format!("queries {q}, keys {k} and values {v} are not the same heads")),
+        }
     }
 
     fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {

@@ -11,7 +11,7 @@
 //! and [`MAX_TOP_K`] (or greedy).
 
 use crate::error::{Error, Result};
-use crate::graph::{Buf, Emit, Eval, Graph, GridShape, Leaf, Op, Rows, Value};
+use crate::graph::{Buf, Emit, Eval, Graph, GridShape, Layout, Leaf, Op, Rows, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
 pub const WG: u32 = 256;
@@ -126,29 +126,27 @@ pub struct Spread {
 }
 
 impl Graph {
-    /// The next token sampled from `logits` (S, 1, V_i), the ids `first..first + V_i` of a
-    /// vocabulary of `total`: on a whole model (`V_i = total`), [`Graph::sample`]; on a
-    /// part of a tensor-parallel model, this shard's candidates, gathered from every part,
-    /// spread and sampled where `samples` (the part whose token is the step's), or only
-    /// proposed elsewhere. `marks` are the step's ids (prefill) or the token state (decode).
-    #[allow(clippy::too_many_arguments)]
+    /// The next token sampled from `logits` (S, 1, V): whole, [`Graph::sample`]; split by
+    /// columns (a part of a tensor-parallel model holding the ids `first..first + V_i` of
+    /// the vocabulary), this shard's candidates, gathered from every part, spread and
+    /// sampled where `samples` (the part whose token is the step's), or only proposed
+    /// elsewhere. `ids` are the step's ids (prefill), else the token state marks the seen.
     pub fn sample_shards(
         &self,
         logits: Value,
-        first: usize,
-        total: usize,
         ids: Option<Value>,
         seen: Value,
         token: Value,
         samples: bool,
     ) -> Value {
-        if self.parts() <= 1 {
+        let Some((rows, total)) = self.layout(logits).along(2) else {
             return self.sample(logits, ids, seen, token);
-        }
+        };
         let marks = ids.unwrap_or(token);
         let from_state = ids.is_none();
+        let first = rows.start;
         let mine = self.apply(Propose { logits, marks, seen, first, total, from_state });
-        let all = self.all_gather(mine, self.parts() * WIDTH);
+        let all = self.all_gather(mine);
         if !samples {
             return all;
         }
@@ -164,6 +162,20 @@ impl Op for Propose {
 
     fn inputs(&self) -> Vec<Value> {
         vec![self.logits, self.marks, self.seen]
+    }
+
+    /// From a vocabulary shard, this part's block of the candidates of every part.
+    fn layout(&self, g: &Graph, inputs: &[Layout]) -> std::result::Result<Layout, String> {
+        let logits = Layout::common(&inputs[1..]).and_then(|rest| match rest {
+            Layout::Whole => Ok(&inputs[0]),
+            other => Err(format!("marks and seen flags are {other}, not whole")),
+        })?;
+        let (i, n) = (g.index(), g.parts());
+        match logits {
+            Layout::Whole => Ok(Layout::Whole),
+            l if l.along(2).is_some() => Ok(Layout::split(2, i * WIDTH..(i + 1) * WIDTH, n * WIDTH)),
+            l => Err(format!("proposes from logits whole or split by columns, not {l}")),
+        }
     }
 
     fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {

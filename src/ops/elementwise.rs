@@ -5,7 +5,7 @@
 
 use crate::dtype::WeightFormat;
 use crate::error::Result;
-use crate::graph::{Buf, Emit, Eval, Graph, Op, Tail, Value};
+use crate::graph::{Buf, Emit, Eval, Graph, Layout, Op, Tail, Value};
 use crate::kernels::{Act, Epilogue, Family, Include, Kernel, Slot};
 use std::sync::Arc;
 
@@ -85,6 +85,11 @@ impl Op for Elementwise {
 
     fn inputs(&self) -> Vec<Value> {
         std::iter::once(self.a).chain(self.tail.inputs()).collect()
+    }
+
+    /// Inputs laid out alike (whole, or split the same way) give a result laid out so.
+    fn layout(&self, _: &Graph, inputs: &[Layout]) -> std::result::Result<Layout, String> {
+        Layout::common(inputs)
     }
 
     fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {

@@ -6,7 +6,7 @@
 use super::token_rows;
 use crate::dtype::WeightFormat;
 use crate::error::Result;
-use crate::graph::{Bound, Buf, Emit, Eval, Graph, Leaf, Op, Value};
+use crate::graph::{Bound, Buf, Emit, Eval, Graph, Layout, Leaf, Op, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
 pub const WG: u32 = 256;
@@ -81,15 +81,16 @@ impl Graph {
     /// table (vocab, D) gathered at ids (S, T) -> (S, T, D). When `ids` is a state of one
     /// id per slot (the token each sequence sampled last), each sequence reads its slot's:
     /// -> (S, 1, D).
+    ///
+    /// From a table split by rows (a vocabulary shard, the ids `first..first + rows`),
+    /// other ids read zero rows: each part's lookup is a partial sum, which the graph adds
+    /// across the parts.
     pub fn embedding(&self, table: Value, ids: Value) -> Value {
-        let vocab = self.shape(table).first().copied().unwrap_or(0);
-        self.embedding_shard(table, ids, 0, vocab)
-    }
-
-    /// The same from a vocabulary shard: table (rows, D) holds the ids `first..first +
-    /// rows` of a vocabulary of `vocab`; other ids read zero rows, so that the sum over the
-    /// shards is the whole lookup.
-    pub fn embedding_shard(&self, table: Value, ids: Value, first: usize, vocab: usize) -> Value {
+        let rows = self.shape(table).first().copied().unwrap_or(0);
+        let (first, vocab) = match self.layout(table).along(0) {
+            Some((range, total)) => (range.start, total),
+            None => (0, rows),
+        };
         let source = if self.is_state(ids) { Source::Slots } else { Source::Ids };
         self.apply(Embedding { table, ids, source, first, vocab })
     }
@@ -110,6 +111,17 @@ impl Op for Embedding {
 
     fn inputs(&self) -> Vec<Value> {
         vec![self.table, self.ids]
+    }
+
+    /// A table split by rows gives a partial sum (zeros for the ids it does not hold).
+    fn layout(&self, _: &Graph, inputs: &[Layout]) -> std::result::Result<Layout, String> {
+        match (&inputs[0], &inputs[1]) {
+            (Layout::Whole, Layout::Whole) => Ok(Layout::Whole),
+            (t, Layout::Whole) if t.along(0).is_some() && self.source != Source::Positions => {
+                Ok(Layout::Partial)
+            }
+            (t, i) => Err(format!("a table {t} looked up at ids {i}")),
+        }
     }
 
     fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {

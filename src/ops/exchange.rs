@@ -6,11 +6,12 @@
 //! exchange ([`Emit::exchange`]), where the executor stops recording, sums the input's
 //! buffer across the adapters through the host ([`crate::exec::AllReduce`]) and goes on.
 //! Its CPU twin is the identity: the reference evaluates a whole model, whose values are
-//! already the sums. On a graph that is not one of several parts, `g.all_reduce(x)` is `x`.
+//! already the sums. The graph applies it wherever an op's layout rule gives a partial sum
+//! ([`crate::graph::Layout`]).
 
 use super::elementwise::Elementwise;
 use crate::error::Result;
-use crate::graph::{Emit, Eval, Graph, Op, Tail, Value};
+use crate::graph::{Emit, Eval, Graph, Layout, Op, Tail, Value};
 use crate::kernels::Kernel;
 use std::sync::Arc;
 
@@ -24,12 +25,10 @@ pub fn variants() -> Vec<Kernel> {
 pub struct AllReduce(pub Elementwise);
 
 impl Graph {
-    /// The sum of `a` over every part of a model split tensor-parallel; `a` itself when the
-    /// graph is the whole model.
-    pub fn all_reduce(&self, a: Value) -> Value {
-        if self.parts() <= 1 {
-            return a;
-        }
+    /// The sum over every part of a model split tensor-parallel of `a`, a partial sum.
+    /// [`Graph::apply`] calls it where an op's layout rule gives one; model code never
+    /// needs to.
+    pub(crate) fn all_reduce(&self, a: Value) -> Value {
         self.apply(AllReduce(Elementwise {
             a,
             tail: Tail::default(),
@@ -44,6 +43,14 @@ impl Op for AllReduce {
 
     fn inputs(&self) -> Vec<Value> {
         self.0.inputs()
+    }
+
+    /// A partial sum in, the whole sum out (a fused residual is whole).
+    fn layout(&self, _: &Graph, inputs: &[Layout]) -> std::result::Result<Layout, String> {
+        match inputs.split_first() {
+            Some((Layout::Partial, rest)) => Layout::all_whole(rest),
+            other => Err(format!("sums partial sums, not {:?}", other.map(|o| o.0))),
+        }
     }
 
     fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {
@@ -89,13 +96,13 @@ pub struct AllGather {
 }
 
 impl Graph {
-    /// Every part's `a` (S, T, W_i) side by side as (S, T, `width`), where the parts'
-    /// widths add up to `width`; `a` itself when the graph is the whole model.
-    pub fn all_gather(&self, a: Value, width: usize) -> Value {
-        if self.parts() <= 1 {
-            return a;
+    /// `a` whole: every part's slice of it (S, T, W_i), split by columns, side by side in
+    /// part order as (S, T, W); `a` itself when it is whole already.
+    pub fn all_gather(&self, a: Value) -> Value {
+        match self.layout(a).along(2) {
+            Some((_, width)) => self.apply(AllGather { a, width }),
+            None => a,
         }
-        self.apply(AllGather { a, width })
     }
 }
 
@@ -106,6 +113,13 @@ impl Op for AllGather {
 
     fn inputs(&self) -> Vec<Value> {
         vec![self.a]
+    }
+
+    fn layout(&self, _: &Graph, inputs: &[Layout]) -> std::result::Result<Layout, String> {
+        match inputs[0].along(2) {
+            Some((_, total)) if total == self.width => Ok(Layout::Whole),
+            _ => Err(format!("gathers values split by columns, not {}", inputs[0])),
+        }
     }
 
     fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {

@@ -4,7 +4,7 @@
 
 use super::token_rows;
 use crate::error::{Error, Result};
-use crate::graph::{Bound, Buf, Emit, Eval, Graph, Op, Value};
+use crate::graph::{Bound, Buf, Emit, Eval, Graph, Layout, Op, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
 pub const WG: u32 = 256;
@@ -56,6 +56,14 @@ impl Op for KvWrite {
 
     fn inputs(&self) -> Vec<Value> {
         vec![self.src, self.cache]
+    }
+
+    /// The cache is each part's own: it holds what the part computes (its heads' keys).
+    fn layout(&self, _: &Graph, inputs: &[Layout]) -> std::result::Result<Layout, String> {
+        match &inputs[1] {
+            Layout::Whole => Ok(inputs[0].clone()),
+            c => Err(format!("a cache is a part's own state, not {c}")),
+        }
     }
 
     fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {

@@ -15,7 +15,7 @@
 use super::elementwise::{apply_tail, epilogue};
 use crate::dtype::WeightFormat;
 use crate::error::{Error, Result};
-use crate::graph::{Buf, Emit, Eval, Graph, GridShape, Op, Rows, Tail, Value, When};
+use crate::graph::{Buf, Emit, Eval, Graph, GridShape, Layout, Op, Rows, Tail, Value, When};
 use crate::kernels::{Epilogue, Family, Gemm, Gemv, GpuStruct, Include, Kernel, Slot, grid};
 use std::sync::Arc;
 
@@ -254,6 +254,37 @@ impl Op for MatMul {
         v.extend(self.bias);
         v.extend(self.tail.inputs());
         v
+    }
+
+    /// Megatron's two cuts: a whole input by a weight split by rows gives the result split
+    /// by columns (and its bias split alike); an input split by columns by a weight split
+    /// the same way along K gives a partial sum, which takes no bias.
+    fn layout(&self, _: &Graph, inputs: &[Layout]) -> std::result::Result<Layout, String> {
+        let (x, w) = (&inputs[0], &inputs[1]);
+        let out = match (x, w.along(0), w.along(1)) {
+            (Layout::Whole, None, None) if *w == Layout::Whole => Layout::Whole,
+            (Layout::Whole, Some((rows, n)), _) => Layout::Split { axis: 2, range: rows, total: n },
+            (x, _, Some(ref cols)) if x.along(2).as_ref() == Some(cols) => Layout::Partial,
+            _ => {
+                return Err(format!(
+                    "an input {x} by a weight {w}: neither a whole input by a weight split by \
+                     rows, nor an input split by columns by a weight split the same way"
+                ));
+            }
+        };
+        let bias = self.bias.map(|_| &inputs[2]);
+        match bias {
+            Some(_) if out == Layout::Partial => {
+                Err("a bias on a partial sum would be added once per adapter".into())
+            }
+            Some(b) if b.along(0).map(|(r, n)| Layout::Split { axis: 2, range: r, total: n })
+                .unwrap_or_default()
+                != out =>
+            {
+                Err(format!("a bias {b} does not match the product's columns ({out})"))
+            }
+            _ => Ok(out),
+        }
     }
 
     fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {

@@ -3,7 +3,7 @@
 
 use super::token_rows;
 use crate::error::Result;
-use crate::graph::{Bound, Buf, Emit, Eval, Graph, Op, Value};
+use crate::graph::{Bound, Buf, Emit, Eval, Graph, Layout, Op, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
 pub const WG: u32 = 64;
@@ -57,6 +57,17 @@ impl Op for Rope {
 
     fn inputs(&self) -> Vec<Value> {
         vec![self.x, self.table]
+    }
+
+    /// Heads split across the parts stay split.
+    fn layout(&self, _: &Graph, inputs: &[Layout]) -> std::result::Result<Layout, String> {
+        match (&inputs[0], &inputs[1]) {
+            (x, Layout::Whole) if *x == Layout::Whole => Ok(Layout::Whole),
+            (x, Layout::Whole) if x.along(2).is_some_and(|(r, _)| r.start % self.head_dim == 0) => {
+                Ok(x.clone())
+            }
+            (x, t) => Err(format!("x {x} is not whole heads, or the table {t} is not whole")),
+        }
     }
 
     fn shape(&self, g: &Graph) -> std::result::Result<Vec<usize>, String> {
