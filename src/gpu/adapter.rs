@@ -109,6 +109,53 @@ pub fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8, u8) {
     (kind, backend, slow_software)
 }
 
+/// Which of `infos` (every adapter, in enumeration order) a model placed on "all" adapters
+/// goes on: each device once, on its preferred backend (an adapter is left out where one
+/// on a backend ranked before it, or listed before it on the same, names the same device:
+/// a GPU that Vulkan and GL both list), and the CPU's software adapters only where there
+/// is no GPU (a share for a CPU adapter would hold every step of a GPU back). For each
+/// adapter, `None` where it is kept, else why it is left out.
+pub fn group_all(infos: &[wgpu::AdapterInfo]) -> Vec<Option<String>> {
+    let backend = |i: &wgpu::AdapterInfo| adapter_rank(i).1;
+    // The device a name stands for: GL's renderer strings add "/PCIe/SSE2" or a driver
+    // in parentheses, and Mesa's a "Mesa " in front.
+    let key = |i: &wgpu::AdapterInfo| {
+        let name = i.name.to_lowercase();
+        let name = name.strip_prefix("mesa ").unwrap_or(&name);
+        let cuts = [name.find('/'), name.find(" (")];
+        let end = cuts.into_iter().flatten().min().unwrap_or(name.len());
+        name[..end].trim().to_string()
+    };
+    let same = |a: &wgpu::AdapterInfo, b: &wgpu::AdapterInfo| {
+        a.backend != b.backend
+            && key(a) == key(b)
+            && (a.vendor == b.vendor || a.vendor == 0 || b.vendor == 0)
+    };
+    let mut why: Vec<Option<String>> = infos
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let before = |(j, b): &(usize, &wgpu::AdapterInfo)| {
+                same(a, b) && (backend(b), *j) < (backend(a), i)
+            };
+            infos.iter().enumerate().find(before).map(|(j, b)| {
+                format!(
+                    "the same device as adapter {j} ({:?}), which is kept",
+                    b.backend
+                )
+            })
+        })
+        .collect();
+    let gpu = |i: &wgpu::AdapterInfo| i.device_type != wgpu::DeviceType::Cpu;
+    let has_gpu = infos.iter().zip(&why).any(|(i, w)| w.is_none() && gpu(i));
+    for (info, w) in infos.iter().zip(&mut why) {
+        if has_gpu && w.is_none() && !gpu(info) {
+            *w = Some("a CPU adapter beside a GPU: its share would hold every step back".into());
+        }
+    }
+    why
+}
+
 impl AdapterChoice {
     pub(crate) fn pick(&self, adapters: Vec<wgpu::Adapter>) -> Result<wgpu::Adapter> {
         if adapters.is_empty() {
@@ -235,5 +282,67 @@ impl std::fmt::Display for AdapterSummary {
             if self.f16_in_f32 { "yes" } else { "no" }
         );
         write!(f, "    features: {feats}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_all;
+    use wgpu::{AdapterInfo, Backend, DeviceType};
+
+    fn info(name: &str, vendor: u32, kind: DeviceType, backend: Backend) -> AdapterInfo {
+        let mut i = AdapterInfo::new(kind, backend);
+        i.name = name.into();
+        i.vendor = vendor;
+        i
+    }
+
+    /// Each device once, on its preferred backend; CPU adapters only without a GPU.
+    #[test]
+    fn all_adapters_means_each_device_once_and_gpus_before_the_cpu() {
+        use Backend::{Gl, Vulkan};
+        use DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
+        let kept = |infos: &[AdapterInfo]| -> Vec<usize> {
+            let why = group_all(infos);
+            (0..infos.len()).filter(|&i| why[i].is_none()).collect()
+        };
+        // This machine: lavapipe, SwiftShader, and llvmpipe again through GL.
+        let cpu = [
+            info("llvmpipe (LLVM 15.0.6, 256 bits)", 0x10005, Cpu, Gl),
+            info("llvmpipe (LLVM 15.0.6, 256 bits)", 0x10005, Cpu, Vulkan),
+            info("SwiftShader Device (Subzero)", 0x1AE0, Cpu, Vulkan),
+        ];
+        assert_eq!(kept(&cpu), [1, 2]);
+        assert!(
+            group_all(&cpu)[0]
+                .as_deref()
+                .is_some_and(|w| w.contains("adapter 1"))
+        );
+        // Two of one GPU model on Vulkan (both kept), the same through GL, an iGPU, and
+        // the CPU adapters.
+        let mut gpus = vec![
+            info("NVIDIA GeForce RTX 3090", 0x10de, DiscreteGpu, Vulkan),
+            info("NVIDIA GeForce RTX 3090", 0x10de, DiscreteGpu, Vulkan),
+            info("NVIDIA GeForce RTX 3090/PCIe/SSE2", 0x10de, DiscreteGpu, Gl),
+            info(
+                "Mesa Intel(R) UHD Graphics 770 (ADL-S GT1)",
+                0x8086,
+                IntegratedGpu,
+                Gl,
+            ),
+            info(
+                "Intel(R) UHD Graphics 770 (ADL-S GT1)",
+                0x8086,
+                IntegratedGpu,
+                Vulkan,
+            ),
+        ];
+        gpus.extend(cpu);
+        assert_eq!(kept(&gpus), [0, 1, 4]);
+        assert!(
+            group_all(&gpus)[7]
+                .as_deref()
+                .is_some_and(|w| w.contains("CPU adapter"))
+        );
     }
 }

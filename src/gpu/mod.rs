@@ -9,7 +9,7 @@ mod adapter;
 mod signal;
 
 pub use adapter::{
-    AdapterChoice, AdapterSummary, INSTALL_HINT, adapter_rank, enumerate, summarize,
+    AdapterChoice, AdapterSummary, INSTALL_HINT, adapter_rank, enumerate, group_all, summarize,
 };
 pub(crate) use signal::oneshot;
 

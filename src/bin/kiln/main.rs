@@ -101,12 +101,24 @@ pub fn open_gpus(args: &Args) -> Result<Gpus> {
         bail!("--adapter and --adapters both given: use one");
     }
     let gpus: Vec<Gpu> = if list == "all" {
-        // Every adapter that opens; one that does not is named and left out.
+        // Each device once, GPUs before the CPU (`kiln::gpu::group_all`); an adapter left
+        // out, or one that does not open, is named.
+        let adapters = pollster::block_on(kiln::gpu::enumerate());
+        let infos: Vec<_> = adapters.iter().map(|a| a.info.clone()).collect();
         let mut gpus = Vec::new();
-        for gpu in pollster::block_on(Gpu::all()) {
-            match gpu {
+        for (i, why) in kiln::gpu::group_all(&infos).into_iter().enumerate() {
+            let name = &infos[i].name;
+            if let Some(why) = why {
+                eprintln!("--adapters all: leaving out adapter {i} ({name}): {why}");
+                continue;
+            }
+            let options = GpuOptions {
+                adapter: kiln::gpu::AdapterChoice::Index(i),
+                ..Default::default()
+            };
+            match pollster::block_on(Gpu::new(&options)) {
                 Ok(g) => gpus.push(g),
-                Err(e) => eprintln!("--adapters all: leaving out an adapter: {e}"),
+                Err(e) => eprintln!("--adapters all: leaving out adapter {i} ({name}): {e}"),
             }
         }
         if gpus.is_empty() {
