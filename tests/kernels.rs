@@ -303,3 +303,36 @@ fn copy_kernel_copies() {
         }
     }
 }
+
+/// The rooflines' own kernels (`ops::roofline`) against their CPU twins. The read-only pass
+/// over 12,345 vec4s (a multiple neither of the 256-thread workgroup nor of a thread's 8):
+/// every workgroup's sum within 2e-3 (f32 sums of ~8,000 values in [-1, 1), added in
+/// another order). The multiply-add kernel, 1,000 threads (not a multiple of 256) of 1,000
+/// iterations, enough to move every chain well off its start: f32 within 1e-3, and f16
+/// (where the adapter has SHADER_F16) within 0.05, of the CPU's chains rounded as the GPU
+/// keeps them.
+#[test]
+fn roofline_kernels_match_their_cpu_twins() {
+    use kiln::ops::roofline::{fma_reference, read_reference};
+    for gpu in gpus() {
+        let data = Rng::new(7).uniform(12_345 * 4, 1.0);
+        let got = pollster::block_on(kiln::bench::read_once(gpu, &data)).expect("read");
+        let what = format!("read on {}", label(gpu));
+        assert!(got.len() > 1, "{what}: {} workgroups", got.len());
+        assert_close(&got, &read_reference(&data, got.len()), 2e-3, 0.0, &what);
+        let f16 = gpu.device().features().contains(wgpu::Features::SHADER_F16);
+        for (half, tol) in [(false, 1e-3), (true, 0.05)] {
+            if half && !f16 {
+                continue;
+            }
+            let (threads, iterations) = (1000, 1000);
+            let got = pollster::block_on(kiln::bench::fma_once(gpu, threads, iterations, half));
+            let got = got.expect("fma");
+            let want: Vec<f32> = (0..threads as u32)
+                .map(|i| fma_reference(i, iterations, half))
+                .collect();
+            let what = format!("fma (f16 {half}) on {}", label(gpu));
+            assert_close(&got, &want, tol, 0.0, &what);
+        }
+    }
+}

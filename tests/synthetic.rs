@@ -138,12 +138,13 @@ fn bench_model_reports_prefill_decode_and_the_roofline() {
     ]);
     assert_eq!(code, 0, "{err}");
     for want in [
-        "copy 32 MiB",
-        "copy vec4",
+        "copy wg256 32 MiB",
+        "copy vec4 wg64",
+        "read vec4 32 MiB",
         "pp20",
         "tg16",
         "MB/token",
-        "% of best copy",
+        "% of bandwidth",
     ] {
         assert!(out.contains(want), "{want} missing from\n{out}");
     }

@@ -9,7 +9,6 @@ use crate::exec::{Feed, Program};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
 use crate::graph::Step;
-use crate::kernels::grid;
 use crate::ops::attention::{Heads, Mask};
 use crate::ops::copy;
 use crate::schedule::{Plan, Target};
@@ -18,86 +17,43 @@ use std::time::{Duration, Instant};
 mod exchange;
 mod matmul;
 mod model;
+mod roofline;
 
 pub use exchange::{all_reduce, exchange};
 use matmul::matmul_program;
 pub use matmul::{matmul_shapes, parse_shapes, random_weight, time_matmul, time_matmuls};
 pub use model::{ModelBench, ModelReport, model};
+pub use roofline::{bandwidth_figures, fma_figures, latency_figures};
 
 /// Run a copy kernel once over `data` (a multiple of 4 values for `vec4`) and read the copy
 /// back (the kernels' own test).
 pub async fn copy_once(gpu: &Gpu, data: &[f32], vec4: bool) -> Result<Vec<f32>> {
-    let (src, dst, copy) = copy_setup(gpu, data.len(), vec4).await?;
+    let (src, dst, copy) = roofline::copy_job(gpu, data.len(), vec4, copy::WG).await?;
     gpu.queue()
         .write_buffer(&src, 0, bytemuck::cast_slice(data));
     copy.submit(gpu);
     gpu.read_f32(&dst, data.len()).await
 }
 
-/// A ready copy dispatch over two buffers.
-struct CopyJob {
-    pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
-    grid: [u32; 3],
+/// Run the read-only reduction once over `data` (vec4s) and read back its per-workgroup
+/// sums (the kernel's own test).
+pub async fn read_once(gpu: &Gpu, data: &[f32]) -> Result<Vec<f32>> {
+    let src = gpu
+        .storage_buffer("read src", (data.len() * 4) as u64)
+        .await?;
+    gpu.queue()
+        .write_buffer(&src, 0, bytemuck::cast_slice(data));
+    let (dst, groups, job) = roofline::read_job(gpu, &src, data.len() / 4).await?;
+    job.submit(gpu);
+    gpu.read_f32(&dst, groups).await
 }
 
-impl CopyJob {
-    fn submit(&self, gpu: &Gpu) {
-        let mut enc = gpu.device().create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&self.pipeline);
-            pass.set_bind_group(0, &self.bind_group, &[]);
-            let [x, y, z] = self.grid;
-            pass.dispatch_workgroups(x, y, z);
-        }
-        gpu.queue().submit([enc.finish()]);
-    }
-}
-
-/// Two buffers of `n` f32 and a copy between them, 4 or 16 (`vec4`) bytes per thread.
-async fn copy_setup(
-    gpu: &Gpu,
-    n: usize,
-    vec4: bool,
-) -> Result<(wgpu::Buffer, wgpu::Buffer, CopyJob)> {
-    let items = if vec4 { n / 4 } else { n };
-    let bytes = n as u64 * 4;
-    let src = gpu.storage_buffer("copy src", bytes).await?;
-    let dst = gpu.storage_buffer("copy dst", bytes).await?;
-    let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
-    let params = gpu.create_buffer("copy params", 16, uniform).await?;
-    let p = copy::Params {
-        count: items as u32,
-        offset: 0,
-    };
-    gpu.queue().write_buffer(&params, 0, bytemuck::bytes_of(&p));
-    let compiled = crate::kernels::PipelineCache::compiled(gpu, &copy::kernel(vec4)).await?;
-    let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("copy"),
-        layout: &compiled.layout,
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: params.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: src.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: dst.as_entire_binding(),
-            },
-        ],
-    });
-    let groups = (items as u64).div_ceil(u64::from(copy::WG));
-    let job = CopyJob {
-        pipeline: compiled.pipeline,
-        bind_group,
-        grid: grid(groups, gpu.limits().max_compute_workgroups_per_dimension),
-    };
-    Ok((src, dst, job))
+/// Run the multiply-add kernel once, `threads` threads of `iterations` (in f16 where
+/// `f16`), and read back each thread's result (the kernel's own test).
+pub async fn fma_once(gpu: &Gpu, threads: usize, iterations: u32, f16: bool) -> Result<Vec<f32>> {
+    let (dst, job) = roofline::fma_job(gpu, threads, iterations, f16).await?;
+    job.submit(gpu);
+    gpu.read_f32(&dst, threads).await
 }
 
 /// Problem sizes: small enough for CPU adapters, or sized for real GPUs.
@@ -140,6 +96,26 @@ pub struct Figure {
 }
 
 impl Figure {
+    /// A figure of `bytes` moved in `median`.
+    pub fn moved(name: String, median: Duration, bytes: f64) -> Figure {
+        Figure {
+            name,
+            median,
+            bytes,
+            flops: 0.0,
+            weights: 0.0,
+        }
+    }
+    /// A fixed cost: a time alone.
+    pub fn latency(name: &str, median: Duration) -> Figure {
+        Figure {
+            name: name.into(),
+            median,
+            bytes: 0.0,
+            flops: 0.0,
+            weights: 0.0,
+        }
+    }
     pub fn gbps(&self) -> f64 {
         self.bytes / self.median.as_secs_f64() / 1e9
     }
@@ -159,9 +135,13 @@ pub struct Report {
 }
 
 impl std::fmt::Display for Report {
+    /// Each figure with its share of the roofline that bounds it: bandwidth for what moves
+    /// bytes, f32 multiply-adds for what only computes. A figure over its roofline is
+    /// flagged: the roofline would then not bound it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{}", self.adapter)?;
         let roof = roofline(&self.figures);
+        let peak = peak_flops(&self.figures);
         let f32_rate = self
             .figures
             .iter()
@@ -169,15 +149,30 @@ impl std::fmt::Display for Report {
             .map(Figure::gweights);
         for x in &self.figures {
             let ms = x.median.as_secs_f64() * 1e3;
-            write!(f, "  {:<32} median {ms:>9.3} ms", x.name)?;
+            match ms < 1.0 && x.bytes == 0.0 && x.flops == 0.0 {
+                true => write!(f, "  {:<32} median {:>9.1} us", x.name, ms * 1e3)?,
+                false => write!(f, "  {:<32} median {ms:>9.3} ms", x.name)?,
+            }
+            let share = |f: &mut std::fmt::Formatter<'_>, v: f64, of: f64, what: &str| {
+                let pct = 100.0 * v / of;
+                let over = if pct > 100.5 {
+                    ", ABOVE THE ROOFLINE"
+                } else {
+                    ""
+                };
+                write!(f, " ({pct:>5.1}% of {what}{over})")
+            };
             if x.bytes > 0.0 {
                 write!(f, "  {:>8.2} GB/s", x.gbps())?;
-                if let (Some(roof), false) = (roof, x.name.starts_with("copy")) {
-                    write!(f, " ({:>5.1}% of best copy)", 100.0 * x.gbps() / roof)?;
+                if let Some(roof) = roof {
+                    share(f, x.gbps(), roof, "bandwidth")?;
                 }
             }
             if x.flops > 0.0 {
                 write!(f, "  {:>8.2} GFLOP/s", x.gflops())?;
+                if let (Some(peak), true) = (peak, x.bytes == 0.0 && !x.name.starts_with("fma")) {
+                    share(f, x.gflops(), peak, "f32 FMA peak")?;
+                }
             }
             if let (true, Some(base)) = (x.weights > 0.0, f32_rate) {
                 write!(
@@ -221,39 +216,23 @@ pub(super) async fn measure(
     Ok(times[times.len() / 2])
 }
 
-/// Both copy kernels over buffers of `mib` MiB (fewer where the adapter's binding limit
-/// is lower): the bandwidth roofline is the faster of the two.
-pub async fn copy_figures(gpu: &Gpu, mib: usize, samples: usize) -> Result<Vec<Figure>> {
-    let l = gpu.limits();
-    let limit = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
-    let mib = mib.min((limit >> 20) as usize).max(1);
-    let n = (mib << 20) / 4;
-    let mut out = Vec::new();
-    for vec4 in [false, true] {
-        let (_src, _dst, copy) = copy_setup(gpu, n, vec4).await?;
-        let t = measure(gpu, samples, async || {
-            copy.submit(gpu);
-            Ok(())
-        })
-        .await?;
-        out.push(Figure {
-            name: format!("copy{} {mib} MiB", if vec4 { " vec4" } else { "" }),
-            median: t,
-            bytes: 2.0 * (n * 4) as f64,
-            flops: 0.0,
-            weights: 0.0,
-        });
-    }
-    Ok(out)
-}
-
-/// The best copy bandwidth among `figures`, in GB/s.
+/// The best bandwidth among `figures` (the copies and the read-only pass of
+/// [`bandwidth_figures`]), in GB/s: the roofline of memory-bound kernels.
 pub fn roofline(figures: &[Figure]) -> Option<f64> {
     figures
         .iter()
-        .filter(|x| x.name.starts_with("copy"))
+        .filter(|x| x.name.starts_with("copy") || x.name.starts_with("read "))
         .map(Figure::gbps)
         .reduce(f64::max)
+}
+
+/// The best multiply-add throughput among `figures` in f32, in GFLOP/s: the roofline of
+/// compute-bound kernels.
+pub fn peak_flops(figures: &[Figure]) -> Option<f64> {
+    figures
+        .iter()
+        .find(|x| x.name == "fma f32")
+        .map(Figure::gflops)
 }
 
 /// Measure one adapter, with GEMV as tuned for it (tuning first where the cache has no
@@ -261,17 +240,13 @@ pub fn roofline(figures: &[Figure]) -> Option<f64> {
 pub async fn run(gpu: &Gpu, size: Size, log: &mut dyn FnMut(&str)) -> Result<Report> {
     crate::tune::ensure(gpu, &DType::ALL, log).await?;
     let samples = 7;
-    let (copy_mib, gemv_nk, gemm_mnk) = match size {
-        Size::Small => (
-            32usize,
-            (2048usize, 2048usize),
-            (128usize, 512usize, 512usize),
-        ),
-        Size::Large => (512, (8192, 8192), (2048, 4096, 4096)),
+    let (gemv_nk, gemm_mnk) = match size {
+        Size::Small => ((2048usize, 2048usize), (128usize, 512usize, 512usize)),
+        Size::Large => ((8192, 8192), (2048, 4096, 4096)),
     };
     let mut figures = Vec::new();
 
-    figures.extend(copy_figures(gpu, copy_mib, samples).await?);
+    figures.extend(roofline::figures(gpu, size, samples).await?);
 
     let (n, k) = gemv_nk;
     // Every format kiln reads, F32 first (the others are compared with it).

@@ -5,7 +5,7 @@
 //! and KV cache, at the mean position of the run) and is set against the adapter's copy
 //! roofline, measured in the same run.
 
-use super::{Figure, Size, copy_figures, roofline};
+use super::{Figure, Size, bandwidth_figures, roofline};
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Session};
 use crate::sample::{Rng, Sampling};
@@ -63,7 +63,7 @@ impl ModelReport {
     pub fn decode_gbps(&self) -> f64 {
         spread(&self.decode).0 * self.decode_bytes as f64 / 1e9
     }
-    /// The best copy bandwidth, GB/s.
+    /// The bandwidth roofline (the best of the copies and the read-only pass), GB/s.
     pub fn roofline_gbps(&self) -> f64 {
         roofline(&self.copy).unwrap_or(0.0)
     }
@@ -101,7 +101,7 @@ impl std::fmt::Display for ModelReport {
                     self.decode_bytes as f64 / 1e6,
                 )?;
                 if roof > 0.0 {
-                    write!(f, " = {:.1}% of best copy", 100.0 * gbps / roof)?;
+                    write!(f, " = {:.1}% of bandwidth", 100.0 * gbps / roof)?;
                 }
             }
             writeln!(f)?;
@@ -227,7 +227,7 @@ pub async fn model(
     let mib = Size::for_gpu(&gpu).copy_mib();
     // A model split across adapters has no one roofline to compare with.
     let copy = match model.stages() {
-        [_] => copy_figures(&gpu, mib, 7).await?,
+        [_] => bandwidth_figures(&gpu, mib, 7).await?,
         _ => Vec::new(),
     };
     let adapters: Vec<String> = model.stages().iter().map(|s| s.gpu.describe()).collect();

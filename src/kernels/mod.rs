@@ -59,6 +59,10 @@ pub enum Include {
     TileRowsShared,
     /// The same, read once per subgroup and broadcast (subgroups of 8 or 16).
     TileRowsSubgroup,
+    /// `alias real = f32;`: the scalar of a kernel written once for f32 and f16.
+    RealF32,
+    /// `alias real = f16;` (adapters with SHADER_F16).
+    RealF16,
 }
 
 impl Include {
@@ -75,6 +79,8 @@ impl Include {
             Include::Q8Block => include_str!("../../shaders/q8_block.wgsl"),
             Include::TileRowsShared => include_str!("../../shaders/tile_rows_shared.wgsl"),
             Include::TileRowsSubgroup => include_str!("../../shaders/tile_rows_subgroup.wgsl"),
+            Include::RealF32 => include_str!("../../shaders/real_f32.wgsl"),
+            Include::RealF16 => include_str!("../../shaders/real_f16.wgsl"),
         }
     }
 
@@ -186,6 +192,7 @@ impl Kernel {
     /// Whether the kernel needs SHADER_F16 on the device.
     pub fn needs_f16(&self) -> bool {
         self.weights.iter().any(|(_, f)| f.needs_f16())
+            || self.family.includes.contains(&Include::RealF16)
     }
 
     /// Whether the kernel needs the SUBGROUP feature on the device.

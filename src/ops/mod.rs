@@ -36,6 +36,7 @@ ops!(
     conv,
     pool,
     copy,
+    roofline,
     exchange,
 );
 

@@ -224,8 +224,8 @@ pub fn remember_gemm(gpu: &Gpu, choice: &GemmChoice) -> Result<()> {
     write_cache(&file)
 }
 
-/// `gpu`'s copy bandwidth in GB/s, the roofline `kiln bench` measures (the faster of two
-/// copy kernels, medians of 7), from the disk cache, else measured now (about a second on CPU
+/// `gpu`'s bandwidth in GB/s, the roofline `kiln bench` measures (the fastest of the copy
+/// kernels and the read-only pass, medians of 7), from the disk cache, else measured now (about a second on CPU
 /// adapters) and saved. A model split across adapters shares its work by it.
 pub async fn bandwidth(gpu: &Gpu, log: &mut dyn FnMut(&str)) -> Result<f64> {
     let key = adapter_key(gpu);
@@ -233,15 +233,15 @@ pub async fn bandwidth(gpu: &Gpu, log: &mut dyn FnMut(&str)) -> Result<f64> {
         return Ok(gbps);
     }
     log(&format!(
-        "measuring the copy bandwidth of {} (once; cached in {})",
+        "measuring the bandwidth of {} (once; cached in {})",
         gpu.describe(),
         cache_path().display()
     ));
     let mib = crate::bench::Size::for_gpu(gpu).copy_mib();
-    let figures = crate::bench::copy_figures(gpu, mib, 7).await?;
+    let figures = crate::bench::bandwidth_figures(gpu, mib, 7).await?;
     let gbps = crate::bench::roofline(&figures)
         .filter(|g| g.is_finite() && *g > 0.0)
-        .ok_or_else(|| Error::Gpu(format!("no copy bandwidth measured on {}", gpu.describe())))?;
+        .ok_or_else(|| Error::Gpu(format!("no bandwidth measured on {}", gpu.describe())))?;
     remember_bandwidth(gpu, gbps)?;
     Ok(gbps)
 }
