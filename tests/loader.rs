@@ -166,8 +166,12 @@ fn cuts_upload_only_an_adapters_share() {
             ..Default::default()
         };
         let w = pollster::block_on(ckpt.upload(gpu, options)).expect("upload");
+        // Each cut tensor is checked against the whole shape, and knows where it sits.
         let read = |name: &str, shape: &[usize]| {
-            let t = w.get_shaped(name, shape).expect("cut shape");
+            let t = w.get(name).expect("cut tensor");
+            assert_eq!(t.shape(), shape, "{name}");
+            let whole = t.slice().expect("a slice").whole.clone();
+            w.get_shaped(name, &whole).expect("whole shape");
             pollster::block_on(t.to_f32(gpu)).expect("read back")
         };
         let what = label(gpu);
@@ -186,6 +190,22 @@ fn cuts_upload_only_an_adapters_share() {
             &format!("b's columns on {what}"),
         );
         assert_eq!(read("c.bias", &[2]), c[1..3], "c on {what}");
+        let slice = |name: &str| w.get(name).ok().and_then(|t| t.slice().cloned());
+        let a_slice = slice("a.weight").expect("a's slice");
+        assert_eq!(
+            (a_slice.axis, a_slice.range, a_slice.whole),
+            (0, 2..5, vec![6, 8])
+        );
+        let b_slice = slice("b.weight").expect("b's slice");
+        assert_eq!(
+            (b_slice.axis, b_slice.range, b_slice.whole),
+            (1, 32..64, vec![5, 64])
+        );
+        let e = w
+            .get_shaped("a.weight", &[3, 8])
+            .err()
+            .expect("not the whole shape");
+        assert_mentions(&e.to_string(), &["a.weight", "[6, 8]", "[3, 8]"]);
         let err = w.get("d.weight").err().expect("skipped").to_string();
         assert_mentions(&err, &["d.weight", "not placed on this adapter"]);
     }

@@ -10,7 +10,7 @@
 //!   it) and readback latency (4 bytes, 1 MiB, through a mapped staging buffer).
 
 use super::{Figure, Size, measure};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{Kernel, PipelineCache, grid};
 use crate::ops::{copy, roofline as kernels};
@@ -45,11 +45,16 @@ impl Job {
                 resource: b.as_entire_binding(),
             })
             .collect();
+        // A binding the adapter refuses is an error, never a figure.
+        let scope = gpu.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.family.name),
             layout: &compiled.layout,
             entries: &entries,
         });
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!("{}: {e}", kernel.family.name)));
+        }
         let max = gpu.limits().max_compute_workgroups_per_dimension;
         Ok(Job {
             pipeline: compiled.pipeline,
