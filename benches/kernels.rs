@@ -1,6 +1,6 @@
-//! Kernel microbenchmark: per adapter, a plain copy kernel's GB/s (the measured bandwidth
-//! roofline), GEMV GB/s and GEMM GFLOP/s. `cargo bench --bench kernels [-- --size small|large]`.
-//! The same figures come from `kiln bench --all`.
+//! Kernel microbenchmark: per adapter, its rooflines and the kernels at real models' shapes
+//! against them. `cargo bench --bench kernels [-- --size small|large]`. The same figures
+//! come from `kiln bench --all`, which also writes JSON, CSV and comparisons.
 
 fn main() {
     env_logger::init();
@@ -22,8 +22,15 @@ fn main() {
         match gpu {
             Ok(gpu) => {
                 let size = size.unwrap_or_else(|| kiln::bench::Size::for_gpu(&gpu));
-                match pollster::block_on(kiln::bench::run(&gpu, size, &mut |m| eprintln!("{m}"))) {
-                    Ok(report) => print!("{report}"),
+                let sweep = kiln::bench::Sweep::default_for(size);
+                let log = &mut |m: &str| eprintln!("{m}");
+                match pollster::block_on(kiln::bench::run(&gpu, size, &sweep, log)) {
+                    Ok(report) => {
+                        let mut results = kiln::bench::record::Results::new();
+                        let entry = kiln::bench::record::AdapterResults::new(&gpu, &report);
+                        results.adapters.push(entry);
+                        print!("{}", kiln::bench::to_markdown(&results));
+                    }
                     Err(e) => eprintln!("{}: {e}", gpu.describe()),
                 }
             }

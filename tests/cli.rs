@@ -240,7 +240,7 @@ fn adapters_split_the_model_and_bad_placements_fail_clearly() {
         assert!(out.is_empty(), "{extra:?}: {out}");
         assert!(err.contains(want), "{extra:?}: no '{want}' in {err}");
     }
-    for option in ["--adapters", "--split", "--split-weights"] {
+    for option in ["--split", "--split-weights"] {
         let (code, _, err) = kiln(&["bench", option, "1"], &[]);
         assert_eq!(code, 1);
         assert!(err.contains("give --model"), "{option}: {err}");

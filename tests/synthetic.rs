@@ -8,7 +8,6 @@ use kiln::DType;
 use kiln::generate::TextModel;
 use kiln::load::LoadOptions;
 use kiln::models::synthetic::{PRESETS, Preset};
-use std::process::Command;
 
 /// One adapter is enough here: these check bookkeeping, not kernels.
 fn first_gpu() -> Option<&'static kiln::Gpu> {
@@ -62,6 +61,17 @@ fn synthetic_models_hold_what_decode_reads() {
             100 * kv_per_position
         );
     }
+    // A shape that cannot fit is refused before any weight is made, with the numbers; only
+    // a CPU adapter tells its memory (a GPU's shows as an allocation error).
+    let need = 1u64 << 50;
+    let fits = p.check_fits(gpu, DType::F32, need);
+    if gpu.info().device_type == wgpu::DeviceType::Cpu {
+        let e = fits.err().expect("a petabyte does not fit").to_string();
+        assert!(e.contains("1125899.91 GB of weights"), "{e}");
+        assert!(e.contains("GB of memory available"), "{e}");
+    } else {
+        assert!(fits.is_ok());
+    }
     let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
     let e = Preset::find("gpt-5")
         .err()
@@ -103,19 +113,6 @@ fn synthetic_models_generate() {
     );
 }
 
-fn kiln(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("run kiln");
-    let s = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    (
-        out.status.code().unwrap_or(-1),
-        s(out.stdout),
-        s(out.stderr),
-    )
-}
-
 /// `kiln bench --model synthetic:...` prints both copy kernels, prefill and decode with
 /// their spread, and decode's bytes against the roofline; bad requests fail with reasons.
 #[test]
@@ -123,36 +120,72 @@ fn bench_model_reports_prefill_decode_and_the_roofline() {
     if first_gpu().is_none() {
         return;
     }
-    let (code, out, err) = kiln(&[
+    let json = std::env::temp_dir().join(format!("kiln-bench-model-{}.json", std::process::id()));
+    let json_s = json.to_str().expect("utf-8");
+    // llama-bench's one-letter options.
+    let (code, out, err) = kiln_cli(&[
         "bench",
         "--model",
         "synthetic:smollm2-135m",
         "--dtype",
         "q4_0",
-        "--prompt-tokens",
+        "-p",
         "20",
-        "--tokens",
+        "-n",
         "16",
-        "--runs",
+        "-r",
         "2",
+        "--json",
+        json_s,
+        "--profile",
     ]);
     assert_eq!(code, 0, "{err}");
     for want in [
         "copy wg256 32 MiB",
         "copy vec4 wg64",
         "read vec4 32 MiB",
-        "pp20",
-        "tg16",
+        "| pp20 |",
+        "| tg16 |",
         "MB/token",
         "% of bandwidth",
     ] {
         assert!(out.contains(want), "{want} missing from\n{out}");
     }
+    // The JSON holds the runs, and its derived figures follow from them.
+    let text = std::fs::read_to_string(&json).expect("json written");
+    let _ = std::fs::remove_file(&json);
+    check_bench_schema(&text);
+    let r = kiln::bench::record::Results::parse(&text).expect("results");
+    let m = &r.adapters[0].models[0];
+    assert_eq!((m.prompt, m.generate, m.runs), (20, 16, 2));
+    assert_eq!(m.model, "synthetic:smollm2-135m");
+    assert_eq!(m.dtype.as_deref(), Some("Q4_0"));
+    assert_eq!((m.prefill.samples.len(), m.decode.samples.len()), (2, 2));
+    let gbps = m.decode.median * m.decode_bytes as f64 / 1e9;
+    assert!((m.decode_gbps - gbps).abs() <= 1e-9 * gbps, "{m:?}");
+    let bw = r.adapters[0].roofline.bandwidth_gbps.expect("roofline");
+    let pct = m.decode_percent_of_bandwidth.expect("share");
+    assert!((pct - 100.0 * gbps / bw).abs() < 1e-6, "{pct}");
+    // --profile: GPU time by kernel for one prefill and one decode step, in the table and
+    // the JSON.
+    let rows = m.profile.as_ref().expect("profiled");
+    for phase in ["prefill", "decode"] {
+        assert!(
+            rows.iter()
+                .any(|r| r.phase == phase && r.kernel.starts_with("gemv")),
+            "no gemv in {phase}: {rows:?}"
+        );
+    }
+    assert!(
+        rows.iter()
+            .all(|r| r.percent_of_step >= 0.0 && r.seconds_per_step >= 0.0)
+    );
+    assert!(out.contains("GPU time by kernel"), "{out}");
     assert!(err.contains("run 2: pp20"), "{err}");
-    let (code, _, err) = kiln(&["bench", "--model", "synthetic:nope"]);
+    let (code, _, err) = kiln_cli(&["bench", "--model", "synthetic:nope"]);
     assert_ne!(code, 0);
-    assert!(err.contains("llama-3.2-1b"), "{err}");
-    let (code, _, err) = kiln(&[
+    assert!(err.contains("llama-1b"), "{err}");
+    let (code, _, err) = kiln_cli(&[
         "bench",
         "--model",
         "synthetic:smollm2-135m",

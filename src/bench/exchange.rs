@@ -3,7 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use web_time::Instant;
 
 /// The median time, over `runs` after one warm-up, to carry `floats` f32 from a buffer on
 /// `from` to a buffer on `to` through the host: `from` copies them into a mapped staging

@@ -1,16 +1,17 @@
 //! Timing matmuls: the GEMM kernels side by side, shapes given on the command line, and
 //! the helpers tuning times its candidates with.
 
-use super::{Figure, Report, measure};
+use super::{Figure, Group, Report};
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::exec::{Feed, Profile, Program};
+use crate::exec::{Feed, Program};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Step};
 use crate::kernels::Gemm;
 use crate::schedule::{Plan, Target};
 use crate::tensor::Tensor;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use web_time::Instant;
 
 /// A weight (n, k) of `dtype` with random values, made quickly (rows drawn from a small
 /// pool, as synthetic models make theirs).
@@ -37,25 +38,8 @@ pub async fn time_matmul(
     let (mut prog, x) = matmul_program_for(gpu, m, ws, target).await?;
     let step = Step::single(0, prog.tokens());
     let feeds = [("x", Feed::F32(&x))];
-    let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
-    if cpu || !gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
-        return measure(gpu, samples, async || {
-            prog.submit(&step, &feeds).await.map(drop)
-        })
-        .await;
-    }
-    let profile = Profile::new();
-    prog.profile_into(Some((profile.clone(), "timed"))).await?;
-    let total = || profile.span("timed").unwrap_or(0.0);
-    prog.run(&step, &feeds).await?;
-    let mut times = Vec::with_capacity(samples);
-    for _ in 0..samples.max(1) {
-        let before = total();
-        prog.run(&step, &feeds).await?;
-        times.push(total() - before);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(Duration::from_secs_f64(times[times.len() / 2]))
+    let (t, _, _) = super::sweep::time_program(gpu, &mut prog, &step, &feeds, samples).await?;
+    Ok(t)
 }
 
 /// Median times of the matmuls of [`time_matmul`] planned for each of `targets`. On CPU
@@ -214,13 +198,15 @@ pub async fn matmul_shapes(
                 (_, Gemm::Columns) => " columns",
                 (_, Gemm::ColumnsSubgroup) => " columns-sg",
             };
-            figures.push(Figure {
-                name: format!("matmul {dtype} {m}x{k}x{n}{name}"),
-                median: times[times.len() / 2],
-                bytes: 0.0,
-                flops: 2.0 * (m * n * k) as f64,
-                weights: 0.0,
-            });
+            figures.push(
+                Figure::new(
+                    Group::Gemm,
+                    format!("matmul {dtype} {m}x{k}x{n}{name}"),
+                    times[times.len() / 2],
+                )
+                .flops(2.0 * (m * n * k) as f64)
+                .dtype(dtype),
+            );
         }
     }
     Ok(Report {

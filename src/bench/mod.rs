@@ -1,29 +1,32 @@
-//! Kernel microbenchmarks: each adapter's measured bandwidth roofline (a plain copy kernel),
-//! next to GEMV bandwidth and GEMM throughput through the same planner and executor the
-//! models use. Figures are medians of wall-clock samples, each sample many back-to-back
-//! submissions, so submission overhead is included and amortised.
+//! Benchmarks: each adapter's measured rooflines (bandwidth, multiply-add peak, fixed
+//! costs), kernels at the shapes of real models set against them, and whole models as
+//! llama-bench runs them. Kernel figures go through the same planner and executor the
+//! models use. Times are medians: of wall-clock samples, each many back-to-back
+//! submissions (so submission overhead is included and amortised), or of the GPU's own
+//! clock where the adapter has timestamp queries (see `sweep::time_program`). Results are
+//! data ([`record`]): drawn as tables, CSV or plots, written as JSON and compared.
 
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::exec::{Feed, Program};
 use crate::gpu::Gpu;
-use crate::graph::Graph;
-use crate::graph::Step;
-use crate::ops::attention::{Heads, Mask};
 use crate::ops::copy;
-use crate::schedule::{Plan, Target};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use web_time::Instant;
 
 mod exchange;
 mod matmul;
 mod model;
+pub mod record;
+mod render;
 mod roofline;
+mod sweep;
 
 pub use exchange::{all_reduce, exchange};
-use matmul::matmul_program;
 pub use matmul::{matmul_shapes, parse_shapes, random_weight, time_matmul, time_matmuls};
 pub use model::{ModelBench, ModelReport, model};
+pub use render::{compare, to_csv, to_markdown};
 pub use roofline::{bandwidth_figures, fma_figures, latency_figures};
+pub use sweep::{Sweep, matrices};
 
 /// Run a copy kernel once over `data` (a multiple of 4 values for `vec4`) and read the copy
 /// back (the kernels' own test).
@@ -83,38 +86,97 @@ impl Size {
     }
 }
 
+/// What a figure measures, and so which roofline bounds it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    /// Copies and the read-only pass: the bandwidth roofline's candidates.
+    Bandwidth,
+    /// Peak multiply-adds.
+    Compute,
+    /// Fixed costs: dispatch, submission, readback.
+    Latency,
+    Gemv,
+    Gemm,
+    Attention,
+}
+
+/// Which clock a time is on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clock {
+    /// Wall-clock time on the host, of back-to-back submissions.
+    Wall,
+    /// The GPU's own, from timestamp queries.
+    Gpu,
+}
+
 /// One measured line of the report.
 #[derive(Clone, Debug)]
 pub struct Figure {
     pub name: String,
+    pub group: Group,
+    /// The median time per run, on `clock`.
     pub median: Duration,
+    pub clock: Clock,
+    /// Wall-clock median beside a GPU-clock one.
+    pub wall: Option<Duration>,
     /// Bytes moved (copy: read + write; GEMV: weight bytes read).
     pub bytes: f64,
     pub flops: f64,
     /// Weights read (GEMV), for comparing formats by weights per second.
     pub weights: f64,
+    pub dtype: Option<DType>,
+    /// The model (and matrix) whose shape it has.
+    pub model: Option<String>,
 }
 
 impl Figure {
-    /// A figure of `bytes` moved in `median`.
-    pub fn moved(name: String, median: Duration, bytes: f64) -> Figure {
-        Figure {
-            name,
-            median,
-            bytes,
-            flops: 0.0,
-            weights: 0.0,
-        }
-    }
-    /// A fixed cost: a time alone.
-    pub fn latency(name: &str, median: Duration) -> Figure {
+    /// A figure of `group` taking `median` (wall-clock), moving and computing nothing
+    /// until told otherwise.
+    pub fn new(group: Group, name: impl Into<String>, median: Duration) -> Figure {
         Figure {
             name: name.into(),
+            group,
             median,
+            clock: Clock::Wall,
+            wall: None,
             bytes: 0.0,
             flops: 0.0,
             weights: 0.0,
+            dtype: None,
+            model: None,
         }
+    }
+    pub fn bytes(mut self, bytes: f64) -> Figure {
+        self.bytes = bytes;
+        self
+    }
+    pub fn flops(mut self, flops: f64) -> Figure {
+        self.flops = flops;
+        self
+    }
+    /// `weights` weights of `dtype` read.
+    pub fn weights(mut self, weights: f64, dtype: DType) -> Figure {
+        self.weights = weights;
+        self.dtype = Some(dtype);
+        self
+    }
+    pub fn dtype(mut self, dtype: DType) -> Figure {
+        self.dtype = Some(dtype);
+        self
+    }
+    pub fn model(mut self, model: impl Into<String>) -> Figure {
+        self.model = Some(model.into());
+        self
+    }
+    /// A figure of `bytes` moved in `median`: a bandwidth candidate.
+    pub fn moved(name: String, median: Duration, bytes: f64) -> Figure {
+        Figure::new(Group::Bandwidth, name, median).bytes(bytes)
+    }
+    /// A fixed cost: a time alone.
+    pub fn latency(name: &str, median: Duration) -> Figure {
+        Figure::new(Group::Latency, name, median)
     }
     pub fn gbps(&self) -> f64 {
         self.bytes / self.median.as_secs_f64() / 1e9
@@ -126,66 +188,22 @@ impl Figure {
     pub fn gweights(&self) -> f64 {
         self.weights / self.median.as_secs_f64() / 1e9
     }
+    /// The roofline that bounds it: bandwidth for what moves bytes, f32 multiply-adds for
+    /// what only computes; none for the peaks and fixed costs themselves.
+    pub fn bound(&self) -> Option<record::Bound> {
+        match self.group {
+            Group::Compute | Group::Latency => None,
+            _ if self.bytes > 0.0 => Some(record::Bound::Bandwidth),
+            _ if self.flops > 0.0 => Some(record::Bound::F32Fma),
+            _ => None,
+        }
+    }
 }
 
 /// Every figure for one adapter.
 pub struct Report {
     pub adapter: String,
     pub figures: Vec<Figure>,
-}
-
-impl std::fmt::Display for Report {
-    /// Each figure with its share of the roofline that bounds it: bandwidth for what moves
-    /// bytes, f32 multiply-adds for what only computes. A figure over its roofline is
-    /// flagged: the roofline would then not bound it.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{}", self.adapter)?;
-        let roof = roofline(&self.figures);
-        let peak = peak_flops(&self.figures);
-        let f32_rate = self
-            .figures
-            .iter()
-            .find(|x| x.name.starts_with("gemv F32"))
-            .map(Figure::gweights);
-        for x in &self.figures {
-            let ms = x.median.as_secs_f64() * 1e3;
-            match ms < 1.0 && x.bytes == 0.0 && x.flops == 0.0 {
-                true => write!(f, "  {:<32} median {:>9.1} us", x.name, ms * 1e3)?,
-                false => write!(f, "  {:<32} median {ms:>9.3} ms", x.name)?,
-            }
-            let share = |f: &mut std::fmt::Formatter<'_>, v: f64, of: f64, what: &str| {
-                let pct = 100.0 * v / of;
-                let over = if pct > 100.5 {
-                    ", ABOVE THE ROOFLINE"
-                } else {
-                    ""
-                };
-                write!(f, " ({pct:>5.1}% of {what}{over})")
-            };
-            if x.bytes > 0.0 {
-                write!(f, "  {:>8.2} GB/s", x.gbps())?;
-                if let Some(roof) = roof {
-                    share(f, x.gbps(), roof, "bandwidth")?;
-                }
-            }
-            if x.flops > 0.0 {
-                write!(f, "  {:>8.2} GFLOP/s", x.gflops())?;
-                if let (Some(peak), true) = (peak, x.bytes == 0.0 && !x.name.starts_with("fma")) {
-                    share(f, x.gflops(), peak, "f32 FMA peak")?;
-                }
-            }
-            if let (true, Some(base)) = (x.weights > 0.0, f32_rate) {
-                write!(
-                    f,
-                    "  {:>6.3} Gweights/s ({:.2}x F32)",
-                    x.gweights(),
-                    x.gweights() / base
-                )?;
-            }
-            writeln!(f)?;
-        }
-        Ok(())
-    }
 }
 
 /// Median wall time of `run` (which submits work), from `samples` samples of enough
@@ -235,157 +253,24 @@ pub fn peak_flops(figures: &[Figure]) -> Option<f64> {
         .map(Figure::gflops)
 }
 
-/// Measure one adapter, with GEMV as tuned for it (tuning first where the cache has no
-/// choice for a format: minutes on CPU adapters, once; `log` hears about it).
-pub async fn run(gpu: &Gpu, size: Size, log: &mut dyn FnMut(&str)) -> Result<Report> {
-    crate::tune::ensure(gpu, &DType::ALL, log).await?;
-    let samples = 7;
-    let (gemv_nk, gemm_mnk) = match size {
-        Size::Small => ((2048usize, 2048usize), (128usize, 512usize, 512usize)),
-        Size::Large => ((8192, 8192), (2048, 4096, 4096)),
-    };
-    let mut figures = Vec::new();
-
-    figures.extend(roofline::figures(gpu, size, samples).await?);
-
-    let (n, k) = gemv_nk;
-    // Every format kiln reads, F32 first (the others are compared with it).
-    for dtype in DType::ALL {
-        let (prog, x) = matmul_program(gpu, 1, k, n, dtype, Target::of(gpu)).await?;
-        let t = measure(gpu, samples, async || {
-            let step = Step::single(0, prog.tokens());
-            prog.submit(&step, &[("x", Feed::F32(&x))]).await.map(drop)
-        })
-        .await?;
-        figures.push(Figure {
-            name: format!("gemv {dtype} {n}x{k}"),
-            median: t,
-            bytes: dtype.bytes(n * k) as f64,
-            flops: 2.0 * (n * k) as f64,
-            weights: (n * k) as f64,
-        });
+/// Measure one adapter: its rooflines, then the sweep's kernels, GEMV as tuned for it
+/// (tuning first where the cache has no choice for a format: minutes on CPU adapters, once;
+/// `log` hears about it).
+pub async fn run(
+    gpu: &Gpu,
+    size: Size,
+    sweep: &Sweep,
+    log: &mut dyn FnMut(&str),
+) -> Result<Report> {
+    log(&format!("{}: rooflines", gpu.describe()));
+    let mut figures = roofline::figures(gpu, size, 7).await?;
+    if !sweep.models.is_empty() {
+        crate::tune::ensure(gpu, &sweep.stored_dtypes(), log).await?;
+        figures.extend(sweep::matmul_figures(gpu, sweep, log).await?);
+        figures.extend(sweep::attention_figures(gpu, sweep, log).await?);
     }
-
-    let (m, n, k) = gemm_mnk;
-    for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4K] {
-        let (prog, x) = matmul_program(gpu, m, k, n, dtype, Target::of(gpu)).await?;
-        let t = measure(gpu, samples, async || {
-            let step = Step::single(0, prog.tokens());
-            prog.submit(&step, &[("x", Feed::F32(&x))]).await.map(drop)
-        })
-        .await?;
-        figures.push(Figure {
-            name: format!("gemm {dtype} {m}x{n}x{k}"),
-            median: t,
-            bytes: 0.0,
-            flops: 2.0 * (m * n * k) as f64,
-            weights: 0.0,
-        });
-    }
-    figures.extend(attention_figures(gpu, samples).await?);
     Ok(Report {
         adapter: gpu.describe(),
         figures,
     })
-}
-
-/// Attention at SmolLM2's head shape by each kernel the adapter runs (GL: the per-row one
-/// only, see [`Target::of`]): causal prefill of 128 rows, and one decode row over a KV
-/// cache of 1024 positions, unsplit and split.
-async fn attention_figures(gpu: &Gpu, samples: usize) -> Result<Vec<Figure>> {
-    let heads = Heads {
-        heads: 9,
-        kv_heads: 3,
-        head_dim: 64,
-    };
-    let base = Target::of(gpu);
-    let others = base.attention_rows.is_none();
-    let mut out = Vec::new();
-    let t = 128;
-    for (name, cut) in [("per-row", usize::MAX), ("row-block", 0)] {
-        if cut == 0 && !others {
-            continue;
-        }
-        let target = Target {
-            attention_rows: Some(cut),
-            ..base
-        };
-        let (prog, qkv) = attention_program(gpu, t, heads, target).await?;
-        let feeds: Vec<(&str, Feed)> = qkv.iter().map(|(n, x)| (*n, Feed::F32(x))).collect();
-        let t_med = measure(gpu, samples, async || {
-            let step = Step::single(0, prog.tokens());
-            prog.submit(&step, &feeds).await.map(drop)
-        })
-        .await?;
-        let pairs = (t * (t + 1) / 2 * heads.heads * heads.head_dim) as f64;
-        out.push(Figure {
-            name: format!("attention {name} t{t}"),
-            median: t_med,
-            bytes: 0.0,
-            flops: 4.0 * pairs,
-            weights: 0.0,
-        });
-    }
-    let keys = 1024;
-    for (name, splits) in [("per-row", Some(0)), ("split", None)] {
-        if splits.is_none() && !others {
-            continue;
-        }
-        let target = Target {
-            attention_splits: splits,
-            ..base
-        };
-        let g = Graph::new();
-        let kvw = heads.kv_heads * heads.head_dim;
-        let q = g.input("q", 1, heads.heads * heads.head_dim);
-        let (k, v) = (g.state("k", &[1, keys, kvw]), g.state("v", &[1, keys, kvw]));
-        g.output("o", g.attention(q, k, v, heads, Mask::Causal));
-        let plan = Plan::new(&g, target)?;
-        let state = crate::exec::State::new(gpu, &[&plan]).await?;
-        let prog = Program::new(gpu, plan, Some(&state)).await?;
-        let x = vec![0.5f32; heads.heads * heads.head_dim];
-        let t_med = measure(gpu, samples, async || {
-            let step = Step::single(keys - 1, 1);
-            prog.submit(&step, &[("q", Feed::F32(&x))]).await.map(drop)
-        })
-        .await?;
-        out.push(Figure {
-            name: format!("attention decode {name} c{keys}"),
-            median: t_med,
-            // The cache's K and V.
-            bytes: (2 * keys * kvw * 4) as f64,
-            flops: 0.0,
-            weights: 0.0,
-        });
-    }
-    Ok(out)
-}
-
-/// Causal self-attention over `t` rows of a step's own q, k, v (made up).
-async fn attention_program(
-    gpu: &Gpu,
-    t: usize,
-    h: Heads,
-    target: Target,
-) -> Result<(Program, Vec<(&'static str, Vec<f32>)>)> {
-    let g = Graph::new();
-    let kvw = h.kv_heads * h.head_dim;
-    let (q, k, v) = (
-        g.input("q", t, h.heads * h.head_dim),
-        g.input("k", t, kvw),
-        g.input("v", t, kvw),
-    );
-    g.output("o", g.attention(q, k, v, h, Mask::Causal));
-    let plan = Plan::new(&g, target)?;
-    let fill = |n: usize, salt: usize| -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i * 7919 + salt) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    };
-    let inputs = vec![
-        ("q", fill(t * h.heads * h.head_dim, 1)),
-        ("k", fill(t * kvw, 2)),
-        ("v", fill(t * kvw, 3)),
-    ];
-    Ok((Program::new(gpu, plan, None).await?, inputs))
 }

@@ -5,8 +5,10 @@
 //! and KV cache, at the mean position of the run) and is set against the adapter's copy
 //! roofline, measured in the same run.
 
+use super::record::{self, Stats};
 use super::{Figure, Size, bandwidth_figures, roofline};
 use crate::error::{Error, Result};
+use crate::exec::Profile;
 use crate::generate::{GenerateOptions, Session};
 use crate::sample::{Rng, Sampling};
 
@@ -19,12 +21,17 @@ pub struct ModelBench {
     pub generate: usize,
     /// Measured runs, after one warm-up.
     pub runs: usize,
+    /// After the measured runs, one more with each dispatch timed on the GPU (timestamp
+    /// queries): GPU time by kernel for prefill and decode steps. Apart from the measured
+    /// runs, which profiling would slow.
+    pub profile: bool,
 }
 
 /// Tokens per second of each run, prefill and decode apart, and what decode reads.
 #[derive(Clone, Debug)]
 pub struct ModelReport {
-    pub adapter: String,
+    /// Each adapter it ran on.
+    pub adapters: Vec<String>,
     pub model: String,
     pub bench: ModelBench,
     pub weight_bytes: u64,
@@ -46,72 +53,92 @@ pub struct ModelReport {
     pub exchanged: Vec<f64>,
     /// The model's layers.
     pub layers: usize,
-}
-
-/// Median, mean and sample standard deviation.
-fn spread(x: &[f64]) -> (f64, f64, f64) {
-    let mut s = x.to_vec();
-    s.sort_by(f64::total_cmp);
-    let median = s.get(s.len() / 2).copied().unwrap_or(0.0);
-    let mean = x.iter().sum::<f64>() / x.len().max(1) as f64;
-    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (x.len().max(2) - 1) as f64;
-    (median, mean, var.sqrt())
+    /// GPU time by kernel, from the profiled run.
+    pub profile: Option<std::sync::Arc<Profile>>,
 }
 
 impl ModelReport {
     /// Median decode bandwidth in GB/s, counting [`ModelReport::decode_bytes`] per token.
     pub fn decode_gbps(&self) -> f64 {
-        spread(&self.decode).0 * self.decode_bytes as f64 / 1e9
+        Stats::of(&self.decode).median * self.decode_bytes as f64 / 1e9
     }
     /// The bandwidth roofline (the best of the copies and the read-only pass), GB/s.
-    pub fn roofline_gbps(&self) -> f64 {
-        roofline(&self.copy).unwrap_or(0.0)
+    pub fn roofline_gbps(&self) -> Option<f64> {
+        roofline(&self.copy)
+    }
+
+    /// As data, with `dtype` (what `--dtype` asked for) and, where profiled, GPU time by
+    /// kernel for each phase.
+    pub fn record(&self, dtype: Option<&str>) -> record::Model {
+        let gbps = self.decode_gbps();
+        record::Model {
+            model: self.model.clone(),
+            dtype: dtype.map(str::to_string),
+            adapters: self.adapters.clone(),
+            split: match (self.adapters.len(), self.split) {
+                (1, _) => "none",
+                (_, crate::split::Split::Tensor) => "tensor",
+                _ => "layers",
+            }
+            .to_string(),
+            prompt: self.bench.prompt,
+            generate: self.bench.generate,
+            runs: self.bench.runs,
+            weight_bytes: self.weight_bytes,
+            decode_bytes: self.decode_bytes,
+            prefill: Stats::of(&self.prefill),
+            decode: Stats::of(&self.decode),
+            decode_gbps: gbps,
+            decode_percent_of_bandwidth: self.roofline_gbps().map(|r| 100.0 * gbps / r),
+            exchange: (!self.exchanged.is_empty()).then(|| Stats::of(&self.exchanged)),
+            profile: self.profile.as_deref().map(profile_rows),
+        }
     }
 }
 
+/// GPU time per kernel of each profiled phase, per step and as a share of the step's span
+/// (its first dispatch's start to its last one's end).
+fn profile_rows(p: &Profile) -> Vec<record::ProfileRow> {
+    let mut rows = Vec::new();
+    for phase in p.phases() {
+        let (Some((steps, kernels)), Some(span)) = (p.phase(&phase), p.span(&phase)) else {
+            continue;
+        };
+        let steps = steps.max(1) as f64;
+        let busy: f64 = kernels.iter().map(|(_, e)| e.seconds).sum();
+        for (kernel, e) in kernels {
+            rows.push(record::ProfileRow {
+                phase: phase.clone(),
+                kernel,
+                calls_per_step: e.calls as f64 / steps,
+                seconds_per_step: e.seconds / steps,
+                percent_of_step: 100.0 * e.seconds / span.max(f64::MIN_POSITIVE),
+            });
+        }
+        // The span's time no dispatch accounts for: barriers and gaps between passes.
+        if span > busy {
+            rows.push(record::ProfileRow {
+                phase: phase.clone(),
+                kernel: "(between dispatches)".into(),
+                calls_per_step: 0.0,
+                seconds_per_step: (span - busy) / steps,
+                percent_of_step: 100.0 * (span - busy) / span,
+            });
+        }
+    }
+    rows
+}
+
+/// What the tables leave out of a split model: each host hop and one all-reduce timed
+/// alone, and the decode steps' own exchanges.
 impl std::fmt::Display for ModelReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let b = &self.bench;
-        writeln!(f, "{}", self.adapter)?;
-        writeln!(
-            f,
-            "  model {}: {:.1} MB of weights; {} runs after a warm-up",
-            self.model,
-            self.weight_bytes as f64 / 1e6,
-            b.runs
-        )?;
-        for c in &self.copy {
-            writeln!(f, "  {:<22} {:>10.2} GB/s", c.name, c.gbps())?;
-        }
-        let roof = self.roofline_gbps();
-        for (name, x) in [
-            (format!("pp{}", b.prompt), &self.prefill),
-            (format!("tg{}", b.generate), &self.decode),
-        ] {
-            let (median, mean, sd) = spread(x);
-            write!(
-                f,
-                "  {name:<8} median {median:>10.2} tok/s  (mean {mean:.2} ± {sd:.2})"
-            )?;
-            if name.starts_with("tg") {
-                let gbps = self.decode_gbps();
-                write!(
-                    f,
-                    "  {:.1} MB/token, {gbps:.1} GB/s",
-                    self.decode_bytes as f64 / 1e6,
-                )?;
-                if roof > 0.0 {
-                    write!(f, " = {:.1}% of bandwidth", 100.0 * gbps / roof)?;
-                }
-            }
-            writeln!(f)?;
-        }
+        let step = 1.0 / Stats::of(&self.decode).median;
         if !self.exchange.is_empty() {
             for (hop, t) in &self.exchange {
                 writeln!(f, "  exchange {hop:<40} {:>8.1} us", t.as_secs_f64() * 1e6)?;
             }
             let per_step: f64 = self.exchange.iter().map(|(_, t)| t.as_secs_f64()).sum();
-            let step = 1.0 / spread(&self.decode).0;
             writeln!(
                 f,
                 "  exchange per decode step {:.1} us = {:.2}% of the median step",
@@ -136,8 +163,7 @@ impl std::fmt::Display for ModelReport {
         }
         if !self.exchanged.is_empty() {
             // Measured inside the decode steps themselves.
-            let (median, _, _) = spread(&self.exchanged);
-            let step = 1.0 / spread(&self.decode).0;
+            let median = Stats::of(&self.exchanged).median;
             writeln!(
                 f,
                 "  exchanges (all-reduces and the candidates' gather) per decode step {:.2} ms \
@@ -224,6 +250,22 @@ pub async fn model(
             decode.push(tg);
         }
     }
+    session.record_exchanges(false);
+    let profile = match bench.profile {
+        true => {
+            let sink = Profile::new();
+            session.set_profile(Some(sink.clone())).await?;
+            session.reset();
+            let mut generation = session.generate(&prompt, options.clone()).await?;
+            while let Some(delta) = generation.next().await {
+                delta?;
+            }
+            session.set_profile(None).await?;
+            log("profiled run: done");
+            Some(sink)
+        }
+        false => None,
+    };
     let mib = Size::for_gpu(&gpu).copy_mib();
     // A model split across adapters has no one roofline to compare with.
     let copy = match model.stages() {
@@ -259,7 +301,7 @@ pub async fn model(
         all_reduce = Some((gpus.len(), hidden, t));
     }
     Ok(ModelReport {
-        adapter: adapters.join(" + "),
+        adapters,
         model: model.origin().to_string(),
         bench: bench.clone(),
         weight_bytes: model.weight_bytes(),
@@ -272,5 +314,6 @@ pub async fn model(
         split: model.split(),
         exchanged,
         layers: model.decoder().layers(),
+        profile,
     })
 }

@@ -9,12 +9,13 @@
 //! - Dispatch overhead (an empty dispatch, many in one pass; a submission and the wait for
 //!   it) and readback latency (4 bytes, 1 MiB, through a mapped staging buffer).
 
-use super::{Figure, Size, measure};
+use super::{Figure, Group, Size, measure};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{Kernel, PipelineCache, grid};
 use crate::ops::{copy, roofline as kernels};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use web_time::Instant;
 
 /// A ready dispatch of one kernel over its buffers (uniform parameters first).
 pub(super) struct Job {
@@ -205,13 +206,7 @@ pub async fn fma_figures(gpu: &Gpu, size: Size, samples: usize) -> Result<Vec<Fi
         let t = measure(gpu, samples, async || Ok(job.submit(gpu))).await?;
         let flops = threads as f64 * f64::from(iterations) * kernels::FLOPS_PER_ITERATION as f64;
         let name = format!("fma {}", if half { "f16" } else { "f32" });
-        out.push(Figure {
-            name,
-            median: t,
-            bytes: 0.0,
-            flops,
-            weights: 0.0,
-        });
+        out.push(Figure::new(Group::Compute, name, t).flops(flops));
     }
     Ok(out)
 }

@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 /// Time and calls per kernel, per phase, summed over the steps profiled.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Profile {
     phases: Mutex<BTreeMap<String, Phase>>,
 }

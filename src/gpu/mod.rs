@@ -220,6 +220,16 @@ impl Gpu {
         let i = &self.inner.info;
         format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
     }
+    /// Bytes of memory the adapter can still hand out, where that can be known: a CPU
+    /// adapter's memory is the host's (Linux's `MemAvailable`); wgpu tells nothing of a
+    /// GPU's, so for GPUs this is `None` and running out shows as an allocation error.
+    pub fn memory_available(&self) -> Option<u64> {
+        if self.inner.info.device_type != wgpu::DeviceType::Cpu {
+            return None;
+        }
+        host_memory_available()
+    }
+
     /// The largest range of one buffer that a single storage binding may cover.
     pub fn max_binding(&self) -> u64 {
         self.inner
@@ -336,5 +346,20 @@ impl Gpu {
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
+    }
+}
+
+/// The host's available memory in bytes (Linux), read from `/proc/meminfo`.
+fn host_memory_available() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
     }
 }

@@ -18,6 +18,9 @@ use crate::sample::Rng;
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Preset {
     pub name: &'static str,
+    /// The model whose shape it has, and other names it answers to.
+    pub model: &'static str,
+    pub aliases: &'static [&'static str],
     pub model_type: &'static str,
     pub hidden: usize,
     pub ffn: usize,
@@ -31,9 +34,11 @@ pub struct Preset {
 }
 
 /// The shapes of the models the benchmarks compare at, as their `config.json`s give them.
-pub const PRESETS: [Preset; 4] = [
+pub const PRESETS: [Preset; 5] = [
     Preset {
         name: "smollm2-135m",
+        model: "SmolLM2-135M",
+        aliases: &[],
         model_type: "llama",
         hidden: 576,
         ffn: 1536,
@@ -46,7 +51,9 @@ pub const PRESETS: [Preset; 4] = [
         qkv_bias: false,
     },
     Preset {
-        name: "qwen2.5-0.5b",
+        name: "qwen-0.5b",
+        model: "Qwen2.5-0.5B",
+        aliases: &["qwen2.5-0.5b"],
         model_type: "qwen2",
         hidden: 896,
         ffn: 4864,
@@ -59,7 +66,9 @@ pub const PRESETS: [Preset; 4] = [
         qkv_bias: true,
     },
     Preset {
-        name: "llama-3.2-1b",
+        name: "llama-1b",
+        model: "Llama-3.2-1B",
+        aliases: &["llama-3.2-1b"],
         model_type: "llama",
         hidden: 2048,
         ffn: 8192,
@@ -72,7 +81,24 @@ pub const PRESETS: [Preset; 4] = [
         qkv_bias: false,
     },
     Preset {
-        name: "llama-3-8b",
+        name: "llama-3b",
+        model: "Llama-3.2-3B",
+        aliases: &["llama-3.2-3b"],
+        model_type: "llama",
+        hidden: 3072,
+        ffn: 8192,
+        layers: 28,
+        heads: 24,
+        kv_heads: 8,
+        head_dim: 128,
+        vocab: 128256,
+        tied: true,
+        qkv_bias: false,
+    },
+    Preset {
+        name: "llama-8b",
+        model: "Llama-3-8B",
+        aliases: &["llama-3-8b", "llama-3.1-8b"],
         model_type: "llama",
         hidden: 4096,
         ffn: 14336,
@@ -94,7 +120,10 @@ impl Preset {
     pub fn find(name: &str) -> Result<&'static Preset> {
         PRESETS
             .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .find(|p| {
+                p.name.eq_ignore_ascii_case(name)
+                    || p.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+            })
             .ok_or_else(|| {
                 let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
                 Error::Invalid(format!(
@@ -143,6 +172,41 @@ impl Preset {
         .to_string()
     }
 
+    /// Bytes of its weights with matrices stored in `dtype` (see [`stored_dtype`]).
+    pub fn bytes(&self, dtype: DType) -> u64 {
+        self.tensors()
+            .iter()
+            .map(|(_, s)| stored_as(dtype, s).file_bytes(s.iter().product()) as u64)
+            .sum()
+    }
+
+    /// Refuse to make `need` bytes of its weights (in `dtype`) on an adapter that cannot
+    /// hold them, before any is made, with the numbers. Only a CPU adapter says how much
+    /// memory it has (see [`Gpu::memory_available`]); on a GPU, running out is caught as
+    /// the weights upload, as for any model.
+    pub fn check_fits(&self, gpu: &Gpu, dtype: DType, need: u64) -> Result<()> {
+        let Some(have) = gpu.memory_available() else {
+            return Ok(());
+        };
+        // Room for the KV cache, activations and the programs beside the weights.
+        let spare = 512 << 20;
+        if need + spare > have {
+            let gb = |b: u64| b as f64 / 1e9;
+            return Err(Error::Limit(format!(
+                "synthetic:{} ({}) in {dtype} needs {:.2} GB of weights, and adapter '{}' has \
+                 {:.2} GB of memory available ({:.2} GB kept for the cache and activations); \
+                 pick a smaller shape or a smaller --dtype (q4_0 takes about a quarter of f16)",
+                self.name,
+                self.model,
+                gb(need),
+                gpu.info().name,
+                gb(have),
+                gb(spare),
+            )));
+        }
+        Ok(())
+    }
+
     /// Every tensor, by its HF name, with its shape.
     pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
         let (d, q, kv) = (
@@ -173,6 +237,15 @@ impl Preset {
             out.push(("lm_head.weight".to_string(), vec![self.vocab, d]));
         }
         out
+    }
+}
+
+/// The dtype a tensor of `shape` is stored in when matrices are asked for in `dtype`: norm
+/// weights and biases stay F32.
+fn stored_as(dtype: DType, shape: &[usize]) -> DType {
+    match shape {
+        [_, k] => stored_dtype(dtype, *k),
+        _ => DType::F32,
     }
 }
 
@@ -232,15 +305,15 @@ pub(crate) fn random_bytes(
 pub async fn upload(gpu: &Gpu, preset: &Preset, mut options: LoadOptions<'_>) -> Result<Weights> {
     let dtype = options.dtype.take().unwrap_or(DType::F16);
     let tensors = preset.tensors();
-    let stored = |shape: &[usize]| match shape {
-        [_, k] => stored_dtype(dtype, *k),
-        _ => DType::F32,
-    };
-    let bytes_total: u64 = tensors
-        .iter()
-        .map(|(_, s)| stored(s).file_bytes(s.iter().product()) as u64)
-        .sum();
+    let stored = |shape: &[usize]| stored_as(dtype, shape);
+    let bytes_total = preset.bytes(dtype);
     let origin = format!("synthetic:{}", preset.name);
+    // What this adapter holds: all of it, or at most its budget when split by layers (a
+    // tensor-parallel share is cut from every tensor, and checked as it loads).
+    if options.cut.is_none() {
+        let need = options.budget.map_or(bytes_total, |b| b.min(bytes_total));
+        preset.check_fits(gpu, dtype, need)?;
+    }
     let mut load = Loading::new(gpu, &origin, options, bytes_total, tensors.len());
     let mut fallback = Vec::new();
     for (i, (name, shape)) in tensors.iter().enumerate() {

@@ -269,3 +269,42 @@ pub fn top(row: &[f32], k: usize) -> Vec<usize> {
     idx.truncate(k);
     idx
 }
+
+/// Check benchmark results (`kiln bench --json`) against `docs/bench.schema.json`, listing
+/// every violation with where it is.
+pub fn check_bench_schema(text: &str) {
+    let errors = bench_schema_errors(text);
+    assert!(
+        errors.is_empty(),
+        "not of docs/bench.schema.json:\n{}",
+        errors.join("\n")
+    );
+}
+
+/// Where `text` breaks `docs/bench.schema.json`.
+pub fn bench_schema_errors(text: &str) -> Vec<String> {
+    let schema_path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/bench.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).expect("schema file"))
+            .expect("the schema is JSON");
+    let instance: serde_json::Value = serde_json::from_str(text).expect("results are JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON schema");
+    validator
+        .iter_errors(&instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// Run the `kiln` binary with `args`: its exit code, stdout and stderr.
+pub fn kiln_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .output()
+        .expect("run kiln");
+    let s = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        s(out.stdout),
+        s(out.stderr),
+    )
+}

@@ -8,13 +8,24 @@ pub struct Args {
 }
 
 impl Args {
-    /// Parse `args`; names in `flags` take no value.
-    pub fn parse(args: impl Iterator<Item = String>, flags: &[&str]) -> Result<Args> {
+    /// Parse `args`; names in `flags` take no value; `short` maps one-letter options
+    /// (`-p`) to the long ones they stand for.
+    pub fn parse(
+        args: impl Iterator<Item = String>,
+        flags: &[&str],
+        short: &[(&str, &str)],
+    ) -> Result<Args> {
         let mut positional = Vec::new();
         let mut options = Vec::new();
         let mut it = args;
         while let Some(a) = it.next() {
-            if let Some(name) = a.strip_prefix("--") {
+            let long = a.strip_prefix('-').and_then(|s| {
+                short
+                    .iter()
+                    .find(|(letter, _)| *letter == s)
+                    .map(|(_, long)| *long)
+            });
+            if let Some(name) = long.or_else(|| a.strip_prefix("--")) {
                 if flags.contains(&name) {
                     options.push((name.to_string(), None));
                 } else {

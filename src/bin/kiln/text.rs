@@ -86,8 +86,13 @@ pub struct Loaded {
 
 /// Resolve, open the GPU, upload with a progress bar, report on stderr.
 pub fn load(args: &Args) -> Result<Loaded> {
+    resolve_model(args)?;
+    load_on(args, crate::open_gpus(args)?)
+}
+
+/// [`load`] onto `gpus`.
+pub fn load_on(args: &Args, gpus: kiln::split::Gpus) -> Result<Loaded> {
     let source = resolve_model(args)?;
-    let gpus = crate::open_gpus(args)?;
     let t0 = Instant::now();
     let mut options = crate::progress::loading();
     if let Some(d) = args.get("dtype") {
@@ -467,32 +472,5 @@ pub fn perplexity(args: &Args) -> Result<()> {
         "perplexity {:.4} +/- {:.4} ({} windows of {context})",
         p.value, p.stderr, p.windows
     );
-    Ok(())
-}
-
-/// `kiln bench --model M`: prefill and decode tokens/s, as llama-bench measures them, with
-/// decode's bandwidth against the adapter's copy roofline.
-pub fn bench(args: &Args) -> Result<()> {
-    let bench = kiln::bench::ModelBench {
-        prompt: args.parse_or("prompt-tokens", 512)?,
-        generate: args.parse_or("tokens", 128)?,
-        runs: args.parse_or("runs", 5)?,
-    };
-    let loaded = load(args)?;
-    let context = match args.get("context") {
-        Some(_) => loaded.context,
-        None => bench.prompt + bench.generate + 1,
-    };
-    let mut session = pollster::block_on(loaded.model.session(context))?;
-    let profile = profile_into(args, &mut session)?;
-    let mut report = pollster::block_on(kiln::bench::model(&mut session, &bench, &mut |m| {
-        eprintln!("{m}")
-    }))?;
-    report.model = match args.get("dtype") {
-        Some(d) => format!("{} ({d})", report.model),
-        None => report.model,
-    };
-    print!("{report}");
-    print_profile(profile.as_deref());
     Ok(())
 }

@@ -1,0 +1,218 @@
+//! `kiln bench`: rooflines and kernels per adapter, matmul shapes, or a model as
+//! llama-bench runs one; a markdown table on stdout, and `--json`, `--csv`, `--compare`.
+
+use crate::args::Args;
+use crate::text;
+use anyhow::{Context, Result, bail};
+use kiln::bench::record::Results;
+use kiln::split::Gpus;
+use kiln::{DType, Gpu, GpuOptions};
+
+/// Options `kiln bench` takes.
+pub const OPTIONS: &[&str] = &[
+    "adapter",
+    "adapters",
+    "all",
+    "size",
+    "sweep",
+    "shapes",
+    "dtype",
+    "runs",
+    "model",
+    "context",
+    "prompt-tokens",
+    "tokens",
+    "profile",
+    "split",
+    "split-weights",
+    "json",
+    "csv",
+    "compare",
+];
+
+/// llama-bench's one-letter options.
+pub const SHORT: &[(&str, &str)] = &[("p", "prompt-tokens"), ("n", "tokens"), ("r", "runs")];
+
+pub fn cmd_bench(args: &Args) -> Result<()> {
+    // Read before anything runs, so a bad file fails at once.
+    let old = match args.get("compare") {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("--compare {path}"))?;
+            Some(Results::parse(&text).with_context(|| format!("--compare {path}"))?)
+        }
+        None => None,
+    };
+    let mut results = Results::new();
+    if args.get("model").is_some() {
+        model(args, &mut results)?;
+    } else if let Some(shapes) = args.get("shapes") {
+        shapes_bench(args, shapes, &mut results)?;
+    } else {
+        kernels(args, &mut results)?;
+    }
+    print!("{}", kiln::bench::to_markdown(&results));
+    if let Some(path) = args.get("json") {
+        std::fs::write(path, results.to_json()).with_context(|| format!("--json {path}"))?;
+        eprintln!("wrote {path} ({})", kiln::bench::record::SCHEMA);
+    }
+    if let Some(path) = args.get("csv") {
+        std::fs::write(path, kiln::bench::to_csv(&results)?)
+            .with_context(|| format!("--csv {path}"))?;
+        eprintln!("wrote {path}");
+    }
+    if let Some(old) = old {
+        print!("{}", kiln::bench::compare(&old, &results));
+    }
+    Ok(())
+}
+
+/// The adapters a kernel benchmark runs on, each alone: `--all`, `--adapters A,B,...`, or
+/// the one `--adapter` names.
+fn adapters(args: &Args) -> Result<Vec<Gpu>> {
+    if let Some(o) = ["split", "split-weights"]
+        .into_iter()
+        .find(|o| args.get(o).is_some())
+    {
+        bail!("--{o} places a model: give --model too");
+    }
+    if args.flag("all") || args.get("adapters") == Some("all") {
+        return Ok(pollster::block_on(Gpu::all())
+            .into_iter()
+            .collect::<Result<_, _>>()?);
+    }
+    let Some(list) = args.get("adapters") else {
+        return Ok(vec![crate::open_gpu(args)?]);
+    };
+    let mut gpus = Vec::new();
+    for choice in list.split(',') {
+        let adapter = choice
+            .parse()
+            .with_context(|| format!("--adapters {list}"))?;
+        let options = GpuOptions {
+            adapter,
+            ..Default::default()
+        };
+        let gpu = pollster::block_on(Gpu::new(&options))
+            .with_context(|| format!("--adapters {list}: adapter '{choice}'"))?;
+        gpus.push(gpu);
+    }
+    Ok(gpus)
+}
+
+/// `--dtype D,...`: weight formats, or `default` when absent.
+fn dtypes(args: &Args, default: &[DType]) -> Result<Vec<DType>> {
+    match args.get("dtype") {
+        None => Ok(default.to_vec()),
+        Some(list) => list
+            .split(',')
+            .map(|d| DType::parse(d).with_context(|| format!("--dtype {d}: not a dtype")))
+            .collect(),
+    }
+}
+
+/// Rooflines, then kernels at the sweep's model shapes, on each adapter.
+fn kernels(args: &Args, results: &mut Results) -> Result<()> {
+    for gpu in adapters(args)? {
+        let size = match args.get("size") {
+            None => kiln::bench::Size::for_gpu(&gpu),
+            Some("small") => kiln::bench::Size::Small,
+            Some("large") => kiln::bench::Size::Large,
+            Some(s) => bail!("--size must be small or large, not {s}"),
+        };
+        let mut sweep = kiln::bench::Sweep::default_for(size);
+        sweep.dtypes = dtypes(args, &sweep.dtypes)?;
+        match args.get("sweep") {
+            None => {}
+            Some("none") => sweep.models.clear(),
+            Some(list) => {
+                sweep.models = list
+                    .split(',')
+                    .map(kiln::models::synthetic::Preset::find)
+                    .collect::<Result<_, _>>()
+                    .with_context(|| format!("--sweep {list}"))?;
+            }
+        }
+        let report = pollster::block_on(kiln::bench::run(&gpu, size, &sweep, &mut |m| {
+            eprintln!("{m}")
+        }))?;
+        // What a split across adapters weighs this one by.
+        if let Some(gbps) = kiln::bench::roofline(&report.figures) {
+            kiln::tune::remember_bandwidth(&gpu, gbps)?;
+        }
+        results
+            .adapters
+            .push(kiln::bench::record::AdapterResults::new(&gpu, &report));
+    }
+    Ok(())
+}
+
+/// `--shapes MxKxN,...`: matmuls each submitted and waited for alone, every GEMM kernel.
+fn shapes_bench(args: &Args, shapes: &str, results: &mut Results) -> Result<()> {
+    let shapes = kiln::bench::parse_shapes(shapes)?;
+    let dtype = match dtypes(args, &[DType::F32])?[..] {
+        [d] => d,
+        _ => bail!("--shapes takes one --dtype"),
+    };
+    let runs = args.parse_or("runs", 10)?;
+    for gpu in adapters(args)? {
+        pollster::block_on(kiln::tune::ensure(&gpu, &[dtype], &mut |m| {
+            eprintln!("{m}")
+        }))?;
+        let report = pollster::block_on(kiln::bench::matmul_shapes(&gpu, &shapes, dtype, runs))?;
+        results
+            .adapters
+            .push(kiln::bench::record::AdapterResults::new(&gpu, &report));
+    }
+    Ok(())
+}
+
+/// `kiln bench --model M`: prefill and decode tokens/s, as llama-bench measures them, with
+/// decode's bandwidth against the adapter's roofline; with `--all`, on each adapter in turn.
+fn model(args: &Args, results: &mut Results) -> Result<()> {
+    let bench = kiln::bench::ModelBench {
+        prompt: args.parse_or("prompt-tokens", 512)?,
+        generate: args.parse_or("tokens", 128)?,
+        runs: args.parse_or("runs", 5)?,
+        profile: args.flag("profile"),
+    };
+    let placements: Vec<Gpus> = if args.flag("all") {
+        if args.get("adapters").is_some() || args.get("adapter").is_some() {
+            bail!("--all runs the model on each adapter in turn: drop --adapter(s)");
+        }
+        pollster::block_on(Gpu::all())
+            .into_iter()
+            .map(|g| g.map(Gpus::one))
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![crate::open_gpus(args)?]
+    };
+    for gpus in placements {
+        let loaded = text::load_on(args, gpus)?;
+        let context = match args.get("context") {
+            Some(_) => loaded.context,
+            None => bench.prompt + bench.generate + 1,
+        };
+        let mut session = pollster::block_on(loaded.model.session(context))?;
+        let report = pollster::block_on(kiln::bench::model(&mut session, &bench, &mut |m| {
+            eprintln!("{m}")
+        }))?;
+        // Split-model details the table leaves out.
+        eprint!("{report}");
+        let dtype = args.get("dtype").and_then(DType::parse).map(DType::name);
+        let record = report.record(dtype);
+        let gpu = loaded.model.gpu();
+        let entry = results.adapter_mut(gpu);
+        if let [_] = loaded.model.stages() {
+            let copy = kiln::bench::Report {
+                adapter: gpu.describe(),
+                figures: report.copy.clone(),
+            };
+            let measured = kiln::bench::record::AdapterResults::new(gpu, &copy);
+            entry.roofline.bandwidth_gbps = measured.roofline.bandwidth_gbps;
+            entry.kernels.extend(measured.kernels);
+        }
+        entry.models.push(record);
+    }
+    Ok(())
+}
