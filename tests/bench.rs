@@ -147,8 +147,8 @@ fn kernel_sweep_writes_json_csv_and_compares() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Results written and read back match the schema; comparing them with themselves changes
-/// nothing, and a faster figure is called faster.
+/// Results written and read back match the schema; they plot as SVG and PNG; comparing
+/// them with themselves changes nothing, and a faster figure is called faster.
 #[test]
 fn comparing_results_with_themselves_changes_nothing() {
     let mut r = Results::new();
@@ -197,6 +197,30 @@ fn comparing_results_with_themselves_changes_nothing() {
         text.contains("| copy 1 MiB | 2.00 GB/s | 2.00 GB/s | +0.0% (same) |"),
         "{text}"
     );
+    // Plotted: each figure's row and the adapter in the legend, as SVG text; a PNG of the
+    // size the rows need.
+    let dir = std::env::temp_dir().join(format!("kiln-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut two = r.clone();
+    two.adapters.push(again.adapters[0].clone());
+    kiln::bench::plot(&two, &dir.join("p.svg")).expect("svg");
+    let svg = std::fs::read_to_string(dir.join("p.svg")).expect("svg written");
+    for want in [
+        "copy 1 MiB",
+        "made up (Vulkan, Cpu) #2",
+        "the roofline (100%)",
+        "100.0%",
+    ] {
+        assert!(svg.contains(want), "{want} missing from the SVG");
+    }
+    kiln::bench::plot(&two, &dir.join("p.png")).expect("png");
+    let png = std::fs::read(dir.join("p.png")).expect("png written");
+    assert_eq!(&png[1..4], b"PNG");
+    let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+    assert_eq!(width, 1400);
+    let e = kiln::bench::plot(&two, &dir.join("p.gif")).expect_err("not svg or png");
+    assert!(e.to_string().contains(".svg or .png"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
     let mut faster = again.clone();
     faster.adapters[0].kernels[0].gbps = Some(3.0);
     let text = kiln::bench::compare(&r, &faster);

@@ -16,6 +16,8 @@ use web_time::Instant;
 mod exchange;
 mod matmul;
 mod model;
+#[cfg(not(target_arch = "wasm32"))]
+mod plot;
 pub mod record;
 mod render;
 mod roofline;
@@ -24,6 +26,8 @@ mod sweep;
 pub use exchange::{all_reduce, exchange};
 pub use matmul::{matmul_shapes, parse_shapes, random_weight, time_matmul, time_matmuls};
 pub use model::{ModelBench, ModelReport, model};
+#[cfg(not(target_arch = "wasm32"))]
+pub use plot::plot;
 pub use render::{compare, to_csv, to_markdown};
 pub use roofline::{bandwidth_figures, fma_figures, latency_figures};
 pub use sweep::{Sweep, matrices};

@@ -28,6 +28,8 @@ pub const OPTIONS: &[&str] = &[
     "json",
     "csv",
     "compare",
+    "plot",
+    "from",
 ];
 
 /// llama-bench's one-letter options.
@@ -43,8 +45,27 @@ pub fn cmd_bench(args: &Args) -> Result<()> {
         }
         None => None,
     };
+    if let Some(path) = args.get("plot") {
+        let ext = std::path::Path::new(path)
+            .extension()
+            .and_then(|e| e.to_str());
+        if !matches!(ext, Some("svg" | "png")) {
+            bail!("--plot {path}: the file must end in .svg or .png");
+        }
+    }
     let mut results = Results::new();
-    if args.get("model").is_some() {
+    if let Some(list) = args.get("from") {
+        // Earlier runs instead of a new one: their adapters side by side.
+        for (i, path) in list.split(',').enumerate() {
+            let text = std::fs::read_to_string(path).with_context(|| format!("--from {path}"))?;
+            let r = Results::parse(&text).with_context(|| format!("--from {path}"))?;
+            if i == 0 {
+                results = r;
+            } else {
+                results.adapters.extend(r.adapters);
+            }
+        }
+    } else if args.get("model").is_some() {
         model(args, &mut results)?;
     } else if let Some(shapes) = args.get("shapes") {
         shapes_bench(args, shapes, &mut results)?;
@@ -59,6 +80,11 @@ pub fn cmd_bench(args: &Args) -> Result<()> {
     if let Some(path) = args.get("csv") {
         std::fs::write(path, kiln::bench::to_csv(&results)?)
             .with_context(|| format!("--csv {path}"))?;
+        eprintln!("wrote {path}");
+    }
+    if let Some(path) = args.get("plot") {
+        kiln::bench::plot(&results, std::path::Path::new(path))
+            .with_context(|| format!("--plot {path}"))?;
         eprintln!("wrote {path}");
     }
     if let Some(old) = old {
