@@ -30,7 +30,6 @@ pub mod split;
 pub mod tensor;
 pub mod tune;
 
-#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 
 pub use dtype::{DType, WeightFormat};

@@ -1,8 +1,11 @@
 // Drives headless Chromium (WebGPU on SwiftShader) through the demo page: load SmolLM2 from
-// the local server, generate greedily, compare with native kiln, take a screenshot.
+// the local server, generate greedily, compare with native kiln, take a screenshot; then,
+// with BENCH_OUT set, the benchmark page: a synthetic model benchmarked as native
+// `kiln bench --model` does, its JSON written to BENCH_OUT and checked against BENCH_SCHEMA.
 // usage: node e2e.mjs URL PROMPT TOKENS EXPECTED_FILE SCREENSHOT
 import { chromium } from 'playwright-core';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import Ajv2020 from 'ajv/dist/2020.js';
 
 const [url, prompt, tokens, expectedFile, screenshot] = process.argv.slice(2);
 const expected = readFileSync(expectedFile, 'utf8');
@@ -16,14 +19,14 @@ const launch = (webgpu) => chromium.launch({
     ...(webgpu ? ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'] : [])],
 });
 
-async function open(browser) {
+async function open(browser, at = url) {
   const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
   page.on('console', (m) => console.error(`[page ${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
   const state = () => page.evaluate(() => document.body.dataset.state);
   const waitState = (states, ms) =>
     page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout: ms, polling: 500 });
-  await page.goto(url);
+  await page.goto(at);
   await waitState(['ready', 'nowebgpu'], minutes(1));
   return { page, state, waitState };
 }
@@ -97,6 +100,32 @@ try {
     }
     console.error(`picked files + chat: ${JSON.stringify(transcript)}`);
     await p2.close();
+  }
+  // The benchmark page: the same model benchmark as native `kiln bench --model`, its JSON
+  // checked against the schema native runs are written in.
+  const benchOut = process.env.BENCH_OUT;
+  if (benchOut) {
+    const { page: b, state: bs, waitState: bw } = await open(browser, url.replace(/index\.html$/, 'bench.html'));
+    const [p, n, r] = (process.env.BENCH_PNR ?? '16,16,2').split(',');
+    await b.selectOption('#mode', 'model');
+    await b.selectOption('#model', 'smollm2-135m');
+    await b.fill('#dtype', process.env.BENCH_DTYPE ?? 'q4_0');
+    await b.fill('#prompt', p);
+    await b.fill('#tokens', n);
+    await b.fill('#runs', r);
+    await b.click('#run');
+    await bw(['done', 'error'], minutes(20));
+    const log = await b.textContent('#log');
+    if ((await bs()) !== 'done') throw new Error(`the benchmark page failed: ${log}`);
+    const json = await b.evaluate(() => window.kilnBenchJson);
+    writeFileSync(benchOut, json);
+    const ajv = new Ajv2020({ allErrors: true, strict: false });
+    const validate = ajv.compile(JSON.parse(readFileSync(process.env.BENCH_SCHEMA, 'utf8')));
+    if (!validate(JSON.parse(json))) {
+      throw new Error(`the page's JSON breaks the schema: ${ajv.errorsText(validate.errors)}`);
+    }
+    console.error(`benchmark page:\n${await b.textContent('#table')}`);
+    await b.close();
   }
   console.log(`browser: loaded in ${loadSeconds} s; ${stats}`);
   console.log(`screenshot: ${screenshot}`);

@@ -15,8 +15,8 @@ mkdir -p "$OUT"
 
 echo "== tools" >&2
 command -v chromium >/dev/null || { echo "e2e.sh needs Debian's chromium: apt-get install chromium" >&2; exit 1; }
-if [ ! -d "$WEB/node_modules/playwright-core" ]; then
-  (cd "$WEB" && npm install --no-save --no-audit --no-fund --loglevel=error playwright-core@1 >&2)
+if [ ! -d "$WEB/node_modules/playwright-core" ] || [ ! -d "$WEB/node_modules/ajv" ]; then
+  (cd "$WEB" && npm install --no-save --no-audit --no-fund --loglevel=error playwright-core@1 ajv@8 >&2)
 fi
 
 echo "== the wasm package" >&2
@@ -46,6 +46,23 @@ mkdir -p "$BAD"
 for f in config.json tokenizer.json tokenizer_config.json; do ln -sf "$OUT/site/model/$f" "$BAD/$f"; done
 head -c 4000000 "$OUT/site/model/model.safetensors" > "$BAD/model.safetensors"
 
+# The benchmark page runs what this runs natively, on the same SwiftShader, in the same e2e.
+BENCH=(--model synthetic:smollm2-135m --dtype q4_0 -p 16 -n 16 -r 2)
+echo "== native benchmark on SwiftShader: kiln bench ${BENCH[*]}" >&2
+"$ROOT/target/release/kiln" bench --adapter swiftshader "${BENCH[@]}" --json "$OUT/bench-native.json" \
+  > "$OUT/bench-native.md" 2> "$OUT/bench-native.err" || { cat "$OUT/bench-native.err" >&2; exit 1; }
+
 echo "== headless Chromium, WebGPU on SwiftShader" >&2
 cd "$WEB"
+BENCH_OUT="$OUT/bench-browser.json" BENCH_SCHEMA="$ROOT/docs/bench.schema.json" BENCH_PNR=16,16,2 BENCH_DTYPE=q4_0 \
 MODEL_DIR="$(readlink -f "$OUT/site/model")" node e2e.mjs "http://127.0.0.1:$PORT/index.html" "$PROMPT" "$TOKENS" "$OUT/native.txt" "$OUT/screenshot.png"
+
+echo "== the browser's benchmark against the native one (kiln bench --compare)" >&2
+"$ROOT/target/release/kiln" bench --from "$OUT/bench-browser.json" --compare "$OUT/bench-native.json" >&2
+python3 - "$OUT/bench-native.json" "$OUT/bench-browser.json" <<'PY'
+import json, sys
+native, browser = (json.load(open(p))["adapters"][0]["models"][0] for p in sys.argv[1:])
+for test, key in (("prefill", "prefill"), ("decode", "decode")):
+    n, b = native[key]["median"], browser[key]["median"]
+    print(f"browser {test} {b:.2f} tok/s = {100 * b / n:.0f}% of native {n:.2f} tok/s (SwiftShader, synthetic smollm2-135m q4_0)")
+PY

@@ -79,3 +79,30 @@ export class KilnSession {
   cancel(): void;
   reset(): void;
 }
+
+export interface BenchmarkOptions {
+  /** "kernels" (default): rooflines, then kernels at the sweep presets' shapes; "model": a
+   *  synthetic model measured as `kiln bench --model` measures one. */
+  mode?: 'kernels' | 'model';
+  /** Comma-separated presets whose shapes the kernels are swept at, or "none" (rooflines
+   *  only). Default "smollm2-135m". */
+  sweep?: string;
+  /** Comma-separated weight formats for the sweep. Default: every one. */
+  dtypes?: string;
+  /** The synthetic model's preset (mode "model"). Default "smollm2-135m". */
+  model?: string;
+  /** Its matrices' format. Default F16. */
+  dtype?: string;
+  /** Prompt tokens, generated tokens and measured runs (llama-bench's -p, -n, -r).
+   *  Defaults 512, 128, 5. */
+  prompt?: number;
+  tokens?: number;
+  runs?: number;
+}
+
+/** Run the benchmark suite on this page's adapter; resolves to its results' JSON
+ *  (schema kiln-bench/1, docs/bench-json.md). */
+export function benchmark(options?: BenchmarkOptions, hooks?: { onLog?: (line: string) => void }): Promise<string>;
+
+/** The markdown tables `kiln bench` prints, from benchmark results' JSON. */
+export function benchmarkTable(json: string): Promise<string>;

@@ -7,7 +7,7 @@
 //
 // The model, scheduler, kernels and host loop are kiln's own, compiled to wasm32; weights
 // stream from the network or the picked files straight into GPU buffers.
-import init, { Model } from './pkg/kiln_web.js';
+import init, { Model, benchmark as runBenchmark, benchMarkdown } from './pkg/kiln_web.js';
 
 let booted;
 
@@ -42,6 +42,28 @@ export async function load(source, { onProgress } = {}) {
     ? await Model.fromUrl(source, onProgress ?? null)
     : await Model.fromFiles([...source], onProgress ?? null);
   return new KilnModel(model);
+}
+
+/**
+ * Run kiln's benchmark suite on this page's WebGPU adapter (see BenchmarkOptions in
+ * kiln.d.ts); resolves to the results as JSON, in the schema `kiln bench --json` writes
+ * natively (docs/bench-json.md), so a browser run compares with a native one through
+ * `kiln bench --compare`.
+ */
+export async function benchmark(options = {}, { onLog } = {}) {
+  if (!hasWebGPU()) {
+    throw new Error('This browser has no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, or enable WebGPU.');
+  }
+  booted ??= init();
+  await booted;
+  return runBenchmark(options, onLog ?? null);
+}
+
+/** The markdown tables `kiln bench` prints, from benchmark results' JSON. */
+export async function benchmarkTable(json) {
+  booted ??= init();
+  await booted;
+  return benchMarkdown(json);
 }
 
 export class KilnModel {

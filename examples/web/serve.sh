@@ -13,7 +13,7 @@ PORT=${PORT:-8765}
 [ -f "$MODEL/config.json" ] || { echo "no model at $MODEL" >&2; exit 1; }
 SITE="$WEB/out/site"
 rm -rf "$SITE" && mkdir -p "$SITE"
-for f in index.html app.js kiln.js kiln.d.ts style.css pkg; do ln -s "$WEB/$f" "$SITE/$f"; done
+for f in index.html app.js bench.html bench.js kiln.js kiln.d.ts style.css pkg; do ln -s "$WEB/$f" "$SITE/$f"; done
 ln -s "$MODEL" "$SITE/model"
 echo "serving http://127.0.0.1:$PORT/ (model: $MODEL)" >&2
 exec python3 -m http.server "$PORT" --bind 127.0.0.1 --directory "$SITE"

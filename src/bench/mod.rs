@@ -210,6 +210,25 @@ pub struct Report {
     pub figures: Vec<Figure>,
 }
 
+/// The clock figures on `gpu` are timed on: the GPU's, from timestamp queries, on GPUs that
+/// have them; wall time elsewhere, and on CPU adapters, whose per-dispatch timestamps
+/// overlap and overcount (lavapipe's summed to 238 ms of "GPU time" in 137 ms steps).
+/// `KILN_BENCH_CLOCK=gpu` or `wall` overrides (gpu still needs TIMESTAMP_QUERY).
+pub fn clock_of(gpu: &Gpu) -> Clock {
+    let stamps = gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+    #[cfg(not(target_arch = "wasm32"))]
+    match std::env::var("KILN_BENCH_CLOCK").as_deref() {
+        Ok("gpu") if stamps => return Clock::Gpu,
+        Ok("wall") => return Clock::Wall,
+        _ => {}
+    }
+    match gpu.info().device_type {
+        wgpu::DeviceType::Cpu => Clock::Wall,
+        _ if stamps => Clock::Gpu,
+        _ => Clock::Wall,
+    }
+}
+
 /// Median wall time of `run` (which submits work), from `samples` samples of enough
 /// back-to-back runs to take ~50 ms each.
 pub(super) async fn measure(
@@ -269,6 +288,9 @@ pub async fn run(
     log(&format!("{}: rooflines", gpu.describe()));
     let mut figures = roofline::figures(gpu, size, 7).await?;
     if !sweep.models.is_empty() {
+        // Native builds tune GEMV per adapter (cached); the browser runs the defaults, as
+        // its models do.
+        #[cfg(not(target_arch = "wasm32"))]
         crate::tune::ensure(gpu, &sweep.stored_dtypes(), log).await?;
         figures.extend(sweep::matmul_figures(gpu, sweep, log).await?);
         figures.extend(sweep::attention_figures(gpu, sweep, log).await?);

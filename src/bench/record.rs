@@ -261,6 +261,23 @@ impl AdapterResults {
     }
 }
 
+impl AdapterResults {
+    /// Add a model's figures (as `dtype` asked for, if one was), and on one adapter the
+    /// bandwidth candidates measured with it, which give its bandwidth roofline.
+    pub fn add_model(&mut self, gpu: &Gpu, report: &super::ModelReport, dtype: Option<&str>) {
+        if let [_] = &report.adapters[..] {
+            let copy = Report {
+                adapter: gpu.describe(),
+                figures: report.copy.clone(),
+            };
+            let measured = AdapterResults::new(gpu, &copy);
+            self.roofline.bandwidth_gbps = measured.roofline.bandwidth_gbps;
+            self.kernels.extend(measured.kernels);
+        }
+        self.models.push(report.record(dtype));
+    }
+}
+
 impl Results {
     /// Empty results, dated now, for this build on this host.
     pub fn new() -> Results {

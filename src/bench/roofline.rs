@@ -9,7 +9,7 @@
 //! - Dispatch overhead (an empty dispatch, many in one pass; a submission and the wait for
 //!   it) and readback latency (4 bytes, 1 MiB, through a mapped staging buffer).
 
-use super::{Figure, Group, Size, measure};
+use super::{Clock, Figure, Group, Size, measure};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{Kernel, PipelineCache, grid};
@@ -81,6 +81,69 @@ impl Job {
 
     pub(super) fn submit(&self, gpu: &Gpu) {
         self.submit_times(gpu, 1)
+    }
+
+    /// The median of `samples` runs of one dispatch on the GPU's clock: a pass of its own
+    /// with timestamps at its start and end, resolved and read back after each.
+    async fn gpu_time(&self, gpu: &Gpu, samples: usize) -> Result<Duration> {
+        let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("roofline time"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let bytes = 2 * u64::from(wgpu::QUERY_SIZE);
+        let resolve = wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC;
+        let resolve = gpu
+            .create_buffer("roofline resolve", bytes, resolve)
+            .await?;
+        let read = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let staging = gpu.create_buffer("roofline stamps", bytes, read).await?;
+        let period = f64::from(gpu.queue().get_timestamp_period()) * 1e-9;
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples.max(1) + 1 {
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("roofline"),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &set,
+                        beginning_of_pass_write_index: Some(0),
+                        end_of_pass_write_index: Some(1),
+                    }),
+                });
+                pass.set_pipeline(&self.pipeline);
+                pass.set_bind_group(0, &self.bind_group, &[]);
+                let [x, y, z] = self.grid;
+                pass.dispatch_workgroups(x, y, z);
+            }
+            enc.resolve_query_set(&set, 0..2, &resolve, 0);
+            enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
+            gpu.queue().submit([enc.finish()]);
+            let stamps: Vec<u64> =
+                bytemuck::pod_collect_to_vec(&gpu.map_read(&staging, bytes).await?);
+            if let [start, end] = stamps[..] {
+                times.push(end.saturating_sub(start) as f64 * period);
+            }
+        }
+        // The first run warms up.
+        times.remove(0);
+        times.sort_by(f64::total_cmp);
+        Ok(Duration::from_secs_f64(
+            times.get(times.len() / 2).copied().unwrap_or(0.0),
+        ))
+    }
+
+    /// Time the job as [`super::clock_of`] says: wall-clock of back-to-back submissions,
+    /// or on the GPU's clock with wall time beside.
+    async fn timed(&self, gpu: &Gpu, group: Group, name: String, samples: usize) -> Result<Figure> {
+        let wall = measure(gpu, samples, async || Ok(self.submit(gpu))).await?;
+        let mut f = Figure::new(group, name, wall);
+        if super::clock_of(gpu) == Clock::Gpu {
+            f.median = self.gpu_time(gpu, samples).await?;
+            f.clock = Clock::Gpu;
+            f.wall = Some(wall);
+        }
+        Ok(f)
     }
 }
 
@@ -175,18 +238,22 @@ pub async fn bandwidth_figures(gpu: &Gpu, mib: usize, samples: usize) -> Result<
     let mut out = Vec::new();
     for (vec4, wg) in [(false, 64), (false, 256), (true, 64), (true, 256)] {
         let (_src, _dst, job) = copy_job(gpu, n, vec4, wg).await?;
-        let t = measure(gpu, samples, async || Ok(job.submit(gpu))).await?;
         let kind = if vec4 { "copy vec4" } else { "copy" };
-        out.push(Figure::moved(
-            format!("{kind} wg{wg} {mib} MiB"),
-            t,
-            2.0 * bytes,
-        ));
+        let name = format!("{kind} wg{wg} {mib} MiB");
+        out.push(
+            job.timed(gpu, Group::Bandwidth, name, samples)
+                .await?
+                .bytes(2.0 * bytes),
+        );
     }
     let src = gpu.storage_buffer("read src", (n * 4) as u64).await?;
     let (_dst, _, job) = read_job(gpu, &src, n / 4).await?;
-    let t = measure(gpu, samples, async || Ok(job.submit(gpu))).await?;
-    out.push(Figure::moved(format!("read vec4 {mib} MiB"), t, bytes));
+    let name = format!("read vec4 {mib} MiB");
+    out.push(
+        job.timed(gpu, Group::Bandwidth, name, samples)
+            .await?
+            .bytes(bytes),
+    );
     Ok(out)
 }
 
@@ -203,10 +270,13 @@ pub async fn fma_figures(gpu: &Gpu, size: Size, samples: usize) -> Result<Vec<Fi
             continue;
         }
         let (_dst, job) = fma_job(gpu, threads, iterations, half).await?;
-        let t = measure(gpu, samples, async || Ok(job.submit(gpu))).await?;
         let flops = threads as f64 * f64::from(iterations) * kernels::FLOPS_PER_ITERATION as f64;
         let name = format!("fma {}", if half { "f16" } else { "f32" });
-        out.push(Figure::new(Group::Compute, name, t).flops(flops));
+        out.push(
+            job.timed(gpu, Group::Compute, name, samples)
+                .await?
+                .flops(flops),
+        );
     }
     Ok(out)
 }

@@ -100,9 +100,8 @@ pub fn matrices(p: &Preset) -> Vec<(&'static str, usize, usize)> {
 }
 
 /// Time `prog` at `step` with `feeds`: wall-clock always (back-to-back submissions, see
-/// [`measure`]); on a GPU with timestamp queries, GPU time too, from the step's first
-/// dispatch's start to its last one's end, which becomes the figure's time. CPU adapters
-/// keep wall time: lavapipe's per-dispatch timestamps overlap and overcount.
+/// [`measure`]); where [`super::clock_of`] says so, GPU time too, from the step's first
+/// dispatch's start to its last one's end, which becomes the figure's time.
 pub(super) async fn time_program(
     gpu: &Gpu,
     prog: &mut Program,
@@ -114,8 +113,7 @@ pub(super) async fn time_program(
         prog.submit(step, feeds).await.map(drop)
     })
     .await?;
-    let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
-    if cpu || !gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+    if super::clock_of(gpu) == Clock::Wall {
         return Ok((wall, Clock::Wall, None));
     }
     let profile = Profile::new();

@@ -226,19 +226,9 @@ fn model(args: &Args, results: &mut Results) -> Result<()> {
         // Split-model details the table leaves out.
         eprint!("{report}");
         let dtype = args.get("dtype").and_then(DType::parse).map(DType::name);
-        let record = report.record(dtype);
-        let gpu = loaded.model.gpu();
-        let entry = results.adapter_mut(gpu);
-        if let [_] = loaded.model.stages() {
-            let copy = kiln::bench::Report {
-                adapter: gpu.describe(),
-                figures: report.copy.clone(),
-            };
-            let measured = kiln::bench::record::AdapterResults::new(gpu, &copy);
-            entry.roofline.bandwidth_gbps = measured.roofline.bandwidth_gbps;
-            entry.kernels.extend(measured.kernels);
-        }
-        entry.models.push(record);
+        results
+            .adapter_mut(loaded.model.gpu())
+            .add_model(loaded.model.gpu(), &report, dtype);
     }
     Ok(())
 }

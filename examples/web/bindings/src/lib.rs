@@ -5,6 +5,8 @@
 //! `examples/web/kiln.js` wraps these classes in the documented JavaScript API.
 #![cfg(target_arch = "wasm32")]
 
+mod bench;
+
 use js_sys::{Reflect, Uint8Array};
 use kiln::generate::{GenerateOptions, Message, TextModel};
 use kiln::load::{LoadOptions, StreamLoader, Weights};
