@@ -147,6 +147,49 @@ fn kernel_sweep_writes_json_csv_and_compares() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `KILN_BENCH_CLOCK=gpu` times the roofline kernels on the GPU's clock (timestamps around
+/// their pass), wall time beside; fixed costs stay on the wall clock, which is what they
+/// measure. An adapter without TIMESTAMP_QUERY keeps the wall clock.
+#[test]
+fn gpu_clock_times_the_rooflines_with_wall_time_beside() {
+    let Some(gpu) = gpus().first() else { return };
+    let dir = std::env::temp_dir().join(format!("kiln-clock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("c.json");
+    let json_s = json.to_str().expect("utf-8");
+    let (code, _, err) = kiln_cli_env(
+        &[
+            "bench",
+            "--adapter",
+            "0",
+            "--sweep",
+            "none",
+            "--json",
+            json_s,
+        ],
+        &[("KILN_BENCH_CLOCK", "gpu")],
+    );
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&json).expect("json written");
+    check_bench_schema(&text);
+    let r = Results::parse(&text).expect("results");
+    let stamps = gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+    use kiln::bench::{Clock, Group};
+    for k in &r.adapters[0].kernels {
+        let want = match k.group {
+            Group::Latency => Clock::Wall,
+            _ if stamps => Clock::Gpu,
+            _ => Clock::Wall,
+        };
+        assert_eq!(k.clock, want, "{}", k.name);
+        assert!(k.seconds > 0.0 && k.wall_seconds > 0.0, "{}", k.name);
+        if k.clock == Clock::Wall {
+            assert_eq!(k.seconds, k.wall_seconds, "{}", k.name);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Results written and read back match the schema; they plot as SVG and PNG; comparing
 /// them with themselves changes nothing, and a faster figure is called faster.
 #[test]

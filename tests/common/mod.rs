@@ -297,8 +297,14 @@ pub fn bench_schema_errors(text: &str) -> Vec<String> {
 
 /// Run the `kiln` binary with `args`: its exit code, stdout and stderr.
 pub fn kiln_cli(args: &[&str]) -> (i32, String, String) {
+    kiln_cli_env(args, &[])
+}
+
+/// [`kiln_cli`] with environment variables set.
+pub fn kiln_cli_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run kiln");
     let s = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
