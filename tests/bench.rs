@@ -87,6 +87,32 @@ fn kernel_sweep_writes_json_csv_and_compares() {
         .filter(|k| matches!(k.group, Group::Gemv | Group::Gemm | Group::Attention))
         .count();
     assert_eq!(swept, want.len() - 5, "{names:?}");
+    // What each figure counts follows from the shape in its name, independently of the
+    // code that counted it: a matmul does 2 M K N FLOPs, a GEMV reads N x K weights in its
+    // format, decode attention reads the K and V cache (SmolLM2: 3 KV heads of 64, f32).
+    for k in &a.kernels {
+        let words: Vec<&str> = k.name.split(' ').collect();
+        if let ["gemv" | "gemm", dtype, _, _, shape] = words[..] {
+            let d: Vec<usize> = shape
+                .split('x')
+                .map(|v| v.parse().expect("MxKxN"))
+                .collect();
+            let (m, kk, n) = (d[0], d[1], d[2]);
+            assert_eq!(k.flops, (2 * m * kk * n) as f64, "{}", k.name);
+            let dtype = kiln::DType::parse(dtype).expect("a dtype");
+            assert_eq!(k.dtype.as_deref(), Some(dtype.name()), "{}", k.name);
+            let bytes = if m == 1 {
+                dtype.bytes(n * kk) as f64
+            } else {
+                0.0
+            };
+            assert_eq!(k.bytes, bytes, "{}", k.name);
+        }
+        if let Some(c) = k.name.strip_prefix("attention decode smollm2-135m c") {
+            let c: usize = c.parse().expect("a context");
+            assert_eq!(k.bytes, (2 * c * 3 * 64 * 4) as f64, "{}", k.name);
+        }
+    }
     // Each share recomputed from the figure and the roofline of the same run.
     let bw = a.roofline.bandwidth_gbps.expect("bandwidth roofline");
     let peak = a.roofline.f32_gflops.expect("f32 peak");

@@ -245,7 +245,7 @@ pub(super) async fn measure(
     let reps =
         (Duration::from_millis(50).as_secs_f64() / once.as_secs_f64()).clamp(1.0, 200.0) as u32;
     let mut times = Vec::new();
-    for _ in 0..samples {
+    for _ in 0..samples.max(1) {
         let t = Instant::now();
         for _ in 0..reps {
             run().await?;

@@ -104,6 +104,10 @@ fn profile_rows(p: &Profile) -> Vec<record::ProfileRow> {
         let (Some((steps, kernels)), Some(span)) = (p.phase(&phase), p.span(&phase)) else {
             continue;
         };
+        // A step too short for the clock has no shares to give.
+        if span <= 0.0 {
+            continue;
+        }
         let steps = steps.max(1) as f64;
         let busy: f64 = kernels.iter().map(|(_, e)| e.seconds).sum();
         for (kernel, e) in kernels {
@@ -112,7 +116,7 @@ fn profile_rows(p: &Profile) -> Vec<record::ProfileRow> {
                 kernel,
                 calls_per_step: e.calls as f64 / steps,
                 seconds_per_step: e.seconds / steps,
-                percent_of_step: 100.0 * e.seconds / span.max(f64::MIN_POSITIVE),
+                percent_of_step: 100.0 * e.seconds / span,
             });
         }
         // The span's time no dispatch accounts for: barriers and gaps between passes.

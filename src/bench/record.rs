@@ -213,7 +213,9 @@ impl Kernel {
     fn of(x: &Figure, roof: &Roofline) -> Kernel {
         let seconds = x.median.as_secs_f64();
         let bound = x.bound();
-        let of = |v: f64, r: Option<f64>| r.map(|r| 100.0 * v / r);
+        // A time below the clock's resolution gives no rate (JSON has no infinity).
+        let finite = |v: f64| Some(v).filter(|v| v.is_finite());
+        let of = |v: f64, r: Option<f64>| r.and_then(|r| finite(100.0 * v / r));
         Kernel {
             name: x.name.clone(),
             group: x.group,
@@ -224,8 +226,8 @@ impl Kernel {
             wall_seconds: x.wall.unwrap_or(x.median).as_secs_f64(),
             bytes: x.bytes,
             flops: x.flops,
-            gbps: (x.bytes > 0.0).then(|| x.gbps()),
-            gflops: (x.flops > 0.0).then(|| x.gflops()),
+            gbps: (x.bytes > 0.0).then(|| x.gbps()).and_then(finite),
+            gflops: (x.flops > 0.0).then(|| x.gflops()).and_then(finite),
             bound,
             percent_of_roofline: match bound {
                 Some(Bound::Bandwidth) => of(x.gbps(), roof.bandwidth_gbps),
@@ -304,26 +306,17 @@ impl Results {
         }
     }
 
-    /// The entry for `gpu`, added (empty) if it has none yet.
-    pub fn adapter_mut(&mut self, gpu: &Gpu) -> &mut AdapterResults {
-        let a = Adapter::of(gpu);
-        let i = match self
-            .adapters
-            .iter()
-            .position(|x| x.adapter.describe() == a.describe())
-        {
-            Some(i) => i,
-            None => {
-                self.adapters.push(AdapterResults {
-                    adapter: a,
-                    roofline: Roofline::default(),
-                    kernels: Vec::new(),
-                    models: Vec::new(),
-                });
-                self.adapters.len() - 1
-            }
-        };
-        &mut self.adapters[i]
+    /// A new entry for `gpu`, even if one of the same description exists (two identical
+    /// GPUs, or one adapter measured in turn by several placements).
+    pub fn add_adapter(&mut self, gpu: &Gpu) -> &mut AdapterResults {
+        self.adapters.push(AdapterResults {
+            adapter: Adapter::of(gpu),
+            roofline: Roofline::default(),
+            kernels: Vec::new(),
+            models: Vec::new(),
+        });
+        let last = self.adapters.len() - 1;
+        &mut self.adapters[last]
     }
 
     /// Read results written by `--json`, refusing another schema by name.

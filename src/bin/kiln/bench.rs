@@ -227,7 +227,7 @@ fn model(args: &Args, results: &mut Results) -> Result<()> {
         eprint!("{report}");
         let dtype = args.get("dtype").and_then(DType::parse).map(DType::name);
         results
-            .adapter_mut(loaded.model.gpu())
+            .add_adapter(loaded.model.gpu())
             .add_model(loaded.model.gpu(), &report, dtype);
     }
     Ok(())

@@ -17,8 +17,11 @@ fn field(o: &JsValue, k: &str) -> Option<JsValue> {
         .filter(|v| !v.is_undefined() && !v.is_null())
 }
 
+/// A string option; an empty one counts as not given.
 fn text(o: &JsValue, k: &str) -> Option<String> {
-    field(o, k).and_then(|v| v.as_string())
+    field(o, k)
+        .and_then(|v| v.as_string())
+        .filter(|s| !s.trim().is_empty())
 }
 
 fn number(o: &JsValue, k: &str, default: usize) -> Result<usize, JsError> {
@@ -36,7 +39,8 @@ fn dtype(name: &str) -> Result<DType, JsError> {
     DType::parse(name).ok_or_else(|| err(format!("'{name}' is not a dtype")))
 }
 
-/// Run the suite on this page's adapter; resolves to the results' JSON.
+/// Run the suite on this page's adapter; resolves to the results' JSON. Always at the
+/// small size (32 MiB copies, 128-row GEMMs), whatever the adapter.
 ///
 /// `options`:
 /// - `mode`: `"kernels"` (rooflines, then kernels at the `sweep` presets' shapes in the
@@ -114,7 +118,7 @@ pub async fn benchmark(
                 .await
                 .map_err(err)?;
             results
-                .adapter_mut(&gpu)
+                .add_adapter(&gpu)
                 .add_model(&gpu, &report, asked.map(DType::name));
         }
         other => return Err(err(format!("benchmark mode '{other}': kernels or model"))),
