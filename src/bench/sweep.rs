@@ -63,6 +63,19 @@ impl Sweep {
 }
 
 impl Sweep {
+    /// Sweep the shapes of `list`: comma-separated preset names, or `none` (rooflines
+    /// only). What `kiln bench --sweep` and the benchmark page's option take.
+    pub fn set_models(&mut self, list: &str) -> Result<()> {
+        self.models = match list.trim() {
+            "none" => Vec::new(),
+            list => list
+                .split(',')
+                .map(|n| crate::models::synthetic::Preset::find(n.trim()))
+                .collect::<Result<_>>()?,
+        };
+        Ok(())
+    }
+
     /// Every format its matrices are stored in: those asked for, and the ones K-quants fall
     /// back to where their blocks do not divide a matrix's rows.
     pub fn stored_dtypes(&self) -> Vec<DType> {

@@ -148,16 +148,10 @@ fn kernels(args: &Args, results: &mut Results) -> Result<()> {
         };
         let mut sweep = kiln::bench::Sweep::default_for(size);
         sweep.dtypes = dtypes(args, &sweep.dtypes)?;
-        match args.get("sweep") {
-            None => {}
-            Some("none") => sweep.models.clear(),
-            Some(list) => {
-                sweep.models = list
-                    .split(',')
-                    .map(kiln::models::synthetic::Preset::find)
-                    .collect::<Result<_, _>>()
-                    .with_context(|| format!("--sweep {list}"))?;
-            }
+        if let Some(list) = args.get("sweep") {
+            sweep
+                .set_models(list)
+                .with_context(|| format!("--sweep {list}"))?;
         }
         let report = pollster::block_on(kiln::bench::run(&gpu, size, &sweep, &mut |m| {
             eprintln!("{m}")

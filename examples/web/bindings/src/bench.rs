@@ -77,16 +77,8 @@ pub async fn benchmark(
             if let Some(list) = text(&options, "dtypes") {
                 sweep.dtypes = list.split(',').map(dtype).collect::<Result<_, _>>()?;
             }
-            match text(&options, "sweep").as_deref() {
-                None => {}
-                Some("none") => sweep.models.clear(),
-                Some(list) => {
-                    sweep.models = list
-                        .split(',')
-                        .map(kiln::models::synthetic::Preset::find)
-                        .collect::<Result<_, _>>()
-                        .map_err(err)?;
-                }
+            if let Some(list) = text(&options, "sweep") {
+                sweep.set_models(&list).map_err(err)?;
             }
             let report = kiln::bench::run(&gpu, Size::Small, &sweep, &mut log)
                 .await
