@@ -175,7 +175,7 @@ fn quant_weight(
 
 /// GEMV (decode) and tiled GEMM (prefill) over every block format, forced either way; GEMV
 /// in every configuration the adapter can run: f32 or 8-bit activations, lanes summed in
-/// workgroup memory or by subgroup shuffles, two tile shapes.
+/// workgroup memory or by subgroup shuffles or one lane a column, three tile shapes.
 #[test]
 fn matmul_reads_every_block_format() {
     // (m, k, n, rows per part): k a multiple of 256 for the K-quants, and 768 crosses the
@@ -277,6 +277,13 @@ fn gemv_configs(gpu: &Gpu) -> Vec<Gemv> {
                 ..Gemv::DEFAULT
             });
         }
+    }
+    // One lane a column (nothing to sum: no workgroup memory), f32 or 8-bit activations.
+    for int8 in [false, true] {
+        out.push(Gemv {
+            int8,
+            ..Gemv::ONE_LANE
+        });
     }
     // Another tile: two lanes a column, 16 columns a workgroup.
     out.push(Gemv {

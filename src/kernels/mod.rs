@@ -54,6 +54,8 @@ pub enum Include {
     /// The same with subgroup shuffles (adapters with SUBGROUP, LANES at most the subgroup
     /// size).
     LanesSubgroup,
+    /// The same for one lane per column: nothing to sum (every adapter, LANES = 1).
+    LanesOne,
     /// `tile_rows(q, ty, lane)`: the rows of the CPU GEMM's staged x tile a thread
     /// multiplies, each thread reading its own (every adapter).
     TileRowsShared,
@@ -76,6 +78,7 @@ impl Include {
             Include::AttentionKeys => include_str!("../../shaders/attention_keys.wgsl"),
             Include::LanesShared => include_str!("../../shaders/lanes_shared.wgsl"),
             Include::LanesSubgroup => include_str!("../../shaders/lanes_subgroup.wgsl"),
+            Include::LanesOne => include_str!("../../shaders/lanes_one.wgsl"),
             Include::Q8Block => include_str!("../../shaders/q8_block.wgsl"),
             Include::TileRowsShared => include_str!("../../shaders/tile_rows_shared.wgsl"),
             Include::TileRowsSubgroup => include_str!("../../shaders/tile_rows_subgroup.wgsl"),
@@ -331,21 +334,33 @@ pub struct GemvTable {
 impl GemvTable {
     /// Before tuning: [`Gemv::DEFAULT`], with 8-bit activations for block formats (1.2-1.7x
     /// the f32 path's speed on lavapipe at this tile, `kiln tune`, 2026-11-29).
-    pub const DEFAULT: GemvTable = {
-        let block = Gemv {
-            int8: true,
-            ..Gemv::DEFAULT
-        };
-        GemvTable {
-            floats: [Gemv::DEFAULT; 4],
-            blocks: [block; 8],
-            narrow_floats: [Gemv::DEFAULT; 4],
-            narrow_blocks: [block; 8],
+    pub const DEFAULT: GemvTable = GemvTable::uniform(Gemv::DEFAULT).with_int8();
+
+    /// Before tuning, on an adapter of kind `device`: [`GemvTable::DEFAULT`], except on CPU
+    /// adapters, where one lane per column ([`Gemv::ONE_LANE`]) runs without workgroup
+    /// memory. In the browser, where kiln does not tune, that is 7x the default's speed for
+    /// a Q4_0 head on Chromium's SwiftShader (Dawn zeroes workgroup memory and bounds-checks
+    /// every access), and 1.3-1.5x on lavapipe natively (`kiln bench`, 2026-12-04).
+    pub fn untuned(device: wgpu::DeviceType) -> GemvTable {
+        match device {
+            wgpu::DeviceType::Cpu => GemvTable::uniform(Gemv::ONE_LANE).with_int8(),
+            _ => GemvTable::DEFAULT,
         }
-    };
+    }
+
+    /// 8-bit activations for every block format.
+    const fn with_int8(mut self) -> GemvTable {
+        let mut i = 0;
+        while i < self.blocks.len() {
+            self.blocks[i].int8 = true;
+            self.narrow_blocks[i].int8 = true;
+            i += 1;
+        }
+        self
+    }
 
     /// `cfg` for every format and width (int8 applies to block formats only).
-    pub fn uniform(cfg: Gemv) -> GemvTable {
+    pub const fn uniform(cfg: Gemv) -> GemvTable {
         GemvTable {
             floats: [cfg; 4],
             blocks: [cfg; 8],
@@ -415,6 +430,14 @@ impl Gemv {
         subgroups: false,
         int8: false,
         max_rows: GEMV_MAX_ROWS as u32,
+    };
+
+    /// One lane per column, 128 columns a workgroup: nothing to sum across lanes, so no
+    /// workgroup memory (`shaders/lanes_one.wgsl`). Before tuning on CPU adapters.
+    pub const ONE_LANE: Gemv = Gemv {
+        lanes: 1,
+        rows: 128,
+        ..Gemv::DEFAULT
     };
 
     /// Whether `gpu` can run this configuration.

@@ -22,10 +22,12 @@ pub struct Tuning {
     pub gemm: Option<Gemm>,
 }
 
-impl Default for Tuning {
-    fn default() -> Tuning {
+impl Tuning {
+    /// Before tuning: [`GemvTable::untuned`] for the device's kind of adapter, GEMM as
+    /// [`Target::of`](super::Target::of) picks it.
+    pub fn untuned(gpu: &Gpu) -> Tuning {
         Tuning {
-            gemv: GemvTable::DEFAULT,
+            gemv: GemvTable::untuned(gpu.info().device_type),
             gemv_max_rows: None,
             gemm: None,
         }
@@ -36,13 +38,13 @@ impl Default for Tuning {
 pub fn tuned(gpu: &Gpu) -> Tuning {
     let chosen = gpu.cache::<Chosen>();
     let guard = chosen.0.lock().unwrap_or_else(|e| e.into_inner());
-    guard.unwrap_or_default()
+    guard.unwrap_or_else(|| Tuning::untuned(gpu))
 }
 
 fn update(gpu: &Gpu, f: impl FnOnce(&mut Tuning)) {
     let chosen = gpu.cache::<Chosen>();
     let mut guard = chosen.0.lock().unwrap_or_else(|e| e.into_inner());
-    let mut t = guard.unwrap_or_default();
+    let mut t = guard.unwrap_or_else(|| Tuning::untuned(gpu));
     f(&mut t);
     *guard = Some(t);
 }

@@ -85,10 +85,11 @@ pub static GEMM_COLUMNS_SG: Family = GEMM_COLUMNS.with_includes(
 );
 
 /// The GEMV families: f32 or 8-bit activations, lanes summed in workgroup memory or by
-/// subgroup shuffles. Each pair shares one file.
+/// subgroup shuffles, or one lane per column with nothing to sum. Each trio shares one file.
 pub static GEMV: Family = gemv_family("gemv", GEMV_SRC, &[Include::Epilogue, Include::LanesShared]);
 pub static GEMV_SG: Family =
     gemv_family("gemv_sg", GEMV_SRC, &[Include::Epilogue, Include::LanesSubgroup]);
+pub static GEMV_1: Family = gemv_family("gemv_1", GEMV_SRC, &[Include::Epilogue, Include::LanesOne]);
 pub static GEMV_Q8: Family = gemv_family(
     "gemv_q8",
     GEMV_Q8_SRC,
@@ -98,6 +99,12 @@ pub static GEMV_Q8_SG: Family = gemv_family(
     "gemv_q8_sg",
     GEMV_Q8_SRC,
     &[Include::Epilogue, Include::LanesSubgroup, Include::Q8Block],
+);
+
+pub static GEMV_Q8_1: Family = gemv_family(
+    "gemv_q8_1",
+    GEMV_Q8_SRC,
+    &[Include::Epilogue, Include::LanesOne, Include::Q8Block],
 );
 
 /// Activations to 8-bit blocks for the 8-bit GEMV, once per step.
@@ -162,13 +169,17 @@ pub fn gemm(
     (epi.apply(k.weight("w", w).weight("bias", bias)), x, rows)
 }
 
-/// The GEMV kernel for weights in `w` run as `cfg` says (int8 only applies to blocks).
+/// The GEMV kernel for weights in `w` run as `cfg` says (int8 only applies to blocks; one
+/// lane per column needs neither workgroup memory nor subgroups).
 pub fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue, cfg: Gemv) -> Kernel {
-    let family = match (cfg.int8 && w.is_block(), cfg.subgroups) {
-        (false, false) => &GEMV,
-        (false, true) => &GEMV_SG,
-        (true, false) => &GEMV_Q8,
-        (true, true) => &GEMV_Q8_SG,
+    let int8 = cfg.int8 && w.is_block();
+    let family = match (int8, cfg.lanes == 1, cfg.subgroups) {
+        (false, true, _) => &GEMV_1,
+        (false, false, false) => &GEMV,
+        (false, false, true) => &GEMV_SG,
+        (true, true, _) => &GEMV_Q8_1,
+        (true, false, false) => &GEMV_Q8,
+        (true, false, true) => &GEMV_Q8_SG,
     };
     let k = Kernel::new(family)
         .weight("w", w)
@@ -186,12 +197,12 @@ pub fn variants() -> Vec<Kernel> {
                 for kind in [Gemm::Tiled, Gemm::Columns, Gemm::ColumnsSubgroup] {
                     out.push(gemm(kind, w, b, epi, 1).0);
                 }
-                for subgroups in [false, true] {
+                for (lanes, subgroups) in [(4, false), (4, true), (1, false)] {
                     for int8 in [false, true] {
                         if int8 && !w.is_block() {
                             continue;
                         }
-                        let cfg = Gemv { subgroups, int8, ..Gemv::DEFAULT };
+                        let cfg = Gemv { lanes, subgroups, int8, ..Gemv::DEFAULT };
                         out.push(gemv(w, b, epi, cfg));
                     }
                 }

@@ -5,9 +5,9 @@
 //! under the kiln cache (`tune.json`), keyed by adapter, driver, kernel and shape class.
 //!
 //! [`Target::of`](crate::kernels::Target::of) plans with what was tuned for a device (kept by
-//! [`crate::kernels::tuning`]), or [`GemvTable::DEFAULT`](crate::kernels::GemvTable::DEFAULT)
-//! before tuning. Native builds tune ([`ensure`]); in the browser kiln plans with the
-//! defaults (timing there needs timestamp queries: planned).
+//! [`crate::kernels::tuning`]), or [`GemvTable::untuned`](crate::kernels::GemvTable::untuned)
+//! before tuning (one lane per column on CPU adapters). Native builds tune ([`ensure`]); in
+//! the browser kiln plans with those defaults (tuning there: planned).
 
 #[cfg(not(target_arch = "wasm32"))]
 mod measure;
