@@ -16,6 +16,7 @@ function options() {
     prompt: Number($('prompt').value),
     tokens: Number($('tokens').value),
     runs: Number($('runs').value),
+    profile: $('profile').checked,
   };
 }
 

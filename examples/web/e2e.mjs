@@ -1,7 +1,8 @@
 // Drives headless Chromium (WebGPU on SwiftShader) through the demo page: load SmolLM2 from
 // the local server, generate greedily, compare with native kiln, take a screenshot; then,
 // with BENCH_OUT set, the benchmark page: a synthetic model benchmarked as native
-// `kiln bench --model` does, its JSON written to BENCH_OUT and checked against BENCH_SCHEMA.
+// `kiln bench --model` does and profiled by kernel, its JSON written to BENCH_OUT and
+// checked against BENCH_SCHEMA.
 // usage: node e2e.mjs URL PROMPT TOKENS EXPECTED_FILE SCREENSHOT
 import { chromium } from 'playwright-core';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -113,6 +114,7 @@ try {
     await b.fill('#prompt', p);
     await b.fill('#tokens', n);
     await b.fill('#runs', r);
+    await b.setChecked('#profile', true);
     await b.click('#run');
     await bw(['done', 'error'], minutes(20));
     const log = await b.textContent('#log');
@@ -123,6 +125,15 @@ try {
     const validate = ajv.compile(JSON.parse(readFileSync(process.env.BENCH_SCHEMA, 'utf8')));
     if (!validate(JSON.parse(json))) {
       throw new Error(`the page's JSON breaks the schema: ${ajv.errorsText(validate.errors)}`);
+    }
+    // The page profiled one step of each phase by kernel (Chromium's SwiftShader adapter has
+    // timestamp queries).
+    const rows = JSON.parse(json).adapters[0].models[0].profile ?? [];
+    for (const phase of ['decode', 'prefill']) {
+      const mine = rows.filter((x) => x.phase === phase && x.seconds_per_step > 0);
+      if (!mine.some((x) => x.kernel.startsWith('gemv'))) {
+        throw new Error(`the page's profile has no GEMV time for ${phase}: ${JSON.stringify(rows)}`);
+      }
     }
     console.error(`benchmark page:\n${await b.textContent('#table')}`);
     await b.close();

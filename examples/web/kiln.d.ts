@@ -98,6 +98,9 @@ export interface BenchmarkOptions {
   prompt?: number;
   tokens?: number;
   runs?: number;
+  /** Profile one extra decode and prefill step by kernel (GPU time, where the adapter has
+   *  timestamp queries), as `kiln bench --profile` does. Default false. */
+  profile?: boolean;
 }
 
 /** Run the benchmark suite on this page's adapter; resolves to its results' JSON

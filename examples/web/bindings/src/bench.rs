@@ -49,7 +49,8 @@ fn dtype(name: &str) -> Result<DType, JsError> {
 /// - `sweep`: comma-separated presets or `"none"` (default `smollm2-135m`);
 ///   `dtypes`: comma-separated formats (default every one).
 /// - `model` (default `smollm2-135m`), `dtype` (default F16), `prompt` (512), `tokens`
-///   (128), `runs` (5).
+///   (128), `runs` (5); `profile` (false): GPU time by kernel of one extra decode and
+///   prefill step, where the adapter has timestamp queries (`kiln bench --profile`).
 ///
 /// `onLog(line)` hears progress.
 #[wasm_bindgen]
@@ -93,7 +94,7 @@ pub async fn benchmark(
                 prompt: number(&options, "prompt", 512)?,
                 generate: number(&options, "tokens", 128)?,
                 runs: number(&options, "runs", 5)?,
-                profile: false,
+                profile: field(&options, "profile").is_some_and(|v| v.is_truthy()),
             };
             log(&format!("making synthetic:{name}"));
             let load = LoadOptions {
