@@ -297,37 +297,39 @@ fn gemv_configs(gpu: &Gpu) -> Vec<Gemv> {
     out
 }
 
-/// Float weights through every GEMV configuration too (int8 does not apply to them).
+/// Float weights through every GEMV configuration too (int8 does not apply to them): rows of
+/// a multiple of 4 (read as vectors) and of another length.
 #[test]
 fn gemv_sums_lanes_either_way_on_float_weights() {
-    let (m, k, n) = (5, 300, 77);
-    for gpu in gpus() {
-        let mut rng = Rng::new(9);
-        let values = rng.uniform(n * k, 1.0);
-        let tensor = pollster::block_on(kiln::load::upload_bytes(
-            gpu,
-            "w",
-            &[n, k],
-            DType::F32,
-            &DType::F32.from_f32(&values),
-        ))
-        .expect("upload");
-        let x = rng.uniform(m * k, 1.0);
-        let g = Graph::new();
-        let xi = g.input("x", m, k);
-        let y = g.matmul(xi, g.weight(&tensor));
-        g.output("y", y);
-        let want = mm::matmul(&x, &values, m, n, k);
-        for cfg in gemv_configs(gpu).into_iter().filter(|c| !c.int8) {
-            let t = Target::of(gpu);
-            let target = Target {
-                gemv_max_rows: Some(usize::MAX),
-                gemv: GemvTable::uniform(cfg),
-                ..t
-            };
-            let got = run_on(gpu, target, &g, &[("x", Feed::F32(&x))], &at(0, m));
-            let what = format!("gemv {cfg:?} F32 {m}x{k}x{n} on {}", label(gpu));
-            assert_close(&got["y"], &want, 1e-4, 1e-4, &what);
+    for (m, k, n) in [(5, 300, 77), (5, 301, 77), (9, 52, 130)] {
+        for gpu in gpus() {
+            let mut rng = Rng::new(9);
+            let values = rng.uniform(n * k, 1.0);
+            let tensor = pollster::block_on(kiln::load::upload_bytes(
+                gpu,
+                "w",
+                &[n, k],
+                DType::F32,
+                &DType::F32.from_f32(&values),
+            ))
+            .expect("upload");
+            let x = rng.uniform(m * k, 1.0);
+            let g = Graph::new();
+            let xi = g.input("x", m, k);
+            let y = g.matmul(xi, g.weight(&tensor));
+            g.output("y", y);
+            let want = mm::matmul(&x, &values, m, n, k);
+            for cfg in gemv_configs(gpu).into_iter().filter(|c| !c.int8) {
+                let t = Target::of(gpu);
+                let target = Target {
+                    gemv_max_rows: Some(usize::MAX),
+                    gemv: GemvTable::uniform(cfg),
+                    ..t
+                };
+                let got = run_on(gpu, target, &g, &[("x", Feed::F32(&x))], &at(0, m));
+                let what = format!("gemv {cfg:?} F32 {m}x{k}x{n} on {}", label(gpu));
+                assert_close(&got["y"], &want, 1e-4, 1e-4, &what);
+            }
         }
     }
 }

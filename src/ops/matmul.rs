@@ -7,7 +7,8 @@
 //! and short prompts. GEMV
 //! widens weights to f32 (`shaders/gemv.wgsl`) or, on block-quantized weights, dots them with
 //! 8-bit activations (`shaders/gemv_q8.wgsl`, after `shaders/quantize_q8.wgsl` has quantized
-//! x once into the op's scratch), as the target's [`Gemv`] says; its lanes sum
+//! x once into the op's scratch), as the target's [`Gemv`] says (F32 weights with rows of a
+//! multiple of 4 are read as vectors, `shaders/gemv_f32x4.wgsl`); its lanes sum
 //! in workgroup memory or with subgroup shuffles. When a program's steps may have either,
 //! both are emitted and each step runs the one that suits the rows it has. A weight larger
 //! than one binding is split by rows into parts, one dispatch each.
@@ -90,6 +91,22 @@ pub static GEMV: Family = gemv_family("gemv", GEMV_SRC, &[Include::Epilogue, Inc
 pub static GEMV_SG: Family =
     gemv_family("gemv_sg", GEMV_SRC, &[Include::Epilogue, Include::LanesSubgroup]);
 pub static GEMV_1: Family = gemv_family("gemv_1", GEMV_SRC, &[Include::Epilogue, Include::LanesOne]);
+/// F32 weights with K a multiple of 4: weight and activations read 16 bytes at a time.
+pub static GEMV_F32X4: Family = gemv_family(
+    "gemv_f32x4",
+    GEMV_F32X4_SRC,
+    &[Include::Epilogue, Include::LanesShared],
+);
+pub static GEMV_F32X4_SG: Family = gemv_family(
+    "gemv_f32x4_sg",
+    GEMV_F32X4_SRC,
+    &[Include::Epilogue, Include::LanesSubgroup],
+);
+pub static GEMV_F32X4_1: Family = gemv_family(
+    "gemv_f32x4_1",
+    GEMV_F32X4_SRC,
+    &[Include::Epilogue, Include::LanesOne],
+);
 pub static GEMV_Q8: Family = gemv_family(
     "gemv_q8",
     GEMV_Q8_SRC,
@@ -122,6 +139,7 @@ const QX_BYTES: usize = 64;
 
 const GEMV_SRC: &str = include_str!("../../shaders/gemv.wgsl");
 const GEMV_Q8_SRC: &str = include_str!("../../shaders/gemv_q8.wgsl");
+const GEMV_F32X4_SRC: &str = include_str!("../../shaders/gemv_f32x4.wgsl");
 
 const fn gemv_family(
     name: &'static str,
@@ -169,20 +187,27 @@ pub fn gemm(
     (epi.apply(k.weight("w", w).weight("bias", bias)), x, rows)
 }
 
-/// The GEMV kernel for weights in `w` run as `cfg` says (int8 only applies to blocks; one
-/// lane per column needs neither workgroup memory nor subgroups).
-pub fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue, cfg: Gemv) -> Kernel {
+/// The GEMV kernel for weights in `w` with rows of `k` elements, run as `cfg` says (int8
+/// only applies to blocks; one lane per column needs neither workgroup memory nor
+/// subgroups). F32 weights with `k` a multiple of 4 are read as vectors.
+pub fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue, cfg: Gemv, k: usize) -> Kernel {
     let int8 = cfg.int8 && w.is_block();
-    let family = match (int8, cfg.lanes == 1, cfg.subgroups) {
-        (false, true, _) => &GEMV_1,
-        (false, false, false) => &GEMV,
-        (false, false, true) => &GEMV_SG,
-        (true, true, _) => &GEMV_Q8_1,
-        (true, false, false) => &GEMV_Q8,
-        (true, false, true) => &GEMV_Q8_SG,
+    let vec4 = w == WeightFormat::F32 && k % 4 == 0;
+    let lanes = |one, shared, subgroup| match (cfg.lanes == 1, cfg.subgroups) {
+        (true, _) => one,
+        (false, false) => shared,
+        (false, true) => subgroup,
     };
-    let k = Kernel::new(family)
-        .weight("w", w)
+    let family: &Family = if int8 {
+        lanes(&GEMV_Q8_1, &GEMV_Q8, &GEMV_Q8_SG)
+    } else if vec4 {
+        lanes(&GEMV_F32X4_1, &GEMV_F32X4, &GEMV_F32X4_SG)
+    } else {
+        lanes(&GEMV_1, &GEMV, &GEMV_SG)
+    };
+    let k = Kernel::new(family);
+    let k = if vec4 { k } else { k.weight("w", w) };
+    let k = k
         .weight("bias", bias)
         .constant("LANES", cfg.lanes)
         .constant("ROWS", cfg.rows);
@@ -203,7 +228,10 @@ pub fn variants() -> Vec<Kernel> {
                             continue;
                         }
                         let cfg = Gemv { lanes, subgroups, int8, ..Gemv::DEFAULT };
-                        out.push(gemv(w, b, epi, cfg));
+                        let ks: &[usize] = if w == WeightFormat::F32 { &[4, 5] } else { &[4] };
+                        for &k in ks {
+                            out.push(gemv(w, b, epi, cfg, k));
+                        }
                     }
                 }
             }
@@ -377,7 +405,7 @@ impl Op for MatMul {
                 if let Some(q) = &quantized {
                     b[1] = q.clone();
                 }
-                e.dispatch(gemv(wf, bf, epi, cfg), b, &params, g);
+                e.dispatch(gemv(wf, bf, epi, cfg, k), b, &params, g);
             }
             if most > cut {
                 let (kernel, x, per_group) = gemm(e.target.gemm, wf, bf, epi, n as u32);
