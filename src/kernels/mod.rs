@@ -340,8 +340,9 @@ impl GemvTable {
     /// adapters, where one lane per column ([`Gemv::ONE_LANE`]) runs without workgroup
     /// memory. In the browser, where kiln does not tune, that is 7x the default's speed for
     /// a Q4_0 head on Chromium's SwiftShader (Dawn zeroes workgroup memory and bounds-checks
-    /// every access), and 1.2-1.5x on lavapipe natively for all but the smallest matrices
-    /// (576 x 576 Q4_0 was 0.7x; `kiln bench`, 2026-12-04).
+    /// every access). On lavapipe natively it was 1.3-1.5x for SmolLM2's head and ffn_up,
+    /// 1.0-1.3x for ffn_down, and 0.6-0.85x for its small Q4_0/Q8_0 attention matrices
+    /// (`kiln bench`, 2026-12-04); native runs tune anyway.
     pub fn untuned(device: wgpu::DeviceType) -> GemvTable {
         match device {
             wgpu::DeviceType::Cpu => GemvTable::uniform(Gemv::ONE_LANE).with_int8(),
