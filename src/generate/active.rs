@@ -1,8 +1,10 @@
 //! The state of a generation in progress: its sequences, the steps in flight, and the text
 //! not yet handed out. The loop that drives it is in `run.rs`.
 
+use super::TextModel;
 use super::generation::{Finish, GenerateOptions, Stats};
 use super::stream::TextStream;
+use crate::error::Result;
 use crate::exec::Ticket;
 use crate::sample::Rng;
 use std::collections::VecDeque;
@@ -41,12 +43,77 @@ pub(super) struct SeqGen {
     pub(super) stats: Stats,
 }
 
+/// A token a step sampled for a sequence, and when.
+pub(super) struct Took {
+    pub(super) token: u32,
+    /// Sampled by the prefill: the sequence's first token.
+    pub(super) prefill: bool,
+    pub(super) at: f64,
+    /// When the sequence's generation started.
+    pub(super) started: f64,
+    /// Positions its KV cache holds.
+    pub(super) capacity: usize,
+}
+
 impl SeqGen {
     pub(super) fn cancelled(&self) -> bool {
         self.options
             .cancel
             .as_ref()
             .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    /// Take the token a step sampled for this sequence (number `i` of its generation):
+    /// count the token the step fed into `context` (its slot's cached tokens), time it, and
+    /// queue its text, or end the sequence on EOS, a stop string, its token budget or a
+    /// full cache.
+    pub(super) fn take(
+        &mut self,
+        i: usize,
+        took: Took,
+        model: &TextModel,
+        context: &mut Vec<u32>,
+        events: &mut VecDeque<(usize, String)>,
+    ) -> Result<()> {
+        let token = took.token;
+        if !took.prefill {
+            // This step fed the previous token into the cache.
+            if let Some(&fed) = self.tokens.last() {
+                context.push(fed);
+            }
+        }
+        if self.tokens.is_empty() {
+            self.stats.first_token_secs = took.at - took.started;
+        } else {
+            self.stats.decode_secs = took.at - took.started - self.stats.first_token_secs;
+        }
+        if self.options.max_tokens == 0 {
+            end(self, i, Finish::MaxTokens, String::new(), events);
+            return Ok(());
+        }
+        if !self.options.ignore_eos && model.eos.contains(&token) {
+            end(self, i, Finish::Eos, String::new(), events);
+            return Ok(());
+        }
+        self.tokens.push(token);
+        self.stats.generated_tokens += 1;
+        let delta = self.stream.push(model.tokenizer(), token)?;
+        let finish = if self.stream.stopped() {
+            Some(Finish::Stop)
+        } else if self.tokens.len() >= self.options.max_tokens {
+            Some(Finish::MaxTokens)
+        } else if self.prompt_len + self.tokens.len() > took.capacity {
+            // No room to feed this token back.
+            Some(Finish::Context)
+        } else {
+            None
+        };
+        match finish {
+            Some(why) => end(self, i, why, delta, events),
+            None if !delta.is_empty() => events.push_back((i, delta)),
+            None => {}
+        }
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`Decoder`] trait; no model family is named.
 
 mod active;
+mod batcher;
 mod chain;
 pub mod chat;
 mod generation;
@@ -13,6 +14,7 @@ mod run;
 mod session;
 pub mod stream;
 
+pub use batcher::{Batcher, Request, Sink, StepReport, Update};
 pub use chat::{ChatTemplate, Message};
 pub use generation::{BatchGeneration, Finish, GenerateOptions, Generation, Stats};
 pub use session::Session;

@@ -6,7 +6,7 @@
 //! Several prompts run as one batch: one submission per step for all of them.
 
 use super::Session;
-use super::active::{Active, InFlight, SeqGen, end, now};
+use super::active::{Active, InFlight, SeqGen, Took, end, now};
 use super::generation::{BatchGeneration, Finish, GenerateOptions, Generation, Stats};
 use super::session::find;
 use super::stream::TextStream;
@@ -101,24 +101,8 @@ impl Session {
         self.ensure_prefill(n, tokens).await?;
         self.ensure_decode(n).await?;
 
-        // The repetition penalty sees the whole prompt: flags for the reused part are written
-        // here (on every stage that keeps them: tensor-parallel, each part proposes
-        // candidates with its penalties), the sampler marks the rest.
-        for (stage, state) in self.model.stages().iter().zip(&self.states) {
-            let Ok(seen) = state.buffer("seen") else {
-                continue;
-            };
-            for (slot, (prompt, &r)) in prompts.iter().zip(&reuse).enumerate() {
-                let mut flags = vec![0u32; vocab];
-                for &t in &prompt[..r] {
-                    flags[t as usize] = 1;
-                }
-                let offset = (slot * vocab * 4) as u64;
-                stage
-                    .gpu
-                    .queue()
-                    .write_buffer(seen, offset, bytemuck::cast_slice(&flags));
-            }
+        for (slot, (prompt, &r)) in prompts.iter().zip(&reuse).enumerate() {
+            self.write_seen(slot, &prompt[..r]);
         }
         let program =
             find(&self.prefill, n).ok_or_else(|| Error::Invalid("no prefill program".into()))?;
@@ -172,6 +156,30 @@ impl Session {
             failed: false,
         });
         Ok(())
+    }
+
+    /// Mark `ids` as already seen in `slot`, and nothing else, for the repetition penalty:
+    /// the part of a prompt whose KV entries are reused. The sampler marks the rest as the
+    /// prefill computes it. Written on every stage that keeps the flags: tensor-parallel,
+    /// each part proposes candidates with its penalties.
+    pub(super) fn write_seen(&self, slot: usize, ids: &[u32]) {
+        let vocab = self.model.decoder().vocab();
+        for (stage, state) in self.model.stages().iter().zip(&self.states) {
+            let Ok(seen) = state.buffer("seen") else {
+                continue;
+            };
+            let mut flags = vec![0u32; vocab];
+            for &t in ids {
+                if let Some(f) = flags.get_mut(t as usize) {
+                    *f = 1;
+                }
+            }
+            let offset = (slot * vocab * 4) as u64;
+            stage
+                .gpu
+                .queue()
+                .write_buffer(seen, offset, bytemuck::cast_slice(&flags));
+        }
     }
 
     /// The next piece of text of the (one-sequence) generation in progress, or `None` when
@@ -325,43 +333,14 @@ impl Session {
             let token = *ids
                 .get(q.slot)
                 .ok_or_else(|| Error::Gpu("a token is missing".into()))?;
-            if !f.prefill {
-                // This step fed the previous token into the cache.
-                if let Some(&fed) = q.tokens.last() {
-                    self.contexts[q.slot].push(fed);
-                }
-            }
-            if q.tokens.is_empty() {
-                q.stats.first_token_secs = t - a.started;
-            } else {
-                q.stats.decode_secs = t - a.started - q.stats.first_token_secs;
-            }
-            if q.options.max_tokens == 0 {
-                end(q, i, Finish::MaxTokens, String::new(), &mut a.events);
-                continue;
-            }
-            if !q.options.ignore_eos && model.eos.contains(&token) {
-                end(q, i, Finish::Eos, String::new(), &mut a.events);
-                continue;
-            }
-            q.tokens.push(token);
-            q.stats.generated_tokens += 1;
-            let delta = q.stream.push(model.tokenizer(), token)?;
-            let finish = if q.stream.stopped() {
-                Some(Finish::Stop)
-            } else if q.tokens.len() >= q.options.max_tokens {
-                Some(Finish::MaxTokens)
-            } else if q.prompt_len + q.tokens.len() > self.cache.capacity {
-                // No room to feed this token back.
-                Some(Finish::Context)
-            } else {
-                None
+            let took = Took {
+                token,
+                prefill: f.prefill,
+                at: t,
+                started: a.started,
+                capacity: self.cache.capacity,
             };
-            match finish {
-                Some(why) => end(q, i, why, delta, &mut a.events),
-                None if !delta.is_empty() => a.events.push_back((i, delta)),
-                None => {}
-            }
+            q.take(i, took, &model, &mut self.contexts[q.slot], &mut a.events)?;
         }
         Ok(())
     }
