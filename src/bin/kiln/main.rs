@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod progress;
+mod serve;
 mod text;
 
 use anyhow::{Context, Result, bail};
@@ -34,6 +35,13 @@ USAGE:
     kiln perplexity [--model ...] --file TEXT [--context 512]
                                        perplexity as llama.cpp measures it: windows of
                                        --context tokens, the second half of each scored
+    kiln serve [--model ...] [--host 127.0.0.1] [--port 8080] [--slots 4] [--queue 64]
+               [--chunk 256] [--api-key KEY]
+                                       an OpenAI-compatible server (/v1/chat/completions,
+                                       /v1/completions, /v1/models, /health, /metrics) that
+                                       batches up to --slots requests continuously; prompts
+                                       are read --chunk tokens a step; a full --queue
+                                       answers 429
     kiln convert FILE.gguf OUT_DIR     import a GGUF model as an HF folder (F32 safetensors,
                                        config.json, tokenizer.json, tokenizer_config.json)
     kiln adapters                      list every adapter on every backend
@@ -372,6 +380,10 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
         "perplexity" => {
             args.allow(&text_options(&["file"]), USAGE)?;
             text::perplexity(&args)
+        }
+        "serve" => {
+            args.allow(&text_options(serve::OPTIONS), USAGE)?;
+            serve::serve(&args)
         }
         "adapters" => cmd_adapters(),
         "inspect" => cmd_inspect(&args),
