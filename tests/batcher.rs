@@ -222,3 +222,37 @@ fn requests_beyond_the_limits_are_refused_by_name() {
         assert_eq!(b.running(), 1);
     }
 }
+
+#[test]
+fn the_serving_benchmark_counts_every_stream() {
+    let Some(gpu) = gpus().first() else {
+        return; // common::gpus fails under CI=true when there is no adapter
+    };
+    let model = text_model(gpu, 96);
+    let bench = kiln::bench::ServeBench {
+        prompt: 5,
+        generate: 6,
+        streams: vec![1, 3],
+        runs: 2,
+        chunk: CHUNK,
+    };
+    let rows = pollster::block_on(kiln::bench::serve(&model, &bench, &mut |_| {})).expect("bench");
+    assert_eq!(rows.iter().map(|r| r.streams).collect::<Vec<_>>(), [1, 3]);
+    for r in &rows {
+        assert_eq!(r.decode.len(), 2);
+        assert!(r.decode.iter().all(|&d| d.is_finite() && d > 0.0), "{r:?}");
+        assert!(r.first_token_secs.iter().all(|&t| t > 0.0), "{r:?}");
+    }
+    let table = kiln::bench::serve_markdown("tiny", &label(gpu), &bench, &rows);
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("| ")).count(),
+        3,
+        "{table}"
+    );
+    let bad = kiln::bench::ServeBench {
+        streams: vec![0],
+        ..bench
+    };
+    let e = pollster::block_on(kiln::bench::serve(&model, &bad, &mut |_| {})).unwrap_err();
+    assert!(e.to_string().contains("1 stream"), "{e}");
+}

@@ -21,6 +21,7 @@ mod plot;
 pub mod record;
 mod render;
 mod roofline;
+mod serve;
 mod sweep;
 
 pub use exchange::{all_reduce, exchange};
@@ -30,6 +31,7 @@ pub use model::{ModelBench, ModelReport, model};
 pub use plot::plot;
 pub use render::{compare, to_csv, to_markdown};
 pub use roofline::{bandwidth_figures, fma_figures, latency_figures};
+pub use serve::{ServeBench, ServeRow, serve, serve_markdown};
 pub use sweep::{Sweep, matrices};
 
 /// Run a copy kernel once over `data` (a multiple of 4 values for `vec4`) and read the copy

