@@ -135,7 +135,7 @@ def main():
         # Warm: every batch size's programs exist before the idle memory is read.
         with futures.ThreadPoolExecutor(SLOTS) as pool:
             list(pool.map(lambda p: stream_text(client, model, p, 20), PROMPTS[:SLOTS]))
-        wait_idle(base)
+        m0 = wait_idle(base)
         idle = rss_kib(server.pid)
 
         # 2. Load: 64 streaming clients at once.
@@ -152,9 +152,16 @@ def main():
         assert refused > 0, "64 clients never overflowed a queue of 8"
         m = wait_idle(base)
         after = rss_kib(server.pid)
-        print(f"load: {CLIENTS} streams in {secs:.1f} s, {refused} answers of 429 retried, "
-              f"every text equal to its prompt's alone; resident memory {idle} KiB idle, "
-              f"{after} KiB after", flush=True)
+
+        def mean(name):
+            n = m[name + "_count"] - m0[name + "_count"]
+            return (m[name + "_sum"] - m0[name + "_sum"]) / max(n, 1)
+        tokens = m["vllm:generation_tokens_total"] - m0["vllm:generation_tokens_total"]
+        print(f"load: {CLIENTS} streams in {secs:.1f} s ({tokens / secs:.1f} tok/s in all), "
+              f"{refused} answers of 429 retried, every text equal to its prompt's alone; "
+              f"mean time to first token {mean('vllm:time_to_first_token_seconds'):.2f} s, "
+              f"between tokens {mean('vllm:inter_token_latency_seconds'):.2f} s; resident "
+              f"memory {idle} KiB idle, {after} KiB after", flush=True)
         assert after <= idle * 1.05 + 8192, f"memory grew from {idle} to {after} KiB"
 
         # 3. Faults.

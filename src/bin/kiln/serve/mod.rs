@@ -59,7 +59,13 @@ pub fn serve(args: &Args) -> Result<()> {
     let chunk: usize = args.parse_or("chunk", 256)?;
     anyhow::ensure!(slots >= 1, "--slots must be at least 1");
     anyhow::ensure!(queue >= 1, "--queue must be at least 1");
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // Few blocking threads (they tokenize): each would keep a malloc arena of its own, and
+    // the server's memory would not return to its idle level after a burst.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(4)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     // Bind first, so a taken port fails before minutes of loading.
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind((host.as_str(), port)))
