@@ -56,6 +56,31 @@ pub(super) struct Took {
 }
 
 impl SeqGen {
+    /// A sequence in `slot` about to compute its prompt of `prompt_len` tokens, the first
+    /// `reused` of which its cache already holds.
+    pub(super) fn new(
+        slot: usize,
+        options: GenerateOptions,
+        prompt_len: usize,
+        reused: usize,
+    ) -> SeqGen {
+        SeqGen {
+            slot,
+            stream: TextStream::new(options.stop.clone()),
+            rng: Rng::new(options.sampling.seed),
+            prompt_len,
+            tokens: Vec::new(),
+            decodes: 0,
+            finish: None,
+            stats: Stats {
+                prompt_tokens: prompt_len,
+                reused_tokens: reused,
+                ..Default::default()
+            },
+            options,
+        }
+    }
+
     pub(super) fn cancelled(&self) -> bool {
         self.options
             .cancel

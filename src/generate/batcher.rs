@@ -17,12 +17,10 @@
 use super::active::{SeqGen, Took, end, now};
 use super::generation::{Finish, GenerateOptions, Stats};
 use super::session::find;
-use super::stream::TextStream;
 use super::{Session, TextModel};
 use crate::error::{Error, Result};
 use crate::exec::Feed;
 use crate::graph::{Seq, Step};
-use crate::sample::Rng;
 use std::collections::VecDeque;
 
 /// What a request's caller is told.
@@ -182,21 +180,7 @@ impl Batcher {
             options,
             sink,
         } = request;
-        let q = SeqGen {
-            slot,
-            stream: TextStream::new(options.stop.clone()),
-            rng: Rng::new(options.sampling.seed),
-            prompt_len: prompt.len(),
-            tokens: Vec::new(),
-            decodes: 0,
-            finish: None,
-            stats: Stats {
-                prompt_tokens: prompt.len(),
-                reused_tokens: reused,
-                ..Default::default()
-            },
-            options,
-        };
+        let q = SeqGen::new(slot, options, prompt.len(), reused);
         self.slots[slot] = Some(Running {
             q,
             sink,

@@ -9,11 +9,9 @@ use super::Session;
 use super::active::{Active, InFlight, SeqGen, Took, end, now};
 use super::generation::{BatchGeneration, Finish, GenerateOptions, Generation, Stats};
 use super::session::find;
-use super::stream::TextStream;
 use crate::error::{Error, Result};
 use crate::exec::Feed;
 use crate::graph::{Seq, Step};
-use crate::sample::Rng;
 use std::collections::VecDeque;
 
 impl Session {
@@ -115,29 +113,15 @@ impl Session {
         for (slot, (prompt, &r)) in prompts.iter().zip(&reuse).enumerate() {
             let suffix = &prompt[r..];
             ids[slot * t..slot * t + suffix.len()].copy_from_slice(suffix);
-            let mut rng = Rng::new(options.sampling.seed);
+            let mut q = SeqGen::new(slot, options.clone(), prompt.len(), r);
             step.seqs.push(Seq {
                 pos: r,
                 len: suffix.len(),
                 slot,
                 sampling: options.sampling,
-                rand: rng.next_u32(),
+                rand: q.rng.next_u32(),
             });
-            seqs.push(SeqGen {
-                slot,
-                options: options.clone(),
-                stream: TextStream::new(options.stop.clone()),
-                rng,
-                prompt_len: prompt.len(),
-                tokens: Vec::new(),
-                decodes: 0,
-                finish: None,
-                stats: Stats {
-                    prompt_tokens: prompt.len(),
-                    reused_tokens: r,
-                    ..Default::default()
-                },
-            });
+            seqs.push(q);
         }
         let ticket = program.submit(&step, &[("ids", Feed::Ids(&ids))]).await?;
         for (slot, prompt) in prompts.iter().enumerate() {
