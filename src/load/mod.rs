@@ -186,6 +186,11 @@ impl Weights {
         Ok(t)
     }
 
+    /// Where the weights came from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
     pub fn len(&self) -> usize {
         self.tensors.len()
     }

