@@ -105,10 +105,15 @@ def main():
                                "--queue", str(QUEUE), "--context", "256", *extra])
     try:
         deadline = time.time() + 300
-        while get(base, "/health")[0] != 200:
+        seen = set()
+        while (code := get(base, "/health")[0]) != 200:
+            # Before the socket is bound: no answer; while the model loads: 503.
+            assert code in (0, 503), f"/health answered {code} while loading"
+            seen.add(code)
             assert server.poll() is None, "the server exited"
             assert time.time() < deadline, "the server never became healthy"
             time.sleep(0.5)
+        print(f"/health while loading: {sorted(seen) or 'ready at once'}, then 200", flush=True)
         client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=120)
         model = client.models.list().data[0].id
         print(f"serving {model} on {base}", flush=True)

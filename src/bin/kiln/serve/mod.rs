@@ -66,11 +66,15 @@ pub fn serve(args: &Args) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    // Bind first, so a taken port fails before minutes of loading.
+    // Bind first, so a taken port fails before minutes of loading, and answer 503 while
+    // loading (a router's health probe then sees "not yet" rather than a hung connection).
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind((host.as_str(), port)))
         .with_context(|| format!("listening on {host}:{port}"))?;
-    let loaded = crate::text::load(args)?;
+    let (listener, loading) = answer_while_loading(&runtime, listener)?;
+    let loaded = crate::text::load(args);
+    let listener = loading.finish(&runtime, listener)?;
+    let loaded = loaded?;
     let model = loaded.model.clone();
     let session = pollster::block_on(model.batch_session(loaded.context, slots))?;
     let batcher = Batcher::new(session, chunk)?;
@@ -109,6 +113,56 @@ pub fn serve(args: &Args) -> Result<()> {
     drop(shared);
     let _ = engine.join();
     Ok(())
+}
+
+/// The server of the loading phase: 503 to every request, until `finish`.
+struct Loading {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Serve 503s on a clone of `listener`'s socket while the model loads; returns the socket
+/// to serve on afterwards.
+fn answer_while_loading(
+    runtime: &tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+) -> Result<(std::net::TcpListener, Loading)> {
+    let socket = listener.into_std().context("taking the listening socket")?;
+    let clone = socket.try_clone().context("sharing the listening socket")?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let _in_runtime = runtime.enter();
+    let during = tokio::net::TcpListener::from_std(clone).context("listening while loading")?;
+    let app = Router::new().fallback(|| async {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the model is still loading",
+        )
+    });
+    let task = runtime.spawn(async move {
+        axum::serve(during, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok((socket, Loading { stop, task }))
+}
+
+impl Loading {
+    /// Stop answering 503s (requests in flight finish) and hand back the listener.
+    fn finish(
+        self,
+        runtime: &tokio::runtime::Runtime,
+        socket: std::net::TcpListener,
+    ) -> Result<tokio::net::TcpListener> {
+        let _ = self.stop.send(());
+        runtime
+            .block_on(self.task)
+            .context("the loading-phase server")?
+            .context("the loading-phase server")?;
+        let _in_runtime = runtime.enter();
+        Ok(tokio::net::TcpListener::from_std(socket)?)
+    }
 }
 
 /// The id `/v1/models` lists: the model's folder or file name.
