@@ -8,6 +8,7 @@
 //! Everything here is async and never blocks the calling thread; native callers drive the
 //! futures with any executor (the CLI uses `pollster`).
 
+pub mod audio;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
 pub mod dtype;
