@@ -10,7 +10,9 @@ ROOT=$(cd "$WEB/../.." && pwd)
 OUT="$WEB/out"
 PROMPT="The capital of France is"
 TOKENS=12
-export PORT=${PORT:-8765}
+# A free port unless PORT says which: a server someone left on 8765 would otherwise answer
+# in place of this one.
+export PORT=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 mkdir -p "$OUT"
 
 echo "== tools" >&2
@@ -40,6 +42,7 @@ echo "== serving" >&2
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/index.html" >/dev/null && break; sleep 0.2; done
+kill -0 $SERVER 2>/dev/null || { echo "the page server exited (port $PORT taken?):" >&2; cat "$OUT/server.log" >&2; exit 1; }
 # A broken model next to the real one: its weights are cut short.
 BAD="$OUT/site/bad"
 mkdir -p "$BAD"

@@ -396,7 +396,7 @@ impl<'g, 'o> Loading<'g, 'o> {
     /// Record a tensor that is not uploaded, and why (asking for it later is an error that
     /// says so).
     pub fn skip(&mut self, name: &str, why: String, source_bytes: u64) {
-        log::warn!("{}: skipping '{name}': {why}", self.origin);
+        log::info!("{}: skipping '{name}': {why}", self.origin);
         self.weights.skipped.insert(name.to_string(), why);
         self.base += source_bytes;
         self.done += 1;
