@@ -256,3 +256,40 @@ fn the_serving_benchmark_counts_every_stream() {
     let e = pollster::block_on(kiln::bench::serve(&model, &bad, &mut |_| {})).unwrap_err();
     assert!(e.to_string().contains("1 stream"), "{e}");
 }
+
+#[test]
+fn repeated_prompts_reuse_their_cache_and_get_what_they_get_alone() {
+    // `kiln serve`'s load test sends the same few prompts many times: a request whose whole
+    // prompt sits in a free slot's cache computes only its last token, in a one-token
+    // chunk, next to other requests' chunks and decodes.
+    for gpu in gpus() {
+        let _turn = turn(gpu);
+        let model = text_model(gpu, 96);
+        let options = GenerateOptions {
+            max_tokens: 5,
+            sampling: Sampling::greedy(),
+            ..Default::default()
+        };
+        let distinct = prompts();
+        let alone: Vec<Got> = distinct
+            .iter()
+            .map(|p| serve(&model, std::slice::from_ref(p), &options, 1).remove(0))
+            .collect();
+        // Each prompt four times, in an order where a repeat often finds its own cache free.
+        let order: Vec<usize> = (0..4 * distinct.len())
+            .map(|i| (i * 3) % distinct.len())
+            .collect();
+        let repeated: Vec<Vec<u32>> = order.iter().map(|&i| distinct[i].clone()).collect();
+        for every in [1, 2] {
+            let together = serve(&model, &repeated, &options, every);
+            for (k, (&i, got)) in order.iter().zip(&together).enumerate() {
+                assert_eq!(
+                    got,
+                    &alone[i],
+                    "request {k} (prompt {i}), every {every}, {}",
+                    label(gpu)
+                );
+            }
+        }
+    }
+}
