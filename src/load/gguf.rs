@@ -6,6 +6,7 @@
 //! `general.alignment` (default 32), then the tensor data. Every count, length and offset is
 //! checked against the file before it is used.
 
+use super::cursor::Cursor;
 use crate::dtype::{DType, blocks};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
@@ -152,42 +153,7 @@ pub struct Gguf<'a> {
     path: String,
 }
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    path: &'a str,
-}
-
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.bytes.len())
-            .ok_or_else(|| {
-                Error::load(
-                    self.path,
-                    format!(
-                        "{what} at byte {} runs past the end of the {}-byte file (truncated?)",
-                        self.pos,
-                        self.bytes.len()
-                    ),
-                )
-            })?;
-        let s = &self.bytes[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-    fn u32(&mut self, what: &str) -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            self.take(4, what)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn u64(&mut self, what: &str) -> Result<u64> {
-        Ok(u64::from_le_bytes(
-            self.take(8, what)?.try_into().expect("8 bytes"),
-        ))
-    }
     /// A count that must fit in what remains of the file, at `min_size` bytes per item.
     fn count(&mut self, what: &str, min_size: usize) -> Result<usize> {
         let n = self.u64(what)?;
@@ -249,11 +215,7 @@ impl<'a> Cursor<'a> {
 impl<'a> Gguf<'a> {
     /// Parse and check a GGUF file held in `bytes` (typically a memory map).
     pub fn parse(path: &str, bytes: &'a [u8]) -> Result<Gguf<'a>> {
-        let mut c = Cursor {
-            bytes,
-            pos: 0,
-            path,
-        };
+        let mut c = Cursor::new(bytes, path);
         if c.take(4, "magic").ok() != Some(b"GGUF".as_slice()) {
             return Err(Error::load(path, "not a GGUF file (no GGUF magic)"));
         }

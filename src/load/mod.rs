@@ -1,6 +1,8 @@
 //! Loading weights: safetensors files (single or sharded) mapped from disk, validated, and
 //! uploaded to the GPU in bounded chunks with progress reports.
 
+pub mod ct2;
+mod cursor;
 pub mod gguf;
 pub mod safetensors;
 pub mod slice;
