@@ -1,5 +1,7 @@
 // 1-D convolution over time, channels last (the engine's (seqs, tokens, width) layout):
-//   y[s, to, co] = bias[co] + sum_{ci, j} w[co, ci, j] * x[s, to * stride + j - padding, ci]
+//   y[s, to, co] = act(bias[co] + sum_{ci, j} w[co, ci, j] * x[s, to * stride + j - padding, ci])
+//                  + add[to, co]
+// (Whisper's audio stem: GELU after each convolution, the positions added after the second.)
 // x: (seqs, t_in, c_in), zero outside [0, t_in); w: (c_out, c_in, kernel), PyTorch's Conv1d
 // layout; y: (seqs, t_out, c_out). One thread per output element.
 
@@ -16,12 +18,15 @@ struct Params {
 
 override WG: u32 = 256u;
 override HAS_BIAS: bool = false;
+override ACT: u32 = 0u;
+override HAS_ADD: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<WORD_w>;
 @group(0) @binding(3) var<storage, read> bias: array<WORD_bias>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> add: array<WORD_add>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -47,5 +52,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (HAS_BIAS) {
         acc = acc + load_bias(co);
     }
-    y[i] = acc;
+    var out = activate(acc, ACT);
+    if (HAS_ADD) {
+        out = out + load_add(to * p.c_out + co);
+    }
+    y[i] = out;
 }

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use kiln::ops::{conv, embedding as emb, pool, rope};
 use kiln::reference::graph::{Host, evaluate};
-use kiln::{DType, Feed, Graph, Plan, Program, State, Target};
+use kiln::{Act, DType, Feed, Graph, Plan, Program, State, Target};
 
 const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
 
@@ -196,21 +196,30 @@ fn last_token_and_mean_pool_follow_each_length() {
 #[test]
 fn conv1d_with_stride_and_padding() {
     for gpu in gpus() {
-        for (dtype, stride, padding, bias) in [
-            (DType::F32, 2, 1, true),
-            (DType::F16, 1, 0, false),
-            (DType::BF16, 3, 2, true),
+        // The last two: Whisper's stem, GELU after the convolution and a table added after.
+        for (dtype, stride, padding, bias, act, add) in [
+            (DType::F32, 2, 1, true, Act::Identity, false),
+            (DType::F16, 1, 0, false, Act::Identity, false),
+            (DType::BF16, 3, 2, true, Act::Identity, false),
+            (DType::F16, 1, 1, true, Act::GeluErf, false),
+            (DType::F16, 2, 1, true, Act::GeluErf, true),
         ] {
             let (s, t, c_in, c_out, k) = (2, 23, 7, 9, 3);
             let mut rng = Rng::new(5 + stride as u64);
             let w = weight(gpu, "w", &[c_out, c_in, k], dtype, &mut rng, 0.5, None);
             let b = weight(gpu, "b", &[c_out], DType::F32, &mut rng, 0.5, None);
+            let t_out = (t + 2 * padding - k) / stride + 1;
+            let table = weight(gpu, "pos", &[t_out, c_out], dtype, &mut rng, 1.0, None);
             let xs = rng.uniform(s * t * c_in, 1.0);
             let g = Graph::batch(s);
             let x = g.input_dense("x", t, c_in);
             let bv = bias.then(|| g.weight(&b.tensor));
-            g.output("y", g.conv1d(x, g.weight(&w.tensor), bv, stride, padding));
-            let want = conv::conv1d(
+            let av = add.then(|| g.weight(&table.tensor));
+            g.output(
+                "y",
+                g.conv1d_act(x, g.weight(&w.tensor), bv, stride, padding, act, av),
+            );
+            let mut want = conv::conv1d(
                 &xs,
                 &w.values,
                 bias.then_some(&b.values[..]),
@@ -220,6 +229,14 @@ fn conv1d_with_stride_and_padding() {
                 stride,
                 padding,
             );
+            for (i, y) in want.iter_mut().enumerate() {
+                let plus = if add {
+                    table.values[i % (t_out * c_out)]
+                } else {
+                    0.0
+                };
+                *y = kiln::ops::elementwise::act(*y, act) + plus;
+            }
             for target in targets(gpu) {
                 let got = run_on(
                     gpu,
@@ -229,10 +246,10 @@ fn conv1d_with_stride_and_padding() {
                     &step(&[(0, t, 0), (0, t, 0)]),
                 );
                 let what = format!(
-                    "conv1d {dtype} stride {stride} padding {padding} on {}",
+                    "conv1d {dtype} stride {stride} padding {padding} {act:?} add {add} on {}",
                     label(gpu)
                 );
-                // f32 accumulation over 21 products.
+                // f32 accumulation over 21 products; the shader's erf is within 1.5e-7.
                 assert_close(&got["y"], &want, 1e-5, 1e-5, &what);
             }
         }

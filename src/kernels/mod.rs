@@ -31,7 +31,10 @@ pub enum Slot {
 /// Shared WGSL pieces a family's file builds on: a closed set, prepended in this order.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Include {
-    /// `epilogue(acc, col, idx)`: the fused bias/activation/gate/residual tail.
+    /// `activate(x, kind)`: the activations by [`Act`] code.
+    Activate,
+    /// `epilogue(acc, col, idx)`: the fused bias/activation/gate/residual tail (with
+    /// `activate`).
     Epilogue,
     /// `reduce_sum` / `reduce_max` over a workgroup of `WG` threads, in workgroup memory
     /// (every adapter).
@@ -70,7 +73,12 @@ pub enum Include {
 impl Include {
     pub fn source(self) -> &'static str {
         match self {
-            Include::Epilogue => include_str!("../../shaders/epilogue.wgsl"),
+            Include::Activate => include_str!("../../shaders/activate.wgsl"),
+            // The epilogue activates, so it brings the activations with it.
+            Include::Epilogue => concat!(
+                include_str!("../../shaders/activate.wgsl"),
+                include_str!("../../shaders/epilogue.wgsl")
+            ),
             Include::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Include::ReduceSubgroup => include_str!("../../shaders/reduce_subgroup.wgsl"),
             Include::Seq => include_str!("../../shaders/seq.wgsl"),

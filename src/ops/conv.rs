@@ -1,10 +1,11 @@
 //! 1-D convolution over time with stride and zero padding (`shaders/conv1d.wgsl`), as in
-//! Whisper's audio encoder: x (S, T, C_in) with a PyTorch-layout weight (C_out, C_in, K).
+//! Whisper's audio encoder: x (S, T, C_in) with a PyTorch-layout weight (C_out, C_in, K), then
+//! an activation and a table (T_out, C_out) added to every sequence (Whisper's positions).
 
 use crate::dtype::WeightFormat;
 use crate::error::Result;
 use crate::graph::{Buf, Emit, Eval, Graph, Op, Value};
-use crate::kernels::{Family, GpuStruct, Kernel, Slot};
+use crate::kernels::{Act, Family, GpuStruct, Include, Kernel, Slot};
 
 pub const WG: u32 = 256;
 
@@ -24,25 +25,31 @@ crate::kernels::gpu_struct! {
 pub static FAMILY: Family = Family {
     name: "conv1d",
     source: include_str!("../../shaders/conv1d.wgsl"),
-    includes: &[],
-    bindings: &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::Write],
+    includes: &[Include::Activate],
+    bindings: &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::Read, Slot::Write],
     structs: &[Params::LAYOUT],
 };
 
-fn kernel(w: WeightFormat, bias: Option<WeightFormat>) -> Kernel {
+fn kernel(w: WeightFormat, bias: Option<WeightFormat>, act: Act, add: Option<WeightFormat>) -> Kernel {
     Kernel::new(&FAMILY)
         .weight("w", w)
         .weight("bias", bias.unwrap_or(WeightFormat::F32))
+        .weight("add", add.unwrap_or(WeightFormat::F32))
         .constant("WG", WG)
         .constant("HAS_BIAS", bias.is_some())
+        .constant("ACT", act.code())
+        .constant("HAS_ADD", add.is_some())
 }
 
 pub fn variants() -> Vec<Kernel> {
     let mut out = Vec::new();
     for w in WeightFormat::FLOAT {
-        out.push(kernel(w, None));
+        out.push(kernel(w, None, Act::Identity, None));
         for b in WeightFormat::FLOAT {
-            out.push(kernel(w, Some(b)));
+            for act in Act::ALL {
+                out.push(kernel(w, Some(b), act, None));
+                out.push(kernel(w, Some(b), act, Some(b)));
+            }
         }
     }
     out
@@ -55,6 +62,9 @@ pub struct Conv1d {
     pub bias: Option<Value>,
     pub stride: usize,
     pub padding: usize,
+    pub act: Act,
+    /// (T_out, C_out), added after the activation to every sequence.
+    pub add: Option<Value>,
 }
 
 impl Graph {
@@ -62,7 +72,23 @@ impl Graph {
     /// `padding` zeros on each side, plus bias (C_out) -> (S, (T + 2 padding - K) / stride + 1,
     /// C_out).
     pub fn conv1d(&self, x: Value, w: Value, bias: Option<Value>, stride: usize, padding: usize) -> Value {
-        self.apply(Conv1d { x, w, bias, stride, padding })
+        self.apply(Conv1d { x, w, bias, stride, padding, act: Act::Identity, add: None })
+    }
+
+    /// [`Graph::conv1d`], then `act`, then `add` (T_out, C_out) added to every sequence: one
+    /// kernel for Whisper's `gelu(conv(x)) + positions`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv1d_act(
+        &self,
+        x: Value,
+        w: Value,
+        bias: Option<Value>,
+        stride: usize,
+        padding: usize,
+        act: Act,
+        add: Option<Value>,
+    ) -> Value {
+        self.apply(Conv1d { x, w, bias, stride, padding, act, add })
     }
 }
 
@@ -81,6 +107,7 @@ impl Op for Conv1d {
     fn inputs(&self) -> Vec<Value> {
         let mut v = vec![self.x, self.w];
         v.extend(self.bias);
+        v.extend(self.add);
         v
     }
 
@@ -103,6 +130,11 @@ impl Op for Conv1d {
         let t_out = self
             .out_len(t, k)
             .ok_or_else(|| format!("{t} steps padded by {} are fewer than the kernel's {k}, or stride is 0", self.padding))?;
+        if let Some(a) = self.add
+            && g.shape(a) != [t_out, c_out]
+        {
+            return Err(format!("the added table has shape {:?}, expected [{t_out}, {c_out}]", g.shape(a)));
+        }
         Ok(vec![s, t_out, c_out])
     }
 
@@ -111,7 +143,12 @@ impl Op for Conv1d {
     }
 
     fn emit(&self, e: &mut Emit) -> Result<()> {
-        let k = kernel(e.weight(self.w, false)?, self.bias.map(|b| e.weight(b, false)).transpose()?);
+        let k = kernel(
+            e.weight(self.w, false)?,
+            self.bias.map(|b| e.weight(b, false)).transpose()?,
+            self.act,
+            self.add.map(|a| e.weight(a, false)).transpose()?,
+        );
         let (xs, ws, ys) = (e.shape(self.x).to_vec(), e.shape(self.w).to_vec(), e.out_shape().to_vec());
         let params = Params {
             seqs: xs[0] as u32,
@@ -123,7 +160,14 @@ impl Op for Conv1d {
             stride: self.stride as u32,
             padding: self.padding as u32,
         };
-        let bindings = vec![Buf::Params, e.buf(self.x), e.buf(self.w), e.buf_or_dummy(self.bias), e.out()];
+        let bindings = vec![
+            Buf::Params,
+            e.buf(self.x),
+            e.buf(self.w),
+            e.buf_or_dummy(self.bias),
+            e.buf_or_dummy(self.add),
+            e.out(),
+        ];
         let grid = e.linear(e.this(), ys[2], WG);
         e.dispatch(k, bindings, &params, grid);
         Ok(())
@@ -132,7 +176,13 @@ impl Op for Conv1d {
     fn eval(&self, e: &mut Eval) -> Result<Vec<f32>> {
         let (xs, ws) = (e.shape(self.x).to_vec(), e.shape(self.w).to_vec());
         let bias = self.bias.map(|b| e.value(b));
-        Ok(conv1d(e.value(self.x), e.value(self.w), bias, xs, ws[0], ws[2], self.stride, self.padding))
+        let mut y = conv1d(e.value(self.x), e.value(self.w), bias, xs, ws[0], ws[2], self.stride, self.padding);
+        let add = self.add.map(|a| e.value(a));
+        let period = add.map_or(1, <[f32]>::len).max(1);
+        for (i, v) in y.iter_mut().enumerate() {
+            *v = crate::ops::elementwise::act(*v, self.act) + add.map_or(0.0, |a| a[i % period]);
+        }
+        Ok(y)
     }
 }
 
