@@ -30,6 +30,7 @@ pub mod sample;
 pub mod schedule;
 pub mod split;
 pub mod tensor;
+pub mod transcribe;
 pub mod tune;
 
 pub mod bench;

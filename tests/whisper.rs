@@ -121,3 +121,74 @@ fn damaged_ctranslate2_models_are_refused_by_name() {
     );
     let _ = std::fs::remove_dir_all(&bad);
 }
+
+/// The reference's figures for one WAV (`tests/golden/whisper.json`).
+fn golden(wav: &str) -> serde_json::Value {
+    let all: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("tests/golden/whisper.json").expect("golden"),
+    )
+    .expect("json");
+    all["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .find(|i| i["audio"]["path"] == wav)
+        .cloned()
+        .expect("a golden entry for the WAV")
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("ids")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
+}
+
+#[test]
+fn transcribes_speech_like_the_float64_reference() {
+    let Some(hf) = model() else { return };
+    let wav = "tests/data/speech/train-station-16k.wav";
+    let want = golden(wav);
+    for gpu in gpus() {
+        let _turn = turn(gpu);
+        let t0 = std::time::Instant::now();
+        let mut t = pollster::block_on(kiln::transcribe::Transcriber::load(
+            gpu,
+            &hf,
+            Default::default(),
+        ))
+        .expect("load");
+        let audio = kiln::audio::wav::read(wav, &std::fs::read(wav).expect("wav")).expect("read");
+        let loaded = t0.elapsed().as_secs_f64();
+        let mut streamed = String::new();
+        let options = kiln::transcribe::TranscribeOptions::default();
+        let got = pollster::block_on(
+            t.transcribe(&audio.samples, &options, &mut |s| streamed.push_str(s)),
+        )
+        .expect("transcribe");
+        eprintln!(
+            "{}: loaded in {loaded:.1} s, transcribed {:.2} s of audio in {:.1} s: {:?} {:?}",
+            label(gpu),
+            got.seconds,
+            t0.elapsed().as_secs_f64() - loaded,
+            got.text,
+            got.windows[0].tokens
+        );
+        let w = &got.windows[0];
+        assert_eq!(
+            w.prompt,
+            ids(&want["notimestamps"]["prompt"]),
+            "{}",
+            label(gpu)
+        );
+        assert_eq!(
+            w.tokens,
+            ids(&want["notimestamps"]["tokens"]),
+            "{}",
+            label(gpu)
+        );
+        assert_eq!(got.text, want["notimestamps"]["text"], "{}", label(gpu));
+        assert_eq!(streamed.trim(), got.text, "{}", label(gpu));
+    }
+}

@@ -292,9 +292,28 @@ impl Session {
     /// Logits for `ids` from position 0 (every position, or only the last), for inspection.
     /// Replaces the first conversation.
     pub async fn logits(&mut self, ids: &[u32], all_positions: bool) -> Result<Vec<Vec<f32>>> {
-        if ids.is_empty() || ids.len() > self.cache.capacity {
+        self.logits_after(0, ids, all_positions).await
+    }
+
+    /// Logits for `ids` fed after the first `keep` tokens slot 0's cache holds (every
+    /// position of them, or only the last), reading that cache and extending it: a decoder
+    /// whose host picks each token from the logits (Whisper's rules) steps with this, one
+    /// token at a time after its prompt.
+    pub async fn logits_after(
+        &mut self,
+        keep: usize,
+        ids: &[u32],
+        all_positions: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        let held = self.contexts[0].len();
+        if keep > held {
+            return Err(Error::Invalid(format!(
+                "cannot keep {keep} cached tokens: slot 0 holds {held}"
+            )));
+        }
+        if ids.is_empty() || keep + ids.len() > self.cache.capacity {
             return Err(Error::Limit(format!(
-                "{} tokens do not fit a context of {}",
+                "{} tokens after {keep} do not fit a context of {}",
                 ids.len(),
                 self.cache.capacity
             )));
@@ -323,13 +342,27 @@ impl Session {
             .as_ref()
             .ok_or_else(|| Error::Invalid("no program".into()))?;
         let out = program
-            .run(&Step::single(0, ids.len()), &[("ids", Feed::Ids(ids))])
+            .run(&Step::single(keep, ids.len()), &[("ids", Feed::Ids(ids))])
             .await?;
-        self.contexts[0] = ids.to_vec();
+        self.contexts[0].truncate(keep);
+        self.contexts[0].extend_from_slice(ids);
         let vocab = self.model.decoder().vocab();
         let logits = out
             .get("logits")
             .ok_or_else(|| Error::Gpu("no logits came back".into()))?;
         Ok(logits.chunks(vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    /// A program of `g` over this session's states on its (single) adapter: a model's other
+    /// half that fills states the decoder reads (Whisper's encoder writes the cross-attention
+    /// keys and values). Errors for a model split across adapters.
+    pub async fn attach(&self, g: &Graph) -> Result<Program> {
+        let ([stage], [state]) = (self.model.stages(), self.states.as_slice()) else {
+            return Err(Error::Invalid(
+                "only a model on one adapter can attach a program to its session".into(),
+            ));
+        };
+        let plan = Plan::new(g, Target::of(&stage.gpu))?;
+        Program::new(&stage.gpu, plan, Some(state)).await
     }
 }

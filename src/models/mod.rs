@@ -6,6 +6,7 @@ pub mod bert;
 pub mod config;
 pub mod llama;
 pub mod synthetic;
+pub mod whisper;
 
 pub use config::Config;
 pub use llama::Llama;
@@ -177,6 +178,18 @@ pub fn decoder(
     weights: &Weights,
     part: Part,
 ) -> Result<Box<dyn Decoder>> {
+    let model_type = serde_json::from_str::<serde_json::Value>(config_json)
+        .ok()
+        .and_then(|v| v["model_type"].as_str().map(str::to_string));
+    if model_type.as_deref() == Some("whisper") {
+        let config = whisper::WhisperConfig::from_json(origin, config_json)?;
+        return match part {
+            Part::Whole => Ok(Box::new(whisper::WhisperDecoder::new(config, weights)?)),
+            other => Err(Error::Invalid(format!(
+                "Whisper runs on one adapter; it cannot be split ({other})"
+            ))),
+        };
+    }
     let config = Config::from_json(origin, config_json)?;
     let whole = Span::whole(config.layers);
     Ok(Box::new(match part {
