@@ -131,6 +131,8 @@ pub(super) async fn place(
     mut options: LoadOptions<'_>,
 ) -> Result<TextModel> {
     let origin = source.origin();
+    // Before any weight moves: a folder of a model that does not generate text fails here.
+    let config = source.config()?;
     if let [gpu] = gpus.gpus() {
         let p = source.upload(gpu, options).await?;
         return TextModel::from_parts(
@@ -149,7 +151,6 @@ pub(super) async fn place(
                 .into(),
         ));
     }
-    let config = source.config()?;
     let blocks = source.blocks(options.dtype)?;
     // Tensor-parallel, the last adapter holds the largest share and samples: make it the
     // fastest.

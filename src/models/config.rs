@@ -73,6 +73,24 @@ impl Config {
     /// Parse `config.json` text; `origin` names the file in errors.
     pub fn from_json(origin: &str, text: &str) -> Result<Config> {
         let bad = |m: String| Error::load(origin, m);
+        // Models of kiln's other commands, named before their missing keys would be.
+        let other = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v["model_type"].as_str().map(str::to_string));
+        match other.as_deref() {
+            Some("whisper") => {
+                return Err(bad(
+                    "a Whisper speech model, not a text generator: run it with `kiln transcribe`"
+                        .into(),
+                ));
+            }
+            Some("bert") => {
+                return Err(bad(
+                    "a BERT encoder, not a text generator: run it with `kiln embed`".into(),
+                ));
+            }
+            _ => {}
+        }
         let raw: Raw = serde_json::from_str(text)
             .map_err(|e| bad(format!("not a Llama-family config: {e}")))?;
         let model_type = raw

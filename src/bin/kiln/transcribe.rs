@@ -1,0 +1,94 @@
+//! `kiln transcribe`: a WAV file's speech as text on stdout, streamed as it is decoded.
+
+use crate::args::Args;
+use crate::progress;
+use anyhow::{Context, Result, bail};
+use kiln::transcribe::{TranscribeOptions, Transcriber};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub const OPTIONS: &[&str] = &["model", "adapter", "language", "timestamps"];
+
+/// `--model DIR`, or Whisper base (fetched once into the cache and converted).
+fn model_dir(args: &Args) -> Result<PathBuf> {
+    match args.get("model") {
+        None => Ok(kiln::fetch::ensure(
+            &kiln::fetch::WHISPER_BASE,
+            &kiln::fetch::cache_dir(),
+            &mut |m| eprintln!("{m}"),
+        )?),
+        Some(m) => {
+            let dir = PathBuf::from(m);
+            if !dir.join("config.json").is_file() {
+                bail!(
+                    "--model {m}: no config.json there; pass an HF folder of a Whisper model \
+                     (`kiln convert` makes one from a CTranslate2 model)"
+                );
+            }
+            Ok(dir)
+        }
+    }
+}
+
+pub fn transcribe(args: &Args) -> Result<()> {
+    let [file] = args.positional.as_slice() else {
+        bail!("kiln transcribe needs one WAV file: kiln transcribe [--model DIR] FILE.wav");
+    };
+    let bytes = std::fs::read(file).with_context(|| format!("reading {file}"))?;
+    let audio = kiln::audio::wav::read(file, &bytes)?;
+    if audio.samples.is_empty() {
+        bail!("{file}: the WAV holds no samples");
+    }
+    let options = TranscribeOptions {
+        language: args.get("language").unwrap_or("en").to_string(),
+        timestamps: args.flag("timestamps"),
+    };
+    let dir = model_dir(args)?;
+    let gpu = crate::open_gpu(args)?;
+    let t0 = Instant::now();
+    let mut model = pollster::block_on(Transcriber::load(&gpu, &dir, progress::loading()))
+        .with_context(|| format!("loading {}", dir.display()))?;
+    eprintln!(
+        "model: {} (Whisper, {} + {} layers, width {}), loaded in {:.2} s",
+        dir.display(),
+        model.config().encoder_layers,
+        model.config().decoder_layers,
+        model.config().d,
+        t0.elapsed().as_secs_f64()
+    );
+    let t1 = Instant::now();
+    let mut out = std::io::stdout().lock();
+    let transcript = if options.timestamps {
+        // Segments print whole, each on its line with its times.
+        let t = pollster::block_on(model.transcribe(&audio.samples, &options, &mut |_| {}))?;
+        for s in &t.segments {
+            writeln!(out, "[{:.2} -> {:.2}] {}", s.start, s.end, s.text.trim())?;
+        }
+        t
+    } else {
+        let mut first = true;
+        let t = pollster::block_on(model.transcribe(&audio.samples, &options, &mut |text| {
+            let text = if first { text.trim_start() } else { text };
+            first &= text.is_empty();
+            let _ = write!(out, "{text}");
+            let _ = out.flush();
+        }))?;
+        writeln!(out)?;
+        t
+    };
+    out.flush()?;
+    let secs = t1.elapsed().as_secs_f64();
+    eprintln!(
+        "transcribed {:.2} s of audio ({} window{}) in {secs:.2} s: {:.2}x real time",
+        transcript.seconds,
+        transcript.windows.len(),
+        if transcript.windows.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        transcript.seconds / secs
+    );
+    Ok(())
+}
