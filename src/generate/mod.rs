@@ -4,6 +4,7 @@
 //! [`Decoder`] trait; no model family is named.
 
 mod active;
+pub(crate) use active::now;
 mod batcher;
 mod chain;
 pub mod chat;

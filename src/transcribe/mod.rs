@@ -14,7 +14,7 @@ use crate::audio::mel::{self, HOP};
 use crate::error::{Error, Result};
 use crate::exec::{Feed, Program};
 use crate::generate::stream::TextStream;
-use crate::generate::{Session, TextModel};
+use crate::generate::{Session, TextModel, now};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Seq, Step};
 use crate::load::Weights;
@@ -59,6 +59,9 @@ pub struct Window {
     pub tokens: Vec<u32>,
     /// Per step, the gap between the two highest logits the rules allowed.
     pub margins: Vec<f32>,
+    /// Seconds the encoder took, and the decoding after it.
+    pub encode_secs: f64,
+    pub decode_secs: f64,
 }
 
 /// A transcription.
@@ -299,9 +302,12 @@ impl Transcriber {
                     frames[f * m.mels + b] = m.data[b * m.frames + seek + f];
                 }
             }
+            let t0 = now();
             self.encode(&frames).await?;
+            let t1 = now();
             let mut w = self.decode(options, on_text).await?;
             w.offset = seek as f64 * HOP as f64 / SAMPLE_RATE as f64;
+            (w.encode_secs, w.decode_secs) = (t1 - t0, now() - t1);
             let segments = self.segments(&w, options.timestamps)?;
             for seg in &segments {
                 let piece = seg.text.trim();

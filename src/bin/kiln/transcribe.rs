@@ -79,16 +79,18 @@ pub fn transcribe(args: &Args) -> Result<()> {
     };
     out.flush()?;
     let secs = t1.elapsed().as_secs_f64();
+    let w = &transcript.windows;
+    let encode: f64 = w.iter().map(|w| w.encode_secs).sum();
+    let decode: f64 = w.iter().map(|w| w.decode_secs).sum();
+    let steps: usize = w.iter().map(|w| w.margins.len()).sum();
     eprintln!(
-        "transcribed {:.2} s of audio ({} window{}) in {secs:.2} s: {:.2}x real time",
+        "transcribed {:.2} s of audio ({} window{}) in {secs:.2} s: {:.2}x real time; encoder \
+         {encode:.2} s, decoder {decode:.2} s for {steps} steps ({:.1} ms a step)",
         transcript.seconds,
-        transcript.windows.len(),
-        if transcript.windows.len() == 1 {
-            ""
-        } else {
-            "s"
-        },
-        transcript.seconds / secs
+        w.len(),
+        if w.len() == 1 { "" } else { "s" },
+        transcript.seconds / secs,
+        decode * 1e3 / steps.max(1) as f64
     );
     Ok(())
 }
