@@ -5,7 +5,6 @@ use crate::progress::{self, Bar};
 use anyhow::{Context, Result, bail};
 use kiln::embed::EmbeddingModel;
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::time::Instant;
 
 pub const OPTIONS: &[&str] = &["model", "adapter", "file", "batch", "normalize"];
@@ -44,33 +43,17 @@ fn inputs(args: &Args) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-/// `--model DIR`, or the default embedding model (fetched once into the cache).
-fn model_dir(args: &Args) -> Result<PathBuf> {
-    match args.get("model") {
-        None => Ok(kiln::fetch::ensure(
-            &kiln::fetch::ALL_MINILM_L6_V2,
-            &kiln::fetch::cache_dir(),
-            &mut |m| eprintln!("{m}"),
-        )?),
-        Some(m) => {
-            let dir = PathBuf::from(m);
-            if !dir.join("config.json").is_file() {
-                bail!(
-                    "--model {m}: no config.json there; pass an HF folder of a BERT embedding model"
-                );
-            }
-            Ok(dir)
-        }
-    }
-}
-
 pub fn embed(args: &Args) -> Result<()> {
     let texts = inputs(args)?;
     let batch: usize = args.parse_or("batch", BATCH)?;
     if batch == 0 {
         bail!("--batch 0: a batch holds at least one input");
     }
-    let dir = model_dir(args)?;
+    let dir = crate::model_dir(
+        args,
+        &kiln::fetch::ALL_MINILM_L6_V2,
+        "a BERT embedding model",
+    )?;
     let gpu = crate::open_gpu(args)?;
     let normalize = args.flag("normalize").then_some(true);
     let t0 = Instant::now();

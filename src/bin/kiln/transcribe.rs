@@ -5,31 +5,9 @@ use crate::progress;
 use anyhow::{Context, Result, bail};
 use kiln::transcribe::{TranscribeOptions, Transcriber};
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Instant;
 
 pub const OPTIONS: &[&str] = &["model", "adapter", "language", "timestamps"];
-
-/// `--model DIR`, or Whisper base (fetched once into the cache and converted).
-fn model_dir(args: &Args) -> Result<PathBuf> {
-    match args.get("model") {
-        None => Ok(kiln::fetch::ensure(
-            &kiln::fetch::WHISPER_BASE,
-            &kiln::fetch::cache_dir(),
-            &mut |m| eprintln!("{m}"),
-        )?),
-        Some(m) => {
-            let dir = PathBuf::from(m);
-            if !dir.join("config.json").is_file() {
-                bail!(
-                    "--model {m}: no config.json there; pass an HF folder of a Whisper model \
-                     (`kiln convert` makes one from a CTranslate2 model)"
-                );
-            }
-            Ok(dir)
-        }
-    }
-}
 
 pub fn transcribe(args: &Args) -> Result<()> {
     let [file] = args.positional.as_slice() else {
@@ -44,7 +22,11 @@ pub fn transcribe(args: &Args) -> Result<()> {
         language: args.get("language").unwrap_or("en").to_string(),
         timestamps: args.flag("timestamps"),
     };
-    let dir = model_dir(args)?;
+    let dir = crate::model_dir(
+        args,
+        &kiln::fetch::WHISPER_BASE,
+        "a Whisper model (`kiln convert` makes one from a CTranslate2 model)",
+    )?;
     let gpu = crate::open_gpu(args)?;
     let t0 = Instant::now();
     let mut model = pollster::block_on(Transcriber::load(&gpu, &dir, progress::loading()))
