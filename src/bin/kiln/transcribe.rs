@@ -7,7 +7,7 @@ use kiln::transcribe::{TranscribeOptions, Transcriber};
 use std::io::Write;
 use std::time::Instant;
 
-pub const OPTIONS: &[&str] = &["model", "adapter", "language", "timestamps"];
+pub const OPTIONS: &[&str] = &["model", "adapter", "language", "timestamps", "profile"];
 
 pub fn transcribe(args: &Args) -> Result<()> {
     let [file] = args.positional.as_slice() else {
@@ -39,6 +39,10 @@ pub fn transcribe(args: &Args) -> Result<()> {
         model.config().d,
         t0.elapsed().as_secs_f64()
     );
+    let profile = args.flag("profile").then(kiln::exec::Profile::new);
+    if let Some(p) = &profile {
+        pollster::block_on(model.set_profile(Some(p.clone())))?;
+    }
     let t1 = Instant::now();
     let mut out = std::io::stdout().lock();
     let transcript = if options.timestamps {
@@ -74,5 +78,8 @@ pub fn transcribe(args: &Args) -> Result<()> {
         transcript.seconds / secs,
         decode * 1e3 / steps.max(1) as f64
     );
+    if let Some(p) = profile {
+        eprint!("GPU time by kernel (each dispatch in its own pass):\n{p}");
+    }
     Ok(())
 }
