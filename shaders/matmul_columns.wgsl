@@ -44,36 +44,6 @@ const BK4: u32 = 4u;
 var<workgroup> xs: array<vec4<f32>, TY * 16u * BK4>;
 var<workgroup> ws: array<vec4<f32>, TX * R * BK4>;
 
-// x[m, k..k+4], zero past K.
-fn x4(m: u32, k: u32) -> vec4<f32> {
-    let i = m * p.k + k;
-    if (k + 4u <= p.k) {
-        return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
-    }
-    var v = vec4<f32>(0.0);
-    for (var c = 0u; c < 4u; c = c + 1u) {
-        if (k + c < p.k) {
-            v[c] = x[i + c];
-        }
-    }
-    return v;
-}
-
-// w[n, k..k+4], zero past K.
-fn w4(n: u32, k: u32) -> vec4<f32> {
-    let i = n * p.k + k;
-    if (k + 4u <= p.k) {
-        return load4_w(i);
-    }
-    var v = vec4<f32>(0.0);
-    for (var c = 0u; c < 4u; c = c + 1u) {
-        if (k + c < p.k) {
-            v[c] = load_w(i + c);
-        }
-    }
-    return v;
-}
-
 @compute @workgroup_size(TX, TY, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let bm = TY * 16u;

@@ -197,6 +197,7 @@ pub async fn matmul_shapes(
                 (_, Gemm::Tiled) => " tiled",
                 (_, Gemm::Columns) => " columns",
                 (_, Gemm::ColumnsSubgroup) => " columns-sg",
+                (_, Gemm::Direct) => " direct",
             };
             figures.push(
                 Figure::new(

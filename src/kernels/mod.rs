@@ -64,6 +64,9 @@ pub enum Include {
     TileRowsShared,
     /// The same, read once per subgroup and broadcast (subgroups of 8 or 16).
     TileRowsSubgroup,
+    /// `x4(m, k)` and `w4(n, k)`: 4 consecutive k of an activation row and a weight row,
+    /// zero past K (the CPU GEMMs).
+    GemmK4,
     /// `alias real = f32;`: the scalar of a kernel written once for f32 and f16.
     RealF32,
     /// `alias real = f16;` (adapters with SHADER_F16).
@@ -90,6 +93,7 @@ impl Include {
             Include::Q8Block => include_str!("../../shaders/q8_block.wgsl"),
             Include::TileRowsShared => include_str!("../../shaders/tile_rows_shared.wgsl"),
             Include::TileRowsSubgroup => include_str!("../../shaders/tile_rows_subgroup.wgsl"),
+            Include::GemmK4 => include_str!("../../shaders/gemm_k4.wgsl"),
             Include::RealF32 => include_str!("../../shaders/real_f32.wgsl"),
             Include::RealF16 => include_str!("../../shaders/real_f16.wgsl"),
         }
@@ -280,11 +284,16 @@ pub enum Gemm {
     /// (`shaders/tile_rows_subgroup.wgsl`): CPU adapters whose subgroups are always 8 or 16
     /// lanes. 2.5x the tiled kernel's GFLOP/s on lavapipe.
     ColumnsSubgroup,
+    /// A 4 x 4 block of outputs a thread in vec4 registers, operands read straight from
+    /// storage: no workgroup memory, no barriers, no arrays (`shaders/matmul_direct.wgsl`).
+    /// For JITs that keep arrays and staged tiles in memory: SwiftShader, the browser's
+    /// WebGPU on CPUs.
+    Direct,
 }
 
 impl Gemm {
     /// The GEMM kernels `gpu` can run, the default (before tuning) first: on CPU adapters
-    /// the vec4 kernel, with broadcasts where subgroups allow.
+    /// the vec4 kernel with broadcasts where subgroups allow, else the register kernel.
     pub fn available(gpu: &crate::gpu::Gpu) -> Vec<Gemm> {
         let fixed = gpu.subgroup_min_size() == gpu.subgroup_max_size();
         let broadcast = fixed && matches!(gpu.subgroup_min_size(), 8 | 16);
@@ -293,11 +302,16 @@ impl Gemm {
             if broadcast {
                 out.push(Gemm::ColumnsSubgroup);
             }
+            // Before tuning, and always in browsers (which do not tune): the register
+            // kernel, which runs 2.6x the vec4 kernel's GFLOP/s on SwiftShader and 0.88x
+            // on llvmpipe GL (`kiln bench --shapes 256x512x512`, 2026-12-04).
+            out.push(Gemm::Direct);
             out.push(Gemm::Columns);
             out.push(Gemm::Tiled);
         } else {
             out.push(Gemm::Tiled);
             out.push(Gemm::Columns);
+            out.push(Gemm::Direct);
             if broadcast {
                 out.push(Gemm::ColumnsSubgroup);
             }

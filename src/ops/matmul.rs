@@ -38,6 +38,11 @@ pub const GEMM_TILE_M: u32 = GEMM_TY * GEMM_R;
 pub const GEMM_COLUMNS_TY: u32 = 8;
 pub const GEMM_COLUMNS_TILE_M: u32 = GEMM_COLUMNS_TY * 16;
 pub const GEMM_COLUMNS_TILE_N: u32 = GEMM_TX * 4;
+/// The register GEMM (`shaders/matmul_direct.wgsl`): GEMM_TX x GEMM_DIRECT_TY threads, each
+/// 4 rows by 4 columns.
+pub const GEMM_DIRECT_TY: u32 = 4;
+pub const GEMM_DIRECT_TILE_M: u32 = GEMM_DIRECT_TY * 8;
+pub const GEMM_DIRECT_TILE_N: u32 = GEMM_TX * 4;
 /// GEMV: up to GEMV_MR rows of activations per workgroup (the shaders' `MR`); lanes per
 /// column and columns per workgroup come from the target's [`Gemv`].
 pub const GEMV_MR: u32 = 8;
@@ -76,14 +81,21 @@ pub static GEMM: Family = Family {
 pub static GEMM_COLUMNS: Family = Family {
     name: "matmul_columns",
     source: include_str!("../../shaders/matmul_columns.wgsl"),
-    includes: &[Include::Epilogue, Include::TileRowsShared],
+    includes: &[Include::Epilogue, Include::GemmK4, Include::TileRowsShared],
     bindings: BINDINGS,
     structs: &[Params::LAYOUT],
 };
 pub static GEMM_COLUMNS_SG: Family = GEMM_COLUMNS.with_includes(
     "matmul_columns_sg",
-    &[Include::Epilogue, Include::TileRowsSubgroup],
+    &[Include::Epilogue, Include::GemmK4, Include::TileRowsSubgroup],
 );
+pub static GEMM_DIRECT: Family = Family {
+    name: "matmul_direct",
+    source: include_str!("../../shaders/matmul_direct.wgsl"),
+    includes: &[Include::Epilogue, Include::GemmK4],
+    bindings: BINDINGS,
+    structs: &[Params::LAYOUT],
+};
 
 /// The GEMV families: f32 or 8-bit activations, lanes summed in workgroup memory or by
 /// subgroup shuffles, or one lane per column with nothing to sum. Each trio shares one file.
@@ -183,6 +195,13 @@ pub fn gemm(
             n.div_ceil(GEMM_COLUMNS_TILE_N),
             GEMM_COLUMNS_TILE_M,
         ),
+        Gemm::Direct => (
+            Kernel::new(&GEMM_DIRECT)
+                .constant("TX", GEMM_TX)
+                .constant("TY", GEMM_DIRECT_TY),
+            n.div_ceil(GEMM_DIRECT_TILE_N),
+            GEMM_DIRECT_TILE_M,
+        ),
     };
     (epi.apply(k.weight("w", w).weight("bias", bias)), x, rows)
 }
@@ -219,7 +238,7 @@ pub fn variants() -> Vec<Kernel> {
     for w in WeightFormat::all() {
         for b in WeightFormat::FLOAT {
             for epi in Epilogue::all() {
-                for kind in [Gemm::Tiled, Gemm::Columns, Gemm::ColumnsSubgroup] {
+                for kind in [Gemm::Tiled, Gemm::Columns, Gemm::ColumnsSubgroup, Gemm::Direct] {
                     out.push(gemm(kind, w, b, epi, 1).0);
                 }
                 for (lanes, subgroups) in [(4, false), (4, true), (1, false)] {
