@@ -79,12 +79,11 @@ impl EmbeddingModel {
         let config_json = String::from_utf8(need("config.json", read("config.json")?)?)
             .map_err(|_| Error::load(dir.join("config.json").display(), "not UTF-8"))?;
         // Before any weight moves: a folder of another architecture fails here.
-        let config =
-            BertConfig::from_json(&dir.join("config.json").display().to_string(), &config_json)?;
+        BertConfig::from_json(&dir.join("config.json").display().to_string(), &config_json)?;
         let tokenizer_json = need("tokenizer.json", read("tokenizer.json")?)?;
-        let checkpoint = crate::load::Checkpoint::open(dir)?;
-        let positions = host_positions(&checkpoint, &config)?;
-        let weights = checkpoint.upload(gpu, options).await?;
+        let weights = crate::load::Checkpoint::open(dir)?
+            .upload(gpu, options)
+            .await?;
         let (pooling, modules) = (text("1_Pooling/config.json")?, text("modules.json")?);
         let recipe = Recipe {
             config_json: &config_json,
@@ -93,16 +92,15 @@ impl EmbeddingModel {
             modules_json: modules.as_deref(),
             normalize,
         };
-        Self::from_parts(gpu, recipe, &weights, &positions).await
+        Self::from_parts(gpu, recipe, &weights).await
     }
 
-    /// The model from its texts, its uploaded weights, and its position table plus the first
-    /// token type's, (P, D) row-major on the host.
+    /// The model from its texts and its uploaded weights (a folder on disk, or files a page
+    /// streamed to the GPU).
     pub async fn from_parts(
         gpu: &Gpu,
         recipe: Recipe<'_>,
         weights: &crate::load::Weights,
-        positions: &[f32],
     ) -> Result<EmbeddingModel> {
         let config = BertConfig::from_json(weights.origin(), recipe.config_json)?;
         if let Some(p) = recipe.pooling_json {
@@ -129,12 +127,13 @@ impl EmbeddingModel {
         tokenizer
             .with_truncation(Some(truncation))
             .map_err(|e| Error::load(weights.origin(), format!("tokenizer.json: {e}")))?;
+        let positions = positions(gpu, weights, &config).await?;
         let table = crate::load::upload_f32(
             gpu,
             "embeddings.position_embeddings + token_type_embeddings[0]",
             &[config.max_positions, config.hidden],
             crate::DType::F32,
-            positions,
+            &positions,
         )
         .await?;
         let width = config.hidden;
@@ -231,34 +230,19 @@ fn check_pooling(json: &str) -> Result<()> {
     Ok(())
 }
 
-/// The position table plus the first token type's row, read from the checkpoint on the
-/// host: every input is one segment, so each position's sum is fixed.
-#[cfg(not(target_arch = "wasm32"))]
-fn host_positions(ck: &crate::load::Checkpoint, c: &BertConfig) -> Result<Vec<f32>> {
-    let prefix = if ck.tensors().any(|t| t.name.starts_with("bert.")) {
+/// The position table plus the first token type's row, (P, D) row-major, read back from the
+/// uploaded weights once: every input is one segment, so each position's sum is fixed.
+async fn positions(gpu: &Gpu, w: &crate::load::Weights, c: &BertConfig) -> Result<Vec<f32>> {
+    let prefix = if w.names().any(|n| n.starts_with("bert.")) {
         "bert."
     } else {
         ""
     };
-    let read = |name: &str, rows: usize| -> Result<Vec<f32>> {
-        let name = format!("{prefix}embeddings.{name}.weight");
-        let info = ck.get(&name)?;
-        if info.shape != [rows, c.hidden] {
-            return Err(Error::load(
-                ck.origin(),
-                format!("{name} is {:?}, not ({rows}, {})", info.shape, c.hidden),
-            ));
-        }
-        let dtype = info.dtype.compute().ok_or_else(|| {
-            Error::load(
-                ck.origin(),
-                format!("{name} has dtype {:?}, not a float", info.dtype),
-            )
-        })?;
-        Ok(dtype.to_f32(ck.bytes(&name)?))
-    };
-    let mut pos = read("position_embeddings", c.max_positions)?;
-    let types = read("token_type_embeddings", c.type_vocab)?;
+    let name = |t: &str| format!("{prefix}embeddings.{t}.weight");
+    let table = w.get_shaped(&name("position_embeddings"), &[c.max_positions, c.hidden])?;
+    let types = w.get_shaped(&name("token_type_embeddings"), &[c.type_vocab, c.hidden])?;
+    let mut pos = table.to_f32(gpu).await?;
+    let types = types.to_f32(gpu).await?;
     for row in pos.chunks_mut(c.hidden) {
         for (p, t) in row.iter_mut().zip(&types[..c.hidden]) {
             *p += t;

@@ -1,9 +1,24 @@
-// The demo page: load a model from a URL or a picked/dropped folder, then stream text.
+// The demo page: load a model from a URL or a picked/dropped folder, then, by the model's
+// kind, stream text (Text tab), see sentences' similarity matrix (Embeddings) or transcribe
+// a WAV file (Speech). Each tab keeps its own model.
 import { webgpuAdapter, load } from './kiln.js';
 
 const $ = (id) => document.getElementById(id);
-let model = null;
+const models = { generate: null, embed: null, transcribe: null };
+// Where each tab's model is served by examples/web/serve.sh.
+const defaultUrl = { generate: 'model/', embed: 'embedding/', transcribe: 'whisper/' };
+let tab = 'generate';
+window.kilnModels = models; // for the console, and for e2e.mjs
 let history = []; // chat turns: { role, content }
+
+function showTab(kind) {
+  if (defaultUrl[tab] === $('url').value) $('url').value = defaultUrl[kind];
+  tab = kind;
+  for (const b of document.querySelectorAll('#tabs button')) {
+    b.setAttribute('aria-selected', String(b.dataset.kind === kind));
+  }
+  for (const p of document.querySelectorAll('.panel')) p.hidden = p.id !== kind;
+}
 
 function setStatus(text) {
   $('load-status').textContent = text;
@@ -17,7 +32,7 @@ async function loadModel(source, label) {
   setStatus(`Loading ${label}…`);
   const t0 = performance.now();
   try {
-    model = await load(source, {
+    const model = await load(source, {
       onProgress: ({ file, loaded, total }) => {
         $('progress').value = total ? loaded / total : 0;
         setStatus(`Loading ${file}: ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`);
@@ -30,10 +45,19 @@ async function loadModel(source, label) {
     $('adapter').textContent = `GPU: ${model.adapter.name} (${model.adapter.deviceType === 'Cpu' ? 'software' : 'hardware'}, shader-f16 ${model.adapter.shaderF16 ? 'yes' : 'no'}). `
     + 'A page gets one adapter from WebGPU, so the model runs whole on it: splitting a model '
     + 'across adapters is for the native library and CLI.';
-    $('generate').classList.remove('disabled');
-    $('run').disabled = false;
-    $('chat').checked = model.hasChatTemplate && $('chat').checked;
-    history = [];
+    models[model.kind] = model;
+    showTab(model.kind);
+    $(model.kind).classList.remove('disabled');
+    if (model.kind === 'generate') {
+      $('run').disabled = false;
+      $('chat').checked = model.hasChatTemplate && $('chat').checked;
+      history = [];
+    } else if (model.kind === 'embed') {
+      $('embed-run').disabled = false;
+    } else {
+      $('transcribe-run').disabled = !$('wav').files.length;
+    }
+    document.body.dataset.kind = model.kind;
     document.body.dataset.state = 'loaded';
   } catch (e) {
     setStatus(`Could not load ${label}: ${e.message ?? e}`);
@@ -56,6 +80,7 @@ function options() {
 }
 
 async function run() {
+  const model = models.generate;
   const prompt = $('prompt').value;
   const opts = options();
   $('run').disabled = true;
@@ -93,12 +118,112 @@ async function run() {
   }
 }
 
+const cosine = (a, b) => {
+  let ab = 0; let aa = 0; let bb = 0;
+  for (let i = 0; i < a.length; i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
+  return ab / Math.sqrt(aa * bb || 1);
+};
+
+async function embed() {
+  const model = models.embed;
+  const lines = $('sentences').value.split('\n');
+  $('embed-run').disabled = true;
+  $('embed-stats').textContent = '';
+  document.body.dataset.state = 'embedding';
+  try {
+    const t0 = performance.now();
+    const vectors = await model.embed(lines, {
+      batch: Number($('batch').value) || undefined,
+      onProgress: (done, total) => { $('embed-stats').textContent = `${done} of ${total} embedded…`; },
+    });
+    const secs = (performance.now() - t0) / 1000;
+    // The matrix: a row and a column per line, each cell the pair's cosine similarity.
+    const table = document.createElement('table');
+    table.className = 'sim';
+    const head = table.insertRow();
+    head.insertCell().textContent = '';
+    lines.forEach((_, j) => { head.insertCell().textContent = `${j + 1}`; });
+    vectors.forEach((a, i) => {
+      const row = table.insertRow();
+      const th = document.createElement('th');
+      th.textContent = `${i + 1}. ${lines[i]}`;
+      th.title = lines[i];
+      row.appendChild(th);
+      vectors.forEach((b) => {
+        const c = cosine(a, b);
+        const cell = row.insertCell();
+        cell.textContent = c.toFixed(3);
+        cell.style.background = `color-mix(in srgb, var(--accent) ${Math.round(Math.max(c, 0) * 60)}%, transparent)`;
+      });
+    });
+    $('similarity').replaceChildren(table);
+    $('embed-stats').textContent =
+      `${lines.length} sentences in ${secs.toFixed(2)} s (${(lines.length / secs).toFixed(1)} sentences/s), ` +
+      `${model.width} dimensions${model.normalizes ? ', L2-normalised' : ''}, on ${model.adapter.name}`;
+    window.kilnEmbeddings = vectors.map((v) => Array.from(v));
+    document.body.dataset.state = 'done';
+  } catch (e) {
+    $('embed-stats').textContent = `Error: ${e.message ?? e}`;
+    document.body.dataset.state = 'error';
+  } finally {
+    $('embed-run').disabled = false;
+  }
+}
+
+async function transcribe() {
+  const model = models.transcribe;
+  const file = $('wav').files[0];
+  if (!file) return;
+  $('transcribe-run').disabled = true;
+  $('speech-output').textContent = '';
+  $('speech-stats').textContent = `Transcribing ${file.name}…`;
+  document.body.dataset.state = 'transcribing';
+  // How many pieces of text arrived before the end: the stream, not one block at the end.
+  let pieces = 0;
+  try {
+    const timestamps = $('timestamps').checked;
+    const t0 = performance.now();
+    const t = await model.transcribe(file, {
+      language: $('language').value.trim() || 'en',
+      timestamps,
+      onText: (text) => {
+        pieces += 1;
+        $('speech-output').textContent += text;
+      },
+    });
+    const secs = (performance.now() - t0) / 1000;
+    $('speech-output').textContent = timestamps
+      ? t.segments.map((s) => `[${s.start.toFixed(2)} -> ${s.end.toFixed(2)}] ${s.text}`).join('\n')
+      : t.text;
+    $('speech-stats').textContent =
+      `${t.seconds.toFixed(2)} s of audio in ${secs.toFixed(2)} s (${(t.seconds / secs).toFixed(2)}x real time): ` +
+      `encoder ${(t.encodeMs / 1000).toFixed(2)} s, decoder ${(t.decodeMs / 1000).toFixed(2)} s for ${t.steps} steps, ` +
+      `on ${model.adapter.name}`;
+    document.body.dataset.pieces = String(pieces);
+    document.body.dataset.realTime = (t.seconds / secs).toFixed(3);
+    document.body.dataset.state = 'done';
+  } catch (e) {
+    $('speech-stats').textContent = `Error: ${e.message ?? e}`;
+    document.body.dataset.state = 'error';
+  } finally {
+    $('transcribe-run').disabled = !$('wav').files.length;
+  }
+}
+
 function filesFromDrop(event) {
   // A dropped folder arrives as entries; read them all.
   const items = [...event.dataTransfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
   const files = [];
   const walk = (entry) => new Promise((resolve) => {
-    if (entry.isFile) entry.file((f) => { files.push(f); resolve(); }, resolve);
+    if (entry.isFile) {
+      entry.file((f) => {
+        // The path in the dropped folder, as a folder picker gives it ("minilm/1_Pooling/
+        // config.json"): two files may share a name.
+        Object.defineProperty(f, 'webkitRelativePath', { value: entry.fullPath.replace(/^\//, '') });
+        files.push(f);
+        resolve();
+      }, resolve);
+    }
     else entry.createReader().readEntries(async (es) => { await Promise.all(es.map(walk)); resolve(); }, resolve);
   });
   return Promise.all(items.map(walk)).then(() => files);
@@ -122,8 +247,12 @@ if (adapterProblem) {
     const files = await filesFromDrop(e);
     loadModel(files, `${files.length} dropped files`);
   };
+  for (const b of document.querySelectorAll('#tabs button')) b.onclick = () => showTab(b.dataset.kind);
   $('run').onclick = run;
-  $('stop').onclick = () => model?.cancel();
+  $('stop').onclick = () => models.generate?.cancel();
+  $('embed-run').onclick = embed;
+  $('transcribe-run').onclick = transcribe;
+  $('wav').onchange = () => { $('transcribe-run').disabled = !models.transcribe || !$('wav').files.length; };
   $('chat').onchange = () => { history = []; $('transcript').textContent = ''; };
   document.body.dataset.state = 'ready';
 }

@@ -1,5 +1,8 @@
 // Drives headless Chromium (WebGPU on SwiftShader) through the demo page: load SmolLM2 from
-// the local server, generate greedily, compare with native kiln, take a screenshot; then,
+// the local server, generate greedily, compare with native kiln, take a screenshot; with
+// EMBED_LINES set, the Embeddings tab: those lines embedded, compared with native `kiln
+// embed`'s EMBED_NATIVE; with SPEECH_WAV set, the Speech tab: the file transcribed, compared
+// with native `kiln transcribe`'s SPEECH_NATIVE; then,
 // with BENCH_OUT set, the benchmark page: a synthetic model benchmarked as native
 // `kiln bench --model` does and profiled by kernel, its JSON written to BENCH_OUT and
 // checked against BENCH_SCHEMA.
@@ -30,6 +33,83 @@ async function open(browser, at = url) {
   await page.goto(at);
   await waitState(['ready', 'nowebgpu'], minutes(1));
   return { page, state, waitState };
+}
+
+// Load the tab's model from its default URL; the page's state says when it is there.
+async function loadTab(browser, kind) {
+  const o = await open(browser);
+  await o.page.click(`#tab-${kind}`);
+  await o.page.click('#load-url');
+  await o.waitState(['loaded', 'error'], minutes(10));
+  if ((await o.state()) !== 'loaded') {
+    throw new Error(`loading the ${kind} tab's model failed: ${await o.page.textContent('#load-status')}`);
+  }
+  console.error(`${kind}: ${await o.page.textContent('#load-status')}`);
+  return o;
+}
+
+// The Embeddings tab against native `kiln embed`: every sentence's cosine similarity with its
+// native embedding at least 0.99999 (the same kernels on the same SwiftShader; only the
+// host differs), the similarity matrix drawn, and the over-long input's truncation warned of.
+async function embeddings(browser) {
+  const { page, state, waitState } = await loadTab(browser, 'embed');
+  const warnings = [];
+  page.on('console', (m) => { if (m.type() === 'warning' && /truncated/.test(m.text())) warnings.push(m.text()); });
+  const lines = readFileSync(process.env.EMBED_LINES, 'utf8').replace(/\n$/, '').split('\n');
+  const native = readFileSync(process.env.EMBED_NATIVE, 'utf8').trim().split('\n').map(JSON.parse);
+  await page.fill('#sentences', lines.join('\n'));
+  await page.fill('#batch', '8');
+  await page.click('#embed-run');
+  await waitState(['done', 'error'], minutes(10));
+  if ((await state()) !== 'done') throw new Error(`embedding failed: ${await page.textContent('#embed-stats')}`);
+  const got = await page.evaluate(() => window.kilnEmbeddings);
+  if (got.length !== lines.length || native.length !== lines.length) {
+    throw new Error(`${lines.length} lines, ${got.length} browser embeddings, ${native.length} native ones`);
+  }
+  const cos = (a, b) => {
+    let ab = 0; let aa = 0; let bb = 0;
+    for (let i = 0; i < a.length; i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
+    return ab / Math.sqrt(aa * bb);
+  };
+  const sims = got.map((v, i) => cos(v, native[i]));
+  const worst = Math.min(...sims);
+  if (!(worst >= 0.99999)) {
+    throw new Error(`browser embeddings differ from native ones: cosine ${sims.map((c) => c.toFixed(6)).join(', ')}`);
+  }
+  const cells = await page.locator('#similarity td').count();
+  if (cells < lines.length * lines.length) throw new Error(`the similarity matrix has ${cells} cells`);
+  if (!warnings.length) throw new Error('the over-long sentence was truncated without a console warning');
+  // A text model's method on an embedding model is a clear error, not a TypeError.
+  const wrong = await page.evaluate(() => window.kilnModels.embed.transcribe(new Uint8Array(4)).then(() => 'no error', (e) => e.message));
+  if (!/needs a speech model/.test(wrong)) throw new Error(`transcribe() on an embedding model said: ${wrong}`);
+  console.error(`embeddings: ${lines.length} sentences, cosine with native >= ${worst.toFixed(7)}; ${await page.textContent('#embed-stats')}`);
+  console.log(`browser embeddings: ${lines.length} sentences, min cosine with native ${worst.toFixed(7)}`);
+  await page.close();
+}
+
+// The Speech tab against native `kiln transcribe`: a file that is not a WAV gets a clear
+// error; the WAV's text, streamed in more than one piece, equals native's.
+async function speech(browser) {
+  const { page, state, waitState } = await loadTab(browser, 'transcribe');
+  await page.setInputFiles('#wav', process.env.EMBED_LINES);
+  await page.click('#transcribe-run');
+  await waitState(['done', 'error'], minutes(2));
+  const bad = await page.textContent('#speech-stats');
+  if ((await state()) !== 'error' || !/not a WAV/.test(bad)) throw new Error(`a text file as WAV gave no clear error: ${bad}`);
+  console.error(`not a WAV: ${bad}`);
+  await page.setInputFiles('#wav', process.env.SPEECH_WAV);
+  await page.click('#transcribe-run');
+  await waitState(['done', 'error'], minutes(20));
+  const stats = await page.textContent('#speech-stats');
+  if ((await state()) !== 'done') throw new Error(`transcription failed: ${stats}`);
+  const text = (await page.textContent('#speech-output')).trim();
+  const expected = readFileSync(process.env.SPEECH_NATIVE, 'utf8').trim();
+  const pieces = Number(await page.evaluate(() => document.body.dataset.pieces));
+  if (text !== expected) throw new Error(`the browser heard ${JSON.stringify(text)}, native kiln ${JSON.stringify(expected)}`);
+  if (!(pieces > 1)) throw new Error(`the text came in ${pieces} piece(s), not streamed`);
+  console.error(`speech: ${stats}`);
+  console.log(`browser transcript (${pieces} pieces, equal to native): ${JSON.stringify(text)}; ${stats}`);
+  await page.close();
 }
 
 let failed = false;
@@ -102,6 +182,8 @@ try {
     console.error(`picked files + chat: ${JSON.stringify(transcript)}`);
     await p2.close();
   }
+  if (process.env.EMBED_LINES) await embeddings(browser);
+  if (process.env.SPEECH_WAV) await speech(browser);
   // The benchmark page: the same model benchmark as native `kiln bench --model`, its JSON
   // checked against the schema native runs are written in.
   const benchOut = process.env.BENCH_OUT;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# End to end in a real browser: build the wasm package, serve the demo page and SmolLM2 on
-# localhost, drive Debian's headless Chromium (WebGPU on SwiftShader) through the page to
-# generate greedily, and check the text equals what native `kiln generate` prints.
+# End to end in a real browser: build the wasm package, serve the demo page with SmolLM2,
+# all-MiniLM-L6-v2 and Whisper base on localhost, and drive Debian's headless Chromium (WebGPU
+# on SwiftShader) through the page's three tabs: generate greedily, embed sentences, and
+# transcribe a WAV file, each checked against what native kiln (`kiln generate`, `kiln
+# embed`, `kiln transcribe`) gives for the same input.
 # The last lines are the generated text and the browser's tokens/s; non-zero exit on any
 # mismatch or error. Needs: chromium (apt), node + npm, python3 (to serve and to fetch the model).
 set -euo pipefail
@@ -37,6 +39,23 @@ if [ ! -f "$FOLDER/model.safetensors" ]; then
   "$ROOT/target/release/kiln" convert "$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$FOLDER" >&2
 fi
 
+echo "== native embeddings and transcript (fetch their models on first use)" >&2
+# The golden sentences of tests/embed.rs that fit on one line of the page's textarea: empty
+# and blank ones, non-ASCII, emoji, and one over the model's 128 tokens.
+python3 - "$ROOT/tests/golden/minilm.json" > "$OUT/sentences.txt" <<'PY'
+import json, sys
+for s in json.load(open(sys.argv[1]))["sentences"]:
+    if "\n" not in s["text"] and "\r" not in s["text"]:
+        print(s["text"])
+PY
+"$ROOT/target/release/kiln" embed --file "$OUT/sentences.txt" > "$OUT/embed-native.jsonl" \
+  2> "$OUT/embed-native.err" || { cat "$OUT/embed-native.err" >&2; exit 1; }
+grep -E "^adapter|inputs/s" "$OUT/embed-native.err" | sed 's/^/native: /' >&2
+WAV="$ROOT/tests/data/speech/train-station.wav"
+"$ROOT/target/release/kiln" transcribe "$WAV" > "$OUT/transcript-native.txt" \
+  2> "$OUT/transcript-native.err" || { cat "$OUT/transcript-native.err" >&2; exit 1; }
+grep -E "^adapter|real time" "$OUT/transcript-native.err" | sed 's/^/native: /' >&2
+
 echo "== serving" >&2
 "$WEB/serve.sh" >"$OUT/server.log" 2>&1 &
 SERVER=$!
@@ -57,6 +76,8 @@ echo "== native benchmark on SwiftShader: kiln bench ${BENCH[*]}" >&2
 
 echo "== headless Chromium, WebGPU on SwiftShader" >&2
 cd "$WEB"
+EMBED_LINES="$OUT/sentences.txt" EMBED_NATIVE="$OUT/embed-native.jsonl" \
+SPEECH_WAV="$WAV" SPEECH_NATIVE="$OUT/transcript-native.txt" \
 BENCH_OUT="$OUT/bench-browser.json" BENCH_SCHEMA="$ROOT/docs/bench.schema.json" BENCH_PNR=16,16,2 BENCH_DTYPE=q4_0 \
 MODEL_DIR="$(readlink -f "$OUT/site/model")" node e2e.mjs "http://127.0.0.1:$PORT/index.html" "$PROMPT" "$TOKENS" "$OUT/native.txt" "$OUT/screenshot.png"
 

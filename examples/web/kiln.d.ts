@@ -42,11 +42,17 @@ export function hasWebGPU(): boolean;
 /** Why WebGPU cannot be used here (no navigator.gpu, or no adapter), or null if it can. */
 export function webgpuAdapter(): Promise<string | null>;
 
-/** Errors are thrown as Error with a message naming the problem (no WebGPU, a bad file...). */
+/** Loads the model a folder's config.json describes: a text generator (kind "generate"), an
+ *  embedding model ("embed") or Whisper ("transcribe"). Errors are thrown as Error with a
+ *  message naming the problem (no WebGPU, a bad file...). */
 export function load(
   source: string | FileList | File[],
-  options?: { onProgress?: (p: LoadProgress) => void },
-): Promise<KilnModel>;
+  options?: {
+    onProgress?: (p: LoadProgress) => void;
+    /** Embedding models: force L2 normalisation on or off; unset, modules.json decides. */
+    normalize?: boolean;
+  },
+): Promise<KilnModel | KilnEmbedder | KilnTranscriber>;
 
 export interface AdapterInfo {
   /** A readable name: the browser's description, or vendor and architecture. */
@@ -62,10 +68,52 @@ export interface AdapterInfo {
   shaderF16: boolean;
 }
 
-export class KilnModel {
+/** What every loaded model has. The methods of another kind throw an Error saying what the
+ *  model is. */
+declare class Loaded {
+  readonly kind: 'generate' | 'embed' | 'transcribe';
   /** The one adapter the model runs on: WebGPU gives a page one adapter at a time, so a
    * model is never split across adapters in the browser (the native library does that). */
   readonly adapter: AdapterInfo;
+}
+
+export class KilnEmbedder extends Loaded {
+  readonly kind: 'embed';
+  readonly width: number;
+  /** Longer inputs are truncated (with a console warning). */
+  readonly maxTokens: number;
+  readonly normalizes: boolean;
+  /** One embedding per text, in order; batched by length, padding masked, mean-pooled. */
+  embed(
+    texts: string[],
+    options?: { batch?: number; onProgress?: (done: number, total: number) => void },
+  ): Promise<Float32Array[]>;
+}
+
+export interface Transcript {
+  text: string;
+  /** Without timestamps, one segment per 30-second window. */
+  segments: { start: number; end: number; text: string }[];
+  /** Seconds of audio. */
+  seconds: number;
+  windows: number;
+  encodeMs: number;
+  decodeMs: number;
+  /** Decoder steps. */
+  steps: number;
+}
+
+export class KilnTranscriber extends Loaded {
+  readonly kind: 'transcribe';
+  /** A WAV file: PCM 16/24/32-bit or float, mono or stereo, any rate. */
+  transcribe(
+    wav: ArrayBuffer | Uint8Array | Blob,
+    options?: { language?: string; timestamps?: boolean; onText?: (text: string) => void },
+  ): Promise<Transcript>;
+}
+
+export class KilnModel extends Loaded {
+  readonly kind: 'generate';
   readonly hasChatTemplate: boolean;
   readonly stats: GenerationStats | undefined;
   session(context?: number): Promise<KilnSession>;

@@ -1,13 +1,21 @@
-// kiln in the browser: load a model onto the GPU, then generate text as an async iterator.
+// kiln in the browser: load a model onto the GPU, then generate text as an async iterator,
+// embed sentences, or transcribe speech, as the model folder's config.json says.
 //
 //   import { load } from './kiln.js';
 //   const model = await load('model/', { onProgress: p => console.log(p.file, p.loaded, p.total) });
 //   for await (const text of model.generate('The capital of France is', { maxTokens: 12, temperature: 0 }))
 //     output.textContent += text;
 //
+//   const minilm = await load('all-MiniLM-L6-v2/');           // model.kind === 'embed'
+//   const [a, b] = await minilm.embed(['A cat sat.', 'A kitten sat down.']);
+//
+//   const whisper = await load('whisper-base/');              // model.kind === 'transcribe'
+//   const wav = new Uint8Array(await file.arrayBuffer());
+//   const { text } = await whisper.transcribe(wav, { onText: t => output.textContent += t });
+//
 // The model, scheduler, kernels and host loop are kiln's own, compiled to wasm32; weights
 // stream from the network or the picked files straight into GPU buffers.
-import init, { Model, benchmark as runBenchmark, benchMarkdown } from './pkg/kiln_web.js';
+import init, { loadUrl, loadFiles, benchmark as runBenchmark, benchMarkdown } from './pkg/kiln_web.js';
 
 let booted;
 
@@ -29,19 +37,123 @@ export async function webgpuAdapter() {
 }
 
 /**
- * Load a model from a base URL (serving config.json, tokenizer.json, tokenizer_config.json and
- * model.safetensors or a sharded index) or from user-picked files (a FileList or File[]).
+ * Load a model from a base URL (serving config.json, tokenizer.json and model.safetensors or
+ * a sharded index; tokenizer_config.json for a chat template; modules.json and
+ * 1_Pooling/config.json for a sentence-transformers model) or from user-picked files (a
+ * FileList or File[]). Resolves, by the folder's config.json, to a KilnModel (kind
+ * 'generate'), a KilnEmbedder ('embed') or a KilnTranscriber ('transcribe').
+ * options: { onProgress({file, loaded, total}), normalize (embedding models: force L2
+ * normalisation on or off; unset, the folder's modules.json decides) }.
  */
-export async function load(source, { onProgress } = {}) {
+export async function load(source, { onProgress, normalize } = {}) {
   if (!hasWebGPU()) {
     throw new Error('This browser has no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, or enable WebGPU.');
   }
   booted ??= init();
   await booted;
+  const options = { normalize };
   const model = typeof source === 'string'
-    ? await Model.fromUrl(source, onProgress ?? null)
-    : await Model.fromFiles([...source], onProgress ?? null);
-  return new KilnModel(model);
+    ? await loadUrl(source, onProgress ?? null, options)
+    : await loadFiles([...source], onProgress ?? null, options);
+  switch (model.kind) {
+    case 'embed': return new KilnEmbedder(model);
+    case 'transcribe': return new KilnTranscriber(model);
+    default: return new KilnModel(model);
+  }
+}
+
+/** What every loaded model answers; a method its kind lacks throws an error saying so. */
+class Loaded {
+  #model;
+
+  constructor(model) {
+    this.#model = model;
+  }
+
+  /** 'generate', 'embed' or 'transcribe'. */
+  get kind() {
+    return this.#model.kind;
+  }
+
+  /** The adapter the model runs on: { name, vendor, architecture, device, description,
+   *  deviceType, maxBufferSize, maxStorageBufferBindingSize, shaderF16 }. */
+  get adapter() {
+    return this.#model.adapter;
+  }
+
+  #wrong(what) {
+    const does = { generate: 'a text generator', embed: 'an embedding model', transcribe: 'a speech model' };
+    return new Error(`${what}() needs ${does[what]}; this one is ${does[this.kind]}`);
+  }
+
+  // eslint-disable-next-line require-yield
+  async *generate() { throw this.#wrong('generate'); }
+  async embed() { throw this.#wrong('embed'); }
+  async transcribe() { throw this.#wrong('transcribe'); }
+}
+
+/** A sentence-embedding model (BERT with mean pooling, e.g. all-MiniLM-L6-v2). */
+export class KilnEmbedder extends Loaded {
+  #model;
+  #busy = false;
+
+  constructor(model) {
+    super(model);
+    this.#model = model;
+  }
+
+  /** Width of each embedding. */
+  get width() { return this.#model.width; }
+  /** The most tokens an input keeps (special tokens included); longer ones are truncated. */
+  get maxTokens() { return this.#model.maxTokens; }
+  /** Whether embeddings come L2-normalised. */
+  get normalizes() { return this.#model.normalizes; }
+
+  /**
+   * One Float32Array per text, in order. options: { batch (default 32), onProgress(done, total) }.
+   * An input over maxTokens is truncated, with a console warning naming it.
+   */
+  async embed(texts, { batch, onProgress } = {}) {
+    if (!Array.isArray(texts)) throw new Error('embed() takes an array of strings');
+    if (this.#busy) throw new Error('this model is already embedding');
+    this.#busy = true;
+    try {
+      return await this.#model.embed(texts.map(String), batch ?? null, onProgress ?? null);
+    } finally {
+      this.#busy = false;
+    }
+  }
+}
+
+/** Whisper: speech to text. */
+export class KilnTranscriber extends Loaded {
+  #model;
+  #busy = false;
+
+  constructor(model) {
+    super(model);
+    this.#model = model;
+  }
+
+  /**
+   * Transcribe a WAV file (its bytes as an ArrayBuffer or Uint8Array, or a File/Blob): PCM of
+   * 16, 24 or 32 bits or float, mono or stereo, any rate; 30 seconds at a time.
+   * options: { language ('en'), timestamps (false), onText(text) as it decodes }.
+   * Resolves to { text, segments: [{ start, end, text }], seconds, windows, encodeMs,
+   * decodeMs, steps }.
+   */
+  async transcribe(wav, { language, timestamps, onText } = {}) {
+    if (this.#busy) throw new Error('this model is already transcribing');
+    this.#busy = true;
+    try {
+      const bytes = wav instanceof Blob ? new Uint8Array(await wav.arrayBuffer())
+        : wav instanceof ArrayBuffer ? new Uint8Array(wav) : wav;
+      if (!(bytes instanceof Uint8Array)) throw new Error('transcribe() takes a WAV file\'s bytes or a File');
+      return await this.#model.transcribe(bytes, { language, timestamps }, onText ?? null);
+    } finally {
+      this.#busy = false;
+    }
+  }
 }
 
 /**
@@ -66,19 +178,15 @@ export async function benchmarkTable(json) {
   return benchMarkdown(json);
 }
 
-export class KilnModel {
+/** A text generator (the Llama family). */
+export class KilnModel extends Loaded {
   #model;
   #session = null;
   #context = undefined;
 
   constructor(model) {
+    super(model);
     this.#model = model;
-  }
-
-  /** The adapter the model runs on: { name, vendor, architecture, device, description,
-   *  deviceType, maxBufferSize, maxStorageBufferBindingSize, shaderF16 }. */
-  get adapter() {
-    return this.#model.adapter;
   }
 
   get hasChatTemplate() {

@@ -74,22 +74,19 @@ impl Config {
     pub fn from_json(origin: &str, text: &str) -> Result<Config> {
         let bad = |m: String| Error::load(origin, m);
         // Models of kiln's other commands, named before their missing keys would be.
-        let other = serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .and_then(|v| v["model_type"].as_str().map(str::to_string));
-        match other.as_deref() {
-            Some("whisper") => {
+        match super::Task::of(text) {
+            super::Task::Transcribe => {
                 return Err(bad(
                     "a Whisper speech model, not a text generator: run it with `kiln transcribe`"
                         .into(),
                 ));
             }
-            Some("bert") => {
+            super::Task::Embed => {
                 return Err(bad(
                     "a BERT encoder, not a text generator: run it with `kiln embed`".into(),
                 ));
             }
-            _ => {}
+            super::Task::Generate => {}
         }
         let raw: Raw = serde_json::from_str(text)
             .map_err(|e| bad(format!("not a Llama-family config: {e}")))?;

@@ -170,6 +170,42 @@ impl std::fmt::Display for Part {
     }
 }
 
+/// What a model folder's model does, by its `config.json`: which of kiln's front doors
+/// (`kiln generate`, `kiln embed`, `kiln transcribe`; the page's `load()`) runs it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// A decoder that generates text (the Llama family).
+    Generate,
+    /// A BERT encoder that embeds sentences.
+    Embed,
+    /// Whisper: speech to text.
+    Transcribe,
+}
+
+impl Task {
+    /// The task of the model `config_json` describes; any model type kiln does not name
+    /// otherwise is taken for a text generator, whose own config parsing then says what
+    /// it lacks.
+    pub fn of(config_json: &str) -> Task {
+        let model_type = serde_json::from_str::<serde_json::Value>(config_json)
+            .ok()
+            .and_then(|v| v["model_type"].as_str().map(str::to_string));
+        match model_type.as_deref() {
+            Some("bert") => Task::Embed,
+            Some("whisper") => Task::Transcribe,
+            _ => Task::Generate,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Generate => "generate",
+            Task::Embed => "embed",
+            Task::Transcribe => "transcribe",
+        }
+    }
+}
+
 /// The decoder that `config.json` describes, or the `part` of it one adapter holds, its
 /// weights taken from `weights`.
 pub fn decoder(
@@ -178,10 +214,7 @@ pub fn decoder(
     weights: &Weights,
     part: Part,
 ) -> Result<Box<dyn Decoder>> {
-    let model_type = serde_json::from_str::<serde_json::Value>(config_json)
-        .ok()
-        .and_then(|v| v["model_type"].as_str().map(str::to_string));
-    if model_type.as_deref() == Some("whisper") {
+    if Task::of(config_json) == Task::Transcribe {
         let config = whisper::WhisperConfig::from_json(origin, config_json)?;
         return match part {
             Part::Whole => Ok(Box::new(whisper::WhisperDecoder::new(config, weights)?)),

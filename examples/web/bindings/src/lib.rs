@@ -2,17 +2,21 @@
 //! and host loop as the native engine. This crate only moves bytes in (fetch or
 //! user-picked files, streamed into GPU buffers) and text out.
 //!
+//! One loader takes every kind of model kiln runs: `loadUrl` and `loadFiles` read the
+//! folder's `config.json` and give a text generator ([`text::Model`]), an embedding model
+//! ([`embed::Embedder`]) or a speech model ([`speech::Speech`]), each with a `kind`.
 //! `examples/web/kiln.js` wraps these classes in the documented JavaScript API.
 #![cfg(target_arch = "wasm32")]
 
 mod bench;
+mod embed;
+mod speech;
+mod text;
 
 use js_sys::{Reflect, Uint8Array};
-use kiln::generate::{GenerateOptions, Message, TextModel};
 use kiln::load::{LoadOptions, StreamLoader, Weights};
-use kiln::{Gpu, GpuOptions, Sampling};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use kiln::models::Task;
+use kiln::{Gpu, GpuOptions};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -59,11 +63,25 @@ impl Source {
         }
     }
 
+    /// The picked file at `name` (a path in the model folder, "1_Pooling/config.json"). A
+    /// folder's files carry their path under the folder picked ("all-MiniLM-L6-v2/
+    /// 1_Pooling/config.json"; the page gives dropped files the same); loose files, only
+    /// their name.
     fn file(&self, name: &str) -> Option<&web_sys::File> {
-        match self {
-            Source::Files(files) => files.iter().find(|f| f.name() == name),
-            Source::Url(_) => None,
-        }
+        let Source::Files(files) = self else {
+            return None;
+        };
+        files.iter().find(|f| {
+            let rel = Reflect::get(f, &"webkitRelativePath".into())
+                .ok()
+                .and_then(|p| p.as_string())
+                .unwrap_or_default();
+            match rel.split_once('/') {
+                Some((_, inner)) => inner == name,
+                None if rel.is_empty() => f.name() == name,
+                None => rel == name,
+            }
+        })
     }
 
     /// A stream of the file's bytes and its length, or None if there is no such file.
@@ -181,13 +199,6 @@ impl Progress {
     }
 }
 
-/// A model on the GPU, with its tokenizer and chat template.
-#[wasm_bindgen]
-pub struct Model {
-    inner: Arc<TextModel>,
-    adapter: JsValue,
-}
-
 /// What the browser says about its adapter (wgpu passes on only the description, which
 /// SwiftShader leaves empty), with the limits and features kiln plans against.
 async fn adapter_info(gpu: &Gpu, navigator: &JsValue) -> JsValue {
@@ -238,7 +249,25 @@ async fn adapter_info(gpu: &Gpu, navigator: &JsValue) -> JsValue {
     o.into()
 }
 
-async fn load(source: Source, on_progress: Option<js_sys::Function>) -> Result<Model, JsError> {
+/// A model folder's common parts, read and uploaded.
+struct Folder {
+    gpu: Gpu,
+    source: Source,
+    /// How errors name the folder.
+    origin: String,
+    config: String,
+    tokenizer: Vec<u8>,
+    weights: Weights,
+    adapter: JsValue,
+}
+
+/// With the folder's `config`: read `tokenizer.json`, then stream the weights
+/// (`model.safetensors`, else the shards its index lists) onto this page's adapter.
+async fn open_folder(
+    source: Source,
+    config: String,
+    progress: &Progress,
+) -> Result<Folder, JsError> {
     let global = js_sys::global();
     let navigator = Reflect::get(&global, &"navigator".into()).unwrap_or(JsValue::UNDEFINED);
     if Reflect::get(&navigator, &"gpu".into()).map_or(true, |g| g.is_undefined()) {
@@ -249,20 +278,13 @@ async fn load(source: Source, on_progress: Option<js_sys::Function>) -> Result<M
     let gpu = Gpu::new(&GpuOptions::default())
         .await
         .map_err(|e| err(format!("{e} (no WebGPU adapter is available)")))?;
-    let progress = Progress(on_progress);
-    let config = source
-        .text("config.json")
-        .await?
-        .ok_or_else(|| err(format!("{} is missing", source.label("config.json"))))?;
     let tokenizer = source
         .read("tokenizer.json")
         .await?
         .ok_or_else(|| err(format!("{} is missing", source.label("tokenizer.json"))))?;
-    let tokenizer_config = source.text("tokenizer_config.json").await?;
-    // A single model.safetensors, else the shards an index lists.
     let weights = match source.open("model.safetensors").await? {
         Some((stream, len)) => {
-            load_stream(&gpu, &source, "model.safetensors", stream, len, &progress).await?
+            load_stream(&gpu, &source, "model.safetensors", stream, len, progress).await?
         }
         None => {
             let name = "model.safetensors.index.json";
@@ -289,7 +311,7 @@ async fn load(source: Source, on_progress: Option<js_sys::Function>) -> Result<M
                     .open(&shard)
                     .await?
                     .ok_or_else(|| err(format!("{} is missing", source.label(&shard))))?;
-                all.extend(load_stream(&gpu, &source, &shard, stream, len, &progress).await?);
+                all.extend(load_stream(&gpu, &source, &shard, stream, len, progress).await?);
             }
             all
         }
@@ -298,190 +320,60 @@ async fn load(source: Source, on_progress: Option<js_sys::Function>) -> Result<M
         Source::Url(u) => u.clone(),
         Source::Files(_) => "picked files".into(),
     };
-    let model = TextModel::from_parts(
-        &gpu,
-        &origin,
-        &config,
-        &tokenizer,
-        tokenizer_config.as_deref(),
-        &weights,
-    )
-    .map_err(err)?;
     let adapter = adapter_info(&gpu, &navigator).await;
-    Ok(Model {
-        inner: Arc::new(model),
+    Ok(Folder {
+        gpu,
+        source,
+        origin,
+        config,
+        tokenizer,
+        weights,
         adapter,
     })
 }
 
-#[wasm_bindgen]
-impl Model {
-    /// Load from a base URL serving config.json, tokenizer.json, tokenizer_config.json and
-    /// model.safetensors (or a sharded index). `onProgress({file, loaded, total})`.
-    #[wasm_bindgen(js_name = fromUrl)]
-    pub async fn from_url(
-        base: String,
-        on_progress: Option<js_sys::Function>,
-    ) -> Result<Model, JsError> {
-        load(Source::Url(base), on_progress).await
-    }
-
-    /// Load from files the user picked (a folder picker or drag and drop).
-    #[wasm_bindgen(js_name = fromFiles)]
-    pub async fn from_files(
-        files: Vec<web_sys::File>,
-        on_progress: Option<js_sys::Function>,
-    ) -> Result<Model, JsError> {
-        load(Source::Files(files), on_progress).await
-    }
-
-    /// The adapter the model runs on: {name, vendor, architecture, device, description,
-    /// deviceType, maxBufferSize, maxStorageBufferBindingSize, shaderF16}. One adapter is
-    /// all a page gets from WebGPU, so the model is never split across adapters here.
-    #[wasm_bindgen(getter)]
-    pub fn adapter(&self) -> JsValue {
-        self.adapter.clone()
-    }
-
-    #[wasm_bindgen(js_name = hasChatTemplate, getter)]
-    pub fn has_chat_template(&self) -> bool {
-        self.inner.has_chat_template()
-    }
-
-    /// A conversation with a KV cache of `context` positions (default: the model's, at most 2048).
-    pub async fn session(&self, context: Option<usize>) -> Result<Session, JsError> {
-        let context = context.unwrap_or_else(|| self.inner.decoder().max_positions().min(2048));
-        let inner = self.inner.session(context).await.map_err(err)?;
-        Ok(Session {
-            inner,
-            cancel: Arc::new(AtomicBool::new(false)),
-        })
-    }
+/// The model in `source`, as its `config.json` says: a `text.Model`, an `embed.Embedder` or
+/// a `speech.Speech`, each with its `kind`.
+async fn load(
+    source: Source,
+    on_progress: Option<js_sys::Function>,
+    options: JsValue,
+) -> Result<JsValue, JsError> {
+    let progress = Progress(on_progress);
+    // The kind first, from config.json alone: a folder the page cannot run fails before
+    // its weights move.
+    let config = source
+        .text("config.json")
+        .await?
+        .ok_or_else(|| err(format!("{} is missing", source.label("config.json"))))?;
+    let task = Task::of(&config);
+    let folder = open_folder(source, config, &progress).await?;
+    Ok(match task {
+        Task::Generate => text::Model::open(folder).await?.into(),
+        Task::Embed => embed::Embedder::open(folder, &options).await?.into(),
+        Task::Transcribe => speech::Speech::open(folder).await?.into(),
+    })
 }
 
-/// A conversation: start a generation, then pull its text with `next()`.
-#[wasm_bindgen]
-pub struct Session {
-    inner: kiln::Session,
-    cancel: Arc<AtomicBool>,
+/// Load the model a base URL serves (`config.json`, `tokenizer.json`, weights; for a text
+/// model `tokenizer_config.json`, for a sentence-transformers model `modules.json` and
+/// `1_Pooling/config.json`). `onProgress({file, loaded, total})`; `options`: `{normalize}`
+/// for an embedding model.
+#[wasm_bindgen(js_name = loadUrl)]
+pub async fn load_url(
+    base: String,
+    on_progress: Option<js_sys::Function>,
+    options: JsValue,
+) -> Result<JsValue, JsError> {
+    load(Source::Url(base), on_progress, options).await
 }
 
-/// Stops a session's generation at the next token.
-#[wasm_bindgen]
-pub struct Canceller(Arc<AtomicBool>);
-
-#[wasm_bindgen]
-impl Canceller {
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-fn num(o: &serde_json::Value, k: &str) -> Option<f64> {
-    o.get(k).and_then(|v| v.as_f64())
-}
-
-#[wasm_bindgen]
-impl Session {
-    /// Start generating. `options`: {maxTokens, temperature, topK, topP, minP, repeatPenalty,
-    /// seed, stop: string[], chat: boolean, system: string, messages: [{role, content}]}.
-    /// With `chat` the prompt is the user's turn (after `messages`), rendered with the
-    /// model's chat template.
-    pub async fn start(&mut self, prompt: String, options: JsValue) -> Result<(), JsError> {
-        let o: serde_json::Value = if options.is_undefined() || options.is_null() {
-            serde_json::Value::Null
-        } else {
-            let text = js_sys::JSON::stringify(&options)
-                .map_err(|_| JsError::new("options are not JSON"))?;
-            serde_json::from_str(&String::from(text)).map_err(err)?
-        };
-        let d = Sampling::default();
-        let sampling = Sampling {
-            temperature: num(&o, "temperature").map_or(d.temperature, |v| v as f32),
-            top_k: num(&o, "topK").map_or(d.top_k, |v| v as usize),
-            top_p: num(&o, "topP").map_or(d.top_p, |v| v as f32),
-            min_p: num(&o, "minP").map_or(d.min_p, |v| v as f32),
-            repetition_penalty: num(&o, "repeatPenalty").map_or(d.repetition_penalty, |v| v as f32),
-            seed: num(&o, "seed").map_or_else(|| js_sys::Date::now() as u64, |v| v as u64),
-        };
-        let stop = o
-            .get("stop")
-            .and_then(|s| s.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.cancel.store(false, Ordering::Relaxed);
-        let opts = GenerateOptions {
-            max_tokens: num(&o, "maxTokens").map_or(256, |v| v as usize),
-            sampling,
-            stop,
-            cancel: Some(self.cancel.clone()),
-            ..GenerateOptions::default()
-        };
-        let model = self.inner.model().clone();
-        let text = if o.get("chat").and_then(|c| c.as_bool()).unwrap_or(false) {
-            let mut messages = Vec::new();
-            if let Some(sys) = o.get("system").and_then(|s| s.as_str()) {
-                messages.push(Message::new("system", sys));
-            }
-            for m in o
-                .get("messages")
-                .and_then(|m| m.as_array())
-                .into_iter()
-                .flatten()
-            {
-                let role = m.get("role").and_then(|r| r.as_str()).unwrap_or("user");
-                messages.push(Message::new(
-                    role,
-                    m.get("content").and_then(|c| c.as_str()).unwrap_or(""),
-                ));
-            }
-            messages.push(Message::new("user", &prompt));
-            model.render_chat(&messages).map_err(err)?
-        } else {
-            prompt
-        };
-        let ids = model.encode(&text).map_err(err)?;
-        self.inner.start(&ids, opts).await.map_err(err)
-    }
-
-    /// The next piece of text, or undefined when the generation has ended.
-    pub async fn next(&mut self) -> Result<Option<String>, JsError> {
-        self.inner.next().await.transpose().map_err(err)
-    }
-
-    /// A handle that stops the generation at the next token. It is a separate object so that
-    /// it can be used while `next()` is pending.
-    pub fn canceller(&self) -> Canceller {
-        Canceller(self.cancel.clone())
-    }
-
-    /// Forget the conversation.
-    pub fn reset(&mut self) {
-        self.inner.reset();
-    }
-
-    /// {promptTokens, generatedTokens, firstTokenMs, prefillTokensPerSec, decodeTokensPerSec, finish}
-    pub fn stats(&self) -> JsValue {
-        let s = self.inner.stats();
-        let o = js_sys::Object::new();
-        let set = |k: &str, v: JsValue| {
-            let _ = Reflect::set(&o, &k.into(), &v);
-        };
-        set("promptTokens", (s.prompt_tokens as f64).into());
-        set("generatedTokens", (s.generated_tokens as f64).into());
-        set("firstTokenMs", (s.first_token_secs * 1e3).into());
-        set("prefillTokensPerSec", s.prefill_tokens_per_sec().into());
-        set("decodeTokensPerSec", s.decode_tokens_per_sec().into());
-        set(
-            "finish",
-            self.inner
-                .finish()
-                .map_or(JsValue::UNDEFINED, |f| format!("{f:?}").into()),
-        );
-        o.into()
-    }
+/// Load from files the user picked (a folder picker or drag and drop); as `loadUrl`.
+#[wasm_bindgen(js_name = loadFiles)]
+pub async fn load_files(
+    files: Vec<web_sys::File>,
+    on_progress: Option<js_sys::Function>,
+    options: JsValue,
+) -> Result<JsValue, JsError> {
+    load(Source::Files(files), on_progress, options).await
 }
