@@ -1,46 +1,16 @@
 //! `kiln bench`: rooflines and kernels per adapter, matmul shapes, or a model as
 //! llama-bench runs one; a markdown table on stdout, and `--json`, `--csv`, `--compare`.
 
-use crate::args::Args;
+use crate::cli::{self, Bench};
 use crate::text;
 use anyhow::{Context, Result, bail};
 use kiln::bench::record::Results;
 use kiln::split::Gpus;
 use kiln::{DType, Gpu, GpuOptions};
 
-/// Options `kiln bench` takes.
-pub const OPTIONS: &[&str] = &[
-    "adapter",
-    "adapters",
-    "all",
-    "size",
-    "sweep",
-    "shapes",
-    "dtype",
-    "runs",
-    "model",
-    "context",
-    "prompt-tokens",
-    "tokens",
-    "profile",
-    "split",
-    "split-weights",
-    "json",
-    "csv",
-    "compare",
-    "plot",
-    "from",
-    "serve",
-    "streams",
-    "chunk",
-];
-
-/// llama-bench's one-letter options.
-pub const SHORT: &[(&str, &str)] = &[("p", "prompt-tokens"), ("n", "tokens"), ("r", "runs")];
-
-pub fn cmd_bench(args: &Args) -> Result<()> {
+pub fn cmd_bench(args: &Bench) -> Result<()> {
     // Read before anything runs, so a bad file fails at once.
-    let old = match args.get("compare") {
+    let old = match args.compare.as_deref() {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("--compare {path}"))?;
@@ -48,7 +18,7 @@ pub fn cmd_bench(args: &Args) -> Result<()> {
         }
         None => None,
     };
-    if let Some(path) = args.get("plot") {
+    if let Some(path) = args.plot.as_deref() {
         let ext = std::path::Path::new(path)
             .extension()
             .and_then(|e| e.to_str());
@@ -56,11 +26,11 @@ pub fn cmd_bench(args: &Args) -> Result<()> {
             bail!("--plot {path}: the file must end in .svg or .png");
         }
     }
-    if args.flag("serve") {
+    if args.serve {
         return serve_bench(args);
     }
     let mut results = Results::new();
-    if let Some(list) = args.get("from") {
+    if let Some(list) = args.from.as_deref() {
         // Earlier runs instead of a new one: their adapters side by side.
         for (i, path) in list.split(',').enumerate() {
             let text = std::fs::read_to_string(path).with_context(|| format!("--from {path}"))?;
@@ -71,24 +41,24 @@ pub fn cmd_bench(args: &Args) -> Result<()> {
                 results.adapters.extend(r.adapters);
             }
         }
-    } else if args.get("model").is_some() {
+    } else if args.model.model.is_some() {
         model(args, &mut results)?;
-    } else if let Some(shapes) = args.get("shapes") {
+    } else if let Some(shapes) = args.shapes.as_deref() {
         shapes_bench(args, shapes, &mut results)?;
     } else {
         kernels(args, &mut results)?;
     }
     print!("{}", kiln::bench::to_markdown(&results));
-    if let Some(path) = args.get("json") {
+    if let Some(path) = args.json.as_deref() {
         std::fs::write(path, results.to_json()).with_context(|| format!("--json {path}"))?;
         eprintln!("wrote {path} ({})", kiln::bench::record::SCHEMA);
     }
-    if let Some(path) = args.get("csv") {
+    if let Some(path) = args.csv.as_deref() {
         std::fs::write(path, kiln::bench::to_csv(&results)?)
             .with_context(|| format!("--csv {path}"))?;
         eprintln!("wrote {path}");
     }
-    if let Some(path) = args.get("plot") {
+    if let Some(path) = args.plot.as_deref() {
         kiln::bench::plot(&results, std::path::Path::new(path))
             .with_context(|| format!("--plot {path}"))?;
         eprintln!("wrote {path}");
@@ -101,20 +71,21 @@ pub fn cmd_bench(args: &Args) -> Result<()> {
 
 /// The adapters a kernel benchmark runs on, each alone: `--all`, `--adapters A,B,...`, or
 /// the one `--adapter` names.
-fn adapters(args: &Args) -> Result<Vec<Gpu>> {
-    if let Some(o) = ["split", "split-weights"]
-        .into_iter()
-        .find(|o| args.get(o).is_some())
-    {
-        bail!("--{o} places a model: give --model too");
+fn adapters(args: &Bench) -> Result<Vec<Gpu>> {
+    let p = &args.model.placement;
+    if p.split.is_some() {
+        bail!("--split places a model: give --model too");
     }
-    if args.flag("all") || args.get("adapters") == Some("all") {
+    if p.split_weights.is_some() {
+        bail!("--split-weights places a model: give --model too");
+    }
+    if args.all || p.adapters.as_deref() == Some("all") {
         return Ok(pollster::block_on(Gpu::all())
             .into_iter()
             .collect::<Result<_, _>>()?);
     }
-    let Some(list) = args.get("adapters") else {
-        return Ok(vec![crate::open_gpu(args)?]);
+    let Some(list) = p.adapters.as_deref() else {
+        return Ok(vec![crate::open_gpu(p.adapter.as_deref())?]);
     };
     let mut gpus = Vec::new();
     for choice in list.split(',') {
@@ -133,8 +104,8 @@ fn adapters(args: &Args) -> Result<Vec<Gpu>> {
 }
 
 /// `--dtype D,...`: weight formats, or `default` when absent.
-fn dtypes(args: &Args, default: &[DType]) -> Result<Vec<DType>> {
-    match args.get("dtype") {
+fn dtypes(args: &Bench, default: &[DType]) -> Result<Vec<DType>> {
+    match args.model.dtype.as_deref() {
         None => Ok(default.to_vec()),
         Some(list) => list
             .split(',')
@@ -144,17 +115,16 @@ fn dtypes(args: &Args, default: &[DType]) -> Result<Vec<DType>> {
 }
 
 /// Rooflines, then kernels at the sweep's model shapes, on each adapter.
-fn kernels(args: &Args, results: &mut Results) -> Result<()> {
+fn kernels(args: &Bench, results: &mut Results) -> Result<()> {
     for gpu in adapters(args)? {
-        let size = match args.get("size") {
+        let size = match args.size {
             None => kiln::bench::Size::for_gpu(&gpu),
-            Some("small") => kiln::bench::Size::Small,
-            Some("large") => kiln::bench::Size::Large,
-            Some(s) => bail!("--size must be small or large, not {s}"),
+            Some(cli::Size::Small) => kiln::bench::Size::Small,
+            Some(cli::Size::Large) => kiln::bench::Size::Large,
         };
         let mut sweep = kiln::bench::Sweep::default_for(size);
         sweep.dtypes = dtypes(args, &sweep.dtypes)?;
-        if let Some(list) = args.get("sweep") {
+        if let Some(list) = args.sweep.as_deref() {
             sweep
                 .set_models(list)
                 .with_context(|| format!("--sweep {list}"))?;
@@ -174,13 +144,13 @@ fn kernels(args: &Args, results: &mut Results) -> Result<()> {
 }
 
 /// `--shapes MxKxN,...`: matmuls each submitted and waited for alone, every GEMM kernel.
-fn shapes_bench(args: &Args, shapes: &str, results: &mut Results) -> Result<()> {
+fn shapes_bench(args: &Bench, shapes: &str, results: &mut Results) -> Result<()> {
     let shapes = kiln::bench::parse_shapes(shapes)?;
     let dtype = match dtypes(args, &[DType::F32])?[..] {
         [d] => d,
         _ => bail!("--shapes takes one --dtype"),
     };
-    let runs = args.parse_or("runs", 10)?;
+    let runs = args.runs.unwrap_or(10);
     for gpu in adapters(args)? {
         pollster::block_on(kiln::tune::ensure(&gpu, &[dtype], &mut |m| {
             eprintln!("{m}")
@@ -195,15 +165,16 @@ fn shapes_bench(args: &Args, shapes: &str, results: &mut Results) -> Result<()> 
 
 /// `kiln bench --model M`: prefill and decode tokens/s, as llama-bench measures them, with
 /// decode's bandwidth against the adapter's roofline; with `--all`, on each adapter in turn.
-fn model(args: &Args, results: &mut Results) -> Result<()> {
+fn model(args: &Bench, results: &mut Results) -> Result<()> {
     let bench = kiln::bench::ModelBench {
-        prompt: args.parse_or("prompt-tokens", 512)?,
-        generate: args.parse_or("tokens", 128)?,
-        runs: args.parse_or("runs", 5)?,
-        profile: args.flag("profile"),
+        prompt: args.prompt_tokens.unwrap_or(512),
+        generate: args.tokens.unwrap_or(128),
+        runs: args.runs.unwrap_or(5),
+        profile: args.profile,
     };
-    let placements: Vec<Gpus> = if args.flag("all") {
-        if args.get("adapters").is_some() || args.get("adapter").is_some() {
+    let p = &args.model.placement;
+    let placements: Vec<Gpus> = if args.all {
+        if p.adapters.is_some() || p.adapter.is_some() {
             bail!("--all runs the model on each adapter in turn: drop --adapter(s)");
         }
         pollster::block_on(Gpu::all())
@@ -211,11 +182,11 @@ fn model(args: &Args, results: &mut Results) -> Result<()> {
             .map(|g| g.map(Gpus::one))
             .collect::<Result<_, _>>()?
     } else {
-        vec![crate::open_gpus(args)?]
+        vec![crate::open_gpus(p)?]
     };
     for gpus in placements {
-        let loaded = text::load_on(args, gpus)?;
-        let context = match args.get("context") {
+        let loaded = text::load_on(&args.model, gpus)?;
+        let context = match args.model.context {
             Some(_) => loaded.context,
             None => bench.prompt + bench.generate + 1,
         };
@@ -225,7 +196,12 @@ fn model(args: &Args, results: &mut Results) -> Result<()> {
         }))?;
         // Split-model details the table leaves out.
         eprint!("{report}");
-        let dtype = args.get("dtype").and_then(DType::parse).map(DType::name);
+        let dtype = args
+            .model
+            .dtype
+            .as_deref()
+            .and_then(DType::parse)
+            .map(DType::name);
         results
             .add_adapter(loaded.model.gpu())
             .add_model(loaded.model.gpu(), &report, dtype);
@@ -235,17 +211,22 @@ fn model(args: &Args, results: &mut Results) -> Result<()> {
 
 /// `kiln bench --serve`: aggregate decode tokens/s and time to first token at 1, 2, 4 and 8
 /// concurrent streams (`--streams`), through the continuous batcher `kiln serve` runs.
-fn serve_bench(args: &Args) -> Result<()> {
-    for o in [
-        "json", "csv", "plot", "compare", "from", "all", "adapters", "profile",
-    ] {
-        if args.get(o).is_some() || args.flag(o) {
-            bail!("--serve prints a table; --{o} is not supported with it yet");
-        }
+fn serve_bench(args: &Bench) -> Result<()> {
+    let given = [
+        ("json", args.json.is_some()),
+        ("csv", args.csv.is_some()),
+        ("plot", args.plot.is_some()),
+        ("compare", args.compare.is_some()),
+        ("from", args.from.is_some()),
+        ("all", args.all),
+        ("adapters", args.model.placement.adapters.is_some()),
+        ("profile", args.profile),
+    ];
+    if let Some((o, _)) = given.iter().find(|(_, on)| *on) {
+        bail!("--serve prints a table; --{o} is not supported with it yet");
     }
     let streams = args
-        .get("streams")
-        .unwrap_or("1,2,4,8")
+        .streams
         .split(',')
         .map(|s| {
             s.trim()
@@ -254,13 +235,13 @@ fn serve_bench(args: &Args) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let bench = kiln::bench::ServeBench {
-        prompt: args.parse_or("prompt-tokens", 64)?,
-        generate: args.parse_or("tokens", 32)?,
+        prompt: args.prompt_tokens.unwrap_or(64),
+        generate: args.tokens.unwrap_or(32),
         streams,
-        runs: args.parse_or("runs", 3)?,
-        chunk: args.parse_or("chunk", 256)?,
+        runs: args.runs.unwrap_or(3),
+        chunk: args.chunk,
     };
-    let loaded = text::load(args)?;
+    let loaded = text::load(&args.model)?;
     let rows = pollster::block_on(kiln::bench::serve(&loaded.model, &bench, &mut |m| {
         eprintln!("{m}")
     }))?;

@@ -1,30 +1,22 @@
 //! `kiln embed`: one JSON array of floats per input, in input order, on stdout.
 
-use crate::args::Args;
+use crate::cli;
 use crate::progress::{self, Bar};
 use anyhow::{Context, Result, bail};
 use kiln::embed::EmbeddingModel;
 use std::io::{BufRead, Write};
 use std::time::Instant;
 
-pub const OPTIONS: &[&str] = &["model", "adapter", "file", "batch", "normalize"];
-
-/// Inputs per batch unless `--batch` says otherwise.
-const BATCH: usize = 32;
-
 /// The texts: the positionals, or the lines of `--file` (`-` for stdin), never both.
-fn inputs(args: &Args) -> Result<Vec<String>> {
-    let Some(file) = args.get("file") else {
-        if args.positional.is_empty() {
+fn inputs(args: &cli::Embed) -> Result<Vec<String>> {
+    let Some(file) = args.file.as_deref() else {
+        if args.texts.is_empty() {
             bail!(
                 "kiln embed needs texts to embed: TEXT arguments, or --file LINES (one text a line, - for stdin)"
             );
         }
-        return Ok(args.positional.clone());
+        return Ok(args.texts.clone());
     };
-    if !args.positional.is_empty() {
-        bail!("kiln embed takes TEXT arguments or --file, not both");
-    }
     let lines: Vec<String> = if file == "-" {
         std::io::stdin()
             .lock()
@@ -43,19 +35,19 @@ fn inputs(args: &Args) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-pub fn embed(args: &Args) -> Result<()> {
+pub fn embed(args: &cli::Embed) -> Result<()> {
     let texts = inputs(args)?;
-    let batch: usize = args.parse_or("batch", BATCH)?;
+    let batch = args.batch;
     if batch == 0 {
         bail!("--batch 0: a batch holds at least one input");
     }
     let dir = crate::model_dir(
-        args,
+        args.model.as_deref(),
         &kiln::fetch::ALL_MINILM_L6_V2,
         "a BERT embedding model",
     )?;
-    let gpu = crate::open_gpu(args)?;
-    let normalize = args.flag("normalize").then_some(true);
+    let gpu = crate::open_gpu(args.adapter.as_deref())?;
+    let normalize = args.normalize.then_some(true);
     let t0 = Instant::now();
     let mut model = pollster::block_on(EmbeddingModel::load(
         &gpu,

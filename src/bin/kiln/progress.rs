@@ -1,15 +1,17 @@
-//! Progress on stderr: a redrawn bar on a terminal, a few plain lines otherwise.
+//! Progress on stderr: an indicatif bar on a terminal; a line at each quarter otherwise, so
+//! logs and pipes get a few lines rather than redraws.
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln::load::LoadOptions;
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
 
 pub struct Bar {
     label: String,
     /// What is counted: bytes (shown in MB), or whole items named by this word.
     items: Option<&'static str>,
+    /// The terminal's bar, created at the first update.
+    bar: Option<ProgressBar>,
     tty: bool,
-    last: Option<Instant>,
     last_pct: u64,
 }
 
@@ -18,8 +20,8 @@ impl Bar {
         Bar {
             label: label.to_string(),
             items: None,
+            bar: None,
             tty: std::io::stderr().is_terminal(),
-            last: None,
             last_pct: 0,
         }
     }
@@ -39,42 +41,40 @@ impl Bar {
         }
     }
 
+    fn terminal_bar(&mut self, total: u64) -> &ProgressBar {
+        let (label, items) = (self.label.clone(), self.items);
+        self.bar.get_or_insert_with(|| {
+            let amount = match items {
+                None => "{decimal_bytes}/{decimal_total_bytes}".to_string(),
+                Some(what) => format!("{{pos}}/{{len}} {what}"),
+            };
+            let template =
+                format!("{label} [{{bar:30}}] {{percent:>3}}% {amount} {{eta}} {{msg:.dim}}");
+            let style = ProgressStyle::with_template(&template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("#>.");
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+                .with_style(style)
+        })
+    }
+
     /// Show `done` of `total` bytes (or items), with a note (e.g. the tensor being uploaded).
     pub fn update(&mut self, done: u64, total: u64, note: &str) {
-        let frac = if total == 0 {
-            1.0
-        } else {
-            done as f64 / total as f64
-        };
-        let pct = (frac * 100.0) as u64;
         let finished = done >= total;
-        let mut err = std::io::stderr().lock();
         if self.tty {
-            if !finished
-                && self
-                    .last
-                    .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
-            {
-                return;
-            }
-            self.last = Some(Instant::now());
-            let width = 30;
-            let filled = (frac * width as f64).round() as usize;
-            let _ = write!(
-                err,
-                "\r{} [{}{}] {:>5.1}% {:>15} {:<32.32}",
-                self.label,
-                "#".repeat(filled),
-                ".".repeat(width - filled),
-                frac * 100.0,
-                self.amount(done, total),
-                note
-            );
+            let bar = self.terminal_bar(total);
+            bar.set_length(total);
+            bar.set_position(done);
+            bar.set_message(note.to_string());
             if finished {
-                let _ = writeln!(err);
+                bar.finish();
             }
-        } else if pct >= self.last_pct + 25 || (finished && self.last_pct < 100) {
+            return;
+        }
+        let pct = if total == 0 { 100 } else { done * 100 / total };
+        if pct >= self.last_pct + 25 || (finished && self.last_pct < 100) {
             self.last_pct = if finished { 100 } else { pct / 25 * 25 };
+            let mut err = std::io::stderr().lock();
             let _ = writeln!(
                 err,
                 "{} {:>3}% ({}) {note}",
@@ -82,8 +82,8 @@ impl Bar {
                 self.last_pct,
                 self.amount(done, total),
             );
+            let _ = err.flush();
         }
-        let _ = err.flush();
     }
 }
 

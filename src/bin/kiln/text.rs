@@ -1,6 +1,6 @@
 //! `kiln generate`, `kiln chat` and `kiln logits`.
 
-use crate::args::Args;
+use crate::cli::{self, ModelArgs, SamplingArgs};
 use anyhow::{Context, Result, bail};
 use kiln::exec::Profile;
 use kiln::generate::{Finish, GenerateOptions, Message, Stats, TextModel};
@@ -9,27 +9,6 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Options shared by the text commands.
-pub const MODEL_OPTIONS: &[&str] = &[
-    "model",
-    "adapter",
-    "adapters",
-    "split",
-    "split-weights",
-    "context",
-    "dtype",
-];
-pub const SAMPLING_OPTIONS: &[&str] = &[
-    "temperature",
-    "top-k",
-    "top-p",
-    "min-p",
-    "repeat-penalty",
-    "seed",
-    "max-tokens",
-    "stop",
-];
 
 /// Where a model comes from.
 enum Source {
@@ -42,8 +21,12 @@ enum Source {
 /// The model to load: `--model DIR` (an HF folder), `--model FILE.gguf` (loaded directly,
 /// blocks and all), `--model synthetic:NAME`, or the default model's GGUF (fetched once into
 /// the cache).
-fn resolve_model(args: &Args) -> Result<Source> {
-    if let Some(name) = args.get("model").and_then(|m| m.strip_prefix("synthetic:")) {
+fn resolve_model(args: &ModelArgs) -> Result<Source> {
+    if let Some(name) = args
+        .model
+        .as_deref()
+        .and_then(|m| m.strip_prefix("synthetic:"))
+    {
         // Checked here, so a bad name fails before the GPU opens.
         kiln::models::synthetic::Preset::find(name)?;
         return Ok(Source::Synthetic(name.to_string()));
@@ -51,10 +34,10 @@ fn resolve_model(args: &Args) -> Result<Source> {
     resolve_path(args).map(Source::Path)
 }
 
-fn resolve_path(args: &Args) -> Result<PathBuf> {
+fn resolve_path(args: &ModelArgs) -> Result<PathBuf> {
     let cache = kiln::fetch::cache_dir();
     let log = &mut |m: &str| eprintln!("{m}");
-    match args.get("model") {
+    match args.model.as_deref() {
         None => Ok(kiln::fetch::ensure(
             &kiln::fetch::SMOLLM2_135M,
             &cache,
@@ -85,17 +68,17 @@ pub struct Loaded {
 }
 
 /// Resolve, open the GPU, upload with a progress bar, report on stderr.
-pub fn load(args: &Args) -> Result<Loaded> {
+pub fn load(args: &ModelArgs) -> Result<Loaded> {
     resolve_model(args)?;
-    load_on(args, crate::open_gpus(args)?)
+    load_on(args, crate::open_gpus(&args.placement)?)
 }
 
 /// [`load`] onto `gpus`.
-pub fn load_on(args: &Args, gpus: kiln::split::Gpus) -> Result<Loaded> {
+pub fn load_on(args: &ModelArgs, gpus: kiln::split::Gpus) -> Result<Loaded> {
     let source = resolve_model(args)?;
     let t0 = Instant::now();
     let mut options = crate::progress::loading();
-    if let Some(d) = args.get("dtype") {
+    if let Some(d) = args.dtype.as_deref() {
         let dtype = kiln::DType::parse(d).with_context(|| {
             format!("--dtype {d}: not a dtype (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)")
         })?;
@@ -122,7 +105,7 @@ pub fn load_on(args: &Args, gpus: kiln::split::Gpus) -> Result<Loaded> {
         eprintln!("tuned in {:.1} s", t1.elapsed().as_secs_f64());
     }
     let d = model.decoder();
-    let context = args.parse_or("context", d.max_positions().min(2048))?;
+    let context = args.context.unwrap_or(d.max_positions().min(2048));
     eprintln!(
         "model: {} ({}, {} layers, {:.1} MB of weights), loaded in {load_secs:.2} s",
         model.origin(),
@@ -147,32 +130,33 @@ pub fn load_on(args: &Args, gpus: kiln::split::Gpus) -> Result<Loaded> {
     })
 }
 
-fn sampling(args: &Args) -> Result<Sampling> {
-    let d = Sampling::default();
-    let seed = match args.get("seed") {
-        Some(s) => s.parse().with_context(|| format!("--seed {s}"))?,
-        None => std::time::SystemTime::now()
+fn sampling(args: &SamplingArgs) -> Result<Sampling> {
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
-    };
+            .unwrap_or(0)
+    });
     let s = Sampling {
-        temperature: args.parse_or("temperature", d.temperature)?,
-        top_k: args.parse_or("top-k", d.top_k)?,
-        top_p: args.parse_or("top-p", d.top_p)?,
-        min_p: args.parse_or("min-p", d.min_p)?,
-        repetition_penalty: args.parse_or("repeat-penalty", d.repetition_penalty)?,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repetition_penalty: args.repeat_penalty,
         seed,
     };
     s.validate()?;
     Ok(s)
 }
 
-fn options(args: &Args) -> Result<GenerateOptions> {
+fn options(args: &SamplingArgs) -> Result<GenerateOptions> {
+    if args.max_tokens == 0 {
+        bail!("--max-tokens 0: a reply holds at least one token");
+    }
     Ok(GenerateOptions {
-        max_tokens: args.parse_or("max-tokens", 256)?,
+        max_tokens: args.max_tokens,
         sampling: sampling(args)?,
-        stop: args.all("stop"),
+        stop: args.stop.clone(),
         ..GenerateOptions::default()
     })
 }
@@ -231,37 +215,31 @@ fn stream_out(g: &mut kiln::generate::Generation) -> Result<String> {
 }
 
 /// The text to encode for `prompt`: itself, or rendered with the chat template.
-fn prompt_text(args: &Args, model: &TextModel, prompt: &str) -> Result<String> {
-    if args.flag("chat") {
+fn prompt_text(args: &cli::Generate, model: &TextModel, prompt: &str) -> Result<String> {
+    if args.chat {
         let mut messages = Vec::new();
-        if let Some(sys) = args.get("system") {
+        if let Some(sys) = &args.system {
             messages.push(Message::new("system", sys));
         }
         messages.push(Message::new("user", prompt));
         Ok(model.render_chat(&messages)?)
     } else {
-        if args.get("system").is_some() {
-            bail!("--system needs --chat");
-        }
         Ok(prompt.to_string())
     }
 }
 
-pub fn generate(args: &Args) -> Result<()> {
-    let prompts = args.all("prompt");
-    if prompts.is_empty() {
-        bail!("generate needs --prompt TEXT");
-    }
-    let opts = options(args)?;
-    let loaded = load(args)?;
+pub fn generate(args: &cli::Generate) -> Result<()> {
+    let prompts = &args.prompt;
+    let opts = options(&args.sampling)?;
+    let loaded = load(&args.model)?;
     if prompts.len() > 1 {
-        return generate_batch(args, &loaded, &prompts, opts);
+        return generate_batch(args, &loaded, prompts, opts);
     }
     let model = &loaded.model;
     let ids = model.encode(&prompt_text(args, model, &prompts[0])?)?;
     let mut session = pollster::block_on(model.session(loaded.context))?;
-    session.set_pipelined(!args.flag("no-pipeline"));
-    let profile = profile_into(args, &mut session)?;
+    session.set_pipelined(!args.no_pipeline);
+    let profile = profile_into(args.profile, &mut session)?;
     let sampling = opts.sampling;
     let mut g = pollster::block_on(session.generate(&ids, opts))?;
     stream_out(&mut g)?;
@@ -281,8 +259,8 @@ pub fn generate(args: &Args) -> Result<()> {
 }
 
 /// With --profile, time every kernel of the session's steps on the GPU.
-fn profile_into(args: &Args, session: &mut Session) -> Result<Option<Arc<Profile>>> {
-    if !args.flag("profile") {
+fn profile_into(on: bool, session: &mut Session) -> Result<Option<Arc<Profile>>> {
+    if !on {
         return Ok(None);
     }
     let profile = Profile::new();
@@ -299,7 +277,7 @@ fn print_profile(profile: Option<&Profile>) {
 /// Several prompts as one batch: one JSON line per prompt on stdout, in order, each as soon
 /// as it and those before it are done.
 fn generate_batch(
-    args: &Args,
+    args: &cli::Generate,
     loaded: &Loaded,
     prompts: &[String],
     opts: GenerateOptions,
@@ -310,8 +288,8 @@ fn generate_batch(
         ids.push(model.encode(&prompt_text(args, model, p)?)?);
     }
     let mut session = pollster::block_on(model.batch_session(loaded.context, prompts.len()))?;
-    session.set_pipelined(!args.flag("no-pipeline"));
-    let profile = profile_into(args, &mut session)?;
+    session.set_pipelined(!args.no_pipeline);
+    let profile = profile_into(args.profile, &mut session)?;
     let t0 = Instant::now();
     let mut g = pollster::block_on(session.generate_batch(&ids, opts))?;
     let mut texts = vec![String::new(); prompts.len()];
@@ -351,19 +329,19 @@ fn generate_batch(
     Ok(())
 }
 
-pub fn chat(args: &Args) -> Result<()> {
-    let opts = options(args)?;
-    let loaded = load(args)?;
+pub fn chat(args: &cli::Chat) -> Result<()> {
+    let opts = options(&args.sampling)?;
+    let loaded = load(&args.model)?;
     let model = &loaded.model;
     if !model.has_chat_template() {
         bail!("this model has no chat template (tokenizer_config.json); use `kiln generate`");
     }
     let mut session = pollster::block_on(model.session(loaded.context))?;
     let mut messages = Vec::new();
-    if let Some(sys) = args.get("system") {
+    if let Some(sys) = &args.system {
         messages.push(Message::new("system", sys));
     }
-    eprintln!("chat with the model; /reset starts over, /exit or end of input leaves");
+    eprintln!("chat with the model; /help lists commands, /reset starts over, /exit leaves");
     let stdin = std::io::stdin();
     loop {
         eprint!("> ");
@@ -378,6 +356,17 @@ pub fn chat(args: &Args) -> Result<()> {
             "/reset" => {
                 messages.retain(|m: &Message| m.role == "system");
                 session.reset();
+                eprintln!("(a new conversation: the history is forgotten)");
+                continue;
+            }
+            "/help" | "/?" => {
+                eprintln!("/reset starts a new conversation; /exit (or end of input) leaves");
+                continue;
+            }
+            cmd if cmd.starts_with('/') && !cmd.contains(' ') => {
+                eprintln!(
+                    "unknown command {cmd}: /help lists them (a message cannot start with /)"
+                );
                 continue;
             }
             _ => {}
@@ -409,17 +398,16 @@ pub fn chat(args: &Args) -> Result<()> {
     Ok(())
 }
 
-pub fn logits(args: &Args) -> Result<()> {
-    let prompt = args
-        .get("prompt")
-        .context("logits needs --prompt TEXT")?
-        .to_string();
-    let k: usize = args.parse_or("top-k", 10)?;
-    let loaded = load(args)?;
+pub fn logits(args: &cli::Logits) -> Result<()> {
+    let k = args.top_k;
+    if k == 0 {
+        bail!("--top-k 0: list at least one token");
+    }
+    let loaded = load(&args.model)?;
     let model = &loaded.model;
-    let ids = model.encode(&prompt)?;
+    let ids = model.encode(&args.prompt)?;
     let mut session = pollster::block_on(model.session(loaded.context))?;
-    let rows = pollster::block_on(session.logits(&ids, args.flag("all-positions")))?;
+    let rows = pollster::block_on(session.logits(&ids, args.all_positions))?;
     let positions: Vec<serde_json::Value> = rows
         .iter()
         .map(|row| {
@@ -442,11 +430,12 @@ pub fn logits(args: &Args) -> Result<()> {
 }
 
 /// `kiln perplexity`: llama.cpp's perplexity of the model on a text file.
-pub fn perplexity(args: &Args) -> Result<()> {
-    let file = args.get("file").context("perplexity needs --file TEXT")?;
-    let text = std::fs::read_to_string(file).with_context(|| format!("--file {file}"))?;
-    let context: usize = args.parse_or("context", 512)?;
-    let loaded = load(args)?;
+pub fn perplexity(args: &cli::Perplexity) -> Result<()> {
+    let file = &args.file;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("--file {}", file.display()))?;
+    let context = args.model.context.unwrap_or(512);
+    let loaded = load(&args.model)?;
     let model = &loaded.model;
     let ids = model.encode(&text)?;
     let windows = ids.len() / context.max(1);

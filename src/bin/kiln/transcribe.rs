@@ -1,33 +1,29 @@
 //! `kiln transcribe`: a WAV file's speech as text on stdout, streamed as it is decoded.
 
-use crate::args::Args;
+use crate::cli;
 use crate::progress;
 use anyhow::{Context, Result, bail};
 use kiln::transcribe::{TranscribeOptions, Transcriber};
 use std::io::Write;
 use std::time::Instant;
 
-pub const OPTIONS: &[&str] = &["model", "adapter", "language", "timestamps", "profile"];
-
-pub fn transcribe(args: &Args) -> Result<()> {
-    let [file] = args.positional.as_slice() else {
-        bail!("kiln transcribe needs one WAV file: kiln transcribe [--model DIR] FILE.wav");
-    };
-    let bytes = std::fs::read(file).with_context(|| format!("reading {file}"))?;
-    let audio = kiln::audio::wav::read(file, &bytes)?;
+pub fn transcribe(args: &cli::Transcribe) -> Result<()> {
+    let file = args.file.display().to_string();
+    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {file}"))?;
+    let audio = kiln::audio::wav::read(&file, &bytes)?;
     if audio.samples.is_empty() {
         bail!("{file}: the WAV holds no samples");
     }
     let options = TranscribeOptions {
-        language: args.get("language").unwrap_or("en").to_string(),
-        timestamps: args.flag("timestamps"),
+        language: args.language.clone(),
+        timestamps: args.timestamps,
     };
     let dir = crate::model_dir(
-        args,
+        args.model.as_deref(),
         &kiln::fetch::WHISPER_BASE,
         "a Whisper model (`kiln convert` makes one from a CTranslate2 model)",
     )?;
-    let gpu = crate::open_gpu(args)?;
+    let gpu = crate::open_gpu(args.adapter.as_deref())?;
     let t0 = Instant::now();
     let mut model = pollster::block_on(Transcriber::load(&gpu, &dir, progress::loading()))
         .with_context(|| format!("loading {}", dir.display()))?;
@@ -39,7 +35,7 @@ pub fn transcribe(args: &Args) -> Result<()> {
         model.config().d,
         t0.elapsed().as_secs_f64()
     );
-    let profile = args.flag("profile").then(kiln::exec::Profile::new);
+    let profile = args.profile.then(kiln::exec::Profile::new);
     if let Some(p) = &profile {
         pollster::block_on(model.set_profile(Some(p.clone())))?;
     }

@@ -10,7 +10,6 @@
 mod api;
 mod metrics;
 
-use crate::args::Args;
 use anyhow::{Context, Result};
 use api::{ApiError, Job, Kind};
 use axum::Router;
@@ -28,8 +27,6 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
-
-pub const OPTIONS: &[&str] = &["host", "port", "slots", "queue", "chunk", "api-key"];
 
 /// Bodies over this are refused with 413.
 const BODY_LIMIT: usize = 4 << 20;
@@ -51,12 +48,10 @@ struct Queued {
     updates: mpsc::UnboundedSender<Update>,
 }
 
-pub fn serve(args: &Args) -> Result<()> {
-    let host = args.get("host").unwrap_or("127.0.0.1").to_string();
-    let port: u16 = args.parse_or("port", 8080)?;
-    let slots: usize = args.parse_or("slots", 4)?;
-    let queue: usize = args.parse_or("queue", 64)?;
-    let chunk: usize = args.parse_or("chunk", 256)?;
+pub fn serve(args: &crate::cli::Serve) -> Result<()> {
+    let host = args.host.clone();
+    let port = args.port;
+    let (slots, queue, chunk) = (args.slots, args.queue, args.chunk);
     anyhow::ensure!(slots >= 1, "--slots must be at least 1");
     anyhow::ensure!(queue >= 1, "--queue must be at least 1");
     // Few blocking threads (they tokenize): each would keep a malloc arena of its own, and
@@ -72,7 +67,7 @@ pub fn serve(args: &Args) -> Result<()> {
         .block_on(tokio::net::TcpListener::bind((host.as_str(), port)))
         .with_context(|| format!("listening on {host}:{port}"))?;
     let (listener, loading) = answer_while_loading(&runtime, listener)?;
-    let loaded = crate::text::load(args);
+    let loaded = crate::text::load(&args.model);
     let listener = loading.finish(&runtime, listener)?;
     let loaded = loaded?;
     let model = loaded.model.clone();
@@ -86,7 +81,7 @@ pub fn serve(args: &Args) -> Result<()> {
         name,
         context: loaded.context,
         queue: tx,
-        api_key: args.get("api-key").map(str::to_string),
+        api_key: args.api_key.clone(),
         ready: false.into(),
     });
     let engine = {
