@@ -8,7 +8,43 @@ use kiln::{Sampling, Session};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+/// Ctrl-C: the first stops the generation in flight at its next token (its text so far and
+/// its stats still print); at a chat prompt, with nothing in flight, or pressed again before
+/// the generation stops, it exits (status 130).
+struct Interrupt {
+    cancel: Arc<AtomicBool>,
+    busy: Arc<AtomicBool>,
+}
+
+impl Interrupt {
+    fn install() -> Result<Interrupt> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(AtomicBool::new(false));
+        let (c, b) = (cancel.clone(), busy.clone());
+        ctrlc::set_handler(move || {
+            if !b.load(Ordering::SeqCst) || c.swap(true, Ordering::SeqCst) {
+                eprintln!();
+                std::process::exit(130);
+            }
+        })
+        .context("installing the Ctrl-C handler")?;
+        Ok(Interrupt { cancel, busy })
+    }
+
+    /// A generation starts: Ctrl-C now cancels it.
+    fn start(&self, opts: &mut GenerateOptions) {
+        self.cancel.store(false, Ordering::SeqCst);
+        opts.cancel = Some(self.cancel.clone());
+        self.busy.store(true, Ordering::SeqCst);
+    }
+
+    fn end(&self) {
+        self.busy.store(false, Ordering::SeqCst);
+    }
+}
 
 /// Where a model comes from.
 enum Source {
@@ -230,8 +266,10 @@ fn prompt_text(args: &cli::Generate, model: &TextModel, prompt: &str) -> Result<
 
 pub fn generate(args: &cli::Generate) -> Result<()> {
     let prompts = &args.prompt;
-    let opts = options(&args.sampling)?;
+    let mut opts = options(&args.sampling)?;
     let loaded = load(&args.model)?;
+    let interrupt = Interrupt::install()?;
+    interrupt.start(&mut opts);
     if prompts.len() > 1 {
         return generate_batch(args, &loaded, prompts, opts);
     }
@@ -255,6 +293,10 @@ pub fn generate(args: &cli::Generate) -> Result<()> {
         &sampling,
     );
     print_profile(profile.as_deref());
+    if finish == Some(Finish::Cancelled) {
+        // Interrupted: the text is partial, as the status says (128 + SIGINT).
+        std::process::exit(130);
+    }
     Ok(())
 }
 
@@ -332,6 +374,7 @@ fn generate_batch(
 pub fn chat(args: &cli::Chat) -> Result<()> {
     let opts = options(&args.sampling)?;
     let loaded = load(&args.model)?;
+    let interrupt = Interrupt::install()?;
     let model = &loaded.model;
     if !model.has_chat_template() {
         bail!("this model has no chat template (tokenizer_config.json); use `kiln generate`");
@@ -373,15 +416,20 @@ pub fn chat(args: &cli::Chat) -> Result<()> {
         }
         messages.push(Message::new("user", line));
         let ids = model.encode(&model.render_chat(&messages)?)?;
+        let mut opts = opts.clone();
+        interrupt.start(&mut opts);
         let mut g = match pollster::block_on(session.generate(&ids, opts.clone())) {
             Ok(g) => g,
             Err(e) => {
+                interrupt.end();
                 eprintln!("error: {e}");
                 messages.pop();
                 continue;
             }
         };
-        let reply = stream_out(&mut g)?;
+        let reply = stream_out(&mut g);
+        interrupt.end();
+        let reply = reply?;
         println!();
         let (stats, finish) = (g.stats().clone(), g.finish());
         drop(g);
