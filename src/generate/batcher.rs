@@ -126,7 +126,7 @@ impl Batcher {
             return Err(Error::Invalid("the prompt is empty".into()));
         }
         if prompt.len() >= capacity {
-            return Err(Error::Limit(format!(
+            return Err(Error::Invalid(format!(
                 "the prompt has {} tokens, but the context holds {capacity}",
                 prompt.len()
             )));

@@ -69,9 +69,9 @@ impl Session {
                 return Err(Error::Invalid("the prompt is empty".into()));
             }
             if prompt.len() >= self.cache.capacity {
-                return Err(Error::Limit(format!(
+                return Err(Error::Invalid(format!(
                     "the prompt has {} tokens, but the context holds {} (the KV cache planned \
-                     for this session); shorten the prompt or use a longer context",
+                     for this session); shorten the prompt or use a longer context (--context)",
                     prompt.len(),
                     self.cache.capacity
                 )));

@@ -59,6 +59,17 @@ pub enum AdapterChoice {
     Name(String),
 }
 
+impl std::fmt::Display for AdapterChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdapterChoice::Auto => f.write_str("auto"),
+            AdapterChoice::Index(i) => write!(f, "index {i}"),
+            AdapterChoice::Backend(b) => write!(f, "the {b:?} backend"),
+            AdapterChoice::Name(n) => write!(f, "'{n}'"),
+        }
+    }
+}
+
 impl FromStr for AdapterChoice {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -197,7 +208,7 @@ impl AdapterChoice {
         match found {
             Some(i) => Ok(adapters.into_iter().nth(i).expect("index checked above")),
             None => Err(Error::NoAdapter(format!(
-                "no adapter matches {self:?}; the adapters on this machine are:\n{}",
+                "no adapter matches {self}; the adapters on this machine are:\n{}",
                 names()
             ))),
         }
