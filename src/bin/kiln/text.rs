@@ -11,6 +11,51 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+/// Chat's input: on a terminal a line editor with history (rustyline: arrows, Ctrl-R,
+/// Ctrl-C at the prompt leaves); from a pipe, plain lines with the prompt on stderr, so that
+/// stdout holds only replies.
+enum Input {
+    Editor(Box<rustyline::DefaultEditor>),
+    Lines(std::io::Stdin),
+}
+
+impl Input {
+    fn new() -> Result<Input> {
+        use std::io::IsTerminal;
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() && std::io::stdout().is_terminal() {
+            let editor = rustyline::DefaultEditor::new().context("starting the line editor")?;
+            return Ok(Input::Editor(Box::new(editor)));
+        }
+        Ok(Input::Lines(stdin))
+    }
+
+    /// The next line, or None at the end of input (or Ctrl-C / Ctrl-D at the prompt).
+    fn next(&mut self) -> Result<Option<String>> {
+        match self {
+            Input::Editor(e) => match e.readline("> ") {
+                Ok(line) => {
+                    let _ = e.add_history_entry(line.as_str());
+                    Ok(Some(line))
+                }
+                Err(
+                    rustyline::error::ReadlineError::Interrupted
+                    | rustyline::error::ReadlineError::Eof,
+                ) => Ok(None),
+                Err(err) => Err(err).context("reading the prompt"),
+            },
+            Input::Lines(stdin) => {
+                eprint!("> ");
+                let mut line = String::new();
+                if stdin.lock().read_line(&mut line)? == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(line.trim_end_matches(['\n', '\r']).to_string()))
+            }
+        }
+    }
+}
+
 /// Ctrl-C: the first stops the generation in flight at its next token (its text so far and
 /// its stats still print); at a chat prompt, with nothing in flight, or pressed again before
 /// the generation stops, it exits (status 130).
@@ -385,14 +430,9 @@ pub fn chat(args: &cli::Chat) -> Result<()> {
         messages.push(Message::new("system", sys));
     }
     eprintln!("chat with the model; /help lists commands, /reset starts over, /exit leaves");
-    let stdin = std::io::stdin();
-    loop {
-        eprint!("> ");
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            break;
-        }
-        let line = line.trim_end_matches(['\n', '\r']);
+    let mut input = Input::new()?;
+    while let Some(line) = input.next()? {
+        let line = line.as_str();
         match line.trim() {
             "" => continue,
             "/exit" | "/quit" => break,
