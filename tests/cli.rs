@@ -137,7 +137,7 @@ fn help_version_suggestions_and_odd_input() {
     }
     // Defaults are in the help.
     let (_, out, _) = kiln(&["generate", "--help"], &[]);
-    for default in ["[default: 256]", "[default: 0.8]", "[default: 40]"] {
+    for default in ["[default: 256;", "[default: 0.8]", "[default: 40]"] {
         assert!(out.contains(default), "no {default} in {out}");
     }
     let (code, out, _) = kiln(&["--version"], &[]);

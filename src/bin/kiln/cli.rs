@@ -127,9 +127,10 @@ pub struct Placement {
 /// Sampling and stopping; the defaults are llama.cpp's.
 #[derive(Args, Debug, Clone)]
 pub struct SamplingArgs {
-    /// Tokens to generate at most (per reply)
-    #[arg(long, value_name = "N", default_value_t = 256)]
-    pub max_tokens: usize,
+    /// Tokens to generate at most (per reply) [default: 256; chat: until the model ends its
+    /// turn or the context is full]
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<usize>,
     /// 0 is greedy
     #[arg(long, value_name = "T", default_value_t = Sampling::default().temperature)]
     pub temperature: f32,

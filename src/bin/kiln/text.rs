@@ -230,12 +230,14 @@ fn sampling(args: &SamplingArgs) -> Result<Sampling> {
     Ok(s)
 }
 
-fn options(args: &SamplingArgs) -> Result<GenerateOptions> {
-    if args.max_tokens == 0 {
+/// Generation options; `max_tokens` unless --max-tokens says otherwise.
+fn options(args: &SamplingArgs, max_tokens: usize) -> Result<GenerateOptions> {
+    let max_tokens = args.max_tokens.unwrap_or(max_tokens);
+    if max_tokens == 0 {
         bail!("--max-tokens 0: a reply holds at least one token");
     }
     Ok(GenerateOptions {
-        max_tokens: args.max_tokens,
+        max_tokens,
         sampling: sampling(args)?,
         stop: args.stop.clone(),
         ..GenerateOptions::default()
@@ -311,7 +313,7 @@ fn prompt_text(args: &cli::Generate, model: &TextModel, prompt: &str) -> Result<
 
 pub fn generate(args: &cli::Generate) -> Result<()> {
     let prompts = &args.prompt;
-    let mut opts = options(&args.sampling)?;
+    let mut opts = options(&args.sampling, 256)?;
     let loaded = load(&args.model)?;
     let interrupt = Interrupt::install()?;
     interrupt.start(&mut opts);
@@ -417,7 +419,8 @@ fn generate_batch(
 }
 
 pub fn chat(args: &cli::Chat) -> Result<()> {
-    let opts = options(&args.sampling)?;
+    // A reply runs to the end of the model's turn (or of the context) unless capped.
+    let opts = options(&args.sampling, usize::MAX)?;
     let loaded = load(&args.model)?;
     let interrupt = Interrupt::install()?;
     let model = &loaded.model;
