@@ -20,8 +20,20 @@ function showTab(kind) {
   for (const p of document.querySelectorAll('.panel')) p.hidden = p.id !== kind;
 }
 
+/** Plain status text in `el`. */
+function status(el, text) {
+  el.classList.remove('failed');
+  el.textContent = text;
+}
+
+/** An error in `el`, in red and in plain words. */
+function failure(el, e, prefix = '') {
+  el.classList.add('failed');
+  el.textContent = `${prefix}${e?.message ?? e}`;
+}
+
 function setStatus(text) {
-  $('load-status').textContent = text;
+  status($('load-status'), text);
 }
 
 async function loadModel(source, label) {
@@ -60,7 +72,7 @@ async function loadModel(source, label) {
     document.body.dataset.kind = model.kind;
     document.body.dataset.state = 'loaded';
   } catch (e) {
-    setStatus(`Could not load ${label}: ${e.message ?? e}`);
+    failure($('load-status'), e, `Could not load ${label}: `);
     document.body.dataset.state = 'error';
   } finally {
     $('load-url').disabled = false;
@@ -86,36 +98,79 @@ async function run() {
   $('run').disabled = true;
   $('stop').disabled = false;
   $('output').textContent = '';
-  $('stats').textContent = '';
+  status($('stats'), '');
   document.body.dataset.state = 'generating';
+  // Chat: the user's turn shows at once, then the reply's turn with a typing indicator
+  // until its first token; otherwise the text streams into #output.
+  let target = $('output');
+  if (opts.chat) {
+    addTurn('user', prompt);
+    target = addTurn('assistant', '');
+    target.classList.add('typing');
+    $('prompt').value = '';
+  }
   let reply = '';
+  let pieces = 0;
+  let first = 0;
+  const t0 = performance.now();
   try {
     for await (const delta of model.generate(prompt, opts)) {
+      const now = performance.now();
+      if (!pieces) {
+        first = now;
+        target.classList.remove('typing');
+      }
+      pieces += 1;
       reply += delta;
-      $('output').textContent = reply;
+      target.textContent = reply;
+      // Live speed: text pieces (about one per token) since the first, as they stream.
+      if (pieces > 1) {
+        status($('stats'), `${pieces} tokens, ${((pieces - 1) / ((now - first) / 1000)).toFixed(1)} tok/s…`);
+      } else {
+        status($('stats'), `first token after ${((now - t0) / 1000).toFixed(1)} s…`);
+      }
     }
+    target.classList.remove('typing');
     const s = model.stats;
-    $('stats').textContent =
+    status($('stats'),
       `${s.generatedTokens} tokens at ${s.decodeTokensPerSec.toFixed(1)} tok/s ` +
       `(first token ${s.firstTokenMs.toFixed(0)} ms, prompt ${s.promptTokens} tokens at ` +
-      `${s.prefillTokensPerSec.toFixed(1)} tok/s) on ${model.adapter.name}; stopped: ${s.finish}`;
+      `${s.prefillTokensPerSec.toFixed(1)} tok/s) on ${model.adapter.name}; stopped: ${s.finish}`);
     document.body.dataset.tokensPerSec = s.decodeTokensPerSec.toFixed(2);
     if (opts.chat) {
       history.push({ role: 'user', content: prompt }, { role: 'assistant', content: reply });
-      const turns = history.map((t) => `<div class="turn ${t.role}"></div>`).join('');
-      $('transcript').innerHTML = turns;
-      [...$('transcript').children].forEach((el, i) => { el.textContent = `${history[i].role}: ${history[i].content}`; });
-      $('output').textContent = '';
-      $('prompt').value = '';
     }
     document.body.dataset.state = 'done';
   } catch (e) {
-    $('stats').textContent = `Error: ${e.message ?? e}`;
+    target.classList.remove('typing');
+    if (opts.chat) {
+      // The failed turn leaves the conversation as it was.
+      $('transcript').lastChild?.remove();
+      $('transcript').lastChild?.remove();
+      $('prompt').value = prompt;
+    }
+    failure($('stats'), e);
     document.body.dataset.state = 'error';
   } finally {
     $('run').disabled = false;
     $('stop').disabled = true;
   }
+}
+
+/** A turn of the conversation, shown with its role; returns the element its text goes in. */
+function addTurn(role, text) {
+  const turn = document.createElement('div');
+  turn.className = `turn ${role}`;
+  const who = document.createElement('span');
+  who.className = 'role';
+  who.textContent = `${role}: `;
+  const body = document.createElement('span');
+  body.className = 'text';
+  body.textContent = text;
+  turn.append(who, body);
+  $('transcript').append(turn);
+  turn.scrollIntoView({ block: 'nearest' });
+  return body;
 }
 
 const cosine = (a, b) => {
@@ -128,7 +183,7 @@ async function embed() {
   const model = models.embed;
   const lines = $('sentences').value.split('\n');
   $('embed-run').disabled = true;
-  $('embed-stats').textContent = '';
+  status($('embed-stats'), '');
   document.body.dataset.state = 'embedding';
   try {
     const t0 = performance.now();
@@ -163,7 +218,7 @@ async function embed() {
     window.kilnEmbeddings = vectors.map((v) => Array.from(v));
     document.body.dataset.state = 'done';
   } catch (e) {
-    $('embed-stats').textContent = `Error: ${e.message ?? e}`;
+    failure($('embed-stats'), e);
     document.body.dataset.state = 'error';
   } finally {
     $('embed-run').disabled = false;
@@ -176,7 +231,7 @@ async function transcribe() {
   if (!file) return;
   $('transcribe-run').disabled = true;
   $('speech-output').textContent = '';
-  $('speech-stats').textContent = `Transcribing ${file.name}…`;
+  status($('speech-stats'), `Transcribing ${file.name}…`);
   document.body.dataset.state = 'transcribing';
   // How many pieces of text arrived before the end: the stream, not one block at the end.
   let pieces = 0;
@@ -203,7 +258,7 @@ async function transcribe() {
     document.body.dataset.realTime = (t.seconds / secs).toFixed(3);
     document.body.dataset.state = 'done';
   } catch (e) {
-    $('speech-stats').textContent = `Error: ${e.message ?? e}`;
+    failure($('speech-stats'), e);
     document.body.dataset.state = 'error';
   } finally {
     $('transcribe-run').disabled = !$('wav').files.length;
@@ -249,6 +304,13 @@ if (adapterProblem) {
   };
   for (const b of document.querySelectorAll('#tabs button')) b.onclick = () => showTab(b.dataset.kind);
   $('run').onclick = run;
+  // Enter sends; Shift+Enter starts a new line.
+  $('prompt').onkeydown = (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      if (!$('run').disabled) run();
+    }
+  };
   $('stop').onclick = () => models.generate?.cancel();
   $('embed-run').onclick = embed;
   $('transcribe-run').onclick = transcribe;

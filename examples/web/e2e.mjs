@@ -140,6 +140,16 @@ try {
   if ((await state()) !== 'error' || !/truncated|past the end/.test(bad)) {
     throw new Error(`a truncated model gave no clear error: ${bad}`);
   }
+  if (!(await page.isVisible('#load-status.failed'))) throw new Error('the load error is not shown as an error');
+  // A server that is not there: plain words, not a JsValue backtrace.
+  await page.fill('#url', 'http://127.0.0.1:9/model/');
+  await page.click('#load-url');
+  await waitState(['loaded', 'error'], minutes(2));
+  const refused = await page.textContent('#load-status');
+  if ((await state()) !== 'error' || /JsValue|web_sys/.test(refused) || !/could not fetch/.test(refused)) {
+    throw new Error(`a refused fetch gave no plain error: ${refused}`);
+  }
+  console.error(`no server: ${refused}`);
   console.error(`bad model: ${bad}`);
 
   await page.fill('#url', 'model/');
@@ -173,7 +183,10 @@ try {
     await p2.fill('#prompt', 'What is the capital of France?');
     await p2.fill('#max-tokens', '8');
     await p2.fill('#temperature', '0');
-    await p2.click('#run');
+    // Enter sends, and the user's turn shows while the reply is awaited.
+    await p2.press('#prompt', 'Enter');
+    await p2.waitForSelector('#transcript .turn.user', { timeout: 5000 });
+    if (!(await p2.isVisible('#transcript .turn.assistant'))) throw new Error('no reply turn while generating');
     await w2(['done', 'error'], minutes(20));
     const transcript = await p2.textContent('#transcript');
     if ((await s2()) !== 'done' || !transcript.includes('Paris')) {

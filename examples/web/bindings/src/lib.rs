@@ -25,8 +25,16 @@ fn err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// A JS value in plain words: a string as it is, an Error by its message (not
+/// `JsValue(TypeError: ...)` with a backtrace).
 fn js_text(v: &JsValue) -> String {
-    v.as_string().unwrap_or_else(|| format!("{v:?}"))
+    if let Some(s) = v.as_string() {
+        return s;
+    }
+    if let Some(e) = v.dyn_ref::<js_sys::Error>() {
+        return String::from(e.message());
+    }
+    format!("{v:?}")
 }
 
 #[wasm_bindgen(start)]
@@ -51,7 +59,12 @@ async fn fetch(url: &str) -> Result<web_sys::Response, JsError> {
     };
     let resp = JsFuture::from(promise)
         .await
-        .map_err(|e| err(format!("fetching {url} failed: {}", js_text(&e))))?;
+        .map_err(|e| {
+            err(format!(
+                "could not fetch {url}: {} (is the server running, and the address right?)",
+                js_text(&e)
+            ))
+        })?;
     Ok(resp.unchecked_into())
 }
 
