@@ -304,6 +304,12 @@ impl TextModel {
         chat.render(messages, true)
     }
 
+    /// The token ids of a chat turn: the conversation rendered with the model's chat template
+    /// and tokenized, ready for [`Session::generate`] to write the assistant's reply.
+    pub fn encode_chat(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        self.encode(&self.render_chat(messages)?)
+    }
+
     /// A new conversation with a KV cache of `context` positions.
     pub async fn session(self: &std::sync::Arc<Self>, context: usize) -> Result<Session> {
         Session::new(self.clone(), context, 1).await
