@@ -3,11 +3,11 @@
 //!
 //! - A GGUF file: `model.safetensors` (F32), `config.json`, `tokenizer.json` and
 //!   `tokenizer_config.json` with the chat template.
-//! - A CTranslate2 Whisper model (faster-whisper's folders): [`whisper`].
+//! - A CTranslate2 Whisper model (faster-whisper's folders): `convert::whisper`.
 //!
 //! GGUF weights are written as **F32**: dequantised block values are exact in f32 and not in
 //! f16, so the converted model computes the same function as the quantised file. Names and
-//! row order are HF's ([`hf`]). Loading a `.gguf` directly ([`load`]) skips the folder and
+//! row order are HF's ([`hf`]). Loading a `.gguf` directly (`convert::load`) skips the folder and
 //! keeps the blocks.
 
 pub mod hf;

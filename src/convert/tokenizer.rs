@@ -1,7 +1,7 @@
 //! Rebuilding an HF `tokenizer.json` from a GGUF's `tokenizer.ggml.*` metadata: a byte-level
 //! BPE (`gpt2`) with the vocabulary, merges, special tokens and the pre-tokenizer the model
 //! was trained with (`tokenizer.ggml.pre`), or a SentencePiece vocabulary (`llama`, see
-//! [`super::spm`]).
+//! `convert::spm`).
 
 use crate::error::{Error, Result};
 use crate::load::gguf::{Gguf, Meta};

@@ -18,7 +18,7 @@ crate::kernels::gpu_struct! {
         dim: u32,
         row_start: u32,
         part_rows: u32,
-        /// 0: ids[row]; 1: ids[slot of the row's sequence]; 2: the row's position.
+        /// 0: `ids[row]`; 1: `ids[slot of the row's sequence]`; 2: the row's position.
         source: u32,
         /// Block formats: the word of the table's buffer where its scales start.
         table_meta: u32,
