@@ -57,14 +57,12 @@ async fn fetch(url: &str) -> Result<web_sys::Response, JsError> {
     } else {
         return Err(JsError::new("no fetch() in this context"));
     };
-    let resp = JsFuture::from(promise)
-        .await
-        .map_err(|e| {
-            err(format!(
-                "could not fetch {url}: {} (is the server running, and the address right?)",
-                js_text(&e)
-            ))
-        })?;
+    let resp = JsFuture::from(promise).await.map_err(|e| {
+        err(format!(
+            "could not fetch {url}: {} (is the server running, and the address right?)",
+            js_text(&e)
+        ))
+    })?;
     Ok(resp.unchecked_into())
 }
 
