@@ -124,7 +124,7 @@ fn adapters_are_chosen_by_index_name_and_backend() {
         .err()
         .expect("bad index")
         .to_string();
-    assert!(e.contains("Index(99)"), "{e}");
+    assert!(e.contains("index 99"), "{e}");
 }
 
 #[test]
