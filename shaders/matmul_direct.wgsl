@@ -2,15 +2,15 @@
 // (SwiftShader's Subzero, the browser's WebGPU on CPUs):
 //     y[m, n_off + n] = epilogue(sum_k x[m, k] * w[n, k]).
 //
-// Each thread computes a 4 x 4 block of outputs in four vec4 accumulators, reading its 4 rows
-// of x and 4 rows of w straight from storage as vec4s along k (gemm_k4.wgsl), the 16 dot
-// products of a k-step being a vec4 times the matrix of the 4 weight vectors. No thread
+// Each thread computes an 8 x 4 block of outputs in eight vec4 accumulators, reading its 8
+// rows of x and 4 rows of w straight from storage as vec4s along k (gemm_k4.wgsl), the dot
+// products of a k-step being each x vector times the matrix of the 4 weight vectors. No thread
 // waits on another, and nothing is indexed at run time, so the whole tile stays in
 // registers where matmul_columns.wgsl's staged tiles and accumulator arrays go through
 // memory. Rows and columns past the edges read the last one and are not stored.
 //
-// A workgroup of TX x TY threads covers (TY * 4) rows x (TX * 4) columns; thread (tx, ty)
-// owns rows m0 + ty + i * TY and columns n0 + tx + j * TX (i, j < 4).
+// A workgroup of TX x TY threads covers (TY * 8) rows x (TX * 4) columns; thread (tx, ty)
+// owns rows m0 + ty + i * TY (i < 8) and columns n0 + tx + j * TX (j < 4).
 
 struct Params {
     m: u32,

@@ -173,8 +173,35 @@ fn help_version_suggestions_and_odd_input() {
         assert!(out.is_empty(), "{args:?}: {out}");
         assert!(err.contains(want), "{args:?}: no '{want}' in {err}");
     }
-    // Values the parser takes but kiln cannot use fail before a model loads.
+    // Values the parser takes but kiln cannot use fail before a model loads. The last of a
+    // repeated option counts; a prompt may start with '-'.
     for (args, want) in [
+        (
+            &[
+                "generate",
+                "--model",
+                "synthetic:smollm2-135m",
+                "--prompt",
+                "y",
+                "--max-tokens",
+                "5",
+                "--max-tokens",
+                "0",
+            ][..],
+            "--max-tokens 0",
+        ),
+        (
+            &[
+                "generate",
+                "--model",
+                "synthetic:smollm2-135m",
+                "--prompt",
+                "- a list item",
+                "--max-tokens",
+                "0",
+            ][..],
+            "--max-tokens 0",
+        ),
         (
             &[
                 "generate",

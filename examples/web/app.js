@@ -64,6 +64,7 @@ async function loadModel(source, label) {
       $('run').disabled = false;
       $('chat').checked = model.hasChatTemplate && $('chat').checked;
       history = [];
+      $('transcript').textContent = ''; // the new model knows nothing of the old turns
     } else if (model.kind === 'embed') {
       $('embed-run').disabled = false;
     } else {
@@ -266,20 +267,22 @@ async function transcribe() {
 }
 
 function filesFromDrop(event) {
-  // A dropped folder arrives as entries; read them all.
+  // A dropped folder arrives as entries; read them all, each with its path in the model
+  // folder as a folder picker gives it ("all-MiniLM-L6-v2/1_Pooling/config.json"): two
+  // files may share a name. Loose files dropped together are put under one made-up folder.
   const items = [...event.dataTransfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+  const root = items.length === 1 && items[0].isDirectory ? '' : 'dropped';
   const files = [];
   const walk = (entry) => new Promise((resolve) => {
     if (entry.isFile) {
       entry.file((f) => {
-        // The path in the dropped folder, as a folder picker gives it ("minilm/1_Pooling/
-        // config.json"): two files may share a name.
-        Object.defineProperty(f, 'webkitRelativePath', { value: entry.fullPath.replace(/^\//, '') });
+        Object.defineProperty(f, 'webkitRelativePath', { value: `${root}${entry.fullPath}`.replace(/^\//, '') });
         files.push(f);
         resolve();
       }, resolve);
+    } else {
+      entry.createReader().readEntries(async (es) => { await Promise.all(es.map(walk)); resolve(); }, resolve);
     }
-    else entry.createReader().readEntries(async (es) => { await Promise.all(es.map(walk)); resolve(); }, resolve);
   });
   return Promise.all(items.map(walk)).then(() => files);
 }

@@ -71,7 +71,7 @@ impl Session {
             if prompt.len() >= self.cache.capacity {
                 return Err(Error::Invalid(format!(
                     "the prompt has {} tokens, but the context holds {} (the KV cache planned \
-                     for this session); shorten the prompt or use a longer context (--context)",
+                     for this session); shorten the prompt or use a longer context (the CLI's --context)",
                     prompt.len(),
                     self.cache.capacity
                 )));

@@ -284,7 +284,7 @@ pub enum Gemm {
     /// (`shaders/tile_rows_subgroup.wgsl`): CPU adapters whose subgroups are always 8 or 16
     /// lanes. 2.5x the tiled kernel's GFLOP/s on lavapipe.
     ColumnsSubgroup,
-    /// A 4 x 4 block of outputs a thread in vec4 registers, operands read straight from
+    /// An 8 x 4 block of outputs a thread in vec4 registers, operands read straight from
     /// storage: no workgroup memory, no barriers, no arrays (`shaders/matmul_direct.wgsl`).
     /// For JITs that keep arrays and staged tiles in memory: SwiftShader, the browser's
     /// WebGPU on CPUs.
@@ -303,7 +303,7 @@ impl Gemm {
                 out.push(Gemm::ColumnsSubgroup);
             }
             // Before tuning, and always in browsers (which do not tune): the register
-            // kernel, which runs 2.6x the vec4 kernel's GFLOP/s on SwiftShader and 0.88x
+            // kernel, which runs 2.8x the vec4 kernel's GFLOP/s on SwiftShader and 0.88x
             // on llvmpipe GL (`kiln bench --shapes 256x512x512`, 2026-12-04).
             out.push(Gemm::Direct);
             out.push(Gemm::Columns);

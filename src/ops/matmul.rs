@@ -39,7 +39,7 @@ pub const GEMM_COLUMNS_TY: u32 = 8;
 pub const GEMM_COLUMNS_TILE_M: u32 = GEMM_COLUMNS_TY * 16;
 pub const GEMM_COLUMNS_TILE_N: u32 = GEMM_TX * 4;
 /// The register GEMM (`shaders/matmul_direct.wgsl`): GEMM_TX x GEMM_DIRECT_TY threads, each
-/// 4 rows by 4 columns.
+/// 8 rows by 4 columns.
 pub const GEMM_DIRECT_TY: u32 = 4;
 pub const GEMM_DIRECT_TILE_M: u32 = GEMM_DIRECT_TY * 8;
 pub const GEMM_DIRECT_TILE_N: u32 = GEMM_TX * 4;

@@ -35,7 +35,9 @@ greedy decoding or --top-k between 1 and 256). Shares follow each adapter's copy
     about = "kiln: run neural networks on any GPU through WebGPU",
     after_help = NOTES,
     propagate_version = true,
-    arg_required_else_help = true
+    arg_required_else_help = true,
+    // An option given twice keeps its last value (scripts append overrides), as before.
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -151,20 +153,25 @@ pub struct SamplingArgs {
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
     /// Stop when the text produces this (repeatable; not printed)
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
     pub stop: Vec<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct Generate {
     /// The prompt; several run as one batch
-    #[arg(long, value_name = "TEXT", required = true)]
+    #[arg(long, value_name = "TEXT", required = true, allow_hyphen_values = true)]
     pub prompt: Vec<String>,
     /// Render the prompt as the user's turn with the model's chat template
     #[arg(long)]
     pub chat: bool,
     /// A system message (with --chat)
-    #[arg(long, value_name = "TEXT", requires = "chat")]
+    #[arg(
+        long,
+        value_name = "TEXT",
+        requires = "chat",
+        allow_hyphen_values = true
+    )]
     pub system: Option<String>,
     /// Wait for each token before submitting the next step
     #[arg(long)]
@@ -181,7 +188,7 @@ pub struct Generate {
 #[derive(Args, Debug)]
 pub struct Chat {
     /// A system message
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
     pub system: Option<String>,
     #[command(flatten)]
     pub model: ModelArgs,
@@ -191,7 +198,7 @@ pub struct Chat {
 
 #[derive(Args, Debug)]
 pub struct Logits {
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
     pub prompt: String,
     /// The most likely tokens listed per position
     #[arg(long, value_name = "K", default_value_t = 10)]
@@ -204,11 +211,11 @@ pub struct Logits {
 }
 
 #[derive(Args, Debug)]
+#[command(mut_arg("context", |a| a.help("Tokens per window [default: 512]")))]
 pub struct Perplexity {
     /// The text to score
     #[arg(long, value_name = "TEXT")]
     pub file: PathBuf,
-    /// (--context is the window's tokens here [default: 512])
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -338,6 +345,9 @@ together and time to first token, at each number of --streams. Every mode but --
 takes --json FILE (docs/bench-json.md), --csv FILE and --compare OLD.json.";
 
 #[derive(Args, Debug)]
+#[command(mut_arg("context", |a| {
+    a.help("With --model: KV-cache positions [default: prompt + generated tokens + 1]")
+}))]
 pub struct Bench {
     /// Every adapter, each alone
     #[arg(long)]

@@ -57,8 +57,9 @@ impl Input {
 }
 
 /// Ctrl-C: the first stops the generation in flight at its next token (its text so far and
-/// its stats still print); at a chat prompt, with nothing in flight, or pressed again before
-/// the generation stops, it exits (status 130).
+/// its stats still print); with nothing in flight, or pressed again before the generation
+/// stops, it exits (status 130). At a chat prompt on a terminal the line editor takes it,
+/// and chat ends (status 0).
 struct Interrupt {
     cancel: Arc<AtomicBool>,
     busy: Arc<AtomicBool>,
@@ -318,7 +319,11 @@ pub fn generate(args: &cli::Generate) -> Result<()> {
     let interrupt = Interrupt::install()?;
     interrupt.start(&mut opts);
     if prompts.len() > 1 {
-        return generate_batch(args, &loaded, prompts, opts);
+        generate_batch(args, &loaded, prompts, opts)?;
+        if interrupt.cancel.load(Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        return Ok(());
     }
     let model = &loaded.model;
     let ids = model.encode(&prompt_text(args, model, &prompts[0])?)?;

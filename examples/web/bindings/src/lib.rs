@@ -76,8 +76,8 @@ impl Source {
 
     /// The picked file at `name` (a path in the model folder, "1_Pooling/config.json"). A
     /// folder's files carry their path under the folder picked ("all-MiniLM-L6-v2/
-    /// 1_Pooling/config.json"; the page gives dropped files the same); loose files, only
-    /// their name.
+    /// 1_Pooling/config.json"; the page gives dropped files the same, loose ones under a
+    /// made-up folder); files picked loose carry only their name.
     fn file(&self, name: &str) -> Option<&web_sys::File> {
         let Source::Files(files) = self else {
             return None;
@@ -89,8 +89,7 @@ impl Source {
                 .unwrap_or_default();
             match rel.split_once('/') {
                 Some((_, inner)) => inner == name,
-                None if rel.is_empty() => f.name() == name,
-                None => rel == name,
+                None => f.name() == name,
             }
         })
     }
