@@ -38,7 +38,7 @@ pub mod bench;
 pub use dtype::{DType, WeightFormat};
 pub use error::{Error, Result};
 pub use exec::{Feed, Outputs, Program, State, Ticket};
-pub use generate::{GenerateOptions, Message, Session, TextModel};
+pub use generate::{GenerateOptions, Message, Pacer, Session, TextModel};
 pub use gpu::{AdapterChoice, Gpu, GpuOptions};
 pub use graph::{Graph, Seq, Step, Value};
 pub use kernels::Act;

@@ -1,7 +1,9 @@
 //! The host loop on a tiny model, on every adapter: a long chat allocates GPU memory only
 //! when a turn is longer than any before it; pipelined decode gives the tokens sequential
 //! decode gives, and the surplus step it runs past the end is not counted in the cache; an
-//! error during generation reaches the caller as an error.
+//! error during generation reaches the caller as an error; a prompt prefilled in chunks
+//! (reporting progress, paced by frames, cancelled between chunks) gives the tokens of one
+//! prefill step.
 
 mod common;
 
@@ -192,5 +194,95 @@ fn an_error_during_generation_is_an_error() {
             pollster::block_on(g.next()).is_none(),
             "the generation has ended"
         );
+    }
+}
+
+#[test]
+fn a_chunked_prefill_matches_one_step_reports_progress_and_paces() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    // 23 prompt tokens in chunks of 5: four chunks of 5, then a last step of 3.
+    let prompt: Vec<u32> = (0..23).map(|i| (i * 7 + 3) % 90).collect();
+    for gpu in gpus() {
+        let model = text_model(gpu, 96);
+        let greedy = GenerateOptions {
+            max_tokens: 12,
+            sampling: kiln::Sampling::greedy(),
+            ..Default::default()
+        };
+        let mut s = pollster::block_on(model.session(CONTEXT)).expect("session");
+        let mut g = pollster::block_on(s.generate(&prompt, greedy.clone())).expect("generate");
+        pollster::block_on(g.text()).expect("text");
+        let whole = g.tokens().to_vec();
+        assert_eq!(whole.len(), 12, "{whole:?}");
+
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let chunked = GenerateOptions {
+            prefill_chunk: Some(5),
+            on_prefill: Some(kiln::generate::Progress::new(move |done, total| {
+                log.lock().expect("log").push((done, total))
+            })),
+            ..greedy.clone()
+        };
+        let mut s = pollster::block_on(model.session(CONTEXT)).expect("session");
+        let mut g = pollster::block_on(s.generate(&prompt, chunked.clone())).expect("chunked");
+        pollster::block_on(g.text()).expect("text");
+        assert_eq!(g.tokens(), &whole[..], "chunked prefill on {}", label(gpu));
+        let reports: Vec<(usize, usize)> = [0, 5, 10, 15, 20].map(|d| (d, 23)).to_vec();
+        assert_eq!(*seen.lock().expect("log"), reports);
+
+        // Paced: one submission per frame. A thread plays the render loop.
+        let pacer = kiln::Pacer::new(1);
+        let done = Arc::new(AtomicBool::new(false));
+        let frames = Arc::new(AtomicUsize::new(0));
+        let ui = {
+            let (pacer, done, frames) = (pacer.clone(), done.clone(), frames.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    pacer.frame();
+                    frames.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let paced = GenerateOptions {
+            pacer: Some(pacer),
+            ..chunked.clone()
+        };
+        let mut s = pollster::block_on(model.session(CONTEXT)).expect("session");
+        let mut g = pollster::block_on(s.generate(&prompt, paced)).expect("paced");
+        pollster::block_on(g.text()).expect("text");
+        let paced_tokens = g.tokens().to_vec();
+        done.store(true, Ordering::Relaxed);
+        ui.join().expect("ui thread");
+        assert_eq!(paced_tokens, whole, "paced on {}", label(gpu));
+        // 4 chunks + the last prefill step + 11 decode steps, each after a frame's permit
+        // (the first permit comes with the pacer).
+        let n = frames.load(Ordering::Relaxed);
+        assert!(n >= 15, "16 submissions took only {n} frames");
+
+        // Cancelled between chunks: no tokens, and the cache keeps what was computed.
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let cancelling = GenerateOptions {
+            cancel: Some(cancel),
+            on_prefill: Some(kiln::generate::Progress::new(move |done, _| {
+                if done >= 10 {
+                    flag.store(true, Ordering::Relaxed)
+                }
+            })),
+            ..chunked.clone()
+        };
+        let mut s = pollster::block_on(model.session(CONTEXT)).expect("session");
+        let mut g = pollster::block_on(s.generate(&prompt, cancelling)).expect("cancelled");
+        assert_eq!(pollster::block_on(g.text()).expect("text"), "");
+        assert_eq!(g.finish(), Some(Finish::Cancelled));
+        drop(g);
+        assert_eq!(s.context(), &prompt[..10]);
+        let mut g = pollster::block_on(s.generate(&prompt, greedy.clone())).expect("resume");
+        pollster::block_on(g.text()).expect("text");
+        assert_eq!(g.stats().reused_tokens, 10);
+        assert_eq!(g.tokens(), &whole[..], "resumed on {}", label(gpu));
     }
 }

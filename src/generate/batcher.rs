@@ -38,8 +38,11 @@ pub type Sink = Box<dyn FnMut(Update) -> bool + Send>;
 
 /// A request for the batcher: a prompt's token ids and how to generate after it.
 pub struct Request {
+    /// The prompt's token ids (at least one).
     pub prompt: Vec<u32>,
+    /// How to sample, when to stop, and what may cancel it.
     pub options: GenerateOptions,
+    /// Where its text and its end are sent.
     pub sink: Sink,
 }
 
@@ -77,6 +80,7 @@ impl Running {
     }
 }
 
+/// Continuous batching over one [`Session`]: admits requests into free slots and steps them all together; see the module docs.
 pub struct Batcher {
     session: Session,
     chunk: usize,
@@ -99,6 +103,7 @@ impl Batcher {
         })
     }
 
+    /// The session the batcher serves through.
     pub fn session(&self) -> &Session {
         &self.session
     }

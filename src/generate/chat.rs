@@ -6,11 +6,14 @@ use crate::error::{Error, Result};
 /// One turn of a conversation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Message {
+    /// "system", "user" or "assistant", as the template expects.
     pub role: String,
+    /// The turn's text.
     pub content: String,
 }
 
 impl Message {
+    /// A message of `role` saying `content`.
     pub fn new(role: &str, content: &str) -> Message {
         Message {
             role: role.into(),

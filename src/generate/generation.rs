@@ -3,6 +3,7 @@
 //! several).
 
 use super::Session;
+use super::pace::{Pacer, Progress};
 use crate::error::Result;
 use crate::sample::Sampling;
 use std::sync::Arc;
@@ -19,6 +20,15 @@ pub struct GenerateOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Keep generating past end-of-sequence tokens (benchmarks, which need a fixed count).
     pub ignore_eos: bool,
+    /// Prefill a one-sequence prompt in steps of at most this many tokens, reporting each to
+    /// `on_prefill` and checking `cancel` between them. `None`: the whole prompt in one step
+    /// (the fastest, but a long prompt then shows no progress and holds the queue).
+    pub prefill_chunk: Option<usize>,
+    /// Told `(done, total)` prompt tokens after each prefill chunk.
+    pub on_prefill: Option<Progress>,
+    /// Take a permit from this pacer before each submission (a UI sharing the queue hands
+    /// out a few per frame).
+    pub pacer: Option<Pacer>,
 }
 
 impl Default for GenerateOptions {
@@ -29,6 +39,9 @@ impl Default for GenerateOptions {
             stop: vec![],
             cancel: None,
             ignore_eos: false,
+            prefill_chunk: None,
+            on_prefill: None,
+            pacer: None,
         }
     }
 }

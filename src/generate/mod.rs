@@ -10,6 +10,7 @@ mod chain;
 pub mod chat;
 mod generation;
 mod load;
+mod pace;
 pub mod perplexity;
 mod run;
 mod session;
@@ -18,6 +19,7 @@ pub mod stream;
 pub use batcher::{Batcher, Request, Sink, StepReport, Update};
 pub use chat::{ChatTemplate, Message};
 pub use generation::{BatchGeneration, Finish, GenerateOptions, Generation, Stats};
+pub use pace::{Pacer, Progress};
 pub use session::Session;
 
 use crate::error::{Error, Result};

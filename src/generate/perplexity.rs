@@ -15,6 +15,7 @@ pub struct Perplexity {
     pub value: f64,
     /// Standard error of `value` (the mean's standard error, carried through exp).
     pub stderr: f64,
+    /// Windows of `context` tokens scored (a shorter tail is left out).
     pub windows: usize,
     /// Tokens scored in all.
     pub scored: usize,

@@ -3,7 +3,9 @@
 //! ids come back. Decode is pipelined: step n + 1 is submitted before step n's tokens are
 //! read, and stop conditions (EOS, stop strings, the token budget, cancellation) are
 //! checked one step late; a surplus step's token is dropped and its cache entry not counted.
-//! Several prompts run as one batch: one submission per step for all of them.
+//! Several prompts run as one batch: one submission per step for all of them. A long
+//! one-sequence prompt may be prefilled in chunks (progress, cancellation and pacing between
+//! them; see [`super::Pacer`]).
 
 use super::Session;
 use super::active::{Active, InFlight, SeqGen, Took, end, now};
@@ -13,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::exec::Feed;
 use crate::graph::{Seq, Step};
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 
 impl Session {
     /// Start generating after `prompt` (token ids: the whole conversation so far) and return
@@ -90,6 +93,23 @@ impl Session {
                 .count();
             reuse.push(same.min(prompt.len() - 1));
         }
+        if n == 1
+            && self
+                .prefill_chunks(&prompts[0], &mut reuse[0], &options)
+                .await?
+        {
+            // Cancelled between chunks: a generation that has ended, with nothing to read.
+            let mut q = SeqGen::new(0, options, prompts[0].len(), reuse[0]);
+            q.finish = Some(Finish::Cancelled);
+            self.active = Some(Active {
+                seqs: vec![q],
+                in_flight: VecDeque::new(),
+                events: VecDeque::new(),
+                started,
+                failed: false,
+            });
+            return Ok(());
+        }
         let tokens = prompts
             .iter()
             .zip(&reuse)
@@ -123,6 +143,9 @@ impl Session {
             });
             seqs.push(q);
         }
+        if let Some(p) = &options.pacer {
+            p.permit().await;
+        }
         let ticket = program.submit(&step, &[("ids", Feed::Ids(&ids))]).await?;
         for (slot, prompt) in prompts.iter().enumerate() {
             self.contexts[slot] = prompt.clone();
@@ -140,6 +163,68 @@ impl Session {
             failed: false,
         });
         Ok(())
+    }
+
+    /// Prefill all but the last `options.prefill_chunk` (or fewer) tokens of `prompt` in
+    /// chunks of that size, one step each, advancing `reused` and the slot's context as each
+    /// lands. True when cancelled between chunks.
+    async fn prefill_chunks(
+        &mut self,
+        prompt: &[u32],
+        reused: &mut usize,
+        options: &GenerateOptions,
+    ) -> Result<bool> {
+        let Some(chunk) = options.prefill_chunk.filter(|&c| c > 0) else {
+            return Ok(false);
+        };
+        let report = |done: usize| {
+            if let Some(p) = &options.on_prefill {
+                (p.0)(done, prompt.len());
+            }
+        };
+        if prompt.len() - *reused <= chunk {
+            return Ok(false);
+        }
+        // The cache beyond the reused prefix is about to be overwritten.
+        self.contexts[0].truncate(*reused);
+        self.write_seen(0, &prompt[..*reused]);
+        report(*reused);
+        while prompt.len() - *reused > chunk {
+            if options
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+            {
+                return Ok(true);
+            }
+            self.ensure_prefill(1, chunk).await?;
+            let program = find(&self.prefill, 1)
+                .ok_or_else(|| Error::Invalid("no prefill program".into()))?;
+            let ids = &prompt[*reused..*reused + chunk];
+            // The chunk's sampled token is not used: no random draw, so the sequence of
+            // draws is the one an unchunked prefill makes.
+            let step = Step {
+                seqs: vec![Seq {
+                    pos: *reused,
+                    len: chunk,
+                    slot: 0,
+                    sampling: options.sampling,
+                    rand: 0,
+                }],
+            };
+            if let Some(p) = &options.pacer {
+                p.permit().await;
+            }
+            let ticket = program.submit(&step, &[("ids", Feed::Ids(ids))]).await?;
+            program.read(ticket).await?;
+            *reused += chunk;
+            self.contexts[0] = prompt[..*reused].to_vec();
+            report(*reused);
+        }
+        Ok(options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed)))
     }
 
     /// Mark `ids` as already seen in `slot`, and nothing else, for the repetition penalty:
@@ -269,6 +354,9 @@ impl Session {
         }
         let program = find(&self.decode, a.seqs.len())
             .ok_or_else(|| Error::Invalid("no decode program".into()))?;
+        if let Some(p) = &a.seqs[0].options.pacer {
+            p.permit().await;
+        }
         let ticket = program.submit(&step, &[]).await?;
         a.in_flight.push_back(InFlight {
             prefill: false,

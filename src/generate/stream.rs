@@ -19,6 +19,7 @@ pub struct TextStream {
 }
 
 impl TextStream {
+    /// A stream that ends at the first of `stops` (empty strings are ignored).
     pub fn new(stops: Vec<String>) -> TextStream {
         TextStream {
             ids: Vec::new(),
