@@ -521,3 +521,50 @@ fn ctrl_c_stops_the_reply_not_the_conversation() {
     let after = &err[err.find("stopped: Cancelled").expect("cancelled")..];
     assert!(after.contains("/reset starts a new conversation"), "{err}");
 }
+
+#[test]
+fn a_long_prompt_shows_prefill_progress() {
+    if common::gpus().is_empty() {
+        return;
+    }
+    let prompt = "the quick brown fox jumps over the lazy dog. ".repeat(40);
+    let (code, out, err) = kiln(
+        &[
+            "generate",
+            "--model",
+            "synthetic:smollm2-135m",
+            "--adapter",
+            "vulkan",
+            "--prompt",
+            &prompt,
+            "--max-tokens",
+            "2",
+            "--temperature",
+            "0",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.is_empty(), "no text");
+    // Not a terminal: a line at each quarter, in tokens, ending at 100%.
+    assert!(err.contains("prefill  25% ("), "{err}");
+    assert!(err.contains("prefill 100% ("), "{err}");
+    assert!(err.contains(" tokens)"), "{err}");
+    // A short prompt shows no bar.
+    let (code, _, err) = kiln(
+        &[
+            "generate",
+            "--model",
+            "synthetic:smollm2-135m",
+            "--adapter",
+            "vulkan",
+            "--prompt",
+            "t1",
+            "--max-tokens",
+            "2",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("prefill  "), "{err}");
+}

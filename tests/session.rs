@@ -229,7 +229,7 @@ fn a_chunked_prefill_matches_one_step_reports_progress_and_paces() {
         let mut g = pollster::block_on(s.generate(&prompt, chunked.clone())).expect("chunked");
         pollster::block_on(g.text()).expect("text");
         assert_eq!(g.tokens(), &whole[..], "chunked prefill on {}", label(gpu));
-        let reports: Vec<(usize, usize)> = [0, 5, 10, 15, 20].map(|d| (d, 23)).to_vec();
+        let reports: Vec<(usize, usize)> = [0, 5, 10, 15, 20, 23].map(|d| (d, 23)).to_vec();
         assert_eq!(*seen.lock().expect("log"), reports);
 
         // Paced: one submission per frame. A thread plays the render loop.

@@ -24,7 +24,8 @@ pub struct GenerateOptions {
     /// `on_prefill` and checking `cancel` between them. `None`: the whole prompt in one step
     /// (the fastest, but a long prompt then shows no progress and holds the queue).
     pub prefill_chunk: Option<usize>,
-    /// Told `(done, total)` prompt tokens after each prefill chunk.
+    /// Told `(done, total)` prompt tokens before the first prefill chunk and after each,
+    /// and `(total, total)` once the prompt's last step has run (with or without chunks).
     pub on_prefill: Option<Progress>,
     /// Take a permit from this pacer before each submission (a UI sharing the queue hands
     /// out a few per frame).

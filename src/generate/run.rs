@@ -398,6 +398,13 @@ impl Session {
         }
         let t = now();
         let model = self.model.clone();
+        if f.prefill {
+            for q in &a.seqs {
+                if let Some(p) = &q.options.on_prefill {
+                    (p.0)(q.prompt_len, q.prompt_len);
+                }
+            }
+        }
         for (i, q) in a.seqs.iter_mut().enumerate() {
             if !f.members[i] || q.finish.is_some() {
                 continue; // not in this step, or a surplus step after its end

@@ -3,12 +3,12 @@
 use crate::cli::{self, ModelArgs, SamplingArgs};
 use anyhow::{Context, Result, bail};
 use kiln::exec::Profile;
-use kiln::generate::{Finish, GenerateOptions, Message, Stats, TextModel};
+use kiln::generate::{Finish, GenerateOptions, Message, Progress, Stats, TextModel};
 use kiln::{Sampling, Session};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Chat's input: on a terminal a line editor with history (rustyline: arrows, Ctrl-R,
@@ -231,6 +231,30 @@ fn sampling(args: &SamplingArgs) -> Result<Sampling> {
     Ok(s)
 }
 
+/// Prompt tokens per prefill step when a prompt is long: progress shows, and Ctrl-C stops,
+/// between steps.
+const PREFILL_CHUNK: usize = 128;
+
+/// `opts` with a long prompt's prefill in chunks under a progress bar (shown only when
+/// there is more than one chunk).
+fn with_prefill_bar(opts: &GenerateOptions) -> GenerateOptions {
+    let bar: Mutex<Option<crate::progress::Bar>> = Mutex::new(None);
+    let on_prefill = Progress::new(move |done, total| {
+        let Ok(mut bar) = bar.lock() else { return };
+        if bar.is_none() && done < total {
+            *bar = Some(crate::progress::Bar::counting("prefill", "tokens"));
+        }
+        if let Some(b) = bar.as_mut() {
+            b.update(done as u64, total as u64, "");
+        }
+    });
+    GenerateOptions {
+        prefill_chunk: Some(PREFILL_CHUNK),
+        on_prefill: Some(on_prefill),
+        ..opts.clone()
+    }
+}
+
 /// Generation options; `max_tokens` unless --max-tokens says otherwise.
 fn options(args: &SamplingArgs, max_tokens: usize) -> Result<GenerateOptions> {
     let max_tokens = args.max_tokens.unwrap_or(max_tokens);
@@ -331,7 +355,7 @@ pub fn generate(args: &cli::Generate) -> Result<()> {
     session.set_pipelined(!args.no_pipeline);
     let profile = profile_into(args.profile, &mut session)?;
     let sampling = opts.sampling;
-    let mut g = pollster::block_on(session.generate(&ids, opts))?;
+    let mut g = pollster::block_on(session.generate(&ids, with_prefill_bar(&opts)))?;
     stream_out(&mut g)?;
     eprintln!();
     let (stats, finish) = (g.stats().clone(), g.finish());
@@ -466,7 +490,7 @@ pub fn chat(args: &cli::Chat) -> Result<()> {
         let ids = model.encode(&model.render_chat(&messages)?)?;
         let mut opts = opts.clone();
         interrupt.start(&mut opts);
-        let mut g = match pollster::block_on(session.generate(&ids, opts.clone())) {
+        let mut g = match pollster::block_on(session.generate(&ids, with_prefill_bar(&opts))) {
             Ok(g) => g,
             Err(e) => {
                 interrupt.end();
