@@ -17,6 +17,7 @@ use tokenizers::Tokenizer;
 /// One text tokenized for the model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tokens {
+    /// Token ids, special tokens included.
     pub ids: Vec<u32>,
     /// Whether the text was cut at the model's limit.
     pub truncated: bool,
@@ -33,7 +34,9 @@ pub struct EmbeddingModel {
 
 /// What [`EmbeddingModel::load`] reads besides the weights: the folder's texts.
 pub struct Recipe<'a> {
+    /// The folder's `config.json` (a BERT model's).
     pub config_json: &'a str,
+    /// `tokenizer.json`, as bytes.
     pub tokenizer_json: &'a [u8],
     /// `1_Pooling/config.json`, where the folder has one.
     pub pooling_json: Option<&'a str>,

@@ -11,6 +11,7 @@ use crate::models::Encoder;
 use crate::schedule::{Plan, Target};
 use std::sync::Arc;
 
+/// An [`Encoder`] on one adapter, with its compiled programs kept per batch size.
 pub struct EncoderSession {
     gpu: Gpu,
     model: Arc<dyn Encoder>,
@@ -19,6 +20,7 @@ pub struct EncoderSession {
 }
 
 impl EncoderSession {
+    /// A session for `model` on `gpu`; programs are compiled on first use.
     pub fn new(gpu: &Gpu, model: Arc<dyn Encoder>) -> EncoderSession {
         EncoderSession {
             gpu: gpu.clone(),

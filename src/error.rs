@@ -12,13 +12,18 @@ pub enum Error {
     Gpu(String),
     /// A weights file is malformed, or does not hold what was asked of it.
     Load {
+        /// The file (or other origin) being read.
         path: String,
+        /// The tensor concerned, where there is one.
         tensor: Option<String>,
+        /// What is wrong with it.
         reason: String,
     },
     /// Reading a file failed.
     Io {
+        /// The file being read.
         path: String,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
     /// Shapes that do not fit together, or a graph used the wrong way.
@@ -29,6 +34,7 @@ pub enum Error {
     Invalid(String),
 }
 
+/// `Result` with kiln's [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

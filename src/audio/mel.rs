@@ -12,7 +12,9 @@
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 
+/// FFT window length in samples (25 ms at 16 kHz).
 pub const N_FFT: usize = 400;
+/// Samples between successive frames (10 ms at 16 kHz).
 pub const HOP: usize = 160;
 /// Frames in one 30-second window of 16 kHz audio.
 pub const WINDOW_FRAMES: usize = 3000;
@@ -20,8 +22,11 @@ pub const WINDOW_FRAMES: usize = 3000;
 /// A log-mel spectrogram: `mels` rows of `frames` values, row-major.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mel {
+    /// Mel bands (rows): 80 or 128, as the model's encoder expects.
     pub mels: usize,
+    /// Time frames (columns), one per [`HOP`] samples.
     pub frames: usize,
+    /// `mels * frames` log-mel values, row-major.
     pub data: Vec<f32>,
 }
 

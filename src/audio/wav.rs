@@ -13,10 +13,12 @@ pub struct Audio {
     pub samples: Vec<f32>,
     /// What the file held, for messages.
     pub source_rate: u32,
+    /// Channels in the file (two are averaged to one).
     pub source_channels: u16,
 }
 
 impl Audio {
+    /// Duration of the decoded audio in seconds.
     pub fn seconds(&self) -> f64 {
         self.samples.len() as f64 / f64::from(SAMPLE_RATE)
     }

@@ -68,7 +68,9 @@ pub async fn fma_once(gpu: &Gpu, threads: usize, iterations: u32, f16: bool) -> 
 /// Problem sizes: small enough for CPU adapters, or sized for real GPUs.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Size {
+    /// Sized for CPU adapters.
     Small,
+    /// Sized for real GPUs.
     Large,
 }
 
@@ -102,8 +104,11 @@ pub enum Group {
     Compute,
     /// Fixed costs: dispatch, submission, readback.
     Latency,
+    /// Matrix-vector products (decode-shaped matmuls), bounded by bandwidth.
     Gemv,
+    /// Matrix-matrix products (prefill-shaped matmuls).
     Gemm,
+    /// Attention kernels.
     Attention,
 }
 
@@ -120,18 +125,23 @@ pub enum Clock {
 /// One measured line of the report.
 #[derive(Clone, Debug)]
 pub struct Figure {
+    /// The line's label in the report.
     pub name: String,
+    /// What it measures, and so which roofline bounds it.
     pub group: Group,
     /// The median time per run, on `clock`.
     pub median: Duration,
+    /// The clock `median` was taken on.
     pub clock: Clock,
     /// Wall-clock median beside a GPU-clock one.
     pub wall: Option<Duration>,
     /// Bytes moved (copy: read + write; GEMV: weight bytes read).
     pub bytes: f64,
+    /// Floating-point operations per run (a multiply-add counts two).
     pub flops: f64,
     /// Weights read (GEMV), for comparing formats by weights per second.
     pub weights: f64,
+    /// The weight format measured, where there is one.
     pub dtype: Option<DType>,
     /// The model (and matrix) whose shape it has.
     pub model: Option<String>,
@@ -154,10 +164,12 @@ impl Figure {
             model: None,
         }
     }
+    /// Set the bytes moved per run.
     pub fn bytes(mut self, bytes: f64) -> Figure {
         self.bytes = bytes;
         self
     }
+    /// Set the floating-point operations per run.
     pub fn flops(mut self, flops: f64) -> Figure {
         self.flops = flops;
         self
@@ -168,10 +180,12 @@ impl Figure {
         self.dtype = Some(dtype);
         self
     }
+    /// Set the weight format, without a weight count.
     pub fn dtype(mut self, dtype: DType) -> Figure {
         self.dtype = Some(dtype);
         self
     }
+    /// Name the model (and matrix) whose shape the figure has.
     pub fn model(mut self, model: impl Into<String>) -> Figure {
         self.model = Some(model.into());
         self
@@ -184,9 +198,11 @@ impl Figure {
     pub fn latency(name: &str, median: Duration) -> Figure {
         Figure::new(Group::Latency, name, median)
     }
+    /// Bandwidth achieved, in GB/s (10^9 bytes per second).
     pub fn gbps(&self) -> f64 {
         self.bytes / self.median.as_secs_f64() / 1e9
     }
+    /// Throughput achieved, in GFLOP/s.
     pub fn gflops(&self) -> f64 {
         self.flops / self.median.as_secs_f64() / 1e9
     }
@@ -208,7 +224,9 @@ impl Figure {
 
 /// Every figure for one adapter.
 pub struct Report {
+    /// The adapter's name.
     pub adapter: String,
+    /// The figures, in the order measured.
     pub figures: Vec<Figure>,
 }
 

@@ -32,10 +32,15 @@ pub struct ModelBench {
 pub struct ModelReport {
     /// Each adapter it ran on.
     pub adapters: Vec<String>,
+    /// The model's folder or file, or `synthetic:NAME`.
     pub model: String,
+    /// The settings it was measured with.
     pub bench: ModelBench,
+    /// Bytes of weights on the GPU(s), all adapters together.
     pub weight_bytes: u64,
+    /// Prefill tokens per second, one per measured run.
     pub prefill: Vec<f64>,
+    /// Decode tokens per second, one per measured run.
     pub decode: Vec<f64>,
     /// Bytes one decode step reads at the runs' mean decode position.
     pub decode_bytes: u64,

@@ -15,16 +15,20 @@ pub const SCHEMA: &str = "kiln-bench/1";
 pub struct Results {
     /// [`SCHEMA`].
     pub schema: String,
+    /// The kiln that measured.
     pub kiln: Build,
     /// When the run began: RFC 3339, UTC.
     pub date: String,
+    /// Where it ran.
     pub host: Host,
+    /// Each adapter's figures, in the order measured.
     pub adapters: Vec<AdapterResults>,
 }
 
 /// The kiln that measured.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Build {
+    /// The crate version (`CARGO_PKG_VERSION`).
     pub version: String,
     /// The commit it was built from (`-dirty` with uncommitted changes), or "unknown".
     pub commit: String,
@@ -38,13 +42,16 @@ pub struct Host {
     /// The operating system and CPU architecture of a native build ("linux", "x86_64"); in
     /// the browser, its user agent string.
     pub os: String,
+    /// The CPU architecture of the build ("x86_64"; "wasm32" in the browser).
     pub arch: String,
 }
 
 /// One adapter's results.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AdapterResults {
+    /// The adapter measured.
     pub adapter: Adapter,
+    /// Its rooflines, which the kernel figures are set against.
     pub roofline: Roofline,
     /// Kernel figures, rooflines first.
     pub kernels: Vec<Kernel>,
@@ -55,11 +62,15 @@ pub struct AdapterResults {
 /// An adapter, as wgpu describes it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Adapter {
+    /// The adapter's name, as the driver reports it.
     pub name: String,
     /// PCI vendor and device ids (0 where the backend gives none).
     pub vendor: u32,
+    /// The PCI device id (0 where the backend gives none).
     pub device: u32,
+    /// The driver's name, where the backend gives one.
     pub driver: String,
+    /// The driver's version or other details, where the backend gives them.
     pub driver_info: String,
     /// "Vulkan", "Metal", "Dx12", "Gl", "BrowserWebGpu".
     pub backend: String,
@@ -72,6 +83,7 @@ pub struct Adapter {
 }
 
 impl Adapter {
+    /// Describe `gpu`'s adapter, features and limits.
     pub fn of(gpu: &Gpu) -> Adapter {
         let i = gpu.info();
         Adapter {
@@ -104,6 +116,7 @@ pub struct Roofline {
     pub bandwidth_gbps: Option<f64>,
     /// Peak multiply-adds, GFLOP/s (2 per FMA).
     pub f32_gflops: Option<f64>,
+    /// Peak multiply-adds in f16, GFLOP/s (2 per FMA); `None` without SHADER_F16.
     pub f16_gflops: Option<f64>,
 }
 
@@ -111,7 +124,9 @@ pub struct Roofline {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Bound {
+    /// Memory bandwidth: for what moves bytes.
     Bandwidth,
+    /// Peak f32 multiply-adds: for what only computes.
     F32Fma,
 }
 
@@ -120,6 +135,7 @@ pub enum Bound {
 pub struct Kernel {
     /// Unique within the adapter: what `--compare` matches on.
     pub name: String,
+    /// What it measures, and so which roofline bounds it.
     pub group: Group,
     /// Weight format (GEMV, GEMM), where there is one.
     pub dtype: Option<String>,
@@ -127,6 +143,7 @@ pub struct Kernel {
     pub model: Option<String>,
     /// Median seconds per run, on `clock`.
     pub seconds: f64,
+    /// The clock `seconds` was taken on.
     pub clock: Clock,
     /// Median wall-clock seconds per run, submission included (the same as `seconds` when
     /// `clock` is "wall").
@@ -135,8 +152,13 @@ pub struct Kernel {
     pub bytes: f64,
     /// Floating-point operations per run (a multiply-add is 2).
     pub flops: f64,
+    /// `bytes / seconds`, in GB/s; `None` where nothing is moved or the time is too short to
+    /// give a rate.
     pub gbps: Option<f64>,
+    /// `flops / seconds`, in GFLOP/s; `None` where nothing is computed or the time is too short
+    /// to give a rate.
     pub gflops: Option<f64>,
+    /// The roofline it is set against; `None` for the peaks and fixed costs themselves.
     pub bound: Option<Bound>,
     /// Percent of `bound`'s roofline.
     pub percent_of_roofline: Option<f64>,
@@ -145,13 +167,18 @@ pub struct Kernel {
 /// Median, mean, sample standard deviation and the samples themselves.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Stats {
+    /// The middle sample (the upper one of an even count); 0 with none.
     pub median: f64,
+    /// The arithmetic mean.
     pub mean: f64,
+    /// The sample standard deviation (n - 1).
     pub sd: f64,
+    /// The samples, in the order taken.
     pub samples: Vec<f64>,
 }
 
 impl Stats {
+    /// Summarize the samples `x`.
     pub fn of(x: &[f64]) -> Stats {
         let mut s = x.to_vec();
         s.sort_by(f64::total_cmp);
@@ -179,14 +206,19 @@ pub struct Model {
     pub adapters: Vec<String>,
     /// "layers" or "tensor" when split; "none" on one adapter.
     pub split: String,
+    /// Prompt tokens prefilled per run.
     pub prompt: usize,
+    /// Tokens decoded per run.
     pub generate: usize,
+    /// Measured runs, after one warm-up.
     pub runs: usize,
+    /// Bytes of weights on the GPU(s).
     pub weight_bytes: u64,
     /// Bytes one decode step reads at the runs' mean position: weights and KV cache.
     pub decode_bytes: u64,
     /// Tokens per second.
     pub prefill: Stats,
+    /// Tokens per second.
     pub decode: Stats,
     /// Median decode tokens/s times `decode_bytes`.
     pub decode_gbps: f64,
@@ -203,9 +235,13 @@ pub struct Model {
 pub struct ProfileRow {
     /// "prefill" or "decode".
     pub phase: String,
+    /// The kernel family.
     pub kernel: String,
+    /// Dispatches of the family per step.
     pub calls_per_step: f64,
+    /// GPU seconds the family took per step.
     pub seconds_per_step: f64,
+    /// Its share of the step's GPU time, in percent.
     pub percent_of_step: f64,
 }
 
@@ -341,6 +377,7 @@ impl Results {
         })
     }
 
+    /// The results as pretty-printed JSON (what `kiln bench --json` writes).
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }

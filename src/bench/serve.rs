@@ -29,8 +29,11 @@ pub struct ServeBench {
 /// time to first token.
 #[derive(Clone, Debug)]
 pub struct ServeRow {
+    /// Concurrent streams, each with its own request.
     pub streams: usize,
+    /// Aggregate decode tokens per second of all streams, one per measured run.
     pub decode: Vec<f64>,
+    /// Median seconds to first token over the streams, one per measured run.
     pub first_token_secs: Vec<f64>,
 }
 
@@ -45,9 +48,11 @@ fn median(v: &[f64]) -> f64 {
 }
 
 impl ServeRow {
+    /// Median of `decode`, tokens per second (NaN with no runs).
     pub fn decode_median(&self) -> f64 {
         median(&self.decode)
     }
+    /// Median of `first_token_secs`, in seconds (NaN with no runs).
     pub fn first_token_median(&self) -> f64 {
         median(&self.first_token_secs)
     }

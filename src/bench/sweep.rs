@@ -28,6 +28,7 @@ pub struct Sweep {
     pub contexts: Vec<usize>,
     /// Rows of a prefill step's causal self-attention.
     pub prefill_rows: Vec<usize>,
+    /// Samples per measurement, of which the median is reported.
     pub samples: usize,
 }
 

@@ -12,9 +12,13 @@ use std::path::Path;
 
 /// A GGUF model on the GPU, with the HF-format texts the host loop needs.
 pub struct GgufModel {
+    /// `config.json` as Hugging Face would write it, from the GGUF metadata.
     pub config_json: String,
+    /// `tokenizer.json`, rebuilt from the GGUF vocabulary.
     pub tokenizer_json: String,
+    /// `tokenizer_config.json` (special tokens, chat template), from the GGUF metadata.
     pub tokenizer_config_json: String,
+    /// The tensors, uploaded in their stored formats under Hugging Face names.
     pub weights: Weights,
 }
 

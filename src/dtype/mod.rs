@@ -28,16 +28,27 @@ use std::fmt;
 /// The dtype of a tensor kiln can compute with.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit IEEE float.
     F32,
+    /// 16-bit IEEE float.
     F16,
+    /// bfloat16: the top 16 bits of an f32.
     BF16,
+    /// ggml's Q8_0: blocks of 32 8-bit weights with one f16 scale.
     Q8_0,
+    /// ggml's Q4_0: blocks of 32 4-bit weights with one f16 scale.
     Q4_0,
+    /// ggml's Q4_1: blocks of 32 4-bit weights with an f16 scale and minimum.
     Q4_1,
+    /// ggml's Q5_0: blocks of 32 5-bit weights with one f16 scale.
     Q5_0,
+    /// ggml's Q5_1: blocks of 32 5-bit weights with an f16 scale and minimum.
     Q5_1,
+    /// ggml's Q4_K: super-blocks of 256 4-bit weights, with 6-bit scales and minimums per 32.
     Q4K,
+    /// ggml's Q5_K: super-blocks of 256 5-bit weights, with 6-bit scales and minimums per 32.
     Q5K,
+    /// ggml's Q6_K: super-blocks of 256 6-bit weights, with 8-bit scales per 16.
     Q6K,
 }
 
@@ -57,6 +68,7 @@ impl DType {
         DType::Q6K,
     ];
 
+    /// The block formats, in the order of [`DType::ALL`].
     pub const QUANTIZED: [DType; 8] = [
         DType::Q8_0,
         DType::Q4_0,
@@ -267,6 +279,7 @@ impl WeightFormat {
         }
     }
 
+    /// Whether the reader needs native f16 (`enable f16;`, adapters with SHADER_F16).
     pub fn needs_f16(self) -> bool {
         self == WeightFormat::F16
     }

@@ -32,11 +32,14 @@ struct Phase {
 /// One kernel's share of a phase.
 #[derive(Copy, Clone, Debug, Default, PartialEq)]
 pub struct Entry {
+    /// Dispatches of the kernel, over all the steps profiled.
     pub calls: usize,
+    /// GPU seconds the kernel took, summed over its dispatches.
     pub seconds: f64,
 }
 
 impl Profile {
+    /// An empty profile, shared with the programs that record into it.
     pub fn new() -> Arc<Profile> {
         Arc::new(Profile::default())
     }
@@ -74,6 +77,7 @@ impl Profile {
         phases.get(phase).map(|p| p.span)
     }
 
+    /// The phases recorded so far, in name order.
     pub fn phases(&self) -> Vec<String> {
         let phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
         phases.keys().cloned().collect()

@@ -18,21 +18,27 @@ use std::sync::{Arc, Mutex};
 /// Host data for one input of a step.
 #[derive(Copy, Clone, Debug)]
 pub enum Feed<'a> {
+    /// Token ids, for an ids input.
     Ids(&'a [u32]),
+    /// f32 values, for an activation input.
     F32(&'a [f32]),
 }
 
 /// The outputs of a step: activations (f32) and sampled tokens (u32), by name.
 #[derive(Clone, Debug, Default)]
 pub struct Outputs {
+    /// f32 outputs, by name.
     pub values: HashMap<String, Vec<f32>>,
+    /// Sampled-token outputs, by name.
     pub ids: HashMap<String, Vec<u32>>,
 }
 
 impl Outputs {
+    /// The f32 output `name`, if there is one.
     pub fn get(&self, name: &str) -> Option<&[f32]> {
         self.values.get(name).map(Vec::as_slice)
     }
+    /// The token-id output `name`, if there is one.
     pub fn ids(&self, name: &str) -> Option<&[u32]> {
         self.ids.get(name).map(Vec::as_slice)
     }
@@ -67,6 +73,8 @@ struct Readback {
     staging: [wgpu::Buffer; 2],
 }
 
+/// A [`Plan`] on one adapter: its pipelines, bind groups, inputs and readback buffers, made
+/// once and run step after step.
 pub struct Program {
     gpu: Gpu,
     plan: Plan,
@@ -303,6 +311,7 @@ impl Program {
         Ok(())
     }
 
+    /// The plan this program runs.
     pub fn plan(&self) -> &Plan {
         &self.plan
     }

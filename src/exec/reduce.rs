@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// A sum of f32 partials across adapters, through the host; see the module docs.
 pub struct AllReduce {
     gpus: Vec<Gpu>,
     /// Per adapter, two staging buffers; call n uses set n % 2.

@@ -6,6 +6,7 @@ use crate::gpu::Gpu;
 use crate::schedule::Plan;
 use std::collections::HashMap;
 
+/// The persistent buffers (KV caches, sampler state) of one model's programs, by name.
 pub struct State {
     pub(crate) buffers: HashMap<String, (wgpu::Buffer, Vec<usize>)>,
 }

@@ -12,7 +12,9 @@ use std::sync::atomic::AtomicBool;
 /// How a generation runs and ends.
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
+    /// Stop after this many generated tokens.
     pub max_tokens: usize,
+    /// How each next token is chosen.
     pub sampling: Sampling,
     /// Text that ends generation when produced (not shown).
     pub stop: Vec<String>,
@@ -50,11 +52,15 @@ impl Default for GenerateOptions {
 /// Why a generation ended.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Finish {
+    /// An end-of-sequence token was sampled.
     Eos,
+    /// A stop string was produced.
     Stop,
+    /// `max_tokens` tokens were generated.
     MaxTokens,
     /// The KV cache is full.
     Context,
+    /// The `cancel` flag was set.
     Cancelled,
     /// A step failed; the error was returned by `next`.
     Error,
@@ -63,9 +69,11 @@ pub enum Finish {
 /// Timings of one sequence's generation.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
+    /// Tokens in the prompt, reused ones included.
     pub prompt_tokens: usize,
     /// Prompt tokens whose KV entries were reused from the conversation so far.
     pub reused_tokens: usize,
+    /// Tokens generated, an end-of-sequence token not counted.
     pub generated_tokens: usize,
     /// From the start of the call to the first sampled token: the prefill step, with any
     /// program it had to build.
@@ -75,9 +83,11 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Prompt tokens computed (not reused) per second of `first_token_secs`.
     pub fn prefill_tokens_per_sec(&self) -> f64 {
         (self.prompt_tokens - self.reused_tokens) as f64 / self.first_token_secs.max(1e-9)
     }
+    /// Tokens after the first, per second of `decode_secs`.
     pub fn decode_tokens_per_sec(&self) -> f64 {
         self.generated_tokens.saturating_sub(1) as f64 / self.decode_secs.max(1e-9)
     }
@@ -99,6 +109,7 @@ impl Generation<'_> {
         self.session.finish()
     }
 
+    /// Its timings so far.
     pub fn stats(&self) -> Stats {
         self.session.stats()
     }
@@ -134,18 +145,22 @@ pub struct BatchGeneration<'s> {
 }
 
 impl BatchGeneration<'_> {
+    /// The next `(sequence, text)` piece, or `None` when every sequence has ended.
     pub async fn next(&mut self) -> Option<Result<(usize, String)>> {
         self.session.next_event().await
     }
 
+    /// Sequences in the batch.
     pub fn len(&self) -> usize {
         self.session.sequences()
     }
 
+    /// Whether the batch has no sequences.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Why sequence `i` ended, once it has.
     pub fn finish(&self, i: usize) -> Option<Finish> {
         self.session.finish_of(i)
     }
@@ -155,10 +170,12 @@ impl BatchGeneration<'_> {
         self.session.done(i)
     }
 
+    /// Sequence `i`'s timings so far.
     pub fn stats(&self, i: usize) -> Stats {
         self.session.stats_of(i)
     }
 
+    /// Sequence `i`'s generated token ids so far (EOS excluded).
     pub fn tokens(&self, i: usize) -> &[u32] {
         self.session.tokens_of(i)
     }

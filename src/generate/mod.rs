@@ -33,7 +33,9 @@ use tokenizers::Tokenizer;
 /// One adapter's part of a model: the whole decoder, or its span of layers when the model is
 /// split by layers across several adapters.
 pub struct Stage {
+    /// The adapter this stage runs on.
     pub gpu: Gpu,
+    /// The decoder, or the span of its layers, whose weights are on that adapter.
     pub decoder: Box<dyn Decoder>,
 }
 
@@ -265,10 +267,12 @@ impl TextModel {
         self.stages[0].decoder.as_ref()
     }
 
+    /// The model's tokenizer (from `tokenizer.json`).
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
 
+    /// Whether the model came with a chat template (`tokenizer_config.json`).
     pub fn has_chat_template(&self) -> bool {
         self.chat.is_some()
     }
@@ -292,6 +296,7 @@ impl TextModel {
         Ok(ids)
     }
 
+    /// The text of token ids `ids`; an error if the tokenizer cannot decode them.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.tokenizer
             .decode(ids, false)

@@ -240,6 +240,7 @@ impl Session {
             .collect()
     }
 
+    /// The model this session runs.
     pub fn model(&self) -> &Arc<TextModel> {
         &self.model
     }

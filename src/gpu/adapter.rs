@@ -52,10 +52,14 @@ pub async fn enumerate() -> Vec<AdapterSummary> {
 /// (`vulkan`, `gl`, `metal`, `dx12`, `webgpu`), or part of the adapter's name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum AdapterChoice {
+    /// The best-ranked adapter ([`adapter_rank`]): real GPUs first, then the faster software ones.
     #[default]
     Auto,
+    /// The adapter at this position in kiln's enumeration order (`kiln adapters`).
     Index(usize),
+    /// The best-ranked adapter of this backend.
     Backend(wgpu::Backend),
+    /// The first adapter whose name contains this text, case-insensitively.
     Name(String),
 }
 
@@ -218,14 +222,19 @@ impl AdapterChoice {
 /// What `kiln adapters` prints about one adapter.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
+    /// Its position in kiln's enumeration order.
     pub index: usize,
+    /// Name, vendor, backend and device type, as wgpu reports them.
     pub info: wgpu::AdapterInfo,
+    /// The adapter's own limits (kiln opens devices with these).
     pub limits: wgpu::Limits,
+    /// Every feature the adapter offers.
     pub features: wgpu::Features,
     /// Whether the adapter runs `unpack2x16float` (wgpu's SHADER_F16_IN_F32 downlevel flag).
     pub f16_in_f32: bool,
 }
 
+/// Describe adapter `a`, found at `index` in the enumeration order.
 pub fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
     let flags = a.get_downlevel_capabilities().flags;
     AdapterSummary {

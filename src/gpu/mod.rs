@@ -145,18 +145,23 @@ impl Gpu {
         }
     }
 
+    /// The wgpu device.
     pub fn device(&self) -> &wgpu::Device {
         &self.inner.device
     }
+    /// The device's queue.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.inner.queue
     }
+    /// The adapter's name, vendor, backend and device type, as wgpu reports them.
     pub fn info(&self) -> &wgpu::AdapterInfo {
         &self.inner.info
     }
+    /// The limits the device was opened with (the adapter's own, from [`Gpu::new`]).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.inner.limits
     }
+    /// The features the device was opened with; kiln uses those of [`OPTIONAL_FEATURES`].
     pub fn features(&self) -> wgpu::Features {
         self.inner.features
     }

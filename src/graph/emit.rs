@@ -20,7 +20,12 @@ pub enum Buf {
     /// A planned activation buffer.
     Slot(usize),
     /// Part `part` of a weight.
-    Weight { value: Value, part: usize },
+    Weight {
+        /// The weight's leaf.
+        value: Value,
+        /// Which of its parts (a weight over the binding limit is stored in several).
+        part: usize,
+    },
     /// A host constant uploaded with the program.
     Const(Value),
     /// A host input (token ids or activations).
@@ -38,7 +43,10 @@ pub enum Rows {
     Fixed(usize),
     /// The token rows of an (S, T, ...) activation: every row up to the last one that holds
     /// a token ([`Step::rows`](super::Step::rows)). A step shorter than T computes only that.
-    Ragged { tokens: usize },
+    Ragged {
+        /// T: the activation's token rows per sequence.
+        tokens: usize,
+    },
 }
 
 impl Rows {
@@ -55,11 +63,26 @@ impl Rows {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum GridShape {
     /// `ceil(n * per_row / per_group)` workgroups, spread over x and y.
-    Linear { per_row: u64, per_group: u64 },
+    Linear {
+        /// Work items per row.
+        per_row: u64,
+        /// Work items per workgroup.
+        per_group: u64,
+    },
     /// `[x, ceil(n / per_group), 1]`: tiles of rows along y (GEMM).
-    RowsY { x: u32, per_group: u32 },
+    RowsY {
+        /// Workgroups along x (tiles of columns).
+        x: u32,
+        /// Rows per workgroup along y.
+        per_group: u32,
+    },
     /// `[xy, ceil(n / per_group)]`: blocks of rows along z (GEMV).
-    RowsZ { xy: [u32; 2], per_group: u32 },
+    RowsZ {
+        /// Workgroups along x and y (blocks of columns).
+        xy: [u32; 2],
+        /// Rows per workgroup along z.
+        per_group: u32,
+    },
     /// Always this grid (while n > 0).
     Fixed([u32; 3]),
 }
@@ -68,16 +91,22 @@ pub enum GridShape {
 /// few rows, GEMM for many) and the step pick one.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum When {
+    /// Run in every step that has rows.
     Always,
+    /// Run only when the step has at most this many rows.
     RowsAtMost(usize),
+    /// Run only when the step has more than this many rows.
     RowsAbove(usize),
 }
 
 /// A dispatch's grid as a function of the step.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Grid {
+    /// The rows the dispatch covers in a step.
     pub rows: Rows,
+    /// How its workgroups follow from those rows.
     pub shape: GridShape,
+    /// Whether it runs at all, by those rows.
     pub when: When,
     /// The device's limit per grid dimension.
     pub max: u32,
@@ -124,11 +153,15 @@ impl Grid {
 /// One kernel launch.
 #[derive(Clone, Debug)]
 pub struct Dispatch {
+    /// The kernel variant (family, weight formats, override constants) to launch.
     pub kernel: Kernel,
+    /// What each of the kernel's bindings is bound to, in binding order.
     pub bindings: Vec<Buf>,
     /// The bytes of the kernel's typed `Params`.
     pub params: Vec<u8>,
+    /// The workgroups to launch, as a function of the step.
     pub grid: Grid,
+    /// What emitted it, as [`Emit::label`] says it ("layer.3 matmul #42"), for profiles and errors.
     pub label: String,
 }
 
@@ -136,11 +169,26 @@ pub struct Dispatch {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Bound {
     /// Token ids fed as input `input` must be below `below` (a vocabulary).
-    Ids { input: String, below: usize },
+    Ids {
+        /// The input's name.
+        input: String,
+        /// The exclusive upper bound on each id.
+        below: usize,
+    },
     /// Each sequence's `pos + len` must stay within `capacity` positions of `what`.
-    Positions { what: String, capacity: usize },
+    Positions {
+        /// What holds the positions, for the error message ("KV cache 'k0'").
+        what: String,
+        /// Positions it holds per sequence.
+        capacity: usize,
+    },
     /// Each sequence's slot must be below `slots` for `what`.
-    Slots { what: String, slots: usize },
+    Slots {
+        /// What holds the slots, for the error message ("KV cache 'k0'").
+        what: String,
+        /// Slots it holds.
+        slots: usize,
+    },
 }
 
 /// A point where the adapters of a model split tensor-parallel exchange a value through the
@@ -150,8 +198,11 @@ pub enum Bound {
 /// buffer of its width, on the adapters that read it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Exchange {
+    /// The buffer exchanged.
     pub buf: Buf,
+    /// f32 values per row (this adapter's share, for a gather).
     pub width: usize,
+    /// The rows exchanged in a step.
     pub rows: Rows,
     /// The first pass that reads the result (set by the scheduler).
     pub pass: usize,
@@ -165,6 +216,7 @@ pub struct Exchange {
 /// The context an op emits its dispatches into.
 pub struct Emit<'a> {
     pub(crate) nodes: &'a [Node],
+    /// The device's limits and features the dispatches are planned for.
     pub target: Target,
     pub(crate) slot_of: &'a HashMap<Value, usize>,
     pub(crate) this: Value,
@@ -188,6 +240,7 @@ impl Emit<'_> {
         self.seqs
     }
 
+    /// The shape of value `v`.
     pub fn shape(&self, v: Value) -> &[usize] {
         &self.nodes[v.0].shape
     }

@@ -5,10 +5,12 @@ use super::{Node, Step, Value};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 
+/// The context an op's CPU twin evaluates in; see the module docs.
 pub struct Eval<'a> {
     pub(crate) nodes: &'a [Node],
     pub(crate) values: &'a [Vec<f32>],
     pub(crate) this: Value,
+    /// The step being evaluated.
     pub step: &'a Step,
     pub(crate) states: &'a mut HashMap<String, Vec<f32>>,
     /// The state each value refers to (states, and ops that update one).
@@ -21,6 +23,7 @@ impl Eval<'_> {
         &self.values[v.0]
     }
 
+    /// The shape of `v`.
     pub fn shape(&self, v: Value) -> &[usize] {
         &self.nodes[v.0].shape
     }

@@ -22,8 +22,11 @@ pub enum Layout {
     /// This part holds `range` of the value's `total` along `axis`; the parts' ranges, in
     /// part order, tile it.
     Split {
+        /// The axis split.
         axis: usize,
+        /// The indices along `axis` this part holds.
         range: Range<usize>,
+        /// The value's whole length along `axis`.
         total: usize,
     },
     /// Each part holds a summand: the value is the sum over the parts.

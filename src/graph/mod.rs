@@ -42,27 +42,49 @@ pub struct Value(pub(crate) usize);
 #[derive(Clone, Debug)]
 pub enum Leaf {
     /// Token ids (u32), (S, T), written by the host before each step.
-    Ids { name: String },
+    Ids {
+        /// The input's name, as fed to the program.
+        name: String,
+    },
     /// f32 activations, (S, T, W), written by the host before each step.
-    Input { name: String },
+    Input {
+        /// The input's name, as fed to the program.
+        name: String,
+    },
     /// A weight already on the GPU. The CPU reference finds its values by the same name.
-    Weight { tensor: Tensor },
+    Weight {
+        /// The tensor on the GPU; the CPU reference finds its values by its name.
+        tensor: Tensor,
+    },
     /// A small f32 constant computed on the host (e.g. RoPE cos/sin), uploaded once.
-    Const { name: String, data: Vec<f32> },
+    Const {
+        /// Its name, which labels its GPU buffer.
+        name: String,
+        /// The values, row-major.
+        data: Vec<f32>,
+    },
     /// A persistent f32 buffer that outlives a step: a KV cache, the sampler's flags.
-    State { name: String },
+    State {
+        /// The state's name, shared by the programs that use it (see `exec::State`).
+        name: String,
+    },
 }
 
 /// What a node is: a leaf, or an op computed from other values.
 #[derive(Clone, Debug)]
 pub enum NodeKind {
+    /// Host-written, uploaded or persistent data.
     Leaf(Leaf),
+    /// An op computed from other values.
     Op(Arc<dyn Op>),
 }
 
+/// One value of a [`Graph`]: what computes it, its shape, and how the scheduler treats it.
 #[derive(Clone, Debug)]
 pub struct Node {
+    /// A leaf, or the op that computes it.
     pub kind: NodeKind,
+    /// Its shape, outermost dimension first; activations are (S, T, ...).
     pub shape: Vec<usize>,
     /// Whether only the rows the step's lengths mark as tokens hold values (see [`Rows`]).
     pub ragged: bool,
@@ -73,12 +95,14 @@ pub struct Node {
 }
 
 impl Node {
+    /// The op, if the node is one.
     pub fn op(&self) -> Option<&Arc<dyn Op>> {
         match &self.kind {
             NodeKind::Op(op) => Some(op),
             NodeKind::Leaf(_) => None,
         }
     }
+    /// The leaf, if the node is one.
     pub fn leaf(&self) -> Option<&Leaf> {
         match &self.kind {
             NodeKind::Leaf(l) => Some(l),
@@ -228,6 +252,7 @@ impl Graph {
         }
     }
 
+    /// The shape of `v`.
     pub fn shape(&self, v: Value) -> Vec<usize> {
         self.nodes.borrow()[v.0].shape.clone()
     }
@@ -312,6 +337,8 @@ impl Graph {
         self.push(kind, shape, false, layout)
     }
 
+    /// A small f32 constant `name` of `shape` (`data` row-major), uploaded once with the
+    /// program; a length that does not match the shape is recorded as the graph's error.
     pub fn constant(&self, name: &str, shape: &[usize], data: Vec<f32>) -> Value {
         if shape.iter().product::<usize>() != data.len() {
             self.fail(format!(
@@ -345,6 +372,7 @@ impl Graph {
         self.nodes.borrow()
     }
 
+    /// The values marked with [`Graph::output`], with their names, in the order marked.
     pub fn outputs(&self) -> Vec<(String, Value)> {
         self.outputs.borrow().clone()
     }

@@ -86,8 +86,11 @@ pub trait Op: fmt::Debug + Send + Sync + 'static {
 /// A fused elementwise tail: `act(y) * aux_act(aux) + residual`, stages in that order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tail {
+    /// Applied to the producer's output `y` first.
     pub act: Act,
+    /// An optional multiplier `aux_act(aux)`, with `aux` of the output's shape.
     pub aux: Option<(Value, Act)>,
+    /// An optional value of the output's shape, added last.
     pub residual: Option<Value>,
 }
 

@@ -13,6 +13,7 @@ pub struct Seq {
     pub len: usize,
     /// Its KV-cache (and sampler-state) slot.
     pub slot: usize,
+    /// How to pick its next token, where the step samples.
     pub sampling: Sampling,
     /// Random bits for this step's draw.
     pub rand: u32,
@@ -30,6 +31,7 @@ impl Seq {
         }
     }
 
+    /// This sequence in KV-cache slot `slot` instead.
     pub fn slot(self, slot: usize) -> Seq {
         Seq { slot, ..self }
     }
@@ -38,6 +40,7 @@ impl Seq {
 /// The sequences of one step, one per sequence of the graph (S).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Step {
+    /// Per sequence of the graph, its part of the step (S of them).
     pub seqs: Vec<Seq>,
 }
 
@@ -65,9 +68,13 @@ impl Step {
 crate::kernels::gpu_struct! {
     /// One sequence of the step as kernels read it (`shaders/seq.wgsl`).
     pub struct SeqParams("Seq") {
+        /// Tokens already in its KV cache: the position of its first row.
         pos: u32,
+        /// Rows of the step that hold its tokens; the rest of its T rows is padding.
         len: u32,
+        /// Its KV-cache slot.
         slot: u32,
+        /// Padding to 16 bytes; always 0.
         pad: u32,
     }
 }

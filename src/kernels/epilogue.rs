@@ -3,15 +3,21 @@
 /// Elementwise activations. Codes match `activate` in epilogue.wgsl.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Act {
+    /// `x` unchanged (code 0).
     #[default]
     Identity,
+    /// `x * sigmoid(x)` (code 1).
     Silu,
+    /// GELU, tanh approximation (code 2).
     GeluTanh,
+    /// GELU with erf, to within 1.5e-7 (code 3).
     GeluErf,
+    /// `max(x, 0)` (code 4).
     Relu,
 }
 
 impl Act {
+    /// Every activation, in code order.
     pub const ALL: [Act; 5] = [
         Act::Identity,
         Act::Silu,
@@ -19,6 +25,7 @@ impl Act {
         Act::GeluErf,
         Act::Relu,
     ];
+    /// The code `activate` in `shaders/activate.wgsl` takes for this activation.
     pub fn code(self) -> u32 {
         self as u32
     }
@@ -28,9 +35,13 @@ impl Act {
 /// Stages apply in field order.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Epilogue {
+    /// Add the bias vector (`HAS_BIAS`).
     pub bias: bool,
+    /// The activation applied to `acc + bias`.
     pub act: Act,
+    /// Multiply by the activation of an aux input of the output's shape (a gate), if set.
     pub aux: Option<Act>,
+    /// Add a residual input of the output's shape, last.
     pub residual: bool,
 }
 

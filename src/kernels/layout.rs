@@ -8,7 +8,9 @@
 /// A field of a struct shared with WGSL.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Field {
+    /// The field's name, the same in Rust and WGSL.
     pub name: &'static str,
+    /// Its byte offset in the struct.
     pub offset: usize,
     /// The WGSL scalar type: "u32", "i32" or "f32".
     pub scalar: &'static str,
@@ -19,17 +21,21 @@ pub struct Field {
 pub struct Layout {
     /// The struct's name in WGSL.
     pub wgsl: &'static str,
+    /// The struct's size in bytes.
     pub size: usize,
+    /// Its fields, in declaration order.
     pub fields: &'static [Field],
 }
 
 /// A plain-data struct with a WGSL twin.
 pub trait GpuStruct: bytemuck::Pod {
+    /// The struct's layout, checked against its WGSL twin.
     const LAYOUT: Layout;
 }
 
 /// Scalars a [`GpuStruct`] field may have.
 pub trait Scalar {
+    /// The scalar's name in WGSL.
     const WGSL: &'static str;
 }
 

@@ -23,8 +23,11 @@ use std::fmt;
 /// The kinds of binding a kernel declares, in binding order.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Slot {
+    /// A uniform buffer (the dispatch's `Params`).
     Uniform,
+    /// A read-only storage buffer.
     Read,
+    /// A read-write storage buffer.
     Write,
 }
 
@@ -74,6 +77,7 @@ pub enum Include {
 }
 
 impl Include {
+    /// The piece's WGSL source.
     pub fn source(self) -> &'static str {
         match self {
             Include::Activate => include_str!("../../shaders/activate.wgsl"),
@@ -111,10 +115,13 @@ impl Include {
 /// A kernel family: one `.wgsl` file with entry point `main`, and what the host must know to
 /// launch it. Op modules declare one `static` per family.
 pub struct Family {
+    /// Unique among families; names pipelines, labels and profiles.
     pub name: &'static str,
     /// The family's own file.
     pub source: &'static str,
+    /// Shared pieces prepended to `source`, in this order.
     pub includes: &'static [Include],
+    /// The kinds of its bindings, in binding order.
     pub bindings: &'static [Slot],
     /// The structs the shader shares with the host (its `Params` first), checked by naga.
     pub structs: &'static [Layout],
@@ -156,6 +163,7 @@ impl std::hash::Hash for Family {
 /// substitution, from a closed enum) and the override constants.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Kernel {
+    /// The kernel family (its `.wgsl` file).
     pub family: &'static Family,
     /// Weight arrays declared `array<WORD_name>`, with the format each is read in.
     pub weights: Vec<(&'static str, WeightFormat)>,
@@ -164,6 +172,7 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// The family with no weight formats or override constants set.
     pub fn new(family: &'static Family) -> Kernel {
         Kernel {
             family,
@@ -184,14 +193,17 @@ impl Kernel {
         self
     }
 
+    /// The family's name.
     pub fn name(&self) -> &'static str {
         self.family.name
     }
 
+    /// The entry point: always `main`.
     pub fn entry(&self) -> &'static str {
         "main"
     }
 
+    /// The kinds of the family's bindings, in binding order.
     pub fn bindings(&self) -> &'static [Slot] {
         self.family.bindings
     }
@@ -244,7 +256,9 @@ pub struct Target {
     pub has_f16: bool,
     /// `unpack2x16float` in shaders.
     pub has_f16_unpack: bool,
+    /// Workgroups a dispatch may have along each dimension.
     pub max_workgroups: u32,
+    /// The largest range of one buffer a storage binding may cover, in bytes.
     pub max_binding: u64,
     /// The adapter's smallest subgroup size where it has SUBGROUP: row reductions (norms,
     /// softmax) then sum within subgroups before workgroup memory.
@@ -327,11 +341,14 @@ pub const NARROW: usize = 4096;
 /// Which of a format's two GEMV configurations a matmul takes, by its output columns.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Width {
+    /// At most [`NARROW`] output columns.
     Narrow,
+    /// More than [`NARROW`] output columns.
     Wide,
 }
 
 impl Width {
+    /// The width of a matmul of `columns` output columns.
     pub fn of(columns: usize) -> Width {
         if columns <= NARROW {
             Width::Narrow
@@ -350,6 +367,7 @@ pub struct GemvTable {
     pub blocks: [Gemv; 8],
     /// Narrow matmuls ([`NARROW`]), indexed the same way.
     pub narrow_floats: [Gemv; 4],
+    /// Narrow matmuls, indexed like `blocks`.
     pub narrow_blocks: [Gemv; 8],
 }
 

@@ -14,6 +14,7 @@ struct Chosen(Mutex<Option<Tuning>>);
 /// How programs on a device run their matmuls.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Tuning {
+    /// The GEMV configuration per weight format, wide and narrow.
     pub gemv: GemvTable,
     /// When set, matmuls over at most this many rows run as GEMV, larger ones as GEMM,
     /// whatever was tuned per format.

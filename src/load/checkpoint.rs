@@ -157,6 +157,7 @@ impl Checkpoint {
         self.files.first().map(|f| &f.header.metadata)
     }
 
+    /// The directory entry of tensor `name`; an error if no shard holds it.
     pub fn get(&self, name: &str) -> Result<&TensorInfo> {
         let (f, t) = self
             .index
@@ -180,6 +181,7 @@ impl Checkpoint {
         self.tensors().map(TensorInfo::bytes).sum()
     }
 
+    /// The checkpoint's file or folder, as errors name it.
     pub fn origin(&self) -> &str {
         &self.origin
     }

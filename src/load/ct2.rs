@@ -20,11 +20,17 @@ use std::collections::BTreeMap;
 /// An element type of a CTranslate2 variable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ct2DType {
+    /// 32-bit float (code 0).
     F32,
+    /// 8-bit signed integer (code 1).
     I8,
+    /// 16-bit signed integer (code 2).
     I16,
+    /// 32-bit signed integer (code 3).
     I32,
+    /// 16-bit IEEE float (code 4).
     F16,
+    /// bfloat16 (code 5).
     BF16,
 }
 
@@ -53,17 +59,25 @@ impl Ct2DType {
 /// One variable: its shape (empty for a scalar), type and byte range in the file.
 #[derive(Clone, Debug)]
 pub struct Ct2Var {
+    /// The variable's name (a path such as `encoder/layer_0/ffn/linear_0/weight`).
     pub name: String,
+    /// Its dimensions, row-major; empty for a scalar.
     pub shape: Vec<usize>,
+    /// Its element type.
     pub dtype: Ct2DType,
+    /// Byte offset of its data in the file.
     pub start: usize,
+    /// Byte offset just past its data.
     pub end: usize,
 }
 
 /// A parsed `model.bin` over its bytes.
 pub struct Ct2<'a> {
+    /// The spec name ("WhisperSpec").
     pub spec: String,
+    /// The spec's revision.
     pub revision: u32,
+    /// Every variable, in file order.
     pub vars: Vec<Ct2Var>,
     /// Alias name to the variable it stands for.
     pub aliases: BTreeMap<String, String>,
@@ -204,6 +218,7 @@ impl<'a> Ct2<'a> {
         })
     }
 
+    /// The file's path, as errors name it.
     pub fn path(&self) -> &str {
         &self.path
     }

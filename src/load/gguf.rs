@@ -14,15 +14,22 @@ use std::collections::BTreeMap;
 /// A metadata value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Meta {
+    /// Any unsigned integer (u8, u16, u32, u64), widened.
     U64(u64),
+    /// Any signed integer (i8, i16, i32, i64), widened.
     I64(i64),
+    /// A float (f32 or f64), widened.
     F64(f64),
+    /// A boolean.
     Bool(bool),
+    /// A UTF-8 string.
     Str(String),
+    /// An array of values of one type (not nested).
     Array(Vec<Meta>),
 }
 
 impl Meta {
+    /// The value as a u64, if it is a non-negative integer.
     pub fn as_u64(&self) -> Option<u64> {
         match self {
             Meta::U64(v) => Some(*v),
@@ -30,6 +37,7 @@ impl Meta {
             _ => None,
         }
     }
+    /// The value as an f64, if it is a number.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Meta::F64(v) => Some(*v),
@@ -38,18 +46,21 @@ impl Meta {
             _ => None,
         }
     }
+    /// The value as a string, if it is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Meta::Str(s) => Some(s),
             _ => None,
         }
     }
+    /// The elements, if the value is an array.
     pub fn as_array(&self) -> Option<&[Meta]> {
         match self {
             Meta::Array(a) => Some(a),
             _ => None,
         }
     }
+    /// The value as a bool, if it is one.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Meta::Bool(b) => Some(*b),
@@ -125,12 +136,15 @@ fn ggml_type(id: u32) -> std::result::Result<DType, String> {
 /// One tensor's directory entry.
 #[derive(Clone, Debug)]
 pub struct GgufTensor {
+    /// The tensor's name in the file (llama.cpp's names, `blk.0.attn_q.weight`).
     pub name: String,
     /// Dimensions as ggml lists them, innermost (contiguous) first.
     pub dims: Vec<usize>,
+    /// Its storage format.
     pub kind: DType,
     /// Absolute byte range in the file.
     pub start: usize,
+    /// The end of the byte range (exclusive).
     pub end: usize,
 }
 
@@ -139,6 +153,7 @@ impl GgufTensor {
     pub fn shape(&self) -> Vec<usize> {
         self.dims.iter().rev().copied().collect()
     }
+    /// Elements in the tensor.
     pub fn numel(&self) -> usize {
         self.dims.iter().product()
     }
@@ -146,8 +161,11 @@ impl GgufTensor {
 
 /// A parsed GGUF file over its bytes.
 pub struct Gguf<'a> {
+    /// The format version (2 or 3).
     pub version: u32,
+    /// The metadata, by key (`general.architecture`, `llama.context_length`).
     pub meta: BTreeMap<String, Meta>,
+    /// The tensor directory, in file order.
     pub tensors: Vec<GgufTensor>,
     bytes: &'a [u8],
     path: String,
@@ -311,6 +329,7 @@ impl<'a> Gguf<'a> {
         })
     }
 
+    /// The file's path, as errors name it.
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -322,24 +341,28 @@ impl<'a> Gguf<'a> {
             .ok_or_else(|| Error::load(&self.path, format!("metadata '{key}' is missing")))
     }
 
+    /// Metadata `key` as a non-negative integer; an error if missing or of another type.
     pub fn u64(&self, key: &str) -> Result<u64> {
         self.get(key)?
             .as_u64()
             .ok_or_else(|| Error::load(&self.path, format!("metadata '{key}' is not an integer")))
     }
 
+    /// Metadata `key` as a number; an error if missing or of another type.
     pub fn f64(&self, key: &str) -> Result<f64> {
         self.get(key)?
             .as_f64()
             .ok_or_else(|| Error::load(&self.path, format!("metadata '{key}' is not a number")))
     }
 
+    /// Metadata `key` as a string; an error if missing or of another type.
     pub fn str(&self, key: &str) -> Result<&str> {
         self.get(key)?
             .as_str()
             .ok_or_else(|| Error::load(&self.path, format!("metadata '{key}' is not a string")))
     }
 
+    /// Metadata `key` as an array of strings; an error if missing or of another type.
     pub fn strings(&self, key: &str) -> Result<Vec<&str>> {
         let bad = || {
             Error::load(
@@ -355,6 +378,7 @@ impl<'a> Gguf<'a> {
             .collect()
     }
 
+    /// The directory entry of tensor `name`, if the file has one.
     pub fn tensor(&self, name: &str) -> Option<&GgufTensor> {
         self.tensors.iter().find(|t| t.name == name)
     }

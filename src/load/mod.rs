@@ -28,9 +28,14 @@ use std::collections::HashMap;
 pub struct Progress<'a> {
     /// The tensor being uploaded.
     pub tensor: &'a str,
+    /// Bytes of the source read so far, counted as the file stores them (skipped tensors count
+    /// as read).
     pub bytes_done: u64,
+    /// Bytes of tensor data in the source.
     pub bytes_total: u64,
+    /// Tensors finished (uploaded or skipped), not counting the one in progress.
     pub tensors_done: usize,
+    /// Tensors in the source.
     pub tensors_total: usize,
 }
 
@@ -143,6 +148,7 @@ pub struct Weights {
 }
 
 impl Weights {
+    /// An empty set of weights from `origin` (named in errors).
     pub fn new(origin: impl Into<String>) -> Self {
         Weights {
             origin: origin.into(),
@@ -150,6 +156,7 @@ impl Weights {
         }
     }
 
+    /// Add `tensor` under its name, replacing any tensor of that name.
     pub fn insert(&mut self, tensor: Tensor) {
         self.tensors.insert(tensor.name().to_string(), tensor);
     }
@@ -193,12 +200,15 @@ impl Weights {
         &self.origin
     }
 
+    /// Tensors held (skipped ones not counted).
     pub fn len(&self) -> usize {
         self.tensors.len()
     }
+    /// Whether no tensor is held.
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }
+    /// The names of the tensors held, in no particular order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)
     }
@@ -218,6 +228,7 @@ impl Weights {
     pub fn bytes(&self) -> u64 {
         self.tensors.values().map(Tensor::bytes).sum()
     }
+    /// Tensors of the file that were not uploaded, by name, with the reason.
     pub fn skipped(&self) -> &HashMap<String, String> {
         &self.skipped
     }

@@ -20,25 +20,42 @@ pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 /// A dtype that may appear in a safetensors file.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum FileDType {
+    /// 1-byte boolean.
     Bool,
+    /// Unsigned 8-bit integer.
     U8,
+    /// Signed 8-bit integer.
     I8,
+    /// 8-bit float, 5 exponent and 2 mantissa bits.
     F8E5M2,
+    /// 8-bit float, 4 exponent and 3 mantissa bits.
     F8E4M3,
+    /// 8-bit exponent-only scale (microscaling formats).
     F8E8M0,
+    /// Signed 16-bit integer.
     I16,
+    /// Unsigned 16-bit integer.
     U16,
+    /// 16-bit IEEE float.
     F16,
+    /// bfloat16.
     BF16,
+    /// Signed 32-bit integer.
     I32,
+    /// Unsigned 32-bit integer.
     U32,
+    /// 32-bit IEEE float.
     F32,
+    /// 64-bit IEEE float.
     F64,
+    /// Signed 64-bit integer.
     I64,
+    /// Unsigned 64-bit integer.
     U64,
 }
 
 impl FileDType {
+    /// The dtype of a header's `dtype` string ("BF16", "F8_E4M3"), if it is one of these.
     pub fn parse(s: &str) -> Option<FileDType> {
         use FileDType::*;
         Some(match s {
@@ -62,6 +79,7 @@ impl FileDType {
         })
     }
 
+    /// Bytes per element.
     pub fn size(self) -> u64 {
         use FileDType::*;
         match self {
@@ -86,24 +104,31 @@ impl FileDType {
 /// One tensor's entry, with offsets made absolute within the file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorInfo {
+    /// The tensor's name in the file.
     pub name: String,
+    /// Its element type.
     pub dtype: FileDType,
+    /// Its shape, row-major; empty for a scalar.
     pub shape: Vec<usize>,
     /// Absolute byte range in the file.
     pub start: u64,
+    /// The end of the byte range (exclusive).
     pub end: u64,
 }
 
 impl TensorInfo {
+    /// Bytes of the tensor's data.
     pub fn bytes(&self) -> u64 {
         self.end - self.start
     }
 }
 
+/// A parsed and checked safetensors header.
 #[derive(Clone, Debug, Default)]
 pub struct Header {
     /// Tensors in file order.
     pub tensors: Vec<TensorInfo>,
+    /// The header's `__metadata__` strings, if any.
     pub metadata: BTreeMap<String, String>,
     /// Where the data section starts (8 + header length).
     pub data_start: u64,

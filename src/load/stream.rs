@@ -25,6 +25,7 @@ struct Filling {
     staged: Vec<u8>,
 }
 
+/// Uploads a safetensors file as it arrives in chunks; see the module docs.
 pub struct StreamLoader<'g, 'o> {
     gpu: &'g Gpu,
     origin: String,

@@ -14,6 +14,8 @@ const CHUNK: usize = 8 << 20;
 /// Bytes written before waiting for the GPU to drain the staging memory.
 const BUDGET: u64 = 64 << 20;
 
+/// Writes tensors into new GPU buffers in bounded chunks, waiting for the queue every so often;
+/// see the module docs.
 pub struct Uploader<'a> {
     gpu: &'a Gpu,
     max_part_bytes: Option<u64>,
@@ -23,6 +25,8 @@ pub struct Uploader<'a> {
 }
 
 impl<'a> Uploader<'a> {
+    /// An uploader to `gpu` that splits tensors into parts of at most `max_part_bytes` (never
+    /// more than the device's binding size).
     pub fn new(gpu: &'a Gpu, max_part_bytes: Option<u64>) -> Self {
         Uploader {
             gpu,

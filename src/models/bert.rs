@@ -28,14 +28,24 @@ use crate::tensor::Tensor;
 /// What `config.json` says of a BERT model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BertConfig {
+    /// Token vocabulary size (`vocab_size`).
     pub vocab: usize,
+    /// Width of the hidden state (`hidden_size`), a whole number of heads.
     pub hidden: usize,
+    /// Encoder layers (`num_hidden_layers`).
     pub layers: usize,
+    /// Attention heads per layer (`num_attention_heads`).
     pub heads: usize,
+    /// Width of the MLP's inner layer (`intermediate_size`).
     pub intermediate: usize,
+    /// Positions the position embeddings cover: the longest input (`max_position_embeddings`).
     pub max_positions: usize,
+    /// Token types (`type_vocab_size`, 2 when absent); kiln embeds every token as type 0.
     pub type_vocab: usize,
+    /// LayerNorm epsilon (`layer_norm_eps`, 1e-12 when absent).
     pub eps: f32,
+    /// The MLP's activation (`hidden_act`: `gelu` is [`Act::GeluErf`], `gelu_new` and
+    /// `gelu_pytorch_tanh` are [`Act::GeluTanh`]).
     pub act: Act,
 }
 
@@ -116,6 +126,7 @@ struct Layer {
 
 /// A BERT encoder whose weights are on the GPU, pooled to one embedding per input.
 pub struct Bert {
+    /// The configuration it was built from.
     pub config: BertConfig,
     word: Tensor,
     /// Position embeddings plus the first token type's, (P, D).

@@ -32,16 +32,28 @@ struct Raw {
 /// A validated Llama-family configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// "llama", "mistral" or "qwen2" (from `model_type`, else `architectures`).
     pub model_type: String,
+    /// Width of the hidden state (`hidden_size`).
     pub hidden: usize,
+    /// Width of the MLP's inner layer (`intermediate_size`).
     pub ffn: usize,
+    /// Decoder layers (`num_hidden_layers`).
     pub layers: usize,
+    /// Query heads per layer (`num_attention_heads`).
     pub heads: usize,
+    /// KV heads per layer (`num_key_value_heads`, else `heads`); divides `heads`.
     pub kv_heads: usize,
+    /// Width of one head (`head_dim`, else `hidden / heads`): even, at most
+    /// [`MAX_HEAD_DIM`](crate::ops::attention::MAX_HEAD_DIM).
     pub head_dim: usize,
+    /// RMSNorm epsilon (`rms_norm_eps`).
     pub eps: f32,
+    /// Token vocabulary size (`vocab_size`): rows of the embedding and of the logits.
     pub vocab: usize,
+    /// The longest context the model supports (`max_position_embeddings`).
     pub max_positions: usize,
+    /// The head reuses the embedding matrix (`tie_word_embeddings`).
     pub tied_embeddings: bool,
     /// q, k and v projections carry biases (Qwen2).
     pub qkv_bias: bool,
@@ -49,7 +61,9 @@ pub struct Config {
     pub sliding_window: Option<usize>,
     /// RoPE inverse frequencies, scaling applied.
     pub inv_freq: Vec<f32>,
+    /// The beginning-of-sequence token (`bos_token_id`), if any.
     pub bos: Option<u32>,
+    /// Tokens that end a generation (`eos_token_id`, one or several).
     pub eos: Vec<u32>,
 }
 

@@ -29,7 +29,9 @@ pub enum Logits {
 /// positions each.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Cache {
+    /// Sequences cached at once, one KV-cache slot each.
     pub slots: usize,
+    /// Positions cached per sequence.
     pub capacity: usize,
 }
 
@@ -38,6 +40,7 @@ pub struct Cache {
 /// tensor-parallel, every part holds every layer, and the head only the last part.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Span {
+    /// The layers held here, within `0..total`.
     pub layers: Range<usize>,
     /// Layers in the whole model.
     pub total: usize,
@@ -98,6 +101,7 @@ pub struct Shard {
 /// A model's special tokens.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Special {
+    /// The beginning-of-sequence token, if the model has one.
     pub bos: Option<u32>,
     /// Tokens that end a generation.
     pub eos: Vec<u32>,
@@ -107,11 +111,13 @@ pub struct Special {
 pub trait Decoder: wgpu::WasmNotSendSync {
     /// The architecture, as config.json names it ("llama", "qwen2", ...).
     fn architecture(&self) -> &str;
+    /// Decoder layers in the whole model.
     fn layers(&self) -> usize;
     /// Rows of the logits.
     fn vocab(&self) -> usize;
     /// The longest context the model supports.
     fn max_positions(&self) -> usize;
+    /// Its beginning- and end-of-sequence tokens.
     fn special(&self) -> Special;
     /// Bytes of weights on the GPU.
     fn weight_bytes(&self) -> u64;
@@ -197,6 +203,7 @@ impl Task {
         }
     }
 
+    /// The task's name, as the CLI's subcommand says it ("generate", "embed", "transcribe").
     pub fn name(self) -> &'static str {
         match self {
             Task::Generate => "generate",

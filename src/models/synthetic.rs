@@ -17,19 +17,31 @@ use crate::sample::Rng;
 /// A model shape.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Preset {
+    /// The preset's name, as `synthetic:NAME` and the benchmarks give it ("smollm2-135m").
     pub name: &'static str,
     /// The model whose shape it has, and other names it answers to.
     pub model: &'static str,
+    /// Other names the preset answers to.
     pub aliases: &'static [&'static str],
+    /// The `model_type` its config says ("llama", "qwen2").
     pub model_type: &'static str,
+    /// Width of the hidden state.
     pub hidden: usize,
+    /// Width of the MLP's inner layer.
     pub ffn: usize,
+    /// Decoder layers.
     pub layers: usize,
+    /// Query heads per layer.
     pub heads: usize,
+    /// KV heads per layer.
     pub kv_heads: usize,
+    /// Width of one head.
     pub head_dim: usize,
+    /// Token vocabulary size.
     pub vocab: usize,
+    /// The head reuses the embedding matrix.
     pub tied: bool,
+    /// q, k and v projections carry biases.
     pub qkv_bias: bool,
 }
 

@@ -35,22 +35,35 @@ use crate::tensor::Tensor;
 /// What `config.json` says of a Whisper model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WhisperConfig {
+    /// Width of the hidden state (`d_model`), a whole number of heads in encoder and decoder.
     pub d: usize,
+    /// Audio encoder layers (`encoder_layers`).
     pub encoder_layers: usize,
+    /// Text decoder layers (`decoder_layers`).
     pub decoder_layers: usize,
+    /// Attention heads per encoder layer (`encoder_attention_heads`).
     pub encoder_heads: usize,
+    /// Attention heads per decoder layer (`decoder_attention_heads`).
     pub decoder_heads: usize,
+    /// Width of an encoder MLP's inner layer (`encoder_ffn_dim`).
     pub encoder_ffn: usize,
+    /// Width of a decoder MLP's inner layer (`decoder_ffn_dim`).
     pub decoder_ffn: usize,
+    /// Mel bands of the input spectrogram (`num_mel_bins`: 80, or 128 for large-v3).
     pub mels: usize,
     /// Encoder positions: 1500 for 30 s of audio (3000 mel frames).
     pub audio_positions: usize,
     /// Decoder positions: the longest transcript window, prompt included.
     pub text_positions: usize,
+    /// Token vocabulary size (`vocab_size`).
     pub vocab: usize,
+    /// The end-of-transcript token (`eos_token_id`).
     pub eot: u32,
+    /// The token a transcript starts with, `<|startoftranscript|>` (`decoder_start_token_id`).
     pub decoder_start: u32,
+    /// Tokens never sampled (`suppress_tokens`).
     pub suppress: Vec<u32>,
+    /// Tokens not sampled as a window's first token (`begin_suppress_tokens`).
     pub begin_suppress: Vec<u32>,
 }
 
@@ -259,6 +272,7 @@ pub fn cross_names(l: usize) -> (String, String) {
 
 /// Whisper's audio encoder, ending in every decoder layer's cross-attention keys and values.
 pub struct WhisperEncoder {
+    /// The configuration it was built from.
     pub config: WhisperConfig,
     conv1: Linear,
     conv2: Linear,
@@ -270,6 +284,8 @@ pub struct WhisperEncoder {
 }
 
 impl WhisperEncoder {
+    /// The encoder of `config`, its weights taken from `w` (HF names); an error names a missing
+    /// or misshapen tensor.
     pub fn new(config: WhisperConfig, w: &Weights) -> Result<WhisperEncoder> {
         let c = &config;
         let (d, n) = (c.d, names(w));
@@ -350,6 +366,7 @@ impl WhisperEncoder {
 /// Whisper's text decoder: a [`Decoder`] whose cross-attention reads states the encoder
 /// fills.
 pub struct WhisperDecoder {
+    /// The configuration it was built from.
     pub config: WhisperConfig,
     embed: Tensor,
     positions: Tensor,
@@ -360,6 +377,8 @@ pub struct WhisperDecoder {
 }
 
 impl WhisperDecoder {
+    /// The decoder of `config`, its weights taken from `w` (HF names); an error names a missing
+    /// or misshapen tensor.
     pub fn new(config: WhisperConfig, w: &Weights) -> Result<WhisperDecoder> {
         let c = &config;
         let (d, n) = (c.d, names(w));

@@ -37,18 +37,31 @@ pub const ROWS_BQ: u32 = 16;
 pub const ROWS_MAX_HEAD_DIM: usize = 128;
 
 crate::kernels::gpu_struct! {
+    /// Attention's parameters, as `shaders/attention_keys.wgsl` declares and explains them.
     pub struct Params("Params") {
+        /// Sequences in the step (S).
         seqs: u32,
+        /// Token rows per sequence (T).
         tokens: u32,
+        /// Query heads.
         heads: u32,
+        /// KV heads; query head h reads KV head h / (heads / kv_heads).
         kv_heads: u32,
+        /// Width of one head.
         head_dim: u32,
+        /// Key rows per sequence in k and v: a cache's capacity, or the keys' T.
         kv_rows: u32,
+        /// 1: k and v are KV caches, read at each sequence's slot; 0: the step's own rows.
         by_slot: u32,
+        /// 1: a query sees keys up to its own position.
         causal: u32,
+        /// The sliding window in keys; 0: none.
         window: u32,
+        /// Cross-attention: the keys every query sees; 0 otherwise.
         keys: u32,
+        /// Scores are `q · k * scale`.
         scale: f32,
+        /// Key ranges of the row-block kernel's split mode; 0 elsewhere.
         splits: u32,
     }
 }
@@ -56,6 +69,7 @@ crate::kernels::gpu_struct! {
 const BINDINGS: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::Read, Slot::Write];
 const STRUCTS: &[crate::kernels::Layout] = &[Params::LAYOUT, crate::graph::SeqParams::LAYOUT];
 
+/// The per-row kernel (`shaders/attention.wgsl`): a workgroup per (query row, head).
 pub static FAMILY: Family = Family {
     name: "attention",
     source: include_str!("../../shaders/attention.wgsl"),
@@ -64,6 +78,7 @@ pub static FAMILY: Family = Family {
     structs: STRUCTS,
 };
 
+/// The row-block kernel (`shaders/attention_rows.wgsl`): 16 rows of one head a workgroup.
 pub static ROWS: Family = Family {
     name: "attention_rows",
     source: include_str!("../../shaders/attention_rows.wgsl"),
@@ -72,6 +87,7 @@ pub static ROWS: Family = Family {
     structs: STRUCTS,
 };
 
+/// Merges the split mode's partial softmaxes (`shaders/attention_merge.wgsl`).
 pub static MERGE: Family = Family {
     name: "attention_merge",
     source: include_str!("../../shaders/attention_merge.wgsl"),
@@ -103,6 +119,7 @@ pub fn rows_kernel_fits(head_dim: usize) -> bool {
     head_dim.is_multiple_of(4) && head_dim <= ROWS_MAX_HEAD_DIM
 }
 
+/// Every kernel variant attention can ask for (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
     vec![
         kernel(),
@@ -117,8 +134,11 @@ pub fn variants() -> Vec<Kernel> {
 /// Query heads, key/value heads and the head width.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Heads {
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads; divides `heads`.
     pub kv_heads: usize,
+    /// Width of one head, at most [`MAX_HEAD_DIM`].
     pub head_dim: usize,
 }
 
@@ -135,13 +155,22 @@ pub enum Mask {
     Keys(usize),
 }
 
+/// Grouped-query attention: see the module docs, [`Graph::attention`] and
+/// [`Graph::cross_attention`].
 #[derive(Clone, Debug)]
 pub struct Attention {
+    /// The queries, (S, T, heads * head_dim).
     pub q: Value,
+    /// The keys: a KV cache (slots, capacity, kv_heads * head_dim) or activations (S, Tk,
+    /// kv_heads * head_dim).
     pub k: Value,
+    /// The values, shaped as `k`.
     pub v: Value,
+    /// The head counts and width.
     pub heads: Heads,
+    /// Which keys each query sees.
     pub mask: Mask,
+    /// Scores are `q · k * scale` (1 / sqrt(head_dim) from [`Graph::attention`]).
     pub scale: f32,
 }
 

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Buf, Emit, Eval, Graph, GridShape, Layout, Leaf, Op, Rows, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
+/// Threads per workgroup of both kernels (one workgroup per sequence).
 pub const WG: u32 = 256;
 /// The largest top-k that vocabulary shards can sample with.
 pub const MAX_TOP_K: usize = 256;
@@ -26,31 +27,52 @@ pub const CAP: usize = MAX_TOP_K + MARGIN;
 pub const WIDTH: usize = 1 + 2 * CAP;
 
 crate::kernels::gpu_struct! {
+    /// The proposal kernel's parameters (`shaders/propose.wgsl`).
     pub struct ProposeParams("Params") {
+        /// Sequences in the step (S).
         seqs: u32,
+        /// Logits in this shard's row (V_i).
         vocab: u32,
+        /// The global id of the shard's first logit.
         first: u32,
+        /// The whole vocabulary: the width of the seen-token flags.
         total: u32,
+        /// Token rows per sequence of the ids marked (prefill); 0 when marking from the token
+        /// state.
         tokens: u32,
+        /// Slots of the seen-token flags.
         slots: u32,
+        /// The most candidates proposed per sequence ([`CAP`]).
         cap: u32,
+        /// Candidates proposed beyond top-k ([`MARGIN`]).
         margin: u32,
+        /// 0: mark the step's ids (S, tokens) seen; 1: the token of each sequence's slot
+        /// (slots, 1).
         marks: u32,
+        /// Padding to 48 bytes; always 0.
         pad0: u32,
+        /// Padding; always 0.
         pad1: u32,
+        /// Padding; always 0.
         pad2: u32,
     }
 }
 
 crate::kernels::gpu_struct! {
+    /// The spreading kernel's parameters (`shaders/spread.wgsl`).
     pub struct SpreadParams("Params") {
+        /// Sequences in the step (S).
         seqs: u32,
+        /// The whole vocabulary: the width of the logits written.
         vocab: u32,
+        /// Proposals gathered per sequence, one per shard.
         parts: u32,
+        /// The most candidates in one proposal ([`CAP`]).
         cap: u32,
     }
 }
 
+/// The proposal kernel, reducing in workgroup memory (`shaders/propose.wgsl`).
 pub static PROPOSE: Family = Family {
     name: "propose",
     source: include_str!("../../shaders/propose.wgsl"),
@@ -77,6 +99,7 @@ pub static PROPOSE_SG: Family = PROPOSE.with_includes(
     &[Include::Seq, Include::SampleKey, Include::ReduceSubgroup],
 );
 
+/// The kernel that spreads gathered candidates into logits rows (`shaders/spread.wgsl`).
 pub static SPREAD: Family = Family {
     name: "spread",
     source: include_str!("../../shaders/spread.wgsl"),
@@ -93,6 +116,7 @@ fn spread_kernel() -> Kernel {
     Kernel::new(&SPREAD).constant("WG", WG)
 }
 
+/// Every kernel variant the candidate ops can ask for (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
     vec![
         propose_kernel(None),
@@ -108,10 +132,15 @@ pub fn variants() -> Vec<Kernel> {
 /// words: each row a count, then (global id, logit bits) pairs.
 #[derive(Clone, Debug)]
 pub struct Propose {
+    /// This shard's logits, (S, 1, V_i).
     pub logits: Value,
+    /// What marks tokens seen: the step's ids (S, T), or the token state (slots, 1).
     pub marks: Value,
+    /// The seen-token flags, (slots, total), updated in place.
     pub seen: Value,
+    /// The global id of the shard's first logit.
     pub first: usize,
+    /// The whole vocabulary.
     pub total: usize,
     /// Whether `marks` is the token state (decode) rather than ids.
     pub from_state: bool,
@@ -121,7 +150,9 @@ pub struct Propose {
 /// candidate's logit at its id, -inf elsewhere.
 #[derive(Clone, Debug)]
 pub struct Spread {
+    /// Every shard's proposals, gathered: (S, 1, parts x [`WIDTH`]).
     pub cands: Value,
+    /// The whole vocabulary: the width of the logits rows.
     pub vocab: usize,
 }
 

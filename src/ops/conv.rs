@@ -7,21 +7,32 @@ use crate::error::Result;
 use crate::graph::{Buf, Emit, Eval, Graph, Op, Value};
 use crate::kernels::{Act, Family, GpuStruct, Include, Kernel, Slot};
 
+/// Threads per workgroup, one output value each.
 pub const WG: u32 = 256;
 
 crate::kernels::gpu_struct! {
+    /// The convolution kernel's parameters (`shaders/conv1d.wgsl`).
     pub struct Params("Params") {
+        /// Sequences (S).
         seqs: u32,
+        /// Input time steps per sequence (T).
         t_in: u32,
+        /// Output time steps per sequence: (T + 2 padding - K) / stride + 1.
         t_out: u32,
+        /// Input channels.
         c_in: u32,
+        /// Output channels.
         c_out: u32,
+        /// The kernel's width in time steps (K).
         kernel: u32,
+        /// Input time steps between successive outputs.
         stride: u32,
+        /// Zeros assumed before and after the input.
         padding: u32,
     }
 }
 
+/// The convolution kernel (`shaders/conv1d.wgsl`).
 pub static FAMILY: Family = Family {
     name: "conv1d",
     source: include_str!("../../shaders/conv1d.wgsl"),
@@ -41,6 +52,7 @@ fn kernel(w: WeightFormat, bias: Option<WeightFormat>, act: Act, add: Option<Wei
         .constant("HAS_ADD", add.is_some())
 }
 
+/// Every kernel variant convolutions can ask for (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
     let mut out = Vec::new();
     for w in WeightFormat::FLOAT {
@@ -55,13 +67,20 @@ pub fn variants() -> Vec<Kernel> {
     out
 }
 
+/// A 1-D convolution with a fused activation and addend: see [`Graph::conv1d_act`].
 #[derive(Clone, Debug)]
 pub struct Conv1d {
+    /// The input, (S, T, C_in).
     pub x: Value,
+    /// The weight, (C_out, C_in, K) as PyTorch stores it.
     pub w: Value,
+    /// An optional bias, (C_out).
     pub bias: Option<Value>,
+    /// Input time steps between successive outputs.
     pub stride: usize,
+    /// Zeros assumed before and after the input.
     pub padding: usize,
+    /// The activation applied after the bias.
     pub act: Act,
     /// (T_out, C_out), added after the activation to every sequence.
     pub add: Option<Value>,

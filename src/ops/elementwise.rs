@@ -13,12 +13,16 @@ use std::sync::Arc;
 pub const WG: u32 = 256;
 
 crate::kernels::gpu_struct! {
+    /// The standalone kernel's parameters: `y[i] = epilogue(a[i])` over (rows, `cols`).
     pub struct Params("Params") {
+        /// Elements of the output.
         count: u32,
+        /// Elements per row: the bias is indexed by column.
         cols: u32,
     }
 }
 
+/// The standalone elementwise kernel (`shaders/elementwise.wgsl`).
 pub static FAMILY: Family = Family {
     name: "elementwise",
     source: include_str!("../../shaders/elementwise.wgsl"),
@@ -31,6 +35,7 @@ fn kernel(epi: Epilogue) -> Kernel {
     epi.apply(Kernel::new(&FAMILY).weight("bias", WeightFormat::F32).constant("WG", WG))
 }
 
+/// Every kernel variant elementwise ops can ask for (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
     Epilogue::all().into_iter().map(kernel).collect()
 }
@@ -38,7 +43,9 @@ pub fn variants() -> Vec<Kernel> {
 /// `tail(a)`: `act(a) * aux_act(aux) + residual`.
 #[derive(Clone, Debug)]
 pub struct Elementwise {
+    /// The input.
     pub a: Value,
+    /// What is applied to it.
     pub tail: Tail,
 }
 

@@ -9,14 +9,22 @@ use crate::error::Result;
 use crate::graph::{Bound, Buf, Emit, Eval, Graph, Layout, Leaf, Op, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
+/// Threads per workgroup, one output value each.
 pub const WG: u32 = 256;
 
 crate::kernels::gpu_struct! {
+    /// The lookup kernel's parameters, one dispatch per part of the table
+    /// (`shaders/embedding.wgsl`).
     pub struct Params("Params") {
+        /// Token rows of the output (S x T).
         rows: u32,
+        /// Token rows per sequence (T).
         tokens: u32,
+        /// Values per table row: the embedding's width.
         dim: u32,
+        /// The first table row this part holds.
         row_start: u32,
+        /// Table rows this part holds.
         part_rows: u32,
         /// 0: `ids[row]`; 1: `ids[slot of the row's sequence]`; 2: the row's position.
         source: u32,
@@ -25,10 +33,12 @@ crate::kernels::gpu_struct! {
         /// The first id the table holds (a vocabulary shard's), and its rows: other ids
         /// read zeros.
         first: u32,
+        /// Rows of the whole table, every part together.
         table_rows: u32,
     }
 }
 
+/// The lookup kernel (`shaders/embedding.wgsl`).
 pub static FAMILY: Family = Family {
     name: "embedding",
     source: include_str!("../../shaders/embedding.wgsl"),
@@ -41,6 +51,7 @@ fn kernel(table: WeightFormat) -> Kernel {
     Kernel::new(&FAMILY).weight("table", table).constant("WG", WG)
 }
 
+/// Every kernel variant embedding lookups can ask for (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
     WeightFormat::all().into_iter().map(kernel).collect()
 }
@@ -66,14 +77,19 @@ impl Source {
     }
 }
 
+/// An embedding lookup: see the module docs.
 #[derive(Clone, Debug)]
 pub struct Embedding {
+    /// The table, (rows, D).
     pub table: Value,
+    /// The ids (S, T), or the per-slot token state (slots, 1) for [`Source::Slots`].
     pub ids: Value,
+    /// Which row each token row reads.
     pub source: Source,
     /// The ids the table's rows stand for, `first..first + rows`, out of `vocab`: all of
     /// them, or a vocabulary shard's (other ids read zeros).
     pub first: usize,
+    /// The ids (or positions) the whole table stands for; a step with larger ones is refused.
     pub vocab: usize,
 }
 

@@ -91,7 +91,9 @@ impl Op for AllReduce {
 /// model, `a` is already everything).
 #[derive(Clone, Debug)]
 pub struct AllGather {
+    /// This part's slice, (S, T, W_i).
     pub a: Value,
+    /// W: every part's width together.
     pub width: usize,
 }
 

@@ -7,18 +7,26 @@ use crate::error::{Error, Result};
 use crate::graph::{Bound, Buf, Emit, Eval, Graph, Layout, Op, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
+/// Threads per workgroup, one value each.
 pub const WG: u32 = 256;
 
 crate::kernels::gpu_struct! {
+    /// The write kernel's parameters (`shaders/kv_write.wgsl`).
     pub struct Params("Params") {
+        /// Sequences in the step (S).
         seqs: u32,
+        /// Token rows per sequence (T).
         tokens: u32,
+        /// Values per row of the source and the cache.
         width: u32,
+        /// Positions the cache holds per slot.
         capacity: u32,
+        /// Slots of the cache.
         slots: u32,
     }
 }
 
+/// The write kernel (`shaders/kv_write.wgsl`).
 pub static FAMILY: Family = Family {
     name: "kv_write",
     source: include_str!("../../shaders/kv_write.wgsl"),
@@ -31,13 +39,17 @@ fn kernel() -> Kernel {
     Kernel::new(&FAMILY).constant("WG", WG)
 }
 
+/// Every kernel variant of the KV write (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
     vec![kernel()]
 }
 
+/// A write into a KV cache: see [`Graph::kv_write`].
 #[derive(Clone, Debug)]
 pub struct KvWrite {
+    /// The step's keys or values, (S, T, width).
     pub src: Value,
+    /// The cache state, (slots, capacity, width).
     pub cache: Value,
 }
 

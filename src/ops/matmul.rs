@@ -25,10 +25,15 @@ use std::sync::Arc;
 /// and SwiftShader's GFLOP/s over 4 x 4 with 16 x 16 (`kiln bench`, 2026-11-29); tile
 /// shapes beyond that moved them by a few percent.
 pub const GEMM_R: u32 = 8;
+/// Tiled GEMM: threads per workgroup along x (columns); the shader's `TX`.
 pub const GEMM_TX: u32 = 16;
+/// Tiled GEMM: threads per workgroup along y (rows); the shader's `TY`.
 pub const GEMM_TY: u32 = 8;
+/// Tiled GEMM: the width of each k slice staged in workgroup memory; the shader's `BK`.
 pub const GEMM_BK: u32 = 16;
+/// Tiled GEMM: output columns per workgroup.
 pub const GEMM_TILE_N: u32 = GEMM_TX * GEMM_R;
+/// Tiled GEMM: output rows per workgroup.
 pub const GEMM_TILE_M: u32 = GEMM_TY * GEMM_R;
 /// The CPU adapters' GEMM (`shaders/matmul_columns.wgsl`) on GEMM_TX x GEMM_COLUMNS_TY
 /// threads (the shader's const `TY`): each computes 16 rows x 4 columns (the shader's
@@ -36,12 +41,16 @@ pub const GEMM_TILE_M: u32 = GEMM_TY * GEMM_R;
 /// spill on lavapipe (`kiln bench --shapes`, 2026-12-03: 2 x 8 rows by 8 columns ran at
 /// about 0.35x, and one array of 16 rows by 4 columns at 0.25x).
 pub const GEMM_COLUMNS_TY: u32 = 8;
+/// The CPU adapters' GEMM: output rows per workgroup.
 pub const GEMM_COLUMNS_TILE_M: u32 = GEMM_COLUMNS_TY * 16;
+/// The CPU adapters' GEMM: output columns per workgroup.
 pub const GEMM_COLUMNS_TILE_N: u32 = GEMM_TX * 4;
 /// The register GEMM (`shaders/matmul_direct.wgsl`): GEMM_TX x GEMM_DIRECT_TY threads, each
 /// 8 rows by 4 columns.
 pub const GEMM_DIRECT_TY: u32 = 4;
+/// The register GEMM: output rows per workgroup.
 pub const GEMM_DIRECT_TILE_M: u32 = GEMM_DIRECT_TY * 8;
+/// The register GEMM: output columns per workgroup.
 pub const GEMM_DIRECT_TILE_N: u32 = GEMM_TX * 4;
 /// GEMV: up to GEMV_MR rows of activations per workgroup (the shaders' `MR`); lanes per
 /// column and columns per workgroup come from the target's [`Gemv`].
@@ -50,10 +59,15 @@ pub const GEMV_MR: u32 = 8;
 crate::kernels::gpu_struct! {
     /// y[m, n_off + n] = epilogue(sum_k x[m, k] * w[n, k]) for this part's n rows of w.
     pub struct Params("Params") {
+        /// Rows of x and y computed (the step's rows).
         m: u32,
+        /// Rows of w in this part: the output columns it computes.
         n: u32,
+        /// The shared dimension: elements per row of x and of w.
         k: u32,
+        /// The output column of this part's first row of w.
         n_off: u32,
+        /// y's row stride: N, every part's columns together.
         ldy: u32,
         /// Block formats: the word of w's buffer where its scales start.
         w_meta: u32,
@@ -70,6 +84,7 @@ const BINDINGS: &[Slot] = &[
     Slot::Write,
 ];
 
+/// The tiled GEMM for GPUs (`shaders/matmul.wgsl`): [`Gemm::Tiled`].
 pub static GEMM: Family = Family {
     name: "matmul",
     source: include_str!("../../shaders/matmul.wgsl"),
@@ -78,6 +93,7 @@ pub static GEMM: Family = Family {
     structs: &[Params::LAYOUT],
 };
 
+/// The CPU adapters' vec4 GEMM (`shaders/matmul_columns.wgsl`): [`Gemm::Columns`].
 pub static GEMM_COLUMNS: Family = Family {
     name: "matmul_columns",
     source: include_str!("../../shaders/matmul_columns.wgsl"),
@@ -85,10 +101,12 @@ pub static GEMM_COLUMNS: Family = Family {
     bindings: BINDINGS,
     structs: &[Params::LAYOUT],
 };
+/// [`GEMM_COLUMNS`] with subgroup broadcasts of the shared rows: [`Gemm::ColumnsSubgroup`].
 pub static GEMM_COLUMNS_SG: Family = GEMM_COLUMNS.with_includes(
     "matmul_columns_sg",
     &[Include::Epilogue, Include::GemmK4, Include::TileRowsSubgroup],
 );
+/// The register GEMM (`shaders/matmul_direct.wgsl`): [`Gemm::Direct`].
 pub static GEMM_DIRECT: Family = Family {
     name: "matmul_direct",
     source: include_str!("../../shaders/matmul_direct.wgsl"),
@@ -100,8 +118,10 @@ pub static GEMM_DIRECT: Family = Family {
 /// The GEMV families: f32 or 8-bit activations, lanes summed in workgroup memory or by
 /// subgroup shuffles, or one lane per column with nothing to sum. Each trio shares one file.
 pub static GEMV: Family = gemv_family("gemv", GEMV_SRC, &[Include::Epilogue, Include::LanesShared]);
+/// GEMV with f32 activations, lanes summed by subgroup shuffles.
 pub static GEMV_SG: Family =
     gemv_family("gemv_sg", GEMV_SRC, &[Include::Epilogue, Include::LanesSubgroup]);
+/// GEMV with f32 activations, one lane per column.
 pub static GEMV_1: Family = gemv_family("gemv_1", GEMV_SRC, &[Include::Epilogue, Include::LanesOne]);
 /// F32 weights with K a multiple of 4: weight and activations read 16 bytes at a time.
 pub static GEMV_F32X4: Family = gemv_family(
@@ -109,27 +129,32 @@ pub static GEMV_F32X4: Family = gemv_family(
     GEMV_F32X4_SRC,
     &[Include::Epilogue, Include::LanesShared],
 );
+/// [`GEMV_F32X4`] with lanes summed by subgroup shuffles.
 pub static GEMV_F32X4_SG: Family = gemv_family(
     "gemv_f32x4_sg",
     GEMV_F32X4_SRC,
     &[Include::Epilogue, Include::LanesSubgroup],
 );
+/// [`GEMV_F32X4`] with one lane per column.
 pub static GEMV_F32X4_1: Family = gemv_family(
     "gemv_f32x4_1",
     GEMV_F32X4_SRC,
     &[Include::Epilogue, Include::LanesOne],
 );
+/// GEMV of block weights with 8-bit activations, lanes summed in workgroup memory.
 pub static GEMV_Q8: Family = gemv_family(
     "gemv_q8",
     GEMV_Q8_SRC,
     &[Include::Epilogue, Include::LanesShared, Include::Q8Block],
 );
+/// [`GEMV_Q8`] with lanes summed by subgroup shuffles.
 pub static GEMV_Q8_SG: Family = gemv_family(
     "gemv_q8_sg",
     GEMV_Q8_SRC,
     &[Include::Epilogue, Include::LanesSubgroup, Include::Q8Block],
 );
 
+/// [`GEMV_Q8`] with one lane per column.
 pub static GEMV_Q8_1: Family = gemv_family(
     "gemv_q8_1",
     GEMV_Q8_SRC,
@@ -233,6 +258,7 @@ pub fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue, cfg: Gemv, k: us
     epi.apply(k)
 }
 
+/// Every kernel variant matmuls can ask for (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
     let mut out = vec![Kernel::new(&QUANTIZE_Q8)];
     for w in WeightFormat::all() {
@@ -259,11 +285,16 @@ pub fn variants() -> Vec<Kernel> {
     out
 }
 
+/// `y = tail(x · w^T + bias)`: see the module docs and [`Graph::linear`].
 #[derive(Clone, Debug)]
 pub struct MatMul {
+    /// The activations, (S, T, K).
     pub x: Value,
+    /// The weight, (N, K) as HF stores it.
     pub w: Value,
+    /// An optional bias, (N).
     pub bias: Option<Value>,
+    /// Elementwise ops fused after it.
     pub tail: Tail,
 }
 

@@ -13,13 +13,18 @@ use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 pub const WG: u32 = 256;
 
 crate::kernels::gpu_struct! {
+    /// The normalisation kernel's parameters (`shaders/norm.wgsl`).
     pub struct Params("Params") {
+        /// Rows normalised in the step.
         rows: u32,
+        /// Values per row (the last dimension).
         d: u32,
+        /// Added to the variance (RMS, Layer), or the smallest norm divided by (L2).
         eps: f32,
     }
 }
 
+/// The normalisation kernel, reducing in workgroup memory (`shaders/norm.wgsl`).
 pub static FAMILY: Family = Family {
     name: "norm",
     source: include_str!("../../shaders/norm.wgsl"),
@@ -34,8 +39,11 @@ pub static FAMILY_SG: Family = FAMILY.with_includes("norm_sg", &[Include::Reduce
 /// Which normalisation.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// RMSNorm: `x / sqrt(mean(x^2) + eps) * w`.
     Rms,
+    /// LayerNorm: `(x - mean(x)) / sqrt(var(x) + eps) * w + b`.
     Layer,
+    /// L2 normalisation: `x / max(||x||, eps)`, no weight.
     L2,
 }
 
@@ -57,6 +65,7 @@ fn kernel(kind: Kind, w: WeightFormat, b: WeightFormat, bias: bool, sg: Option<u
         .constant("HAS_BIAS", bias)
 }
 
+/// Every kernel variant normalisations can ask for (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
     let f32 = WeightFormat::F32;
     let mut out = vec![
@@ -75,12 +84,18 @@ pub fn variants() -> Vec<Kernel> {
     out
 }
 
+/// A row normalisation over the last dimension: see the module docs.
 #[derive(Clone, Debug)]
 pub struct Norm {
+    /// The input, (..., D).
     pub x: Value,
+    /// The scale, (D); `None` for L2.
     pub w: Option<Value>,
+    /// LayerNorm's optional bias, (D).
     pub b: Option<Value>,
+    /// Added to the variance (RMS, Layer), or the smallest norm divided by (L2).
     pub eps: f32,
+    /// Which normalisation.
     pub kind: Kind,
 }
 

@@ -6,16 +6,22 @@ use crate::error::Result;
 use crate::graph::{Buf, Emit, Eval, Graph, Op, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
+/// Threads per workgroup, one output value each.
 pub const WG: u32 = 256;
 
 crate::kernels::gpu_struct! {
+    /// The pooling kernel's parameters (`shaders/pool.wgsl`).
     pub struct Params("Params") {
+        /// Sequences in the step (S).
         seqs: u32,
+        /// Token rows per sequence (T).
         tokens: u32,
+        /// Values per row (W).
         width: u32,
     }
 }
 
+/// The pooling kernel (`shaders/pool.wgsl`).
 pub static FAMILY: Family = Family {
     name: "pool",
     source: include_str!("../../shaders/pool.wgsl"),
@@ -27,7 +33,9 @@ pub static FAMILY: Family = Family {
 /// Which row a sequence's tokens become.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// The sequence's last token row in the step.
     Last,
+    /// The mean of the sequence's token rows, padding excluded.
     Mean,
 }
 
@@ -39,13 +47,17 @@ fn kernel(kind: Kind) -> Kernel {
     Kernel::new(&FAMILY).constant("WG", WG).constant("MODE", mode)
 }
 
+/// Every kernel variant pooling can ask for (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
     vec![kernel(Kind::Last), kernel(Kind::Mean)]
 }
 
+/// One row per sequence from its token rows: see [`Graph::last_token`] and [`Graph::mean_pool`].
 #[derive(Clone, Debug)]
 pub struct Pool {
+    /// The input, (S, T, W).
     pub x: Value,
+    /// Which row a sequence's tokens become.
     pub kind: Kind,
 }
 

@@ -10,19 +10,26 @@ use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 pub const WG: u32 = 256;
 
 crate::kernels::gpu_struct! {
+    /// The read-only reduction's parameters (`shaders/read.wgsl`).
     pub struct ReadParams("Params") {
+        /// vec4s of the source read.
         count: u32,
+        /// vec4s between one thread's reads: the threads dispatched.
         stride: u32,
     }
 }
 
 crate::kernels::gpu_struct! {
+    /// The multiply-add kernel's parameters (`shaders/fma.wgsl`).
     pub struct FmaParams("Params") {
+        /// Threads that compute (one result each).
         count: u32,
+        /// Iterations per thread, of [`FLOPS_PER_ITERATION`] flops each.
         iterations: u32,
     }
 }
 
+/// The read-only reduction (`shaders/read.wgsl`).
 pub static READ: Family = Family {
     name: "read",
     source: include_str!("../../shaders/read.wgsl"),
@@ -31,6 +38,7 @@ pub static READ: Family = Family {
     structs: &[ReadParams::LAYOUT],
 };
 
+/// The multiply-add kernel in f32 (`shaders/fma.wgsl`).
 pub static FMA: Family = Family {
     name: "fma",
     source: include_str!("../../shaders/fma.wgsl"),
@@ -39,6 +47,7 @@ pub static FMA: Family = Family {
     structs: &[FmaParams::LAYOUT],
 };
 
+/// The multiply-add kernel in f16 (adapters with SHADER_F16).
 pub static FMA_F16: Family = FMA.with_includes("fma_f16", &[Include::RealF16]);
 
 /// The read-only reduction.
@@ -51,6 +60,7 @@ pub fn fma_kernel(f16: bool) -> Kernel {
     Kernel::new(if f16 { &FMA_F16 } else { &FMA }).constant("WG", WG)
 }
 
+/// Every kernel variant of the rooflines (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
     vec![read_kernel(), fma_kernel(false), fma_kernel(true)]
 }

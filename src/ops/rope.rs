@@ -6,17 +6,24 @@ use crate::error::Result;
 use crate::graph::{Bound, Buf, Emit, Eval, Graph, Layout, Op, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
+/// Threads per workgroup, one rotated pair each.
 pub const WG: u32 = 64;
 
 crate::kernels::gpu_struct! {
+    /// The rotation kernel's parameters (`shaders/rope.wgsl`).
     pub struct Params("Params") {
+        /// Sequences in the step (S).
         seqs: u32,
+        /// Token rows per sequence (T).
         tokens: u32,
+        /// Heads per row.
         heads: u32,
+        /// Width of one head (even).
         head_dim: u32,
     }
 }
 
+/// The rotation kernel (`shaders/rope.wgsl`).
 pub static FAMILY: Family = Family {
     name: "rope",
     source: include_str!("../../shaders/rope.wgsl"),
@@ -29,16 +36,21 @@ fn kernel() -> Kernel {
     Kernel::new(&FAMILY).constant("WG", WG)
 }
 
+/// Every kernel variant of RoPE (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
     vec![kernel()]
 }
 
+/// Rotary position embeddings: see [`Graph::rope`].
 #[derive(Clone, Debug)]
 pub struct Rope {
+    /// The queries or keys, (S, T, heads * head_dim).
     pub x: Value,
     /// (positions, head_dim) cos/sin table, see [`rope_table`].
     pub table: Value,
+    /// Heads per row.
     pub heads: usize,
+    /// Width of one head (even).
     pub head_dim: usize,
 }
 

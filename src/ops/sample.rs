@@ -10,17 +10,25 @@ use crate::graph::{Bound, Buf, Emit, Eval, Graph, GridShape, Op, Rows, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 use crate::sample::Sampling;
 
+/// Threads per workgroup (one workgroup per sequence).
 pub const WG: u32 = 256;
 
 crate::kernels::gpu_struct! {
+    /// The sampler's parameters (`shaders/sample.wgsl`); each sequence's sampling options come
+    /// with the step.
     pub struct Params("Params") {
+        /// Sequences in the step (S).
         seqs: u32,
+        /// Logits per row: the vocabulary (V).
         vocab: u32,
+        /// Token rows per sequence of the ids marked seen; 0 when there are none.
         tokens: u32,
+        /// Slots of the `seen` flags and the `token` state.
         slots: u32,
     }
 }
 
+/// The sampler, reducing in workgroup memory (`shaders/sample.wgsl`).
 pub static FAMILY: Family = Family {
     name: "sample",
     source: include_str!("../../shaders/sample.wgsl"),
@@ -51,15 +59,21 @@ fn kernel(sg: Option<u32>) -> Kernel {
     crate::kernels::reducing(&FAMILY, &FAMILY_SG, WG, sg)
 }
 
+/// Every kernel variant of the sampler (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
     vec![kernel(None), kernel(Some(4)), kernel(Some(32))]
 }
 
+/// Token sampling: see [`Graph::sample`].
 #[derive(Clone, Debug)]
 pub struct Sample {
+    /// Each sequence's last-position logits, (S, 1, V).
     pub logits: Value,
+    /// The step's ids (S, T) to mark seen first (the prompt, in prefill), if any.
     pub ids: Option<Value>,
+    /// The per-slot seen-token flags, (slots, V).
     pub seen: Value,
+    /// The per-slot token state, (slots, 1), that receives the chosen token.
     pub token: Value,
 }
 

@@ -9,12 +9,16 @@ use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 pub const WG: u32 = 64;
 
 crate::kernels::gpu_struct! {
+    /// The softmax kernel's parameters (`shaders/softmax.wgsl`).
     pub struct Params("Params") {
+        /// Rows in the step, one workgroup each.
         rows: u32,
+        /// Values per row (the last dimension).
         d: u32,
     }
 }
 
+/// The softmax kernel, reducing in workgroup memory (`shaders/softmax.wgsl`).
 pub static FAMILY: Family = Family {
     name: "softmax",
     source: include_str!("../../shaders/softmax.wgsl"),
@@ -30,12 +34,15 @@ fn kernel(sg: Option<u32>) -> Kernel {
     crate::kernels::reducing(&FAMILY, &FAMILY_SG, WG, sg)
 }
 
+/// Every kernel variant of softmax (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
     vec![kernel(None), kernel(Some(4)), kernel(Some(32))]
 }
 
+/// Softmax over the last dimension: see [`Graph::softmax`].
 #[derive(Clone, Debug)]
 pub struct Softmax {
+    /// The input, (..., D).
     pub x: Value,
 }
 

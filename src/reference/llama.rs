@@ -15,19 +15,29 @@ use std::collections::HashMap;
 /// The dimensions of a Llama-family model.
 #[derive(Clone, Debug)]
 pub struct Spec {
+    /// Width of the hidden state.
     pub hidden: usize,
+    /// Width of the MLP's inner layer.
     pub ffn: usize,
+    /// Decoder layers.
     pub layers: usize,
+    /// Query heads per layer.
     pub heads: usize,
+    /// KV heads per layer; divides `heads`.
     pub kv_heads: usize,
+    /// Width of one head.
     pub head_dim: usize,
+    /// Token vocabulary size.
     pub vocab: usize,
+    /// RMSNorm epsilon.
     pub eps: f32,
     /// RoPE inverse frequencies, any scaling applied.
     pub inv_freq: Vec<f32>,
     /// q, k and v projections carry biases (Qwen2).
     pub qkv_bias: bool,
+    /// The head reuses the embedding matrix.
     pub tied_embeddings: bool,
+    /// Keys further back than this are not attended to (Mistral); `None`: all are.
     pub sliding_window: Option<usize>,
 }
 
@@ -41,6 +51,8 @@ pub struct Reference<'a> {
 }
 
 impl<'a> Reference<'a> {
+    /// A model of `spec` over `weights` (HF names, f32), with an empty KV cache and RoPE tables
+    /// for `capacity` positions.
     pub fn new(spec: Spec, weights: &'a HashMap<String, Vec<f32>>, capacity: usize) -> Self {
         let table = rope_table(&spec.inv_freq, capacity);
         Reference {

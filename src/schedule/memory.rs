@@ -24,6 +24,7 @@ pub struct MemoryReport {
     pub unshared_bytes: u64,
     /// The most bytes live at any one op: a lower bound for any plan.
     pub live_peak_bytes: u64,
+    /// Activation buffers allocated.
     pub buffers: usize,
     /// Values placed, ops' scratch buffers included.
     pub values: usize,

@@ -24,13 +24,16 @@ use crate::graph::{Bound, Buf, Dispatch, Exchange, Graph, Node, Rows, Step, Valu
 /// A run of dispatches recorded into one compute pass.
 #[derive(Clone, Debug)]
 pub struct Pass {
+    /// The scope its nodes were built in ("layer.3"), which labels the compute pass.
     pub label: String,
+    /// Its dispatches, as indices into [`Plan::dispatches`].
     pub dispatches: std::ops::Range<usize>,
 }
 
 /// A host input of the plan.
 #[derive(Clone, Debug)]
 pub struct InputSpec {
+    /// The name it is fed under.
     pub name: String,
     /// (S, T) for ids, (S, T, W) for activations.
     pub shape: Vec<usize>,
@@ -47,6 +50,7 @@ impl InputSpec {
             *self.shape.last().unwrap_or(&1)
         }
     }
+    /// Elements of the input per step (the product of its shape).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
@@ -55,9 +59,11 @@ impl InputSpec {
 /// An output read back after each step.
 #[derive(Clone, Debug)]
 pub struct OutputSpec {
+    /// The name it is read back under.
     pub name: String,
     /// Where it lives: an activation slot, or a state (sampled tokens).
     pub buf: Buf,
+    /// Its shape, (S, T, ...) for token rows.
     pub shape: Vec<usize>,
     /// Token ids (u32) rather than f32 values.
     pub ids: bool,
@@ -69,14 +75,19 @@ pub struct OutputSpec {
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub(crate) nodes: Vec<Node>,
+    /// Every kernel launch of a step, in order.
     pub dispatches: Vec<Dispatch>,
+    /// The dispatches grouped into compute passes, in order.
     pub passes: Vec<Pass>,
     /// Byte size of each planned activation buffer.
     pub slots: Vec<u64>,
+    /// The host inputs a step is fed.
     pub inputs: Vec<InputSpec>,
+    /// The constant leaves, uploaded once when the program is made.
     pub consts: Vec<Value>,
     /// Persistent states the plan reads or writes, with their shapes.
     pub states: Vec<(String, Vec<usize>)>,
+    /// What is read back after each step.
     pub outputs: Vec<OutputSpec>,
     /// What each step is checked against before it is recorded.
     pub bounds: Vec<Bound>,
@@ -87,6 +98,7 @@ pub struct Plan {
     pub seqs: usize,
     /// Token rows per sequence (T): the most a sequence may bring to one step.
     pub tokens: usize,
+    /// How the activation buffers were shared out.
     pub memory: MemoryReport,
 }
 

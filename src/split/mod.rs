@@ -91,14 +91,17 @@ impl Gpus {
         self.weighted(&weights)
     }
 
+    /// The adapters, in order.
     pub fn gpus(&self) -> &[Gpu] {
         &self.gpus
     }
 
+    /// How the model is divided among them.
     pub fn split(&self) -> Split {
         self.split
     }
 
+    /// Each adapter's relative share (equal unless set), in adapter order.
     pub fn weights(&self) -> &[f64] {
         &self.weights
     }
@@ -173,7 +176,9 @@ impl Split {
 /// A model's division across a group of adapters, one entry per adapter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Placement {
+    /// Tensor-parallel: each adapter's share of heads, hidden units and vocabulary.
     Tensor(Vec<Shard>),
+    /// By layers: the layers each adapter holds, consecutive ranges in order.
     Layers(Vec<Range<usize>>),
 }
 
@@ -181,7 +186,9 @@ pub enum Placement {
 /// columns (`o_proj` and `down`; 1 for float formats, 32 or 256 for block formats).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Blocks {
+    /// Weights per block of `o_proj`'s format.
     pub o_proj: usize,
+    /// Weights per block of `down`'s format.
     pub down: usize,
 }
 

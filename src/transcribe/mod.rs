@@ -43,8 +43,11 @@ impl Default for TranscribeOptions {
 /// A stretch of speech and its text; without timestamps, a whole window.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Segment {
+    /// Where it starts in the audio, in seconds.
     pub start: f64,
+    /// Where it ends in the audio, in seconds.
     pub end: f64,
+    /// Its text, as the tokenizer decodes it (not trimmed).
     pub text: String,
 }
 
@@ -61,14 +64,18 @@ pub struct Window {
     pub margins: Vec<f32>,
     /// Seconds the encoder took, and the decoding after it.
     pub encode_secs: f64,
+    /// Seconds the decoding took, after the encoder.
     pub decode_secs: f64,
 }
 
 /// A transcription.
 #[derive(Clone, Debug, Default)]
 pub struct Transcript {
+    /// The whole text: each segment's, trimmed, joined by single spaces.
     pub text: String,
+    /// Every segment, in order.
     pub segments: Vec<Segment>,
+    /// Every window decoded, in order.
     pub windows: Vec<Window>,
     /// Seconds of audio.
     pub seconds: f64,
@@ -181,6 +188,7 @@ impl Transcriber {
         })
     }
 
+    /// The model's configuration.
     pub fn config(&self) -> &WhisperConfig {
         &self.config
     }

@@ -4,10 +4,15 @@
 /// The token ids the rules need.
 #[derive(Clone, Debug)]
 pub struct Specials {
+    /// End of transcript, `<|endoftext|>`.
     pub eot: u32,
+    /// Start of transcript, `<|startoftranscript|>`.
     pub sot: u32,
+    /// `<|transcribe|>`: the task token for same-language text.
     pub transcribe: u32,
+    /// `<|translate|>`: the task token for English translation.
     pub translate: u32,
+    /// `<|notimestamps|>`: decode without timestamps.
     pub no_timestamps: u32,
     /// `<|0.00|>`; every id from here up is a timestamp, 0.02 s apart.
     pub timestamp_begin: u32,

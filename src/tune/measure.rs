@@ -36,6 +36,7 @@ pub fn shape(gpu: &Gpu) -> (usize, usize) {
 /// at more rows for the fastest, which sets its `max_rows`.
 #[derive(Clone, Debug)]
 pub struct Tuned {
+    /// Every candidate timed, in the order timed.
     pub timed: Vec<Candidate>,
     /// (rows, GEMV us, GEMM us) at 16, 32, 64 rows, as far as GEMV kept winning.
     pub crossover: Vec<(u32, f64, f64)>,
@@ -45,12 +46,14 @@ pub struct Tuned {
     /// every mode timed there (none on CPU adapters, which take `best` for both), and the
     /// fastest, with `best`'s `max_rows`.
     pub narrow: Vec<Candidate>,
+    /// The fastest of `narrow`, with `best`'s `max_rows` (`best` itself on CPU adapters).
     pub narrow_best: Candidate,
 }
 
 /// One timed configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Candidate {
+    /// The GEMV configuration timed.
     pub cfg: Gemv,
     /// Median time of one GEMV, in microseconds.
     pub micros: f64,
@@ -59,6 +62,7 @@ pub struct Candidate {
 /// The GEMM kernels timed on an adapter ([`GEMM_SHAPE`]), and the fastest.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GemmChoice {
+    /// The fastest kernel.
     pub best: Gemm,
     /// Each kernel's median time, in microseconds, in [`Gemm::available`]'s order.
     pub timed: Vec<(Gemm, f64)>,
