@@ -232,8 +232,9 @@ fn a_chunked_prefill_matches_one_step_reports_progress_and_paces() {
         let reports: Vec<(usize, usize)> = [0, 5, 10, 15, 20, 23].map(|d| (d, 23)).to_vec();
         assert_eq!(*seen.lock().expect("log"), reports);
 
-        // Paced: one submission per frame. A thread plays the render loop.
-        let pacer = kiln::Pacer::new(1);
+        // Paced: one submission per frame, each a third of a step. A thread plays the
+        // render loop.
+        let pacer = kiln::Pacer::new(1).with_parts(3);
         let done = Arc::new(AtomicBool::new(false));
         let frames = Arc::new(AtomicUsize::new(0));
         let ui = {
@@ -257,10 +258,10 @@ fn a_chunked_prefill_matches_one_step_reports_progress_and_paces() {
         done.store(true, Ordering::Relaxed);
         ui.join().expect("ui thread");
         assert_eq!(paced_tokens, whole, "paced on {}", label(gpu));
-        // 4 chunks + the last prefill step + 11 decode steps, each after a frame's permit
-        // (the first permit comes with the pacer).
+        // 4 chunks + the last prefill step + 11 decode steps, each in 3 parts, each part
+        // after a frame's permit (the first permit comes with the pacer).
         let n = frames.load(Ordering::Relaxed);
-        assert!(n >= 15, "16 submissions took only {n} frames");
+        assert!(n >= 47, "48 submissions took only {n} frames");
 
         // Cancelled between chunks: no tokens, and the cache keeps what was computed.
         let cancel = Arc::new(AtomicBool::new(false));

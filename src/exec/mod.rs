@@ -2,11 +2,13 @@
 //! pipelines, bind groups, the uniform arena), then records each forward step into one command
 //! buffer with one submission. Nothing is allocated or compiled per step.
 
+mod pace;
 mod profile;
 mod program;
 mod reduce;
 mod state;
 
+pub use pace::Pacer;
 pub use profile::{Entry, Profile};
 pub use program::{Feed, Outputs, Program, Ticket};
 pub use reduce::AllReduce;

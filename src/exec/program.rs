@@ -4,8 +4,8 @@
 //! dispatch's grid sized to the rows the step really has, and submitted; outputs are copied
 //! into one of two staging sets, so a caller may submit step n + 1 before reading step n.
 
-use super::State;
 use super::profile::{Profile, Timestamps};
+use super::{Pacer, State};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Buf, Leaf, NodeKind, Rows, SeqParams, Step, Value, mask_padding};
@@ -408,6 +408,33 @@ impl Program {
         let mut ticket = self.begin(step, feeds)?;
         self.record(&mut ticket, step, 0..self.plan.passes.len(), true)
             .await?;
+        Ok(ticket)
+    }
+
+    /// [`Program::submit`], sharing the queue with a UI: the step's passes are cut into
+    /// `pacer.parts()` submissions of about equal numbers of dispatches, each after a permit
+    /// from `pacer`. Without a pacer, the same as `submit`.
+    pub async fn submit_paced(
+        &self,
+        step: &Step,
+        feeds: &[(&str, Feed<'_>)],
+        pacer: Option<&Pacer>,
+    ) -> Result<Ticket> {
+        let Some(pacer) = pacer else {
+            return self.submit(step, feeds).await;
+        };
+        if !self.plan.exchanges.is_empty() {
+            return Err(Error::Invalid(
+                "a program split tensor-parallel cannot be paced by parts".into(),
+            ));
+        }
+        let mut ticket = self.begin(step, feeds)?;
+        let parts = super::pace::part_ranges(&self.plan.passes, pacer.parts());
+        let n = parts.len();
+        for (k, range) in parts.into_iter().enumerate() {
+            pacer.permit().await;
+            self.record(&mut ticket, step, range, k + 1 == n).await?;
+        }
         Ok(ticket)
     }
 

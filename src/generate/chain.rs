@@ -12,7 +12,7 @@
 
 use super::active::now;
 use crate::error::{Error, Result};
-use crate::exec::{AllReduce, Feed, Outputs, Profile, Program, Ticket};
+use crate::exec::{AllReduce, Feed, Outputs, Pacer, Profile, Program, Ticket};
 use crate::graph::{Rows, Step};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -141,6 +141,24 @@ impl Chain {
         }
         last.submit(step, &with_hidden(feeds, hidden.as_deref()))
             .await
+    }
+
+    /// [`Chain::submit`], sharing the queue with a UI: one stage's step is cut into the
+    /// pacer's parts ([`Program::submit_paced`]); a split model's step takes one permit.
+    pub async fn submit_paced(
+        &self,
+        step: &Step,
+        feeds: &[(&str, Feed<'_>)],
+        pacer: Option<&Pacer>,
+    ) -> Result<Ticket> {
+        match (pacer, self.programs.as_slice(), &self.tensor) {
+            (Some(p), [one], None) => one.submit_paced(step, feeds, Some(p)).await,
+            (Some(p), _, _) => {
+                p.permit().await;
+                self.submit(step, feeds).await
+            }
+            (None, _, _) => self.submit(step, feeds).await,
+        }
     }
 
     /// Every part's passes up to each exchange, the sums, then the rest: the step of a

@@ -3,9 +3,10 @@
 //! several).
 
 use super::Session;
-use super::pace::{Pacer, Progress};
 use crate::error::Result;
+use crate::exec::Pacer;
 use crate::sample::Sampling;
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -188,5 +189,24 @@ impl BatchGeneration<'_> {
             out[i].push_str(&text);
         }
         Ok(out)
+    }
+}
+
+/// Called with `(done, total)` prompt tokens as a chunked prefill advances (see
+/// [`GenerateOptions::prefill_chunk`]); `done`
+/// counts tokens reused from the conversation so far too.
+#[derive(Clone)]
+pub struct Progress(pub Arc<dyn Fn(usize, usize) + Send + Sync>);
+
+impl Progress {
+    /// Wrap a callback.
+    pub fn new(f: impl Fn(usize, usize) + Send + Sync + 'static) -> Progress {
+        Progress(Arc::new(f))
+    }
+}
+
+impl fmt::Debug for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Progress(..)")
     }
 }

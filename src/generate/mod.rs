@@ -10,16 +10,15 @@ mod chain;
 pub mod chat;
 mod generation;
 mod load;
-mod pace;
 pub mod perplexity;
 mod run;
 mod session;
 pub mod stream;
 
+pub use crate::exec::Pacer;
 pub use batcher::{Batcher, Request, Sink, StepReport, Update};
 pub use chat::{ChatTemplate, Message};
-pub use generation::{BatchGeneration, Finish, GenerateOptions, Generation, Stats};
-pub use pace::{Pacer, Progress};
+pub use generation::{BatchGeneration, Finish, GenerateOptions, Generation, Progress, Stats};
 pub use session::Session;
 
 use crate::error::{Error, Result};

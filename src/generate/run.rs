@@ -143,10 +143,10 @@ impl Session {
             });
             seqs.push(q);
         }
-        if let Some(p) = &options.pacer {
-            p.permit().await;
-        }
-        let ticket = program.submit(&step, &[("ids", Feed::Ids(&ids))]).await?;
+        let ids = [("ids", Feed::Ids(&ids))];
+        let ticket = program
+            .submit_paced(&step, &ids, options.pacer.as_ref())
+            .await?;
         for (slot, prompt) in prompts.iter().enumerate() {
             self.contexts[slot] = prompt.clone();
         }
@@ -212,10 +212,10 @@ impl Session {
                     rand: 0,
                 }],
             };
-            if let Some(p) = &options.pacer {
-                p.permit().await;
-            }
-            let ticket = program.submit(&step, &[("ids", Feed::Ids(ids))]).await?;
+            let feeds = [("ids", Feed::Ids(ids))];
+            let ticket = program
+                .submit_paced(&step, &feeds, options.pacer.as_ref())
+                .await?;
             program.read(ticket).await?;
             *reused += chunk;
             self.contexts[0] = prompt[..*reused].to_vec();
@@ -354,10 +354,8 @@ impl Session {
         }
         let program = find(&self.decode, a.seqs.len())
             .ok_or_else(|| Error::Invalid("no decode program".into()))?;
-        if let Some(p) = &a.seqs[0].options.pacer {
-            p.permit().await;
-        }
-        let ticket = program.submit(&step, &[]).await?;
+        let pacer = a.seqs[0].options.pacer.as_ref();
+        let ticket = program.submit_paced(&step, &[], pacer).await?;
         a.in_flight.push_back(InFlight {
             prefill: false,
             ticket,

@@ -172,7 +172,9 @@ pub fn group_all(infos: &[wgpu::AdapterInfo]) -> Vec<Option<String>> {
 }
 
 impl AdapterChoice {
-    pub(crate) fn pick(&self, adapters: Vec<wgpu::Adapter>) -> Result<wgpu::Adapter> {
+    /// The adapter of `adapters` this choice names; an error listing them all when none
+    /// matches.
+    pub fn pick(&self, adapters: Vec<wgpu::Adapter>) -> Result<wgpu::Adapter> {
         if adapters.is_empty() {
             return Err(Error::NoAdapter(format!(
                 "wgpu found no adapter on any backend; {INSTALL_HINT}"

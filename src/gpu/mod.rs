@@ -26,6 +26,21 @@ pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
     .union(wgpu::Features::SUBGROUP)
     .union(wgpu::Features::TIMESTAMP_QUERY);
 
+/// What kiln asks of an adapter for its device: all of the adapter's limits (large models
+/// need its largest buffers and storage bindings) and those of [`OPTIONAL_FEATURES`] it has.
+/// An app that opens the device itself (say, a UI's render device) can request this and
+/// hand the device to [`Gpu::from_device`]; a device opened with less still works, within
+/// its limits (a model whose tensors exceed them fails to load with an error naming the
+/// limit) and without the optional fast paths.
+pub fn device_descriptor(adapter: &wgpu::Adapter) -> wgpu::DeviceDescriptor<'static> {
+    wgpu::DeviceDescriptor {
+        label: Some("kiln"),
+        required_features: adapter.features() & OPTIONAL_FEATURES,
+        required_limits: adapter.limits(),
+        ..Default::default()
+    }
+}
+
 /// A device and queue, with the limits and features kiln plans against.
 #[derive(Clone)]
 pub struct Gpu {
@@ -83,19 +98,15 @@ impl Gpu {
     /// kiln can use. `bounds_checks` keeps wgpu's per-access checks in kiln's shaders.
     pub async fn open(adapter: &wgpu::Adapter, bounds_checks: bool) -> Result<Gpu> {
         let info = adapter.get_info();
-        let features = adapter.features() & OPTIONAL_FEATURES;
-        let desc = wgpu::DeviceDescriptor {
-            label: Some("kiln"),
-            required_features: features,
-            required_limits: adapter.limits(),
-            ..Default::default()
-        };
-        let (device, queue) = adapter.request_device(&desc).await.map_err(|e| {
-            Error::Gpu(format!(
-                "could not open a device on adapter '{}' ({:?}): {e}",
-                info.name, info.backend
-            ))
-        })?;
+        let (device, queue) = adapter
+            .request_device(&device_descriptor(adapter))
+            .await
+            .map_err(|e| {
+                Error::Gpu(format!(
+                    "could not open a device on adapter '{}' ({:?}): {e}",
+                    info.name, info.backend
+                ))
+            })?;
         // kiln catches its own errors in error scopes; anything else is logged, not a panic.
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             log::error!("uncaptured wgpu error: {e}");
