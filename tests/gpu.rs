@@ -1,5 +1,6 @@
 //! The GPU runtime: adapter enumeration and choice, limits and features requested, a device
-//! handed in by the caller.
+//! handed in by the caller (even one opened with WebGPU's default limits and no optional
+//! features).
 
 mod common;
 
@@ -149,4 +150,58 @@ fn a_caller_owned_device_runs_kernels() {
     let data: Vec<f32> = (0..1000).map(|i| i as f32).collect();
     let got = pollster::block_on(kiln::bench::copy_once(&gpu, &data, false)).expect("copy");
     assert_eq!(got, data);
+}
+
+#[test]
+fn a_device_with_webgpu_default_limits_and_no_features_runs_a_model() {
+    // An app that opens its device with WebGPU's default limits and none of kiln's optional
+    // features (say, its UI's device, opened before it knew of kiln) still runs models:
+    // kiln plans within those limits and takes the paths without f16 or subgroups.
+    use kiln::generate::GenerateOptions;
+    let adapters = pollster::block_on(async {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        instance.enumerate_adapters(wgpu::Backends::all()).await
+    });
+    assert!(!ci() || !adapters.is_empty(), "CI=true but no adapter");
+    let options = GenerateOptions {
+        max_tokens: 10,
+        sampling: kiln::Sampling::greedy(),
+        ..Default::default()
+    };
+    let tokens = |gpu: &Gpu| {
+        let model = common::tiny::text_model(gpu, 96);
+        let mut s = pollster::block_on(model.session(64)).expect("session");
+        let mut g = pollster::block_on(s.generate(&[5, 17, 60, 2], options.clone()))
+            .expect("generate");
+        pollster::block_on(g.text()).expect("text");
+        g.tokens().to_vec()
+    };
+    let mut ran = 0;
+    for adapter in adapters {
+        let info = adapter.get_info();
+        // WebGPU's defaults, or the adapter's own where it offers less (GL).
+        let limits = wgpu::Limits::default().or_worse_values_from(&adapter.limits());
+        let desc = wgpu::DeviceDescriptor {
+            required_limits: limits,
+            ..Default::default()
+        };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&desc)).expect("a default device");
+        let plain = Gpu::from_device(device, queue);
+        assert!(plain.features().is_empty());
+        let full = gpus()
+            .iter()
+            .find(|g| g.info().name == info.name && g.info().backend == info.backend)
+            .expect("kiln opened the same adapter");
+        assert_eq!(
+            tokens(&plain),
+            tokens(full),
+            "default limits, no features, on {} ({:?})",
+            info.name,
+            info.backend
+        );
+        ran += 1;
+    }
+    assert!(!ci() || ran >= 3, "ran on {ran} adapters");
 }
