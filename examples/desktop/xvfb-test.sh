@@ -5,6 +5,7 @@
 #      example's, run on its own; the window's screenshot is saved.
 #   2. A longer reply with frame-time stats, paced (the default) and unpaced (--no-pacing):
 #      the 99th-percentile frame times go to $OUT/frames.txt (figures, not assertions).
+#   3. Escape stops a long reply; Ctrl+N starts a new chat, whose answer is a fresh one's.
 # Needs Xvfb and xdotool (CI installs them). OUT defaults to target/desktop-test.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,35 +40,50 @@ wait_for() {
   echo "error: no '$1' within $2 s"; cat "$3"; exit 1
 }
 
-# Start the app with "$@", ask $QUESTION, wait for the reply, quit with Ctrl+Q.
-ask() {
-  local name=$1; shift
-  "$BIN" --print-transcript "$@" > "$OUT/$name.out" 2> "$OUT/$name.err" &
+# Start the app with "$@", logging to $OUT/$1.{out,err}; wait until its model is loaded.
+start() {
+  NAME=$1; shift
+  "$BIN" --print-transcript "$@" > "$OUT/$NAME.out" 2> "$OUT/$NAME.err" &
   APP=$!
-  wait_for "kiln-desktop: ready" 900 "$OUT/$name.err"
+  wait_for "kiln-desktop: ready" 900 "$OUT/$NAME.err"
   local win
   win=$(xdotool search --sync --name '^kiln$' | head -1)
   xdotool windowfocus --sync "$win"
   xdotool mousemove --window "$win" 300 300
   sleep 1
-  xdotool type --delay 20 "$QUESTION"
-  xdotool key Return
-  wait_for "kiln-desktop: reply done" 900 "$OUT/$name.err"
-  if grep -q -- "--screenshot" <<< "$*"; then
-    wait_for "kiln-desktop: screenshot saved" 60 "$OUT/$name.err"
-  fi
-  sleep 2 # idle frames after the reply
+}
+
+# Type $1 into the window and press Enter.
+say() { xdotool type --delay 20 "$1"; xdotool key Return; }
+
+# Wait for the n-th ($1) finished reply.
+replies() {
+  local i
+  for i in $(seq 900); do
+    [ "$(grep -c "kiln-desktop: reply done" "$OUT/$NAME.err")" -ge "$1" ] && return 0
+    kill -0 "$APP" 2>/dev/null || { echo "error: the app exited"; cat "$OUT/$NAME.err"; exit 1; }
+    sleep 1
+  done
+  echo "error: no reply $1 within 900 s"; cat "$OUT/$NAME.err"; exit 1
+}
+
+# Ctrl+Q, and the app must exit cleanly.
+quit() {
   xdotool key ctrl+q
   for _ in $(seq 60); do kill -0 "$APP" 2>/dev/null || break; sleep 0.5; done
   if kill -0 "$APP" 2>/dev/null; then echo "error: Ctrl+Q did not close the window"; exit 1; fi
-  wait "$APP" || { echo "error: the app failed"; cat "$OUT/$name.err"; exit 1; }
+  wait "$APP" || { echo "error: the app failed"; cat "$OUT/$NAME.err"; exit 1; }
   APP=""
 }
 
 echo "== 1. a greedy answer, typed into the window"
 QUESTION="What is the capital of France?"
 expected=$(cargo run --release -q --example chat 2>/dev/null)
-ask greedy --temperature 0 --screenshot "$OUT/desktop.png"
+start greedy --temperature 0 --screenshot "$OUT/desktop.png"
+say "$QUESTION"
+replies 1
+wait_for "kiln-desktop: screenshot saved" 60 "$OUT/greedy.err"
+quit
 python3 - "$OUT/greedy.out" "$expected" "$QUESTION" "$OUT/desktop.png" <<'PY'
 import struct, sys
 out, expected, question, png = open(sys.argv[1]).read(), sys.argv[2].strip(), sys.argv[3], sys.argv[4]
@@ -87,9 +103,36 @@ QUESTION="Write a short story about a dragon who learns to paint."
 for mode in paced unpaced; do
   flags=(--temperature 0 --max-tokens 48 --frame-stats)
   [ $mode = unpaced ] && flags+=(--no-pacing)
-  ask "$mode" "${flags[@]}"
+  start "$mode" "${flags[@]}"
+  say "$QUESTION"
+  replies 1
+  sleep 2 # idle frames after the reply
+  quit
   grep -q "generating: [0-9]* frames" "$OUT/$mode.err" \
     || { echo "error: no frames were drawn while generating"; cat "$OUT/$mode.err"; exit 1; }
   { echo "$mode:"; sed -n '/^frame times/,$p' "$OUT/$mode.err" | tail -n +2; } | tee -a "$OUT/frames.txt"
 done
+echo "== 3. Escape stops a reply; Ctrl+N starts a new chat, which answers as a fresh one"
+start stop --temperature 0 --max-tokens 400
+say "Tell me a very long story about a dragon."
+wait_for "kiln-desktop: replying" 600 "$OUT/stop.err"
+sleep 2
+xdotool key Escape
+replies 1
+grep -q "reply done (.*Cancelled)" "$OUT/stop.err" \
+  || { echo "error: Escape did not stop the reply"; cat "$OUT/stop.err"; exit 1; }
+xdotool key ctrl+n
+wait_for "kiln-desktop: new chat" 30 "$OUT/stop.err"
+say "What is the capital of France?"
+replies 2
+quit
+python3 - "$OUT/stop.out" "$expected" <<'PY'
+import sys
+out, expected = open(sys.argv[1]).read(), sys.argv[2].strip()
+last = out.rsplit("assistant: ", 1)[1].strip()
+assert out.count("user: ") == 2, out
+assert last == expected, f"after New chat: {last!r}, expected {expected!r}"
+print("ok: Escape stopped the story; after Ctrl+N the answer is the fresh conversation's")
+PY
+
 echo "ok: the desktop app (screenshot $OUT/desktop.png, frame times $OUT/frames.txt)"

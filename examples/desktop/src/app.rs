@@ -155,6 +155,7 @@ impl ChatApp {
         self.turns.clear();
         self.last = None;
         let _ = self.commands.send(Command::Reset);
+        eprintln!("kiln-desktop: new chat");
     }
 
     /// Take what the model's thread reported since the last frame.
@@ -187,7 +188,10 @@ impl ChatApp {
                 }
                 Event::Text(t) => {
                     if let Some(r) = self.reply.as_mut() {
-                        r.first.get_or_insert_with(Instant::now);
+                        if r.first.is_none() {
+                            eprintln!("kiln-desktop: replying");
+                            r.first = Some(Instant::now());
+                        }
                         r.pieces += 1;
                     }
                     if let Some(m) = self.turns.last_mut() {
@@ -274,8 +278,23 @@ impl eframe::App for ChatApp {
             p.frame();
         }
         self.drain(ctx);
-        if ctx.input(|i| i.modifiers.command && i.key_pressed(egui::Key::Q)) {
+        // Keys: Ctrl+Q quits, Escape stops the reply, Ctrl+N starts a new chat.
+        let (quit, stop, new_chat) = ctx.input(|i| {
+            let ctrl = i.modifiers.command;
+            (
+                ctrl && i.key_pressed(egui::Key::Q),
+                i.key_pressed(egui::Key::Escape),
+                ctrl && i.key_pressed(egui::Key::N),
+            )
+        });
+        if quit {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        if stop && let Some(r) = &self.reply {
+            r.cancel.store(true, Ordering::Relaxed);
+        }
+        if new_chat && self.model.name.is_some() {
+            self.new_chat();
         }
         // Redraw at 60 Hz while something changes (or while measuring frame times), as a
         // display's vsync would pace it.
