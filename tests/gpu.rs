@@ -172,8 +172,8 @@ fn a_device_with_webgpu_default_limits_and_no_features_runs_a_model() {
     let tokens = |gpu: &Gpu| {
         let model = common::tiny::text_model(gpu, 96);
         let mut s = pollster::block_on(model.session(64)).expect("session");
-        let mut g = pollster::block_on(s.generate(&[5, 17, 60, 2], options.clone()))
-            .expect("generate");
+        let mut g =
+            pollster::block_on(s.generate(&[5, 17, 60, 2], options.clone())).expect("generate");
         pollster::block_on(g.text()).expect("text");
         g.tokens().to_vec()
     };

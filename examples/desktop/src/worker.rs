@@ -161,7 +161,6 @@ impl Worker {
             (self.notify)();
         }
         let (stats, finish) = (generation.stats(), generation.finish());
-        drop(generation);
         let gpu_bytes = session.gpu_bytes();
         self.send(Event::Done {
             stats,
