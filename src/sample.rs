@@ -57,6 +57,12 @@ impl Sampling {
         if !self.temperature.is_finite() {
             return bad(format!("temperature {} is not a number", self.temperature));
         }
+        if self.temperature < 0.0 {
+            return bad(format!(
+                "temperature {} must be 0 (greedy) or more",
+                self.temperature
+            ));
+        }
         if !(0.0..=1.0).contains(&self.top_p) || self.top_p == 0.0 {
             return bad(format!("top_p {} must be in (0, 1]", self.top_p));
         }

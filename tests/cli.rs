@@ -232,6 +232,37 @@ fn help_version_suggestions_and_odd_input() {
         assert!(out.is_empty(), "{args:?}: {out}");
         assert!(err.contains(want), "{args:?}: no '{want}' in {err}");
     }
+    // Sampling values out of range (negative ones too: they parse, then are refused with
+    // the valid range).
+    for (flag, value, want) in [
+        (
+            "--temperature",
+            "-1",
+            "temperature -1 must be 0 (greedy) or more",
+        ),
+        ("--top-p", "0", "top_p 0 must be in (0, 1]"),
+        ("--top-p", "1.5", "top_p 1.5 must be in (0, 1]"),
+        ("--min-p", "-0.1", "min_p -0.1 must be in [0, 1)"),
+        (
+            "--repeat-penalty",
+            "-1",
+            "repetition_penalty -1 must be positive",
+        ),
+    ] {
+        let args = [
+            "generate",
+            "--model",
+            "synthetic:smollm2-135m",
+            "--prompt",
+            "y",
+            flag,
+            value,
+        ];
+        let (code, out, err) = kiln(&args, &[]);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains(want), "{args:?}: no '{want}' in {err}");
+    }
     for shell in ["bash", "zsh", "fish"] {
         let (code, out, err) = kiln(&["completions", shell], &[]);
         assert_eq!(code, 0, "{shell}: {err}");

@@ -124,6 +124,7 @@ impl Config {
         if act != "silu" {
             return Err(bad(format!("hidden_act '{act}' is not supported (silu)")));
         }
+        check_sizes(&raw).map_err(bad)?;
         let heads = raw.num_attention_heads;
         let kv_heads = raw.num_key_value_heads.unwrap_or(heads);
         if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
@@ -169,6 +170,60 @@ impl Config {
     }
 }
 
+/// Refuse sizes a model cannot have, before anything is allocated by them: each count at
+/// least 1 and at most far beyond any released model, the width divisible by the heads
+/// where `head_dim` is not given, and norm epsilon and RoPE base positive.
+fn check_sizes(raw: &Raw) -> Result<(), String> {
+    let counts = [
+        ("num_hidden_layers", raw.num_hidden_layers, 1 << 10),
+        ("hidden_size", raw.hidden_size, 1 << 16),
+        ("intermediate_size", raw.intermediate_size, 1 << 18),
+        ("num_attention_heads", raw.num_attention_heads, 1 << 10),
+        ("vocab_size", raw.vocab_size, 1 << 22),
+        (
+            "max_position_embeddings",
+            raw.max_position_embeddings,
+            1 << 24,
+        ),
+    ];
+    for (name, value, most) in counts {
+        if !(1..=most).contains(&value) {
+            return Err(format!("{name} {value} is out of range (1 to {most})"));
+        }
+    }
+    if let Some(kv) = raw.num_key_value_heads
+        && !(1..=raw.num_attention_heads).contains(&kv)
+    {
+        return Err(format!(
+            "num_key_value_heads {kv} is out of range (1 to num_attention_heads, {})",
+            raw.num_attention_heads
+        ));
+    }
+    match raw.head_dim {
+        Some(0) => return Err("head_dim 0 is out of range".into()),
+        None if raw.hidden_size % raw.num_attention_heads != 0 => {
+            return Err(format!(
+                "hidden_size {} does not divide into num_attention_heads {} (and no head_dim \
+                 is given)",
+                raw.hidden_size, raw.num_attention_heads
+            ));
+        }
+        _ => {}
+    }
+    if !(raw.rms_norm_eps > 0.0 && raw.rms_norm_eps < 1.0) {
+        return Err(format!(
+            "rms_norm_eps {} is out of range (above 0, below 1)",
+            raw.rms_norm_eps
+        ));
+    }
+    if let Some(t) = raw.rope_theta
+        && !(t.is_finite() && t > 0.0)
+    {
+        return Err(format!("rope_theta {t} must be a positive number"));
+    }
+    Ok(())
+}
+
 /// Apply `rope_scaling` to the inverse frequencies (linear and Llama 3 schemes).
 fn scale_rope(inv_freq: &mut [f64], s: &serde_json::Value) -> Result<(), String> {
     let kind = s
@@ -210,4 +265,76 @@ fn scale_rope(inv_freq: &mut [f64], s: &serde_json::Value) -> Result<(), String>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-5, "max_position_embeddings": 256, "vocab_size": 100}"#;
+
+    fn with(key: &str, value: &str) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(GOOD).expect("json");
+        v[key] = serde_json::from_str(value).expect("value");
+        v.to_string()
+    }
+
+    #[test]
+    fn sizes_a_model_cannot_have_are_refused_by_name() {
+        assert!(Config::from_json("c", GOOD).is_ok());
+        let cases = [
+            (
+                "num_hidden_layers",
+                "0",
+                "num_hidden_layers 0 is out of range (1 to 1024)",
+            ),
+            (
+                "num_attention_heads",
+                "0",
+                "num_attention_heads 0 is out of range",
+            ),
+            (
+                "num_attention_heads",
+                "3",
+                "hidden_size 64 does not divide into num_attention_heads 3",
+            ),
+            (
+                "num_key_value_heads",
+                "0",
+                "num_key_value_heads 0 is out of range",
+            ),
+            (
+                "num_key_value_heads",
+                "8",
+                "num_key_value_heads 8 is out of range",
+            ),
+            ("hidden_size", "0", "hidden_size 0 is out of range"),
+            (
+                "vocab_size",
+                "100000000",
+                "vocab_size 100000000 is out of range (1 to 4194304)",
+            ),
+            (
+                "max_position_embeddings",
+                "0",
+                "max_position_embeddings 0 is out of range",
+            ),
+            ("head_dim", "0", "head_dim 0 is out of range"),
+            ("rms_norm_eps", "0", "rms_norm_eps 0 is out of range"),
+            ("rms_norm_eps", "-1", "rms_norm_eps -1 is out of range"),
+            (
+                "rope_theta",
+                "-5",
+                "rope_theta -5 must be a positive number",
+            ),
+        ];
+        for (key, value, want) in cases {
+            let e = Config::from_json("c", &with(key, value))
+                .expect_err(key)
+                .to_string();
+            assert!(e.contains(want), "{key} {value}: {e}");
+        }
+    }
 }

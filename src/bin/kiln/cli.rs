@@ -134,19 +134,19 @@ pub struct SamplingArgs {
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<usize>,
     /// 0 is greedy
-    #[arg(long, value_name = "T", default_value_t = Sampling::default().temperature)]
+    #[arg(long, value_name = "T", default_value_t = Sampling::default().temperature, allow_negative_numbers = true)]
     pub temperature: f32,
     /// Keep the K most likely tokens (0: no limit)
     #[arg(long, value_name = "K", default_value_t = Sampling::default().top_k)]
     pub top_k: usize,
     /// Keep the most likely tokens whose probability reaches P (1: no limit)
-    #[arg(long, value_name = "P", default_value_t = Sampling::default().top_p)]
+    #[arg(long, value_name = "P", default_value_t = Sampling::default().top_p, allow_negative_numbers = true)]
     pub top_p: f32,
     /// Keep tokens at least P times as likely as the most likely one (0: no limit)
-    #[arg(long, value_name = "P", default_value_t = Sampling::default().min_p)]
+    #[arg(long, value_name = "P", default_value_t = Sampling::default().min_p, allow_negative_numbers = true)]
     pub min_p: f32,
     /// Penalise tokens already seen (1: off)
-    #[arg(long, value_name = "R", default_value_t = Sampling::default().repetition_penalty)]
+    #[arg(long, value_name = "R", default_value_t = Sampling::default().repetition_penalty, allow_negative_numbers = true)]
     pub repeat_penalty: f32,
     /// The random seed: the same seed, prompt and options give the same text [default: the
     /// clock, reported]
