@@ -136,7 +136,11 @@ impl Job {
     /// Time the job as [`super::clock_of`] says: wall-clock of back-to-back submissions,
     /// or on the GPU's clock with wall time beside.
     async fn timed(&self, gpu: &Gpu, group: Group, name: String, samples: usize) -> Result<Figure> {
-        let wall = measure(gpu, samples, async || Ok(self.submit(gpu))).await?;
+        let wall = measure(gpu, samples, async || {
+            self.submit(gpu);
+            Ok(())
+        })
+        .await?;
         let mut f = Figure::new(group, name, wall);
         if super::clock_of(gpu) == Clock::Gpu {
             f.median = self.gpu_time(gpu, samples).await?;

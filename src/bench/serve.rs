@@ -89,10 +89,10 @@ pub async fn serve(
                 let prompt: Vec<u32> = (0..p).map(|_| rng.next_u32() % vocab).collect();
                 let into = firsts.clone();
                 let sink = Box::new(move |u: Update| {
-                    if let Update::Done(_, stats) = u {
-                        if let Ok(mut f) = into.lock() {
-                            f.push((stats.first_token_secs, stats.generated_tokens));
-                        }
+                    if let Update::Done(_, stats) = u
+                        && let Ok(mut f) = into.lock()
+                    {
+                        f.push((stats.first_token_secs, stats.generated_tokens));
                     }
                     true
                 });

@@ -193,7 +193,11 @@ pub fn hf_bytes<'g>(
     let heads = cfg[heads].as_u64().unwrap_or(1) as usize;
     let rows = t.shape().first().copied().unwrap_or(1);
     let head_dim = rows / heads.max(1);
-    if heads == 0 || rows % heads != 0 || head_dim % 2 != 0 || data.len() % rows != 0 {
+    if heads == 0
+        || rows % heads != 0
+        || !head_dim.is_multiple_of(2)
+        || !data.len().is_multiple_of(rows)
+    {
         return Err(Error::tensor(
             g.path(),
             &t.name,

@@ -143,14 +143,14 @@ fn check_spec(m: &Ct2) -> Result<()> {
         ("decoder/alibi", 0),
         ("decoder/start_from_zero_embedding", 0),
     ] {
-        if let Ok(got) = m.int(name) {
-            if got != want {
-                return Err(Error::tensor(
-                    m.path(),
-                    name,
-                    format!("is {got}; OpenAI's Whisper has {want}"),
-                ));
-            }
+        if let Ok(got) = m.int(name)
+            && got != want
+        {
+            return Err(Error::tensor(
+                m.path(),
+                name,
+                format!("is {got}; OpenAI's Whisper has {want}"),
+            ));
         }
     }
     Ok(())

@@ -183,7 +183,7 @@ pub fn quantize(dtype: DType, values: &[f32], row_len: usize) -> Result<Vec<u8>>
             "{dtype} is not a block format to quantize to"
         )));
     }
-    if row_len % block != 0 || values.len() % row_len.max(1) != 0 {
+    if !row_len.is_multiple_of(block) || !values.len().is_multiple_of(row_len.max(1)) {
         return Err(Error::Shape(format!(
             "rows of {row_len} values are not a whole number of {dtype} blocks of {block}"
         )));

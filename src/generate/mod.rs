@@ -121,10 +121,9 @@ impl TextModel {
             .get("eos_token")
             .and_then(|t| t.as_str())
             .and_then(|t| tokenizer.token_to_id(t))
+            && !eos.contains(&id)
         {
-            if !eos.contains(&id) {
-                eos.push(id);
-            }
+            eos.push(id);
         }
         let vocab = tokenizer.get_vocab_size(true);
         if vocab > model.vocab() {
@@ -284,12 +283,11 @@ impl TextModel {
             .encode(text, false)
             .map_err(|e| Error::Invalid(format!("tokenizing failed: {e}")))?;
         let mut ids = Vec::with_capacity(enc.len() + 1);
-        if self.add_bos {
-            if let Some(b) = self.bos {
-                if !text.starts_with(self.tokenizer.id_to_token(b).unwrap_or_default().as_str()) {
-                    ids.push(b);
-                }
-            }
+        if self.add_bos
+            && let Some(b) = self.bos
+            && !text.starts_with(self.tokenizer.id_to_token(b).unwrap_or_default().as_str())
+        {
+            ids.push(b);
         }
         ids.extend_from_slice(enc.get_ids());
         Ok(ids)

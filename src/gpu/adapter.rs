@@ -249,7 +249,7 @@ pub fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
 }
 
 fn mib(b: u64) -> String {
-    if b >= 1 << 30 && b % (1 << 30) == 0 {
+    if b >= 1 << 30 && b.is_multiple_of(1 << 30) {
         format!("{} GiB", b >> 30)
     } else if b >= 1 << 20 {
         format!("{} MiB", b >> 20)

@@ -127,13 +127,13 @@ impl Config {
         check_sizes(&raw).map_err(bad)?;
         let heads = raw.num_attention_heads;
         let kv_heads = raw.num_key_value_heads.unwrap_or(heads);
-        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
+        if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
             return Err(bad(format!(
                 "{heads} attention heads do not group over {kv_heads} KV heads"
             )));
         }
         let head_dim = raw.head_dim.unwrap_or(raw.hidden_size / heads);
-        if head_dim % 2 != 0 || head_dim > crate::ops::attention::MAX_HEAD_DIM {
+        if !head_dim.is_multiple_of(2) || head_dim > crate::ops::attention::MAX_HEAD_DIM {
             return Err(bad(format!(
                 "head_dim {head_dim} is not supported (even, at most {})",
                 crate::ops::attention::MAX_HEAD_DIM
@@ -201,7 +201,7 @@ fn check_sizes(raw: &Raw) -> Result<(), String> {
     }
     match raw.head_dim {
         Some(0) => return Err("head_dim 0 is out of range".into()),
-        None if raw.hidden_size % raw.num_attention_heads != 0 => {
+        None if !raw.hidden_size.is_multiple_of(raw.num_attention_heads) => {
             return Err(format!(
                 "hidden_size {} does not divide into num_attention_heads {} (and no head_dim \
                  is given)",

@@ -236,7 +236,7 @@ pub fn gemm(
 /// subgroups). F32 weights with `k` a multiple of 4 are read as vectors.
 pub fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue, cfg: Gemv, k: usize) -> Kernel {
     let int8 = cfg.int8 && w.is_block();
-    let vec4 = w == WeightFormat::F32 && k % 4 == 0;
+    let vec4 = w == WeightFormat::F32 && k.is_multiple_of(4);
     let lanes = |one, shared, subgroup| match (cfg.lanes == 1, cfg.subgroups) {
         (true, _) => one,
         (false, false) => shared,
