@@ -1,7 +1,8 @@
 // The demo page: load a model from a URL or a picked/dropped folder, then, by the model's
 // kind, stream text (Text tab), see sentences' similarity matrix (Embeddings) or transcribe
-// a WAV file (Speech). Each tab keeps its own model.
-import { webgpuAdapter, load } from './kiln.js';
+// a WAV file (Speech). Each tab keeps its own model. Models loaded from a URL stay in the
+// browser's cache (kiln.js keeps them there): a badge says which are, a button clears them.
+import { webgpuAdapter, load, cachedModels, clearCache } from './kiln.js';
 
 const $ = (id) => document.getElementById(id);
 const models = { generate: null, embed: null, transcribe: null };
@@ -10,6 +11,7 @@ const defaultUrl = { generate: 'model/', embed: 'embedding/', transcribe: 'whisp
 let tab = 'generate';
 window.kilnModels = models; // for the console, and for e2e.mjs
 let history = []; // chat turns: { role, content }
+let cached = []; // the models in the browser cache, as cachedModels() last said
 
 function showTab(kind) {
   if (defaultUrl[tab] === $('url').value) $('url').value = defaultUrl[kind];
@@ -18,6 +20,52 @@ function showTab(kind) {
     b.setAttribute('aria-selected', String(b.dataset.kind === kind));
   }
   for (const p of document.querySelectorAll('.panel')) p.hidden = p.id !== kind;
+  showUrl();
+}
+
+const mb = (bytes) => `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
+
+/** A model URL as cachedModels() names it (absolute, ending in '/'), or null if it is not one. */
+function absolute(url) {
+  try {
+    return new URL(url.trim().replace(/\/*$/, '/'), location.href).href;
+  } catch {
+    return null;
+  }
+}
+
+/** The picker on the URL field's model (or "Other URL…"), and the "cached" badge if its
+ *  files are in the browser cache. */
+function showUrl() {
+  const url = $('url').value.trim();
+  const pick = $('model-pick');
+  pick.value = [...pick.options].some((o) => o.value && o.value === url) ? url : '';
+  const model = cached.find((m) => m.url === absolute(url));
+  $('cached').hidden = !model;
+  if (model) $('cached').textContent = `cached, ${mb(model.bytes)}`;
+}
+
+/** Reads what the browser cache holds, and shows it: the badge, "(cached)" on the picker's
+ *  models, the total and the clear button. */
+async function refreshCache() {
+  try {
+    cached = await cachedModels();
+  } catch (e) {
+    console.warn(`could not read the browser cache: ${e?.message ?? e}`);
+    cached = [];
+  }
+  for (const o of $('model-pick').options) {
+    if (!o.value) continue;
+    o.dataset.label ??= o.textContent;
+    const hit = cached.some((m) => m.url === absolute(o.value));
+    o.textContent = hit ? `${o.dataset.label} (cached)` : o.dataset.label;
+  }
+  const bytes = cached.reduce((n, m) => n + m.bytes, 0);
+  $('cache-info').textContent = cached.length
+    ? `${cached.length === 1 ? 'One model' : `${cached.length} models`} (${mb(bytes)}) cached in this browser.`
+    : '';
+  $('clear-cache').disabled = !cached.length;
+  showUrl();
 }
 
 /** Plain status text in `el`. */
@@ -39,21 +87,27 @@ function setStatus(text) {
 async function loadModel(source, label) {
   document.body.dataset.state = 'loading';
   $('load-url').disabled = true;
+  $('model-pick').disabled = true;
   $('progress').hidden = false;
   $('progress').value = 0;
   setStatus(`Loading ${label}…`);
   const t0 = performance.now();
+  // Whether every weight file so far came from the browser cache (null: none yet).
+  let fromCache = null;
   try {
     const model = await load(source, {
-      onProgress: ({ file, loaded, total }) => {
+      onProgress: ({ file, loaded, total, cached: hit }) => {
+        fromCache = (fromCache ?? true) && hit;
         $('progress').value = total ? loaded / total : 0;
-        setStatus(`Loading ${file}: ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`);
+        setStatus(`Loading ${file}${hit ? ' from cache' : ''}: ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`);
       },
     });
     const secs = (performance.now() - t0) / 1000;
+    const from = typeof source !== 'string' ? 'files' : fromCache ? 'cache' : 'network';
     $('progress').value = 1;
-    setStatus(`Loaded ${label} in ${secs.toFixed(1)} s.`);
+    setStatus(`Loaded ${label}${from === 'cache' ? ' from cache' : ''} in ${secs.toFixed(1)} s.`);
     document.body.dataset.loadSeconds = secs.toFixed(2);
+    document.body.dataset.loadedFrom = from;
     $('adapter').textContent = `GPU: ${model.adapter.name} (${model.adapter.deviceType === 'Cpu' ? 'software' : 'hardware'}, shader-f16 ${model.adapter.shaderF16 ? 'yes' : 'no'}). `
     + 'A page gets one adapter from WebGPU, so the model runs whole on it: splitting a model '
     + 'across adapters is for the native library and CLI.';
@@ -77,7 +131,36 @@ async function loadModel(source, label) {
     document.body.dataset.state = 'error';
   } finally {
     $('load-url').disabled = false;
+    $('model-pick').disabled = false;
+    // A load from a URL adds its model to the cache (or, failing, takes it out).
+    if (typeof source === 'string') await refreshCache();
   }
+}
+
+/** Picking a served model fills in its URL, shows its tab and loads it; "Other URL…" leaves
+ *  the URL field to be typed in. */
+function pickModel() {
+  const option = $('model-pick').selectedOptions[0];
+  if (!option?.value) {
+    $('url').focus();
+    $('url').select();
+    return;
+  }
+  $('url').value = option.value;
+  showTab(option.dataset.kind);
+  if (!$('load-url').disabled) loadModel(option.value, option.value);
+}
+
+async function clearCached() {
+  const bytes = cached.reduce((n, m) => n + m.bytes, 0);
+  $('clear-cache').disabled = true;
+  try {
+    await clearCache();
+    setStatus(`Cleared the cached model files (${mb(bytes)}); the next load downloads them again.`);
+  } catch (e) {
+    failure($('load-status'), e, 'Could not clear the cached model files: ');
+  }
+  await refreshCache();
 }
 
 function options() {
@@ -295,6 +378,15 @@ if (adapterProblem) {
   document.body.dataset.state = 'nowebgpu';
 } else {
   $('load-url').onclick = () => loadModel($('url').value, $('url').value);
+  $('url').oninput = showUrl;
+  $('url').onkeydown = (e) => {
+    if (e.key === 'Enter' && !$('load-url').disabled) $('load-url').click();
+  };
+  $('model-pick').onchange = pickModel;
+  $('clear-cache').onclick = clearCached;
+  // Without the Cache API (an insecure origin) nothing is cached: no button to clear it.
+  $('clear-cache').hidden = typeof caches === 'undefined';
+  await refreshCache();
   $('folder').onchange = (e) => loadModel(e.target.files, `${e.target.files.length} picked files`);
   const drop = $('drop');
   drop.ondragover = (e) => { e.preventDefault(); drop.classList.add('over'); };

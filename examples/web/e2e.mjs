@@ -5,10 +5,13 @@
 // with native `kiln transcribe`'s SPEECH_NATIVE; then,
 // with BENCH_OUT set, the benchmark page: a synthetic model benchmarked as native
 // `kiln bench --model` does and profiled by kernel, its JSON written to BENCH_OUT and
-// checked against BENCH_SCHEMA.
+// checked against BENCH_SCHEMA. Between, the browser cache: a second visit loads SmolLM2 from
+// the Cache API with no request for its files, and "Clear cached weights" empties it.
 // usage: node e2e.mjs URL PROMPT TOKENS EXPECTED_FILE SCREENSHOT
 import { chromium } from 'playwright-core';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020.js';
 
 const [url, prompt, tokens, expectedFile, screenshot] = process.argv.slice(2);
@@ -16,15 +19,25 @@ const expected = readFileSync(expectedFile, 'utf8');
 const minutes = (m) => m * 60_000;
 
 const quiet = ['--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'];
-const launch = (webgpu) => chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--no-first-run', ...quiet,
-    ...(webgpu ? ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'] : [])],
-});
+// Each browser has a profile on disk, as a user's has (removed when the test exits): its
+// pages share one Cache API store, and an in-memory (incognito-like) one holds too little
+// for SmolLM2's 540 MB, so the page would (rightly) fall back to the network.
+const profiles = [];
+process.on('exit', () => profiles.forEach((p) => rmSync(p, { recursive: true, force: true })));
+const launch = (webgpu) => {
+  const profile = mkdtempSync(join(tmpdir(), 'kiln-e2e-'));
+  profiles.push(profile);
+  return chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    viewport: { width: 1000, height: 800 },
+    args: ['--no-sandbox', '--no-first-run', ...quiet,
+      ...(webgpu ? ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'] : [])],
+  });
+};
 
 async function open(browser, at = url) {
-  const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+  const page = await browser.newPage();
   page.on('console', (m) => console.error(`[page ${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
   const state = () => page.evaluate(() => document.body.dataset.state);
@@ -141,6 +154,9 @@ try {
     throw new Error(`a truncated model gave no clear error: ${bad}`);
   }
   if (!(await page.isVisible('#load-status.failed'))) throw new Error('the load error is not shown as an error');
+  // A failed load leaves none of its files in the browser cache.
+  const badCached = await page.evaluate(async () => (await (await import('./kiln.js')).cachedModels()).map((m) => m.url));
+  if (badCached.length) throw new Error(`a failed load left files in the browser cache: ${badCached.join(', ')}`);
   // A server that is not there: plain words, not a JsValue backtrace.
   await page.fill('#url', 'http://127.0.0.1:9/model/');
   await page.click('#load-url');
@@ -157,6 +173,9 @@ try {
   await waitState(['loaded', 'error'], minutes(10));
   if ((await state()) !== 'loaded') throw new Error(`loading failed: ${await page.textContent('#load-status')}`);
   console.error(await page.textContent('#load-status'), await page.textContent('#adapter'));
+  // The first visit downloads (the failed bad/ load before left nothing cached).
+  const firstFrom = await page.evaluate(() => document.body.dataset.loadedFrom);
+  if (firstFrom !== 'network') throw new Error(`the first load of model/ came from ${firstFrom}, not the network`);
 
   await page.fill('#prompt', prompt);
   await page.fill('#max-tokens', String(tokens));
@@ -171,6 +190,61 @@ try {
 
   const loadSeconds = await page.evaluate(() => document.body.dataset.loadSeconds);
   const tps = await page.evaluate(() => document.body.dataset.tokensPerSec);
+
+  // A second visit downloads nothing: the page marks model/ as cached, and loading it
+  // (through the picker) reads its files from the browser cache, with no request for a
+  // weight file and no file of model/ served again; the cached weights generate the same
+  // text. Then "Clear cached weights" empties the cache and the badge goes.
+  {
+    const requests = [];
+    const served = [];
+    const inModel = (u) => new URL(u).pathname.startsWith('/model/');
+    page.on('request', (r) => { if (inModel(r.url())) requests.push(r.url()); });
+    page.on('response', (r) => { if (inModel(r.url()) && r.status() === 200) served.push(r.url()); });
+    await page.reload();
+    await waitState(['ready'], minutes(1));
+    await page.waitForSelector('#cached', { state: 'visible', timeout: 10_000 }).catch(async () => {
+      throw new Error(`no "cached" badge for model/ on a second visit (${await page.textContent('#cache-info')})`);
+    });
+    console.error(`second visit: badge "${await page.textContent('#cached')}"; ${await page.textContent('#cache-info')}`);
+    await page.fill('#url', 'elsewhere/');
+    if (await page.isVisible('#cached')) throw new Error('the "cached" badge shows for a URL never loaded');
+    if ((await page.inputValue('#model-pick')) !== '') throw new Error('the picker does not say "Other URL…" for a typed URL');
+    await page.selectOption('#model-pick', 'model/');
+    if ((await page.inputValue('#url')) !== 'model/') throw new Error('picking model/ did not fill in its URL');
+    await waitState(['loaded', 'error'], minutes(10));
+    const again = await page.textContent('#load-status');
+    if ((await state()) !== 'loaded') throw new Error(`loading model/ from the cache failed: ${again}`);
+    const from = await page.evaluate(() => document.body.dataset.loadedFrom);
+    const weights = requests.filter((u) => /\.safetensors$/.test(new URL(u).pathname));
+    if (from !== 'cache' || !/from cache/.test(again) || weights.length || served.length) {
+      throw new Error(`the second load was not from the cache: "${again}" (loaded from ${from}); `
+        + `weight requests: ${JSON.stringify(weights)}; files served: ${JSON.stringify(served)}`);
+    }
+    console.error(`second visit: ${again} (${requests.length} requests under model/, none for weights)`);
+    await page.fill('#prompt', prompt);
+    await page.fill('#max-tokens', String(tokens));
+    await page.fill('#temperature', '0');
+    await page.setChecked('#chat', false);
+    await page.click('#run');
+    await waitState(['done', 'error'], minutes(20));
+    const cachedText = await page.textContent('#output');
+    if ((await state()) !== 'done' || cachedText !== text) {
+      throw new Error(`the cached weights generated ${JSON.stringify(cachedText)}, the downloaded ones ${JSON.stringify(text)} (${await page.textContent('#stats')})`);
+    }
+    await page.waitForSelector('#cached', { state: 'visible', timeout: 10_000 });
+    await page.screenshot({ path: screenshot.replace(/(\.png)?$/, '-cached.png'), fullPage: true });
+    await page.click('#clear-cache');
+    await page.waitForSelector('#cached', { state: 'hidden', timeout: 10_000 }).catch(async () => {
+      throw new Error(`the "cached" badge stayed after "Clear cached weights": ${await page.textContent('#load-status')}`);
+    });
+    const left = await page.evaluate(async () => {
+      const kiln = await import('./kiln.js');
+      return { models: await kiln.cachedModels(), cache: await caches.has(kiln.CACHE_NAME) };
+    });
+    if (left.models.length || left.cache) throw new Error(`the cache is not empty after clearing it: ${JSON.stringify(left)}`);
+    console.error(`cleared: ${await page.textContent('#load-status')}`);
+  }
 
   // The same model from picked files (the folder picker's path), then a chat turn.
   const dir = process.env.MODEL_DIR;
@@ -193,6 +267,7 @@ try {
       throw new Error(`chat over picked files failed: ${transcript} ${await p2.textContent('#stats')}`);
     }
     console.error(`picked files + chat: ${JSON.stringify(transcript)}`);
+    await p2.screenshot({ path: screenshot.replace(/(\.png)?$/, '-chat.png'), fullPage: true });
     await p2.close();
   }
   if (process.env.EMBED_LINES) await embeddings(browser);
@@ -234,7 +309,7 @@ try {
     await b.close();
   }
   console.log(`browser: loaded in ${loadSeconds} s; ${stats}`);
-  console.log(`screenshot: ${screenshot}`);
+  console.log(`screenshots: ${screenshot}, ${screenshot.replace(/(\.png)?$/, '-cached.png')}, ${screenshot.replace(/(\.png)?$/, '-chat.png')}`);
   if (text !== expected) {
     failed = true;
     console.log(`MISMATCH: native ${JSON.stringify(expected)}`);

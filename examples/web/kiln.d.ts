@@ -6,7 +6,32 @@ export interface LoadProgress {
   /** Bytes of its tensor data uploaded so far, and in all. */
   loaded: number;
   total: number;
+  /** Whether the file is read from the browser cache (a model loaded from that URL before)
+   *  rather than downloaded. */
+  cached: boolean;
 }
+
+/** The Cache API cache that files of models loaded from a URL are kept in ("kiln-models-v1"). */
+export const CACHE_NAME: string;
+
+export interface CachedModel {
+  /** The model's base URL, absolute and ending in "/". */
+  url: string;
+  /** Its files in the cache, by their path in the model folder ("1_Pooling/config.json"). */
+  files: string[];
+  /** Their size in bytes, from the stored Content-Length headers. */
+  bytes: number;
+}
+
+/** The models with files in the browser cache. A model is cached whole, by a load that
+ *  succeeded: a failed load, or one whose files could not all be stored, leaves none of its
+ *  files there. Empty where the page has no Cache API (an insecure origin). */
+export function cachedModels(): Promise<CachedModel[]>;
+/** Whether the model at this base URL (relative to the page, as load() takes it) is cached. */
+export function isCached(url: string): Promise<boolean>;
+/** Deletes every cached model file; resolves to whether there was a cache to delete. Loaded
+ *  models keep working; the next load of one downloads it again. */
+export function clearCache(): Promise<boolean>;
 
 export interface GenerateOptions {
   maxTokens?: number;
@@ -44,13 +69,18 @@ export function webgpuAdapter(): Promise<string | null>;
 
 /** Loads the model a folder's config.json describes: a text generator (kind "generate"), an
  *  embedding model ("embed") or Whisper ("transcribe"). Errors are thrown as Error with a
- *  message naming the problem (no WebGPU, a bad file...). */
+ *  message naming the problem (no WebGPU, a bad file...). From a URL, each file is read from
+ *  the browser cache (CACHE_NAME) if it is there, else downloaded and stored there as it
+ *  streams in; caching never fails a load (no Cache API, or no room: a console warning, and
+ *  the files come from the network). */
 export function load(
   source: string | FileList | File[],
   options?: {
     onProgress?: (p: LoadProgress) => void;
     /** Embedding models: force L2 normalisation on or off; unset, modules.json decides. */
     normalize?: boolean;
+    /** Read a URL's files from the browser cache and keep downloaded ones there. Default true. */
+    cache?: boolean;
   },
 ): Promise<KilnModel | KilnEmbedder | KilnTranscriber>;
 

@@ -14,10 +14,73 @@
 //   const { text } = await whisper.transcribe(wav, { onText: t => output.textContent += t });
 //
 // The model, scheduler, kernels and host loop are kiln's own, compiled to wasm32; weights
-// stream from the network or the picked files straight into GPU buffers.
+// stream from the network or the picked files straight into GPU buffers. A model loaded from
+// a URL is kept in the browser's Cache API (cache CACHE_NAME) as it streams in, so the next
+// load reads it from there and downloads nothing: see cachedModels(), isCached(url) and
+// clearCache().
 import init, { loadUrl, loadFiles, benchmark as runBenchmark, benchMarkdown } from './pkg/kiln_web.js';
 
 let booted;
+
+/** The Cache API cache that files of models loaded from a URL are kept in. A new layout of
+ *  what is stored gets a new name, so an old one is never misread. */
+export const CACHE_NAME = 'kiln-models-v1';
+// The response header the bindings name each stored file with ("1_Pooling/config.json"),
+// relative to its model's base URL (FILE_HEADER in bindings/src/cache.rs).
+const FILE_HEADER = 'x-kiln-file';
+
+/** The browser's CacheStorage, or null where the page has none (an insecure origin). */
+function cacheStorage() {
+  return typeof caches === 'undefined' ? null : caches;
+}
+
+/** A model's base URL as the cache's keys have it: absolute, ending in one '/'. */
+function baseUrl(url) {
+  const base = typeof location === 'undefined' ? undefined : location.href;
+  return new URL(String(url).replace(/\/*$/, '/'), base).href;
+}
+
+/**
+ * The models whose files are in the browser cache: [{ url (absolute, ending in '/'), files
+ * (names in the model folder), bytes }], from the stored responses' headers (no body is
+ * read). Empty where the page has no Cache API.
+ */
+export async function cachedModels() {
+  const storage = cacheStorage();
+  if (!storage || !(await storage.has(CACHE_NAME).catch(() => false))) return [];
+  const cache = await storage.open(CACHE_NAME);
+  const models = new Map();
+  for (const request of await cache.keys()) {
+    const response = await cache.match(request);
+    if (!response) continue; // deleted meanwhile
+    // The file's path in the model folder says how much of the URL is the base.
+    const file = decodeURI(response.headers.get(FILE_HEADER) ?? request.url.split('/').pop());
+    const url = new URL(request.url);
+    const parts = url.pathname.split('/');
+    parts.splice(parts.length - file.split('/').length);
+    url.pathname = `${parts.join('/')}/`;
+    url.search = '';
+    url.hash = '';
+    const model = models.get(url.href) ?? { url: url.href, files: [], bytes: 0 };
+    model.files.push(file);
+    model.bytes += Number(response.headers.get('content-length')) || 0;
+    models.set(url.href, model);
+  }
+  return [...models.values()];
+}
+
+/** Whether the model at base URL `url` (as load() takes it) has its files in the browser cache. */
+export async function isCached(url) {
+  const base = baseUrl(url);
+  return (await cachedModels()).some((m) => m.url === base);
+}
+
+/** Delete every cached model file; resolves to whether there was anything to delete. Models
+ *  already loaded keep working; the next load of one downloads it again. */
+export async function clearCache() {
+  const storage = cacheStorage();
+  return storage ? storage.delete(CACHE_NAME) : false;
+}
 
 /** Whether this browser exposes WebGPU at all. */
 export function hasWebGPU() {
@@ -42,16 +105,19 @@ export async function webgpuAdapter() {
  * 1_Pooling/config.json for a sentence-transformers model) or from user-picked files (a
  * FileList or File[]). Resolves, by the folder's config.json, to a KilnModel (kind
  * 'generate'), a KilnEmbedder ('embed') or a KilnTranscriber ('transcribe').
- * options: { onProgress({file, loaded, total}), normalize (embedding models: force L2
- * normalisation on or off; unset, the folder's modules.json decides) }.
+ * options: { onProgress({file, loaded, total, cached}), normalize (embedding models: force L2
+ * normalisation on or off; unset, the folder's modules.json decides), cache (default true:
+ * read a URL's files from the browser cache, and keep the ones downloaded there; a page
+ * without the Cache API, or a full cache, loads from the network with a console warning) }.
  */
-export async function load(source, { onProgress, normalize } = {}) {
+export async function load(source, { onProgress, normalize, cache = true } = {}) {
   if (!hasWebGPU()) {
     throw new Error('This browser has no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, or enable WebGPU.');
   }
   booted ??= init();
   await booted;
-  const options = { normalize };
+  // Without the Cache API the bindings warn, once, and load from the network.
+  const options = { normalize, cache: cache ? CACHE_NAME : undefined };
   const model = typeof source === 'string'
     ? await loadUrl(source, onProgress ?? null, options)
     : await loadFiles([...source], onProgress ?? null, options);

@@ -9,10 +9,14 @@
 #![cfg(target_arch = "wasm32")]
 
 mod bench;
+mod cache;
 mod embed;
 mod speech;
 mod text;
 
+use std::rc::Rc;
+
+use cache::{ModelCache, Tee};
 use js_sys::{Reflect, Uint8Array};
 use kiln::load::{LoadOptions, StreamLoader, Weights};
 use kiln::models::Task;
@@ -42,10 +46,21 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// Where the model's files come from: a base URL, or files the user picked.
+/// Where the model's files come from: a base URL (with the browser cache its files are kept
+/// in, if any), or files the user picked.
 enum Source {
-    Url(String),
+    Url(String, Option<Rc<ModelCache>>),
     Files(Vec<web_sys::File>),
+}
+
+/// A file's bytes on their way in: the stream, its length, whether it comes from the
+/// browser cache, and where the stream is copied to on its way from the network into the
+/// cache.
+struct Body {
+    stream: web_sys::ReadableStream,
+    len: u64,
+    cached: bool,
+    tee: Option<Tee>,
 }
 
 async fn fetch(url: &str) -> Result<web_sys::Response, JsError> {
@@ -69,7 +84,7 @@ async fn fetch(url: &str) -> Result<web_sys::Response, JsError> {
 impl Source {
     fn label(&self, name: &str) -> String {
         match self {
-            Source::Url(base) => format!("{}/{name}", base.trim_end_matches('/')),
+            Source::Url(base, _) => format!("{}/{name}", base.trim_end_matches('/')),
             Source::Files(_) => name.to_string(),
         }
     }
@@ -94,41 +109,74 @@ impl Source {
         })
     }
 
-    /// A stream of the file's bytes and its length, or None if there is no such file.
-    async fn open(&self, name: &str) -> Result<Option<(web_sys::ReadableStream, u64)>, JsError> {
+    /// The cache a URL's files are kept in, if any.
+    fn cache(&self) -> Option<Rc<ModelCache>> {
         match self {
-            Source::Files(_) => Ok(self.file(name).map(|f| (f.stream(), f.size() as u64))),
-            Source::Url(_) => {
-                let url = self.label(name);
-                let resp = fetch(&url).await?;
-                if resp.status() == 404 {
-                    return Ok(None);
+            Source::Url(_, cache) => cache.clone(),
+            Source::Files(_) => None,
+        }
+    }
+
+    /// A stream of the file's bytes and its length, or None if there is no such file. From a
+    /// URL: the browser cache's copy if it has one, else the network's, which the stream
+    /// then also writes into the cache (only `ok` responses are stored).
+    async fn open(&self, name: &str) -> Result<Option<Body>, JsError> {
+        let Source::Url(_, cache) = self else {
+            return Ok(self.file(name).map(|f| Body {
+                stream: f.stream(),
+                len: f.size() as u64,
+                cached: false,
+                tee: None,
+            }));
+        };
+        let url = self.label(name);
+        if let Some(cache) = cache
+            && let Some(resp) = cache.lookup(&url).await
+        {
+            match body_of(&url, &resp) {
+                Ok((stream, len)) => {
+                    cache.used(&url);
+                    return Ok(Some(Body {
+                        stream,
+                        len,
+                        cached: true,
+                        tee: None,
+                    }));
                 }
-                if !resp.ok() {
-                    return Err(err(format!("{url}: HTTP {}", resp.status())));
-                }
-                let len = resp
-                    .headers()
-                    .get("content-length")
-                    .ok()
-                    .flatten()
-                    .and_then(|l| l.parse::<u64>().ok())
-                    .ok_or_else(|| err(format!("{url}: the server sent no Content-Length")))?;
-                let body = resp
-                    .body()
-                    .ok_or_else(|| err(format!("{url}: empty response")))?;
-                Ok(Some((body, len)))
+                // Not what kiln stores: ignore it, and let the network's copy replace it.
+                Err(e) => web_sys::console::warn_1(
+                    &format!(
+                        "kiln: ignoring the browser cache's copy of {url}: {}",
+                        js_text(&e.into())
+                    )
+                    .into(),
+                ),
             }
         }
+        let resp = fetch(&url).await?;
+        if resp.status() == 404 {
+            return Ok(None);
+        }
+        if !resp.ok() {
+            return Err(err(format!("{url}: HTTP {}", resp.status())));
+        }
+        let (stream, len) = body_of(&url, &resp)?;
+        let tee = cache.as_ref().and_then(|c| c.store(&url, name, &resp));
+        Ok(Some(Body {
+            stream,
+            len,
+            cached: false,
+            tee,
+        }))
     }
 
     /// The whole (small) file, or None if there is no such file.
     async fn read(&self, name: &str) -> Result<Option<Vec<u8>>, JsError> {
-        let Some((stream, len)) = self.open(name).await? else {
+        let Some(body) = self.open(name).await? else {
             return Ok(None);
         };
-        let mut out = Vec::with_capacity(len as usize);
-        let chunks = Chunks::new(&stream);
+        let mut out = Vec::with_capacity(body.len as usize);
+        let mut chunks = Chunks::new(body);
         while let Some(c) = chunks.next().await? {
             out.extend_from_slice(&c);
         }
@@ -145,17 +193,41 @@ impl Source {
     }
 }
 
-/// Reads a stream chunk by chunk.
-struct Chunks(web_sys::ReadableStreamDefaultReader);
+/// The file's length and body stream as `response` gives them.
+fn body_of(
+    url: &str,
+    response: &web_sys::Response,
+) -> Result<(web_sys::ReadableStream, u64), JsError> {
+    let len = response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|l| l.parse::<u64>().ok())
+        .ok_or_else(|| err(format!("{url}: the server sent no Content-Length")))?;
+    let stream = response
+        .body()
+        .ok_or_else(|| err(format!("{url}: empty response")))?;
+    Ok((stream, len))
+}
+
+/// Reads a stream chunk by chunk (copying each into the cache, where the body has a tee).
+struct Chunks {
+    reader: web_sys::ReadableStreamDefaultReader,
+    tee: Option<Tee>,
+}
 
 impl Chunks {
-    fn new(stream: &web_sys::ReadableStream) -> Chunks {
-        Chunks(stream.get_reader().unchecked_into())
+    fn new(body: Body) -> Chunks {
+        Chunks {
+            reader: body.stream.get_reader().unchecked_into(),
+            tee: body.tee,
+        }
     }
 
     /// The next chunk, or None at the end.
-    async fn next(&self) -> Result<Option<Vec<u8>>, JsError> {
-        let result = JsFuture::from(self.0.read())
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, JsError> {
+        let result = JsFuture::from(self.reader.read())
             .await
             .map_err(|e| err(format!("reading failed: {}", js_text(&e))))?;
         if Reflect::get(&result, &"done".into())
@@ -163,10 +235,20 @@ impl Chunks {
             .and_then(|d| d.as_bool())
             .unwrap_or(true)
         {
+            // The whole file went by: the cache's copy is complete.
+            if let Some(tee) = self.tee.take() {
+                tee.finish().await;
+            }
             return Ok(None);
         }
         let value = Reflect::get(&result, &"value".into())
             .map_err(|_| JsError::new("a stream chunk without value"))?;
+        // A failed cache write (warned of) ends the copying, not the load.
+        if let Some(tee) = &mut self.tee
+            && !tee.write(&value).await
+        {
+            self.tee = None;
+        }
         Ok(Some(value.unchecked_into::<Uint8Array>().to_vec()))
     }
 }
@@ -176,34 +258,36 @@ async fn load_stream(
     gpu: &Gpu,
     source: &Source,
     name: &str,
-    stream: web_sys::ReadableStream,
-    len: u64,
+    body: Body,
     progress: &Progress,
 ) -> Result<Weights, JsError> {
     let label = source.label(name);
-    let report = |p: &kiln::load::Progress| progress.report(name, p.bytes_done, p.bytes_total);
+    let cached = body.cached;
+    let report =
+        |p: &kiln::load::Progress| progress.report(name, p.bytes_done, p.bytes_total, cached);
     let options = LoadOptions {
         progress: Some(Box::new(report)),
         ..Default::default()
     };
-    let mut loader = StreamLoader::new(gpu, &label, len, options);
-    let chunks = Chunks::new(&stream);
+    let mut loader = StreamLoader::new(gpu, &label, body.len, options);
+    let mut chunks = Chunks::new(body);
     while let Some(c) = chunks.next().await? {
         loader.push(&c).await.map_err(err)?;
     }
     loader.finish().await.map_err(err)
 }
 
-/// Calls the page's progress callback with `{file, loaded, total}`.
+/// Calls the page's progress callback with `{file, loaded, total, cached}`.
 struct Progress(Option<js_sys::Function>);
 
 impl Progress {
-    fn report(&self, file: &str, loaded: u64, total: u64) {
+    fn report(&self, file: &str, loaded: u64, total: u64, cached: bool) {
         if let Some(f) = &self.0 {
             let o = js_sys::Object::new();
             let _ = Reflect::set(&o, &"file".into(), &file.into());
             let _ = Reflect::set(&o, &"loaded".into(), &(loaded as f64).into());
             let _ = Reflect::set(&o, &"total".into(), &(total as f64).into());
+            let _ = Reflect::set(&o, &"cached".into(), &cached.into());
             let _ = f.call1(&JsValue::NULL, &o);
         }
     }
@@ -293,9 +377,7 @@ async fn open_folder(
         .await?
         .ok_or_else(|| err(format!("{} is missing", source.label("tokenizer.json"))))?;
     let weights = match source.open("model.safetensors").await? {
-        Some((stream, len)) => {
-            load_stream(&gpu, &source, "model.safetensors", stream, len, progress).await?
-        }
+        Some(body) => load_stream(&gpu, &source, "model.safetensors", body, progress).await?,
         None => {
             let name = "model.safetensors.index.json";
             let index = source.text(name).await?.ok_or_else(|| {
@@ -317,17 +399,17 @@ async fn open_folder(
             shards.dedup();
             let mut all = Weights::new(source.label(name));
             for shard in shards {
-                let (stream, len) = source
+                let body = source
                     .open(&shard)
                     .await?
                     .ok_or_else(|| err(format!("{} is missing", source.label(&shard))))?;
-                all.extend(load_stream(&gpu, &source, &shard, stream, len, progress).await?);
+                all.extend(load_stream(&gpu, &source, &shard, body, progress).await?);
             }
             all
         }
     };
     let origin = match &source {
-        Source::Url(u) => u.clone(),
+        Source::Url(u, _) => u.clone(),
         Source::Files(_) => "picked files".into(),
     };
     let adapter = adapter_info(&gpu, &navigator).await;
@@ -345,6 +427,19 @@ async fn open_folder(
 /// The model in `source`, as its `config.json` says: a `text.Model`, an `embed.Embedder` or
 /// a `speech.Speech`, each with its `kind`.
 async fn load(
+    source: Source,
+    on_progress: Option<js_sys::Function>,
+    options: JsValue,
+) -> Result<JsValue, JsError> {
+    let cache = source.cache();
+    let loaded = load_source(source, on_progress, options).await;
+    if let Some(cache) = cache {
+        cache.settle(loaded.is_ok()).await;
+    }
+    loaded
+}
+
+async fn load_source(
     source: Source,
     on_progress: Option<js_sys::Function>,
     options: JsValue,
@@ -367,15 +462,23 @@ async fn load(
 
 /// Load the model a base URL serves (`config.json`, `tokenizer.json`, weights; for a text
 /// model `tokenizer_config.json`, for a sentence-transformers model `modules.json` and
-/// `1_Pooling/config.json`). `onProgress({file, loaded, total})`; `options`: `{normalize}`
-/// for an embedding model.
+/// `1_Pooling/config.json`). `onProgress({file, loaded, total, cached})`; `options`:
+/// `{normalize}` for an embedding model, `{cache}`: the name of the browser cache (Cache
+/// API) to keep the files in and read them from (unset: no caching).
 #[wasm_bindgen(js_name = loadUrl)]
 pub async fn load_url(
     base: String,
     on_progress: Option<js_sys::Function>,
     options: JsValue,
 ) -> Result<JsValue, JsError> {
-    load(Source::Url(base), on_progress, options).await
+    let name = Reflect::get(&options, &"cache".into())
+        .ok()
+        .and_then(|c| c.as_string());
+    let cache = match name {
+        Some(name) => ModelCache::open(&name).await,
+        None => None,
+    };
+    load(Source::Url(base, cache), on_progress, options).await
 }
 
 /// Load from files the user picked (a folder picker or drag and drop); as `loadUrl`.
