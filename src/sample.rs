@@ -2,10 +2,11 @@
 //! `ops/sample.rs`, which also holds its CPU twin), and the random stream a generation draws
 //! from. Sampling runs on the GPU: only the chosen token comes back.
 
-/// How the next token is chosen. `temperature <= 0` or `top_k == 1` is greedy.
+/// How the next token is chosen. `temperature == 0` or `top_k == 1` is greedy (a negative
+/// temperature is refused by [`Sampling::validate`]).
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct Sampling {
-    /// Logits are divided by it before sampling; 0 or below is greedy.
+    /// Logits are divided by it before sampling; 0 is greedy.
     pub temperature: f32,
     /// Keep the k most likely tokens (0: no limit).
     pub top_k: usize,

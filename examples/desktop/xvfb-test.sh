@@ -47,7 +47,7 @@ start() {
   APP=$!
   wait_for "kiln-desktop: ready" 900 "$OUT/$NAME.err"
   local win
-  win=$(xdotool search --sync --name '^kiln$' | head -1)
+  win=$(xdotool search --sync --limit 1 --name '^kiln$')
   xdotool windowfocus --sync "$win"
   xdotool mousemove --window "$win" 300 300
   sleep 1
@@ -78,7 +78,8 @@ quit() {
 
 echo "== 1. a greedy answer, typed into the window"
 QUESTION="What is the capital of France?"
-expected=$(cargo run --release -q --example chat 2>/dev/null)
+expected=$(cargo run --release -q --example chat 2> "$OUT/chat.err") \
+  || { echo "error: the chat example failed"; cat "$OUT/chat.err"; exit 1; }
 start greedy --temperature 0 --screenshot "$OUT/desktop.png"
 say "$QUESTION"
 replies 1

@@ -27,6 +27,8 @@ pub struct Pacer {
 struct Permits {
     per_frame: usize,
     left: usize,
+    /// Permits handed out so far.
+    taken: u64,
     waiting: Vec<Waker>,
 }
 
@@ -39,6 +41,7 @@ impl Pacer {
             inner: Arc::new(Mutex::new(Permits {
                 per_frame,
                 left: per_frame,
+                taken: 0,
                 waiting: Vec::new(),
             })),
             parts: 1,
@@ -52,7 +55,12 @@ impl Pacer {
         self
     }
 
-    /// Submissions each step is cut into.
+    /// Permits handed out so far: submissions made under this pacer.
+    pub fn taken(&self) -> u64 {
+        self.lock().taken
+    }
+
+    /// Submissions each step is cut into (at most).
     pub fn parts(&self) -> usize {
         self.parts
     }
@@ -102,6 +110,7 @@ impl Future for Permit<'_> {
         let mut p = self.pacer.lock();
         if p.left > 0 {
             p.left -= 1;
+            p.taken += 1;
             return Poll::Ready(());
         }
         if !p.waiting.iter().any(|w| w.will_wake(cx.waker())) {
@@ -111,25 +120,34 @@ impl Future for Permit<'_> {
     }
 }
 
-/// `passes` cut into at most `parts` consecutive ranges with about equal numbers of
-/// dispatches (at least one range, none empty unless there are no passes).
+/// `passes` cut into at most `parts` consecutive, non-empty ranges with about equal numbers
+/// of dispatches: each cut goes at the pass boundary nearest its share (one range for no
+/// passes).
 pub(super) fn part_ranges(
     passes: &[crate::schedule::Pass],
     parts: usize,
 ) -> Vec<std::ops::Range<usize>> {
-    let total: usize = passes.iter().map(|p| p.dispatches.len()).sum();
-    let parts = parts.clamp(1, passes.len().max(1));
-    let mut out = Vec::with_capacity(parts);
-    let (mut start, mut done) = (0, 0);
+    let n = passes.len();
+    // before[c]: dispatches in the passes before boundary c (0..=n).
+    let mut before = vec![0usize; n + 1];
     for (i, p) in passes.iter().enumerate() {
-        done += p.dispatches.len();
-        // Close a range once it reaches its share of the dispatches.
-        if out.len() + 1 < parts && done * parts >= total * (out.len() + 1) {
-            out.push(start..i + 1);
-            start = i + 1;
-        }
+        before[i + 1] = before[i] + p.dispatches.len();
     }
-    out.push(start..passes.len());
+    let total = before[n];
+    let mut cuts: Vec<usize> = (1..parts.max(1))
+        .filter_map(|k| {
+            // The inner boundary nearest k/parts of the dispatches (scaled by parts).
+            (1..n).min_by_key(|&c| (before[c] * parts).abs_diff(total * k))
+        })
+        .collect();
+    cuts.dedup();
+    let mut out = Vec::with_capacity(cuts.len() + 1);
+    let mut start = 0;
+    for c in cuts {
+        out.push(start..c);
+        start = c;
+    }
+    out.push(start..n);
     out
 }
 
@@ -184,5 +202,18 @@ mod tests {
         // More parts than passes: one pass each.
         assert_eq!(part_ranges(&passes[..2], 9), vec![0..1, 1..2]);
         assert_eq!(part_ranges(&[], 3), vec![0..0]);
+        // A heavy last pass: still no empty part.
+        assert_eq!(part_ranges(&[pass(0, 1), pass(1, 11)], 2), vec![0..1, 1..2]);
+        let heavy = [
+            pass(0, 2),
+            pass(2, 4),
+            pass(4, 6),
+            pass(6, 8),
+            pass(8, 10),
+            pass(10, 40),
+        ];
+        let parts = part_ranges(&heavy, 4);
+        assert!(parts.iter().all(|r| !r.is_empty()), "{parts:?}");
+        assert_eq!(parts.last().map(|r| r.end), Some(6));
     }
 }

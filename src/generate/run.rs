@@ -93,13 +93,16 @@ impl Session {
                 .count();
             reuse.push(same.min(prompt.len() - 1));
         }
+        // What the conversation so far already held: the stats count these as reused, not
+        // the tokens chunks compute below.
+        let cached = reuse.clone();
         if n == 1
             && self
                 .prefill_chunks(&prompts[0], &mut reuse[0], &options)
                 .await?
         {
             // Cancelled between chunks: a generation that has ended, with nothing to read.
-            let mut q = SeqGen::new(0, options, prompts[0].len(), reuse[0]);
+            let mut q = SeqGen::new(0, options, prompts[0].len(), cached[0]);
             q.finish = Some(Finish::Cancelled);
             self.active = Some(Active {
                 seqs: vec![q],
@@ -133,7 +136,7 @@ impl Session {
         for (slot, (prompt, &r)) in prompts.iter().zip(&reuse).enumerate() {
             let suffix = &prompt[r..];
             ids[slot * t..slot * t + suffix.len()].copy_from_slice(suffix);
-            let mut q = SeqGen::new(slot, options.clone(), prompt.len(), r);
+            let mut q = SeqGen::new(slot, options.clone(), prompt.len(), cached[slot]);
             step.seqs.push(Seq {
                 pos: r,
                 len: suffix.len(),
@@ -142,6 +145,11 @@ impl Session {
                 rand: q.rng.next_u32(),
             });
             seqs.push(q);
+        }
+        // The cache past each reused prefix is about to be overwritten (a paced submission
+        // may be dropped half-way).
+        for (slot, &r) in reuse.iter().enumerate() {
+            self.contexts[slot].truncate(r);
         }
         let ids = [("ids", Feed::Ids(&ids))];
         let ticket = program

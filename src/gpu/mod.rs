@@ -30,8 +30,9 @@ pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
 /// need its largest buffers and storage bindings) and those of [`OPTIONAL_FEATURES`] it has.
 /// An app that opens the device itself (say, a UI's render device) can request this and
 /// hand the device to [`Gpu::from_device`]; a device opened with less still works, within
-/// its limits (a model whose tensors exceed them fails to load with an error naming the
-/// limit) and without the optional fast paths.
+/// its limits (weights larger than a storage binding are stored in parts; an activation or
+/// KV cache over them is an [`Error::Limit`] when the session is planned) and without the
+/// optional fast paths.
 pub fn device_descriptor(adapter: &wgpu::Adapter) -> wgpu::DeviceDescriptor<'static> {
     wgpu::DeviceDescriptor {
         label: Some("kiln"),

@@ -38,6 +38,7 @@ pub struct ChatApp {
     error: Option<String>,
     dialog: FileDialog,
     frames: FrameStats,
+    screenshot_pending: bool,
 }
 
 #[derive(Default)]
@@ -98,6 +99,7 @@ impl ChatApp {
             error: None,
             dialog: FileDialog::new(),
             frames: FrameStats::default(),
+            screenshot_pending: false,
         })
     }
 
@@ -109,7 +111,12 @@ impl ChatApp {
         if let Some(r) = &self.reply {
             r.cancel.store(true, Ordering::Relaxed);
         }
-        self.model.loading = Some(("starting".into(), 0.0));
+        // The worker drops the old model first: until the new one is ready there is none.
+        self.model = Model {
+            loading: Some(("starting".into(), 0.0)),
+            ..Model::default()
+        };
+        self.turns.clear();
         self.error = None;
         let _ = self.commands.send(Command::Load(path));
     }
@@ -207,6 +214,11 @@ impl ChatApp {
                     self.model.gpu_bytes = gpu_bytes;
                     self.last = Some((stats.decode_tokens_per_sec(), finish));
                     self.print_turn();
+                    // Stopped before a token: the turn leaves no empty reply behind.
+                    let last = self.turns.last();
+                    if last.is_some_and(|m| m.role == "assistant" && m.content.is_empty()) {
+                        self.turns.truncate(self.turns.len().saturating_sub(2));
+                    }
                     eprintln!(
                         "kiln-desktop: reply done ({} tokens, {:.1} tok/s, {finish:?})",
                         stats.generated_tokens,
@@ -216,6 +228,7 @@ impl ChatApp {
                         ctx.send_viewport_cmd(
                             egui::ViewportCommand::Screenshot(Default::default()),
                         );
+                        self.screenshot_pending = true;
                     }
                 }
                 Event::Error(e) => {
@@ -243,7 +256,7 @@ impl ChatApp {
         let _ = out.flush();
     }
 
-    fn save_screenshot(&self, ctx: &egui::Context) {
+    fn save_screenshot(&mut self, ctx: &egui::Context) {
         let Some(path) = &self.args.screenshot else {
             return;
         };
@@ -263,6 +276,7 @@ impl ChatApp {
             let saved = image::RgbaImage::from_raw(w as u32, h as u32, rgba)
                 .ok_or_else(|| "the screenshot's size does not match its pixels".to_string())
                 .and_then(|img| img.save(path).map_err(|e| e.to_string()));
+            self.screenshot_pending = false;
             match saved {
                 Ok(()) => eprintln!("kiln-desktop: screenshot saved to {}", path.display()),
                 Err(e) => eprintln!("kiln-desktop: screenshot not saved: {e}"),
@@ -298,7 +312,8 @@ impl eframe::App for ChatApp {
         }
         // Redraw at 60 Hz while something changes (or while measuring frame times), as a
         // display's vsync would pace it.
-        if self.busy() || self.args.frame_stats {
+        // (A requested screenshot arrives in a later frame.)
+        if self.busy() || self.args.frame_stats || self.screenshot_pending {
             ctx.request_repaint_after(std::time::Duration::from_millis(16));
         }
     }
