@@ -177,13 +177,17 @@ try {
   const firstFrom = await page.evaluate(() => document.body.dataset.loadedFrom);
   if (firstFrom !== 'network') throw new Error(`the first load of model/ came from ${firstFrom}, not the network`);
 
-  await page.fill('#prompt', prompt);
-  await page.fill('#max-tokens', String(tokens));
-  await page.fill('#temperature', '0');
-  await page.setChecked('#chat', false);
-  await page.click('#run');
-  await waitState(['done', 'error'], minutes(20));
-  const text = await page.textContent('#output');
+  // The prompt, greedy, as plain text; the output once done.
+  const generate = async () => {
+    await page.fill('#prompt', prompt);
+    await page.fill('#max-tokens', String(tokens));
+    await page.fill('#temperature', '0');
+    await page.setChecked('#chat', false);
+    await page.click('#run');
+    await waitState(['done', 'error'], minutes(20));
+    return page.textContent('#output');
+  };
+  const text = await generate();
   const stats = await page.textContent('#stats');
   await page.screenshot({ path: screenshot, fullPage: true });
   if ((await state()) !== 'done') throw new Error(`generation failed: ${stats}`);
@@ -222,13 +226,7 @@ try {
         + `weight requests: ${JSON.stringify(weights)}; files served: ${JSON.stringify(served)}`);
     }
     console.error(`second visit: ${again} (${requests.length} requests under model/, none for weights)`);
-    await page.fill('#prompt', prompt);
-    await page.fill('#max-tokens', String(tokens));
-    await page.fill('#temperature', '0');
-    await page.setChecked('#chat', false);
-    await page.click('#run');
-    await waitState(['done', 'error'], minutes(20));
-    const cachedText = await page.textContent('#output');
+    const cachedText = await generate();
     if ((await state()) !== 'done' || cachedText !== text) {
       throw new Error(`the cached weights generated ${JSON.stringify(cachedText)}, the downloaded ones ${JSON.stringify(text)} (${await page.textContent('#stats')})`);
     }

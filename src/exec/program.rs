@@ -398,6 +398,18 @@ impl Program {
     /// copies of the outputs to a staging set), and submit it. Returns at once; read the
     /// outputs with [`Program::read`]. At most two steps may be awaiting their read.
     pub async fn submit(&self, step: &Step, feeds: &[(&str, Feed<'_>)]) -> Result<Ticket> {
+        self.submit_paced(step, feeds, None).await
+    }
+
+    /// [`Program::submit`], sharing the queue with a UI: the step's passes are cut into
+    /// `pacer.parts()` submissions of about equal numbers of dispatches, each after a permit
+    /// from `pacer`. Without a pacer, one submission.
+    pub async fn submit_paced(
+        &self,
+        step: &Step,
+        feeds: &[(&str, Feed<'_>)],
+        pacer: Option<&Pacer>,
+    ) -> Result<Ticket> {
         if !self.plan.exchanges.is_empty() {
             return Err(Error::Invalid(
                 "this program is one part of a model split tensor-parallel: it runs only \
@@ -406,33 +418,16 @@ impl Program {
             ));
         }
         let mut ticket = self.begin(step, feeds)?;
-        self.record(&mut ticket, step, 0..self.plan.passes.len(), true)
-            .await?;
-        Ok(ticket)
-    }
-
-    /// [`Program::submit`], sharing the queue with a UI: the step's passes are cut into
-    /// `pacer.parts()` submissions of about equal numbers of dispatches, each after a permit
-    /// from `pacer`. Without a pacer, the same as `submit`.
-    pub async fn submit_paced(
-        &self,
-        step: &Step,
-        feeds: &[(&str, Feed<'_>)],
-        pacer: Option<&Pacer>,
-    ) -> Result<Ticket> {
-        let Some(pacer) = pacer else {
-            return self.submit(step, feeds).await;
+        let passes = &self.plan.passes;
+        let parts = match pacer {
+            Some(p) => super::pace::part_ranges(passes, p.parts()),
+            None => vec![0..passes.len()],
         };
-        if !self.plan.exchanges.is_empty() {
-            return Err(Error::Invalid(
-                "a program split tensor-parallel cannot be paced by parts".into(),
-            ));
-        }
-        let mut ticket = self.begin(step, feeds)?;
-        let parts = super::pace::part_ranges(&self.plan.passes, pacer.parts());
         let n = parts.len();
         for (k, range) in parts.into_iter().enumerate() {
-            pacer.permit().await;
+            if let Some(p) = pacer {
+                p.permit().await;
+            }
             self.record(&mut ticket, step, range, k + 1 == n).await?;
         }
         Ok(ticket)
