@@ -6,6 +6,10 @@
 #   2. A longer reply with frame-time stats, paced (the default) and unpaced (--no-pacing):
 #      the 99th-percentile frame times go to $OUT/frames.txt (figures, not assertions).
 #   3. Escape stops a long reply; Ctrl+N starts a new chat, whose answer is a fresh one's.
+#   4. Models opened through the file dialog (Ctrl+O, Ctrl+Shift+O): a file that is not a
+#      model (an error in the window, the app lives on), the default GGUF by its typed path,
+#      and an F32 folder (`kiln convert` of it) by browsing with the arrow keys; each answers
+#      as the chat example does on the same file.
 # Needs Xvfb and xdotool (CI installs them). OUT defaults to target/desktop-test.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -51,6 +55,32 @@ start() {
   xdotool windowfocus --sync "$win"
   xdotool mousemove --window "$win" 300 300
   sleep 1
+}
+
+# Wait up to $3 seconds until the pattern $1 is in the app's log $4 at least $2 times.
+wait_count() {
+  local i
+  for i in $(seq "$3"); do
+    [ "$(grep -c "$1" "$4")" -ge "$2" ] && return 0
+    kill -0 "$APP" 2>/dev/null || { echo "error: the app exited waiting for '$1'"; cat "$4"; exit 1; }
+    sleep 1
+  done
+  echo "error: '$1' not seen $2 times within $3 s"; cat "$4"; exit 1
+}
+
+# Open the file dialog with the keys $1 and type the path $2 into its path field; Enter.
+dialog() {
+  local before
+  before=$(grep -c "file dialog open" "$OUT/$NAME.err" || true)
+  xdotool key "$1"
+  wait_count "file dialog open" $((before + 1)) 30 "$OUT/$NAME.err"
+  sleep 1
+  xdotool key slash # the dialog's key for editing the path
+  sleep 0.5
+  xdotool key ctrl+a
+  xdotool type --delay 40 "$2"
+  sleep 0.3
+  xdotool key Return
 }
 
 # Type $1 into the window and press Enter.
@@ -134,6 +164,50 @@ last = out.rsplit("assistant: ", 1)[1].strip()
 assert out.count("user: ") == 2, out
 assert last == expected, f"after New chat: {last!r}, expected {expected!r}"
 print("ok: Escape stopped the story; after Ctrl+N the answer is the fresh conversation's")
+PY
+
+echo "== 4. models opened through the file dialog"
+GGUF=$(sed -n 's/^kiln-desktop: loading \(.*\.gguf\)$/\1/p' "$OUT/greedy.err" | head -1)
+[ -f "$GGUF" ] || { echo "error: the default model's path is not in the log"; cat "$OUT/greedy.err"; exit 1; }
+rm -rf "$OUT/models" && mkdir -p "$OUT/models"
+cargo run --release -q --bin kiln -- convert "$GGUF" "$OUT/models/smollm2-f32" > "$OUT/convert.log" 2>&1 \
+  || { echo "error: kiln convert failed"; cat "$OUT/convert.log"; exit 1; }
+expected_f32=$(cargo run --release -q --example chat -- "$OUT/models/smollm2-f32" 2> "$OUT/chat-f32.err") \
+  || { echo "error: the chat example failed on the folder"; cat "$OUT/chat-f32.err"; exit 1; }
+echo "not a model" > "$OUT/not-a-model.gguf"
+start dialog --temperature 0
+dialog ctrl+o "$OUT/not-a-model.gguf"
+wait_for "kiln-desktop: error: " 120 "$OUT/dialog.err"
+dialog ctrl+o "$GGUF"
+wait_count "kiln-desktop: ready" 2 600 "$OUT/dialog.err"
+say "What is the capital of France?"
+replies 1
+# The folder by browsing: type its parent's path; Down selects the folder, Enter goes into
+# it, and Enter again picks it (the dialog's Open).
+dialog ctrl+shift+o "$OUT/models/"
+sleep 1
+xdotool key Down
+sleep 0.5
+xdotool key Return
+sleep 1
+xdotool key Return
+wait_count "kiln-desktop: ready" 3 600 "$OUT/dialog.err"
+say "What is the capital of France?"
+replies 2
+quit
+python3 - "$OUT/dialog.out" "$OUT/dialog.err" "$expected" "$expected_f32" "$GGUF" "$OUT/models/smollm2-f32" <<'PY'
+import os, sys
+out, err, expected, expected_f32, gguf, folder = sys.argv[1:]
+out, err = open(out).read(), open(err).read()
+replies = [r.split("\nuser: ")[0].strip() for r in out.split("assistant: ")[1:]]
+errors = [l for l in err.splitlines() if l.startswith("kiln-desktop: error: ")]
+loads = [l.split("loading ", 1)[1] for l in err.splitlines() if l.startswith("kiln-desktop: loading ")]
+assert len(errors) == 1 and "not-a-model.gguf" in errors[0], f"errors: {errors}"
+real = lambda ps: [os.path.realpath(p) for p in ps]
+assert real(loads[-2:]) == real([gguf, folder]), f"loaded through the dialog: {loads}"
+assert replies == [expected.strip(), expected_f32.strip()], f"{replies} != {[expected, expected_f32]}"
+print(f"ok: through the dialog, a bad file gave {errors[0][len('kiln-desktop: error: '):]!r};"
+      f" the GGUF answered {replies[0]!r} and the folder {replies[1]!r}, as the chat example does")
 PY
 
 echo "ok: the desktop app (screenshot $OUT/desktop.png, frame times $OUT/frames.txt)"

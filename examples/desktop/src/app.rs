@@ -292,13 +292,25 @@ impl eframe::App for ChatApp {
             p.frame();
         }
         self.drain(ctx);
-        // Keys: Ctrl+Q quits, Escape stops the reply, Ctrl+N starts a new chat.
-        let (quit, stop, new_chat) = ctx.input(|i| {
-            let ctrl = i.modifiers.command;
+        // Keys: Ctrl+Q quits, Escape stops the reply, Ctrl+N starts a new chat, Ctrl+O opens
+        // a GGUF and Ctrl+Shift+O a folder. While the file dialog is open, its own keys apply
+        // (Escape closes it, Ctrl+N makes a folder, / edits the path). Each key press is
+        // matched with the modifiers held at that press: when the app is idle, one frame can
+        // carry a whole Ctrl+Shift+O, press and release.
+        use egui::{Key, Modifiers};
+        let dialog = self.dialog_open();
+        let (quit, stop, new_chat, open) = ctx.input_mut(|i| {
+            let quit = i.consume_key(Modifiers::COMMAND, Key::Q);
+            if dialog {
+                return (quit, false, false, None);
+            }
+            let folder = i.consume_key(Modifiers::COMMAND | Modifiers::SHIFT, Key::O);
+            let gguf = i.consume_key(Modifiers::COMMAND, Key::O);
             (
-                ctrl && i.key_pressed(egui::Key::Q),
-                i.key_pressed(egui::Key::Escape),
-                ctrl && i.key_pressed(egui::Key::N),
+                quit,
+                i.consume_key(Modifiers::NONE, Key::Escape),
+                i.consume_key(Modifiers::COMMAND, Key::N),
+                (folder || gguf).then_some(folder),
             )
         });
         if quit {
@@ -309,6 +321,11 @@ impl eframe::App for ChatApp {
         }
         if new_chat && self.model.name.is_some() {
             self.new_chat();
+        }
+        if let Some(folder) = open
+            && self.model.loading.is_none()
+        {
+            self.open_dialog(ctx, folder);
         }
         // Redraw at 60 Hz while something changes (or while measuring frame times), as a
         // display's vsync would pace it.
@@ -359,17 +376,16 @@ impl ChatApp {
             {
                 self.load(None);
             }
-            if ui
+            let folder = ui
                 .add_enabled(idle, egui::Button::new("Open folder…"))
-                .clicked()
-            {
-                self.dialog.pick_directory();
-            }
-            if ui
+                .on_hover_text("Ctrl+Shift+O")
+                .clicked();
+            let gguf = ui
                 .add_enabled(idle, egui::Button::new("Open GGUF…"))
-                .clicked()
-            {
-                self.dialog.pick_file();
+                .on_hover_text("Ctrl+O")
+                .clicked();
+            if folder || gguf {
+                self.open_dialog(ui.ctx(), folder);
             }
         });
         if let Some((note, f)) = &self.model.loading {
@@ -442,6 +458,21 @@ impl ChatApp {
             }
         });
         ui.add_space(4.0);
+    }
+
+    /// Open the file dialog for a model folder or a GGUF file. The message field gives up
+    /// the keyboard, so that the dialog's keys (/ to type a path, arrows, Enter) reach it.
+    fn open_dialog(&mut self, ctx: &egui::Context, folder: bool) {
+        ctx.memory_mut(|m| m.stop_text_input());
+        if folder {
+            self.dialog.pick_directory();
+        } else {
+            self.dialog.pick_file();
+        }
+        eprintln!(
+            "kiln-desktop: file dialog open ({})",
+            if folder { "folder" } else { "GGUF" }
+        );
     }
 
     fn dialog_open(&self) -> bool {
