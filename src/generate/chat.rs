@@ -3,6 +3,18 @@
 
 use crate::error::{Error, Result};
 
+/// The most steps (and, at about 64 bytes each, memory) one rendering may take: a real
+/// template spends tens of steps per message, so this is thousands of messages, and a
+/// template that loops without end, or builds huge strings, stops with an error.
+pub const FUEL: u64 = 1_000_000;
+/// The deepest a template may nest loops, blocks and macro calls.
+pub const RECURSION_LIMIT: usize = 200;
+/// The largest rendered conversation, in bytes (at about 4 bytes a token, more than the
+/// longest context kiln accepts).
+pub const MAX_RENDERED_BYTES: usize = 64 << 20;
+/// The largest template source, in bytes (real ones are a few KiB).
+pub const MAX_TEMPLATE_BYTES: usize = 1 << 20;
+
 /// One turn of a conversation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Message {
@@ -62,7 +74,18 @@ impl ChatTemplate {
             },
             _ => return Ok(None),
         };
+        if source.len() > MAX_TEMPLATE_BYTES {
+            return Err(Error::load(
+                origin,
+                format!(
+                    "chat_template is {} bytes, over the limit of {MAX_TEMPLATE_BYTES}",
+                    source.len()
+                ),
+            ));
+        }
         let mut env = minijinja::Environment::new();
+        env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(RECURSION_LIMIT);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
             "raise_exception",
@@ -97,6 +120,89 @@ impl ChatTemplate {
             bos_token => self.bos.as_str(),
             eos_token => self.eos.as_str(),
         })
-        .map_err(|e| Error::Invalid(format!("rendering the chat template failed: {e}")))
+        .map_err(|e| {
+            let why = if e.kind() == minijinja::ErrorKind::OutOfFuel {
+                format!(
+                    " (it ran out of its budget of {FUEL} steps: a template that loops without \
+                     end, or a conversation far too long)"
+                )
+            } else {
+                String::new()
+            };
+            Error::Invalid(format!("rendering the chat template failed: {e}{why}"))
+        })
+        .and_then(|text| {
+            if text.len() > MAX_RENDERED_BYTES {
+                return Err(Error::Invalid(format!(
+                    "the rendered chat is {} bytes, over the limit of {MAX_RENDERED_BYTES}",
+                    text.len()
+                )));
+            }
+            Ok(text)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(source: &str) -> ChatTemplate {
+        let config = serde_json::json!({"chat_template": source, "eos_token": "</s>"});
+        ChatTemplate::from_tokenizer_config("t", &config)
+            .expect("compiles")
+            .expect("has a template")
+    }
+
+    const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}\
+        <|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+    #[test]
+    fn a_long_conversation_renders_within_the_budget() {
+        let messages: Vec<Message> = (0..5000)
+            .map(|i| Message::new(["user", "assistant"][i % 2], &format!("turn {i}")))
+            .collect();
+        let text = template(CHATML).render(&messages, true).expect("renders");
+        assert_eq!(text.matches("<|im_start|>").count(), 5001);
+    }
+
+    #[test]
+    fn hostile_templates_stop_with_an_error() {
+        let cases = [
+            // Endless work: loops over loops.
+            (
+                "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",
+                "budget",
+            ),
+            // A huge string, doubled again and again.
+            (
+                "{% set s = 'x' * 90000000 %}{{ s ~ s ~ s ~ s }}",
+                "rendering the chat template failed",
+            ),
+            // Recursion without end.
+            (
+                "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+                "rendering the chat template failed",
+            ),
+            ("{{ raise_exception('no system role') }}", "no system role"),
+        ];
+        for (source, expected) in cases {
+            let e = template(source)
+                .render(&[Message::new("user", "hi")], true)
+                .expect_err(source)
+                .to_string();
+            assert!(e.contains(expected), "{source}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_oversized_template_is_refused() {
+        let source = "x".repeat(MAX_TEMPLATE_BYTES + 1);
+        let config = serde_json::json!({ "chat_template": source });
+        let e = ChatTemplate::from_tokenizer_config("t", &config)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("over the limit"), "{e}");
     }
 }

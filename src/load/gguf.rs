@@ -11,6 +11,18 @@ use crate::dtype::{DType, blocks};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 
+/// The most tensors a file may list (the largest real models list a few thousand).
+pub const MAX_TENSORS: usize = 1 << 16;
+/// The most metadata keys a file may hold.
+pub const MAX_METADATA: usize = 1 << 16;
+/// The most elements of one metadata array (vocabularies and merges: kiln's vocabulary
+/// limit).
+pub const MAX_ARRAY: usize = 1 << 22;
+/// The longest metadata string (a chat template is a few KiB).
+pub const MAX_STRING: usize = 16 << 20;
+/// The longest key or tensor name.
+pub const MAX_NAME: usize = 1 << 16;
+
 /// A metadata value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Meta {
@@ -172,9 +184,16 @@ pub struct Gguf<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    /// A count that must fit in what remains of the file, at `min_size` bytes per item.
-    fn count(&mut self, what: &str, min_size: usize) -> Result<usize> {
+    /// A count of at most `max` that must fit in what remains of the file, at `min_size`
+    /// bytes per item: checked before anything is allocated for it.
+    fn count(&mut self, what: &str, min_size: usize, max: usize) -> Result<usize> {
         let n = self.u64(what)?;
+        if n > max as u64 {
+            return Err(Error::load(
+                self.path,
+                format!("{what} {n} is over kiln's limit of {max}"),
+            ));
+        }
         let left = (self.bytes.len() - self.pos) as u64;
         if n.saturating_mul(min_size as u64) > left {
             return Err(Error::load(
@@ -186,8 +205,8 @@ impl<'a> Cursor<'a> {
         }
         Ok(n as usize)
     }
-    fn string(&mut self, what: &str) -> Result<String> {
-        let n = self.count(what, 1)?;
+    fn string(&mut self, what: &str, max: usize) -> Result<String> {
+        let n = self.count(what, 1, max)?;
         let b = self.take(n, what)?;
         String::from_utf8(b.to_vec())
             .map_err(|_| Error::load(self.path, format!("{what} is not UTF-8")))
@@ -207,11 +226,11 @@ impl<'a> Cursor<'a> {
             5 => Meta::I64(i64::from(self.u32(key)? as i32)),
             6 => Meta::F64(f64::from(f32::from_bits(self.u32(key)?))),
             7 => Meta::Bool(scalar(self, 1)?[0] != 0),
-            8 => Meta::Str(self.string(key)?),
+            8 => Meta::Str(self.string(key, MAX_STRING)?),
             9 if depth == 0 => {
                 let inner = self.u32(key)?;
-                let n = self.count(key, 1)?;
-                let mut items = Vec::with_capacity(n.min(1 << 20));
+                let n = self.count(&format!("array '{key}' length"), 1, MAX_ARRAY)?;
+                let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
                     items.push(self.value(inner, key, depth + 1)?);
                 }
@@ -244,18 +263,34 @@ impl<'a> Gguf<'a> {
                 format!("GGUF version {version} is not supported (2 or 3)"),
             ));
         }
-        let n_tensors = c.count("tensor count", 24)?;
-        let n_meta = c.count("metadata count", 12)?;
+        let n_tensors = c.count("tensor count", 24, MAX_TENSORS)?;
+        let n_meta = c.count("metadata count", 12, MAX_METADATA)?;
         let mut meta = BTreeMap::new();
         for _ in 0..n_meta {
-            let key = c.string("metadata key")?;
+            let key = c.string("metadata key", MAX_NAME)?;
             let ty = c.u32(&key)?;
             let v = c.value(ty, &key, 0)?;
+            if meta.contains_key(&key) {
+                return Err(Error::load(path, format!("metadata '{key}' appears twice")));
+            }
             meta.insert(key, v);
         }
-        let mut infos = Vec::with_capacity(n_tensors);
+        let mut infos: Vec<(String, Vec<usize>, u32, usize)> = Vec::with_capacity(n_tensors);
+        let mut names = std::collections::HashSet::with_capacity(n_tensors);
+        let to_usize = |v: u64, name: &str, what: &str| {
+            usize::try_from(v).map_err(|_| {
+                Error::tensor(path, name, format!("{what} {v} does not fit this platform"))
+            })
+        };
         for _ in 0..n_tensors {
-            let name = c.string("tensor name")?;
+            let name = c.string("tensor name", MAX_NAME)?;
+            if !names.insert(name.clone()) {
+                return Err(Error::tensor(
+                    path,
+                    &name,
+                    "appears twice in the tensor list",
+                ));
+            }
             let n_dims = c.u32(&name)? as usize;
             if n_dims > 4 {
                 return Err(Error::tensor(
@@ -265,23 +300,23 @@ impl<'a> Gguf<'a> {
                 ));
             }
             let dims = (0..n_dims)
-                .map(|_| c.u64(&name).map(|d| d as usize))
+                .map(|_| to_usize(c.u64(&name)?, &name, "dimension"))
                 .collect::<Result<Vec<_>>>()?;
             let ty = c.u32(&name)?;
-            let offset = c.u64(&name)? as usize;
+            let offset = to_usize(c.u64(&name)?, &name, "offset")?;
             infos.push((name, dims, ty, offset));
         }
         let align = meta
             .get("general.alignment")
             .and_then(Meta::as_u64)
-            .unwrap_or(32) as usize;
-        if align == 0 || !align.is_power_of_two() {
+            .unwrap_or(32);
+        if align == 0 || !align.is_power_of_two() || align > 1 << 16 {
             return Err(Error::load(
                 path,
-                format!("general.alignment {align} is not a power of two"),
+                format!("general.alignment {align} is not a power of two up to 65536"),
             ));
         }
-        let data_start = c.pos.next_multiple_of(align);
+        let data_start = c.pos.next_multiple_of(align as usize);
         let mut tensors = Vec::with_capacity(infos.len());
         for (name, dims, ty, offset) in infos {
             let kind = ggml_type(ty).map_err(|t| {
@@ -487,5 +522,71 @@ mod tests {
             .expect("missing")
             .to_string();
         assert!(e.contains("'llama.block_count' is missing"), "{e}");
+    }
+
+    /// A header of `tensors` (count) and `meta` (count), then `body`, padded with zeros.
+    fn file(tensors: u64, meta: u64, body: &[u8]) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(tensors.to_le_bytes());
+        b.extend(meta.to_le_bytes());
+        b.extend(body);
+        b.resize(b.len() + 64, 0);
+        b
+    }
+
+    fn kv(key: &str, ty: u32, value: &[u8]) -> Vec<u8> {
+        let mut b = (key.len() as u64).to_le_bytes().to_vec();
+        b.extend(key.as_bytes());
+        b.extend(ty.to_le_bytes());
+        b.extend(value);
+        b
+    }
+
+    #[test]
+    fn counts_and_lengths_are_bounded_before_allocation() {
+        let big = |n: usize| (n as u64 + 1).to_le_bytes();
+        let array = [&0u32.to_le_bytes()[..], &big(MAX_ARRAY)].concat(); // u8 elements
+        let cases = [
+            (
+                file(MAX_TENSORS as u64 + 1, 0, &[]),
+                "tensor count 65537 is over kiln's limit of 65536",
+            ),
+            (
+                file(0, MAX_METADATA as u64 + 1, &[]),
+                "metadata count 65537 is over",
+            ),
+            (
+                file(0, 1, &kv("k", 9, &array)),
+                "array 'k' length 4194305 is over kiln's limit",
+            ),
+            (
+                file(0, 1, &kv("k", 8, &big(MAX_STRING))),
+                "k 16777217 is over kiln's limit",
+            ),
+            (
+                file(
+                    0,
+                    2,
+                    &[kv("k", 4, &[1, 0, 0, 0]), kv("k", 4, &[2, 0, 0, 0])].concat(),
+                ),
+                "metadata 'k' appears twice",
+            ),
+        ];
+        for (bytes, expected) in cases {
+            let e = Gguf::parse("x.gguf", &bytes)
+                .err()
+                .expect(expected)
+                .to_string();
+            assert!(e.contains(expected), "{e}");
+        }
+        // The same tensor listed twice.
+        let mut b = tiny();
+        let info = 4 + 4 + 8 + 8 + (8 + 20 + 4 + 8 + 5);
+        let entry = b[info..info + 8 + 1 + 4 + 8 + 4 + 8].to_vec();
+        b[8..16].copy_from_slice(&2u64.to_le_bytes());
+        b.splice(info..info, entry);
+        let e = Gguf::parse("x.gguf", &b).err().expect("twice").to_string();
+        assert!(e.contains("'w'") && e.contains("appears twice"), "{e}");
     }
 }
