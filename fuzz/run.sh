@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Run every fuzz target (or those named) for SECONDS each (default 60), two at a time, from
+# the committed seeds; a crash, timeout or out-of-memory fails the run and leaves the input
+# in fuzz/artifacts/TARGET/. Prints each target's executions, executions per second and
+# coverage (libFuzzer's final stats), and writes them to fuzz/target/summary.txt.
+#
+#     fuzz/run.sh [-t SECONDS] [TARGET...]
+#
+# Needs nightly Rust and cargo-fuzz (rustup toolchain install nightly; cargo install
+# cargo-fuzz). FUZZ_BUILD passes build options (FUZZ_BUILD="-s none": no AddressSanitizer).
+set -euo pipefail
+cd "$(dirname "$0")"
+SECONDS_EACH=60
+if [ "${1:-}" = "-t" ]; then SECONDS_EACH=$2; shift 2; fi
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(safetensors gguf gguf_tokenizer config chat_template)
+BUILD=(${FUZZ_BUILD:-})
+
+cargo +nightly fuzz build "${BUILD[@]}"
+mkdir -p target/runs
+run() {
+  local t=$1 work=target/runs/$1
+  rm -rf "$work" && mkdir -p "$work/corpus" "artifacts/$t"
+  # libFuzzer: new inputs go to the scratch corpus; the committed seeds are only read.
+  # 2 GB memory, 10 s per input; -print_final_stats for the figures.
+  cargo +nightly fuzz run "${BUILD[@]}" "$t" "$work/corpus" "corpus/$t" -- \
+    -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 \
+    -print_final_stats=1 -close_fd_mask=1 > "$work/log" 2>&1
+}
+status=0
+pids=()
+for t in "${TARGETS[@]}"; do
+  run "$t" &
+  pids+=("$!:$t")
+  if [ ${#pids[@]} -ge 2 ]; then
+    p=${pids[0]}; pids=("${pids[@]:1}")
+    wait "${p%%:*}" || { echo "FAILED: ${p#*:}"; tail -30 "target/runs/${p#*:}/log"; status=1; }
+  fi
+done
+for p in "${pids[@]}"; do
+  wait "${p%%:*}" || { echo "FAILED: ${p#*:}"; tail -30 "target/runs/${p#*:}/log"; status=1; }
+done
+
+{
+  printf "%-15s %12s %10s %8s %8s\n" target executions exec/s cov ft
+  for t in "${TARGETS[@]}"; do
+    log=target/runs/$t/log
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    cov=$(grep -o "cov: [0-9]*" "$log" | tail -1 | cut -d' ' -f2)
+    ft=$(grep -o "ft: [0-9]*" "$log" | tail -1 | cut -d' ' -f2)
+    printf "%-15s %12s %10s %8s %8s\n" "$t" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}"
+  done
+} | tee target/summary.txt
+exit $status
