@@ -88,7 +88,12 @@ pub fn config(g: &Gguf) -> Result<serde_json::Value> {
         .and_then(|m| m.as_u64())
     {
         Some(d) => d,
-        None => dim / heads,
+        None => dim.checked_div(heads).ok_or_else(|| {
+            Error::load(
+                g.path(),
+                format!("metadata '{}' is 0", key("attention.head_count")),
+            )
+        })?,
     };
     let tied = g.tensor("output.weight").is_none();
     let eps = g.f64(&key("attention.layer_norm_rms_epsilon"))? as f32;
@@ -193,6 +198,11 @@ pub fn hf_bytes<'g>(
     let heads = cfg[heads].as_u64().unwrap_or(1) as usize;
     let rows = t.shape().first().copied().unwrap_or(1);
     let head_dim = rows / heads.max(1);
+    if data.is_empty() {
+        // No rows to reorder (a zero-width tensor): its row count may be anything, and
+        // walking it would take as long as the count (a fuzzer's finding).
+        return Ok(Cow::Borrowed(data));
+    }
     if heads == 0
         || rows % heads != 0
         || !head_dim.is_multiple_of(2)
