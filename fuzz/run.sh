@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Run every fuzz target (or those named) for SECONDS each (default 60), two at a time, from
-# the committed seeds; a crash, timeout or out-of-memory fails the run and leaves the input
-# in fuzz/artifacts/TARGET/. Prints each target's executions, executions per second and
-# coverage (libFuzzer's final stats), and writes them to fuzz/target/summary.txt.
+# Run every fuzz target (or those named) for SECONDS each (default 60), FUZZ_JOBS (default 2)
+# at a time, from the committed seeds; a crash, timeout or out-of-memory fails the run and
+# leaves the input in fuzz/artifacts/TARGET/. Prints each target's executions, executions
+# per second and coverage (libFuzzer's final stats), and writes them to
+# fuzz/target/summary.txt.
 #
 #     fuzz/run.sh [-t SECONDS] [TARGET...]
 #
@@ -39,7 +40,7 @@ pids=()
 for t in "${TARGETS[@]}"; do
   run "$t" &
   pids+=("$!:$t")
-  if [ ${#pids[@]} -ge 2 ]; then
+  if [ ${#pids[@]} -ge "${FUZZ_JOBS:-2}" ]; then
     p=${pids[0]}; pids=("${pids[@]:1}")
     wait "${p%%:*}" || { echo "FAILED: ${p#*:}"; tail -30 "target/runs/${p#*:}/log"; status=1; }
   fi
