@@ -32,6 +32,13 @@ pub enum Error {
     Limit(String),
     /// A bad argument from the caller.
     Invalid(String),
+    /// A buffer could not be allocated: the device is out of memory, or kiln would pass
+    /// [`GpuOptions::memory_limit`](crate::GpuOptions::memory_limit). What was being built
+    /// is dropped, and its memory freed, before the error is returned.
+    OutOfMemory(String),
+    /// The GPU device was lost (a driver reset, a removed GPU, `Device::destroy`). It stays
+    /// lost: open a new [`Gpu`](crate::Gpu) and load the model again.
+    DeviceLost(String),
 }
 
 /// `Result` with kiln's [`Error`] by default.
@@ -82,6 +89,8 @@ impl Error {
             Error::Shape(m) => Error::Shape(format!("{what}: {m}")),
             Error::Limit(m) => Error::Limit(format!("{what}: {m}")),
             Error::Invalid(m) => Error::Invalid(format!("{what}: {m}")),
+            Error::OutOfMemory(m) => Error::OutOfMemory(format!("{what}: {m}")),
+            Error::DeviceLost(m) => Error::DeviceLost(format!("{what}: {m}")),
         }
     }
 }
@@ -105,6 +114,8 @@ impl fmt::Display for Error {
             Error::Shape(m) => write!(f, "shape error: {m}"),
             Error::Limit(m) => write!(f, "device limit exceeded: {m}"),
             Error::Invalid(m) => write!(f, "invalid argument: {m}"),
+            Error::OutOfMemory(m) => write!(f, "out of GPU memory: {m}"),
+            Error::DeviceLost(m) => write!(f, "GPU device lost: {m}"),
         }
     }
 }

@@ -16,7 +16,7 @@ use std::ops::Range;
 #[derive(Clone, Debug)]
 pub struct Part {
     /// The part's own buffer, holding only its rows.
-    pub buffer: wgpu::Buffer,
+    pub buffer: crate::gpu::Buffer,
     /// The rows of the tensor's first dimension it holds.
     pub rows: Range<usize>,
 }

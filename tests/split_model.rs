@@ -467,7 +467,7 @@ fn the_host_all_reduce_adds_partials_in_adapter_order_on_every_adapter() {
         // Three calls: both staging sets, and the first reused.
         for call in 0..3 {
             let partials: Vec<Vec<f32>> = group.iter().map(|_| rng.uniform(n, 100.0)).collect();
-            let buffers: Vec<wgpu::Buffer> = group
+            let buffers: Vec<kiln::gpu::Buffer> = group
                 .iter()
                 .zip(&partials)
                 .map(|(gpu, p)| {
@@ -477,7 +477,7 @@ fn the_host_all_reduce_adds_partials_in_adapter_order_on_every_adapter() {
                     b
                 })
                 .collect();
-            let refs: Vec<&wgpu::Buffer> = buffers.iter().collect();
+            let refs: Vec<&kiln::gpu::Buffer> = buffers.iter().collect();
             pollster::block_on(reduce.run(&refs, n)).expect("all-reduce");
             // The same additions in the same order, on the host: equal to the bit.
             let mut want = vec![0f32; n];
@@ -499,7 +499,7 @@ fn the_host_all_reduce_adds_partials_in_adapter_order_on_every_adapter() {
         }
         // A shorter sum (a step of fewer rows) leaves the rest of each buffer alone.
         let short = n - 37;
-        let buffers: Vec<wgpu::Buffer> = group
+        let buffers: Vec<kiln::gpu::Buffer> = group
             .iter()
             .map(|gpu| {
                 let b = pollster::block_on(gpu.storage_buffer("partial", n as u64 * 4));
@@ -509,7 +509,7 @@ fn the_host_all_reduce_adds_partials_in_adapter_order_on_every_adapter() {
                 b
             })
             .collect();
-        let refs: Vec<&wgpu::Buffer> = buffers.iter().collect();
+        let refs: Vec<&kiln::gpu::Buffer> = buffers.iter().collect();
         pollster::block_on(reduce.run(&refs, short)).expect("short all-reduce");
         for (gpu, b) in group.iter().zip(&buffers) {
             let got = pollster::block_on(gpu.read_f32(b, n)).expect("read");
@@ -525,7 +525,7 @@ fn the_host_all_reduce_adds_partials_in_adapter_order_on_every_adapter() {
             e.to_string().contains("1 partials for an all-reduce over"),
             "{e}"
         );
-        let small: Vec<&wgpu::Buffer> = vec![&one; group.len()];
+        let small: Vec<&kiln::gpu::Buffer> = vec![&one; group.len()];
         let e = pollster::block_on(reduce.run(&small, n)).expect_err("too small");
         assert!(e.to_string().contains("smaller than"), "{e}");
     }

@@ -57,7 +57,7 @@ pub async fn all_reduce(gpus: &[Gpu], floats: usize, runs: usize) -> Result<Dura
                 .await?,
         );
     }
-    let refs: Vec<&wgpu::Buffer> = partials.iter().collect();
+    let refs: Vec<&crate::gpu::Buffer> = partials.iter().collect();
     let mut times = Vec::with_capacity(runs);
     for run in 0..=runs {
         let t0 = Instant::now();

@@ -11,6 +11,7 @@
 
 use super::{Clock, Figure, Group, Size, measure};
 use crate::error::{Error, Result};
+use crate::gpu::Buffer;
 use crate::gpu::Gpu;
 use crate::kernels::{Kernel, PipelineCache, grid};
 use crate::ops::{copy, roofline as kernels};
@@ -38,7 +39,7 @@ impl Job {
         let p = gpu.create_buffer("roofline params", 16, uniform).await?;
         gpu.queue().write_buffer(&p, 0, params);
         let compiled = PipelineCache::compiled(gpu, kernel).await?;
-        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&p)
+        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&*p)
             .chain(buffers.iter().copied())
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry {
@@ -158,7 +159,7 @@ pub(super) async fn copy_job(
     n: usize,
     vec4: bool,
     wg: u32,
-) -> Result<(wgpu::Buffer, wgpu::Buffer, Job)> {
+) -> Result<(Buffer, Buffer, Job)> {
     let items = if vec4 { n / 4 } else { n };
     let src = gpu.storage_buffer("copy src", n as u64 * 4).await?;
     let dst = gpu.storage_buffer("copy dst", n as u64 * 4).await?;
@@ -186,7 +187,7 @@ pub(super) async fn read_job(
     gpu: &Gpu,
     src: &wgpu::Buffer,
     vec4s: usize,
-) -> Result<(wgpu::Buffer, usize, Job)> {
+) -> Result<(Buffer, usize, Job)> {
     let groups = read_groups(gpu, vec4s);
     let dst = gpu.storage_buffer("read sums", groups * 4).await?;
     let stride = (groups * u64::from(kernels::WG)) as u32;
@@ -212,7 +213,7 @@ pub(super) async fn fma_job(
     threads: usize,
     iterations: u32,
     f16: bool,
-) -> Result<(wgpu::Buffer, Job)> {
+) -> Result<(Buffer, Job)> {
     let dst = gpu.storage_buffer("fma out", threads as u64 * 4).await?;
     let p = kernels::FmaParams {
         count: threads as u32,

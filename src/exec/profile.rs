@@ -9,6 +9,7 @@
 
 use crate::dtype::WeightFormat;
 use crate::error::{Error, Result};
+use crate::gpu::Buffer;
 use crate::gpu::Gpu;
 use crate::graph::Dispatch;
 use std::collections::BTreeMap;
@@ -140,8 +141,8 @@ const SET_QUERIES: u32 = wgpu::QUERY_SET_MAX_QUERIES;
 /// The query sets and buffers one staging set's timestamps go through.
 struct Stamps {
     sets: Vec<wgpu::QuerySet>,
-    resolve: wgpu::Buffer,
-    staging: wgpu::Buffer,
+    resolve: Buffer,
+    staging: Buffer,
 }
 
 /// A program's profiling state: where its times go, and two sets of query resources, one per

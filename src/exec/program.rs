@@ -7,6 +7,7 @@
 use super::profile::{Profile, Timestamps};
 use super::{Pacer, State};
 use crate::error::{Error, Result};
+use crate::gpu::Buffer;
 use crate::gpu::Gpu;
 use crate::graph::{Buf, Leaf, NodeKind, Rows, SeqParams, Step, Value, mask_padding};
 use crate::kernels::PipelineCache;
@@ -68,9 +69,9 @@ pub struct Ticket {
 
 struct Readback {
     spec: OutputSpec,
-    source: wgpu::Buffer,
+    source: Buffer,
     /// Two staging buffers: step n copies into set n % 2.
-    staging: [wgpu::Buffer; 2],
+    staging: [Buffer; 2],
 }
 
 /// A [`Plan`] on one adapter: its pipelines, bind groups, inputs and readback buffers, made
@@ -80,12 +81,12 @@ pub struct Program {
     plan: Plan,
     pipelines: Vec<wgpu::ComputePipeline>,
     bind_groups: Vec<wgpu::BindGroup>,
-    inputs: HashMap<String, wgpu::Buffer>,
-    seqs: wgpu::Buffer,
-    sampling: wgpu::Buffer,
+    inputs: HashMap<String, Buffer>,
+    seqs: Buffer,
+    sampling: Buffer,
     readbacks: Vec<Readback>,
     /// The buffer of each of the plan's exchanges, and a gather's destination.
-    exchanges: Vec<(wgpu::Buffer, Option<wgpu::Buffer>)>,
+    exchanges: Vec<(Buffer, Option<Buffer>)>,
     /// The serial of the next step, and which step each staging set holds.
     serials: Mutex<(u64, [u64; 2])>,
     /// Bytes this program allocated (activations, inputs, constants, params, staging).
@@ -98,16 +99,16 @@ pub struct Program {
 struct Buffers<'a> {
     plan: &'a Plan,
     state: Option<&'a State>,
-    slots: Vec<wgpu::Buffer>,
-    inputs: HashMap<String, wgpu::Buffer>,
-    consts: HashMap<Value, wgpu::Buffer>,
-    seqs: wgpu::Buffer,
-    sampling: wgpu::Buffer,
-    dummy: wgpu::Buffer,
+    slots: Vec<Buffer>,
+    inputs: HashMap<String, Buffer>,
+    consts: HashMap<Value, Buffer>,
+    seqs: Buffer,
+    sampling: Buffer,
+    dummy: Buffer,
 }
 
 impl Buffers<'_> {
-    fn get(&self, buf: &Buf) -> Result<&wgpu::Buffer> {
+    fn get(&self, buf: &Buf) -> Result<&Buffer> {
         let missing =
             |what: &str| Error::Invalid(format!("the plan binds {what} it does not have"));
         Ok(match buf {
@@ -502,19 +503,16 @@ impl Program {
                 enc.copy_buffer_to_buffer(&r.source, 0, staging, 0, staging.size());
             }
         }
-        self.gpu.queue().submit([enc.finish()]);
+        self.gpu.submit([enc.finish()]);
         match scope.pop().await {
-            Some(e) => Err(Error::Gpu(format!("recording the plan failed: {e}"))),
+            Some(e) => Err(self.gpu.failure(format!("recording the plan failed: {e}"))),
             None => Ok(()),
         }
     }
 
     /// The buffer whose partials exchange `k` of the plan sums (or gathers), and a
     /// gather's destination where this part reads it.
-    pub(crate) fn exchange_buffer(
-        &self,
-        k: usize,
-    ) -> Result<(&wgpu::Buffer, Option<&wgpu::Buffer>)> {
+    pub(crate) fn exchange_buffer(&self, k: usize) -> Result<(&Buffer, Option<&Buffer>)> {
         self.exchanges
             .get(k)
             .map(|(b, into)| (b, into.as_ref()))

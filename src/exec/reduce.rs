@@ -6,6 +6,7 @@
 //! no buffer is created per step.
 
 use crate::error::{Error, Result};
+use crate::gpu::Buffer;
 use crate::gpu::Gpu;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct AllReduce {
     gpus: Vec<Gpu>,
     /// Per adapter, two staging buffers; call n uses set n % 2.
-    staging: Vec<[wgpu::Buffer; 2]>,
+    staging: Vec<[Buffer; 2]>,
     floats: usize,
     calls: AtomicUsize,
 }
@@ -56,7 +57,7 @@ impl AllReduce {
     /// Replace the first `floats` f32 of each adapter's `partials[i]` by the sum of all of
     /// them, added in adapter order. The sums are written with `write_buffer`, so the next
     /// submission on each adapter sees them; resolves once every adapter holds its sum.
-    pub async fn run(&self, partials: &[&wgpu::Buffer], floats: usize) -> Result<()> {
+    pub async fn run(&self, partials: &[&Buffer], floats: usize) -> Result<()> {
         if floats > self.floats {
             return Err(Error::Invalid(format!(
                 "an all-reduce of {floats} values through staging for {}",
@@ -98,10 +99,10 @@ impl AllReduce {
     /// result). Resolves once every such adapter holds it.
     pub async fn gather(
         &self,
-        parts: &[&wgpu::Buffer],
+        parts: &[&Buffer],
         widths: &[usize],
         rows: usize,
-        into: &[Option<&wgpu::Buffer>],
+        into: &[Option<&Buffer>],
     ) -> Result<()> {
         let width: usize = widths.iter().sum();
         if parts.len() != self.gpus.len()
@@ -141,7 +142,7 @@ impl AllReduce {
 
     /// Copy `counts[i]` words of each adapter's `buffers[i]` to the host: every copy is
     /// submitted first, so the adapters' copies overlap; the bytes come in adapter order.
-    async fn collect(&self, buffers: &[&wgpu::Buffer], counts: &[usize]) -> Result<Vec<Vec<u8>>> {
+    async fn collect(&self, buffers: &[&Buffer], counts: &[usize]) -> Result<Vec<Vec<u8>>> {
         if let Some((n, b)) = counts
             .iter()
             .zip(buffers)
@@ -159,7 +160,7 @@ impl AllReduce {
         {
             let mut enc = gpu.device().create_command_encoder(&Default::default());
             enc.copy_buffer_to_buffer(buffer, 0, &staging[set], 0, *n as u64 * 4);
-            gpu.queue().submit([enc.finish()]);
+            gpu.submit([enc.finish()]);
         }
         let mut out = Vec::with_capacity(buffers.len());
         for ((gpu, staging), n) in self.gpus.iter().zip(&self.staging).zip(counts) {
@@ -170,11 +171,11 @@ impl AllReduce {
 
     /// Write `bytes` at the start of each adapter's buffer, where it has one, and wait
     /// until every such adapter has it.
-    async fn write(&self, buffers: &[Option<&wgpu::Buffer>], bytes: &[u8]) -> Result<()> {
+    async fn write(&self, buffers: &[Option<&Buffer>], bytes: &[u8]) -> Result<()> {
         for (gpu, buffer) in self.gpus.iter().zip(buffers) {
             if let Some(buffer) = buffer {
                 gpu.queue().write_buffer(buffer, 0, bytes);
-                gpu.queue().submit([]);
+                gpu.submit([]);
             }
         }
         for (gpu, _) in self.gpus.iter().zip(buffers).filter(|(_, b)| b.is_some()) {

@@ -2,13 +2,14 @@
 //! sampled token. Several programs (prefill and decode) share one `State`.
 
 use crate::error::{Error, Result};
+use crate::gpu::Buffer;
 use crate::gpu::Gpu;
 use crate::schedule::Plan;
 use std::collections::HashMap;
 
 /// The persistent buffers (KV caches, sampler state) of one model's programs, by name.
 pub struct State {
-    pub(crate) buffers: HashMap<String, (wgpu::Buffer, Vec<usize>)>,
+    pub(crate) buffers: HashMap<String, (Buffer, Vec<usize>)>,
 }
 
 impl State {
@@ -43,7 +44,7 @@ impl State {
         Ok(State { buffers })
     }
 
-    pub(crate) fn buffer(&self, name: &str) -> Result<&wgpu::Buffer> {
+    pub(crate) fn buffer(&self, name: &str) -> Result<&Buffer> {
         self.buffers
             .get(name)
             .map(|(b, _)| b)

@@ -6,14 +6,18 @@
 //! with [`Gpu::from_device`], e.g. the render device of a desktop app.
 
 mod adapter;
+mod memory;
 mod signal;
 
 pub use adapter::{
     AdapterChoice, AdapterSummary, INSTALL_HINT, adapter_rank, enumerate, group_all, summarize,
 };
+pub use memory::Buffer;
+pub(crate) use memory::bytes_text;
 pub(crate) use signal::oneshot;
 
 use crate::error::{Error, Result};
+use memory::Ledger;
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +67,13 @@ struct GpuInner {
     caches: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     /// GPU buffers created through this `Gpu` so far.
     buffers_created: AtomicU64,
+    /// The bytes of the buffers alive, their peak and the limit.
+    ledger: Arc<Ledger>,
+    /// Why the device was lost, once it has been (set by wgpu's device-lost callback, or
+    /// by kiln when it destroys the device itself).
+    lost: Arc<Mutex<Option<String>>>,
+    /// Submissions to go before an injected device loss (0: none injected).
+    lose_in: Mutex<u64>,
     #[cfg(not(target_arch = "wasm32"))]
     poller: signal::Poller,
 }
@@ -74,6 +85,10 @@ pub struct GpuOptions {
     pub adapter: AdapterChoice,
     /// Keep wgpu's per-access bounds checks in kiln's shaders (slower; for debugging).
     pub bounds_checks: bool,
+    /// The most bytes of GPU buffers kiln may hold on the device at once: an allocation
+    /// past it fails with [`Error::OutOfMemory`], as running out of the device's memory
+    /// does. `None`: only the device's own memory limits.
+    pub memory_limit: Option<u64>,
 }
 
 impl Gpu {
@@ -82,7 +97,7 @@ impl Gpu {
         let instance = adapter::instance();
         let adapters = adapter::enumerate_adapters(&instance).await;
         let adapter = options.adapter.pick(adapters)?;
-        Self::open(&adapter, options.bounds_checks).await
+        Self::open(&adapter, options).await
     }
 
     /// Open every adapter on the machine (used for testing and benchmarking each one).
@@ -90,14 +105,16 @@ impl Gpu {
         let instance = adapter::instance();
         let mut out = Vec::new();
         for a in adapter::enumerate_adapters(&instance).await {
-            out.push(Self::open(&a, false).await);
+            out.push(Self::open(&a, &GpuOptions::default()).await);
         }
         out
     }
 
     /// Request a device from `adapter` with all of its limits and the optional features
-    /// kiln can use. `bounds_checks` keeps wgpu's per-access checks in kiln's shaders.
-    pub async fn open(adapter: &wgpu::Adapter, bounds_checks: bool) -> Result<Gpu> {
+    /// kiln can use, and the bounds checks and memory limit of `options` (its adapter
+    /// choice is not used). kiln learns of the device's loss through its device-lost
+    /// callback ([`Gpu::lost`]).
+    pub async fn open(adapter: &wgpu::Adapter, options: &GpuOptions) -> Result<Gpu> {
         let info = adapter.get_info();
         let (device, queue) = adapter
             .request_device(&device_descriptor(adapter))
@@ -114,21 +131,30 @@ impl Gpu {
         }));
         let flags = adapter.get_downlevel_capabilities().flags;
         let f16_unpack = flags.contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
-        Ok(Self::with_info(
-            device,
-            queue,
-            info,
-            f16_unpack,
-            bounds_checks,
-        ))
+        let gpu = Self::with_info(device, queue, info, f16_unpack, options);
+        let lost = gpu.inner.lost.clone();
+        let name = gpu.describe();
+        gpu.device()
+            .set_device_lost_callback(move |reason, message| {
+                let why = match (reason, message.is_empty()) {
+                    (wgpu::DeviceLostReason::Destroyed, true) => "the device was destroyed".into(),
+                    (_, true) => format!("{reason:?}"),
+                    (_, false) => format!("{reason:?}: {message}"),
+                };
+                log::error!("the GPU device on {name} was lost ({why})");
+                let mut lost = lost.lock().unwrap_or_else(|e| e.into_inner());
+                lost.get_or_insert(why);
+            });
+        Ok(gpu)
     }
 
     /// Use a device the caller owns (say, a desktop app's render device). kiln works within the
-    /// device's limits and features as they are; it does not install an error handler.
-    /// `unpack2x16float` is assumed available, as WebGPU guarantees.
+    /// device's limits and features as they are; it does not install an error handler or a
+    /// device-lost callback (the app keeps its own), so [`Gpu::lost`] knows only of losses
+    /// kiln injected itself. `unpack2x16float` is assumed available, as WebGPU guarantees.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Gpu {
         let info = device.adapter_info();
-        Self::with_info(device, queue, info, true, false)
+        Self::with_info(device, queue, info, true, &GpuOptions::default())
     }
 
     fn with_info(
@@ -136,7 +162,7 @@ impl Gpu {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         f16_unpack: bool,
-        bounds_checks: bool,
+        options: &GpuOptions,
     ) -> Gpu {
         let limits = device.limits();
         let features = device.features();
@@ -146,13 +172,16 @@ impl Gpu {
                 poller: signal::Poller::new(device.clone()),
                 caches: Mutex::default(),
                 buffers_created: AtomicU64::new(0),
+                ledger: Ledger::new(options.memory_limit),
+                lost: Arc::default(),
+                lose_in: Mutex::new(0),
                 device,
                 queue,
                 info,
                 limits,
                 features,
                 f16_unpack,
-                bounds_checks,
+                bounds_checks: options.bounds_checks,
             }),
         }
     }
@@ -257,7 +286,7 @@ impl Gpu {
 
     /// Create a storage buffer, checking the device's size limit first and catching
     /// out-of-memory as an error instead of a panic.
-    pub async fn storage_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+    pub async fn storage_buffer(&self, label: &str, bytes: u64) -> Result<Buffer> {
         let size = bytes.max(4).next_multiple_of(4);
         self.create_buffer(
             label,
@@ -274,13 +303,19 @@ impl Gpu {
         label: &str,
         size: u64,
         usage: wgpu::BufferUsages,
-    ) -> Result<wgpu::Buffer> {
+    ) -> Result<Buffer> {
         if size > self.inner.limits.max_buffer_size {
             return Err(Error::Limit(format!(
                 "buffer '{label}' needs {size} bytes but {} allows at most {} per buffer",
                 self.inner.info.name, self.inner.limits.max_buffer_size
             )));
         }
+        self.check_lost()?;
+        let lease = self
+            .inner
+            .ledger
+            .reserve(label, size)
+            .map_err(|e| e.context(self.describe()))?;
         self.inner.buffers_created.fetch_add(1, Ordering::Relaxed);
         let scope = self
             .device()
@@ -292,11 +327,104 @@ impl Gpu {
             mapped_at_creation: false,
         });
         if let Some(e) = scope.pop().await {
-            return Err(Error::Gpu(format!(
-                "could not allocate buffer '{label}' of {size} bytes: {e}"
+            if let lost @ Error::DeviceLost(_) = self.failure(String::new()) {
+                return Err(lost);
+            }
+            return Err(Error::OutOfMemory(format!(
+                "{} could not allocate buffer '{label}' of {}: {e}",
+                self.describe(),
+                bytes_text(size)
             )));
         }
-        Ok(buffer)
+        Ok(Buffer::new(buffer, lease))
+    }
+
+    /// Bytes of GPU buffers kiln holds on this device now: weights, KV caches, activations
+    /// and staging, each counted until its last handle is dropped.
+    pub fn memory_in_use(&self) -> u64 {
+        self.inner.ledger.in_use()
+    }
+    /// The most bytes kiln has held on this device at once.
+    pub fn memory_peak(&self) -> u64 {
+        self.inner.ledger.peak()
+    }
+    /// The limit of [`GpuOptions::memory_limit`], if one was set.
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.inner.ledger.limit()
+    }
+
+    /// Why the device was lost, once kiln knows it has been; `None` while it works. wgpu
+    /// reports a loss from its poll, so kiln learns of it at the latest when work on the
+    /// device fails. A lost device stays lost: open a new [`Gpu`] (and load the model
+    /// again) to go on.
+    pub fn lost(&self) -> Option<String> {
+        self.inner
+            .lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Take the device as lost, for `why` (unless it already is, for another reason).
+    fn mark_lost(&self, why: String) {
+        let mut lost = self.inner.lost.lock().unwrap_or_else(|e| e.into_inner());
+        lost.get_or_insert(why);
+    }
+
+    /// [`Error::DeviceLost`] once the device is known to be lost.
+    pub(crate) fn check_lost(&self) -> Result<()> {
+        match self.lost() {
+            Some(why) => Err(Error::DeviceLost(format!(
+                "the device on {} was lost ({why}); open a new Gpu and load the model again to \
+                 go on",
+                self.describe()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// `message`, from work on the device that failed, as an error: [`Error::DeviceLost`]
+    /// if the device has been lost (the likely cause), else [`Error::Gpu`].
+    pub(crate) fn failure(&self, message: String) -> Error {
+        // A loss shows in wgpu's poll once the queue has drained: poll once (without
+        // waiting) so that one that has happened is known now. Only here, on an error: a
+        // poll on the GL backend takes the adapter's context.
+        #[cfg(not(target_arch = "wasm32"))]
+        if self.lost().is_none() {
+            let _ = self.device().poll(wgpu::PollType::Poll);
+        }
+        match self.check_lost() {
+            Err(lost) => lost,
+            Ok(()) => Error::Gpu(message),
+        }
+    }
+
+    /// For testing how an app copes with a lost GPU: destroy the device just before the
+    /// `submissions`-th submission kiln makes from now on (1: the next). What follows is
+    /// what a real loss looks like: the submission and every later use of the device fail
+    /// with [`Error::DeviceLost`]. kiln's CLI and server read `KILN_INJECT_DEVICE_LOSS=N`.
+    pub fn inject_device_loss(&self, submissions: u64) {
+        *self.inner.lose_in.lock().unwrap_or_else(|e| e.into_inner()) = submissions;
+    }
+
+    /// Submit command buffers to the queue: the one way kiln submits work, where an
+    /// injected device loss ([`Gpu::inject_device_loss`]) strikes.
+    pub(crate) fn submit<I: IntoIterator<Item = wgpu::CommandBuffer>>(&self, buffers: I) {
+        let strike = {
+            let mut n = self.inner.lose_in.lock().unwrap_or_else(|e| e.into_inner());
+            let strike = *n == 1;
+            *n = n.saturating_sub(1);
+            strike
+        };
+        if strike {
+            log::warn!(
+                "injected device loss: destroying the device on {}",
+                self.describe()
+            );
+            self.mark_lost("injected by Gpu::inject_device_loss".into());
+            self.device().destroy();
+        }
+        self.queue().submit(buffers);
     }
 
     /// Resolves once the GPU has finished all work submitted so far.
@@ -325,29 +453,41 @@ impl Gpu {
             .await?;
         let mut enc = self.device().create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(src, offset, &staging, 0, padded);
-        self.queue().submit([enc.finish()]);
+        self.submit([enc.finish()]);
         self.map_read(&staging, size).await
     }
 
     /// Map a MAP_READ buffer whose copy has been submitted, and take its first `size` bytes.
     pub(crate) async fn map_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
         /// Unmaps on every way out, a dropped future included, so the buffer can take the
-        /// next copy.
-        struct Unmap<'a>(&'a wgpu::Buffer);
+        /// next copy; not after a map that failed (the device lost), which left nothing
+        /// mapped.
+        struct Unmap<'a>(&'a wgpu::Buffer, bool);
         impl Drop for Unmap<'_> {
             fn drop(&mut self) {
-                self.0.unmap();
+                if self.1 {
+                    self.0.unmap();
+                }
             }
         }
         let (tx, rx) = oneshot();
         staging.map_async(wgpu::MapMode::Read, .., move |r| tx.send(r));
-        let _unmap = Unmap(staging);
+        let mut unmap = Unmap(staging, true);
         self.kick();
-        rx.await
-            .map_err(|e| Error::Gpu(format!("reading back a buffer failed: {e}")))?;
+        if let Err(e) = rx.await {
+            unmap.1 = false;
+            // kiln's staging buffers are neither destroyed nor unmapped while a map is
+            // pending: a map that fails means the device is gone, whether or not wgpu has
+            // said so yet (it does once the queue drains).
+            if let lost @ Error::DeviceLost(_) = self.failure(String::new()) {
+                return Err(lost);
+            }
+            self.mark_lost(format!("a readback failed: {e}"));
+            return Err(self.failure(String::new()));
+        }
         let view = staging
             .get_mapped_range(..)
-            .map_err(|e| Error::Gpu(format!("mapping a readback buffer failed: {e}")))?;
+            .map_err(|e| self.failure(format!("mapping a readback buffer failed: {e}")))?;
         let bytes = view.get(..size as usize).map(<[u8]>::to_vec);
         drop(view);
         bytes.ok_or_else(|| Error::Gpu(format!("a readback of {size} bytes from a smaller buffer")))

@@ -114,8 +114,11 @@ impl PipelineCache {
             cache: None,
         });
         if let Some(e) = scope.pop().await {
-            return Err(Error::Gpu(format!(
-                "compiling {label} on {} failed: {e}",
+            return Err(gpu.failure(format!(
+                "compiling kernel {} (variant: weights {:?}, constants {:?}) on {} failed: {e}",
+                kernel.name(),
+                kernel.weights,
+                kernel.constants,
                 gpu.describe()
             )));
         }
@@ -131,5 +134,51 @@ impl PipelineCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Kernel, Compiled>> {
         self.pipelines.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::Family;
+
+    /// A kernel family whose WGSL does not type-check (a float where a u32 is declared).
+    static BROKEN: Family = Family {
+        name: "broken_on_purpose",
+        source: "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }",
+        includes: &[],
+        bindings: &[],
+        structs: &[],
+    };
+
+    /// A shader that fails to compile comes back as an error that names the kernel, its
+    /// variant and the adapter, on every adapter: one that is not valid WGSL, and a valid
+    /// one whose variant sets a workgroup of no threads.
+    #[test]
+    fn a_shader_that_fails_to_compile_names_kernel_variant_and_adapter() {
+        let gpus: Vec<crate::Gpu> = pollster::block_on(crate::Gpu::all())
+            .into_iter()
+            .flatten()
+            .collect();
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(!ci || !gpus.is_empty(), "CI=true but no adapter opened");
+        for gpu in &gpus {
+            let broken = Kernel::new(&BROKEN).constant("WG", 7u32);
+            let e = pollster::block_on(PipelineCache::compiled(gpu, &broken))
+                .err()
+                .unwrap_or_else(|| panic!("broken WGSL compiled on {}", gpu.describe()))
+                .to_string();
+            for part in ["broken_on_purpose", "(\"WG\", 7)", &gpu.info().name] {
+                assert!(e.contains(part), "'{part}' not in: {e}");
+            }
+            let empty = Kernel::new(&crate::ops::softmax::FAMILY).constant("WG", 0u32);
+            let e = pollster::block_on(PipelineCache::compiled(gpu, &empty))
+                .err()
+                .unwrap_or_else(|| panic!("softmax with no threads compiled on {}", gpu.describe()))
+                .to_string();
+            for part in ["kernel softmax", "(\"WG\", 0)", &gpu.info().name] {
+                assert!(e.contains(part), "'{part}' not in: {e}");
+            }
+        }
     }
 }

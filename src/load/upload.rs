@@ -116,7 +116,7 @@ impl<'a> Uploader<'a> {
     /// Submit what was written and wait until the GPU holds it.
     pub async fn finish(&mut self) {
         if self.pending > 0 {
-            self.gpu.queue().submit([]);
+            self.gpu.submit([]);
             self.gpu.flush().await;
             self.pending = 0;
         }
