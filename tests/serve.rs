@@ -1,6 +1,7 @@
 //! `kiln serve` on loopback with the tiny model, driven by curl: completions and chat,
 //! streamed and not; concurrent greedy requests (more than slots) get the text each gets
-//! alone; the API key, and OpenAI-style errors with their statuses; /health and /metrics.
+//! alone; the API key, and OpenAI-style errors with their statuses; /health and /metrics;
+//! a GPU device lost while serving is reported by every request and probe after it.
 
 mod common;
 
@@ -28,8 +29,14 @@ fn free_port() -> u16 {
 }
 
 fn start(model: &std::path::Path) -> Server {
+    start_with(model, &[])
+}
+
+/// The server on `model`, with the environment variables `env`.
+fn start_with(model: &std::path::Path, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .envs(env.iter().copied())
         .args(["serve", "--model"])
         .arg(model)
         .args(["--port", &port.to_string(), "--slots", "2", "--queue", "16"])
@@ -266,4 +273,55 @@ fn the_server_answers_like_openai_and_batches() {
         .unwrap_or(0);
     assert!(generated >= 9, "generation_tokens_total {generated}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_lost_gpu_device_is_reported_to_requests_health_and_metrics() {
+    if common::gpus().is_empty() {
+        return; // common::gpus fails under CI=true when there is no adapter
+    }
+    let dir = folder("serve-lost", "");
+    // The device is lost at kiln's 40th submission: after the model loads and a few
+    // requests have been answered.
+    let s = start_with(&dir, &[("KILN_INJECT_DEVICE_LOSS", "40")]);
+    let mut answered = 0;
+    let (code, body) = loop {
+        let (code, body) = curl(
+            &s.base,
+            "POST",
+            "/v1/completions",
+            Some(&completion("w1 w2 w3")),
+            false,
+        );
+        if code != 200 {
+            break (code, body);
+        }
+        answered += 1;
+        assert!(answered < 40, "the device was never lost");
+    };
+    assert!(answered >= 1, "the loss came before any answer: {body}");
+    assert_eq!(code, 503, "{body}");
+    let message = json(&body)["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("was lost") && message.contains("restarted"),
+        "{message}"
+    );
+    // Every later request is refused at once, and the probes say why.
+    let (code, body) = curl(
+        &s.base,
+        "POST",
+        "/v1/completions",
+        Some(&completion("w4 w5")),
+        false,
+    );
+    assert_eq!(code, 503, "{body}");
+    let (code, body) = curl(&s.base, "GET", "/health", None, true);
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("was lost"), "{body}");
+    let (_, metrics) = curl(&s.base, "GET", "/metrics", None, true);
+    assert!(metrics.contains("kiln_gpu_device_lost 1"), "{metrics}");
+    let _ = std::fs::remove_dir_all(dir);
 }

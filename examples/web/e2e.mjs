@@ -6,7 +6,8 @@
 // with BENCH_OUT set, the benchmark page: a synthetic model benchmarked as native
 // `kiln bench --model` does and profiled by kernel, its JSON written to BENCH_OUT and
 // checked against BENCH_SCHEMA. Between, the browser cache: a second visit loads SmolLM2 from
-// the Cache API with no request for its files, and "Clear cached weights" empties it.
+// the Cache API with no request for its files, and "Clear cached weights" empties it; a GPU
+// device lost (injected) is reported on the page.
 // usage: node e2e.mjs URL PROMPT TOKENS EXPECTED_FILE SCREENSHOT
 import { chromium } from 'playwright-core';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -266,6 +267,19 @@ try {
     }
     console.error(`picked files + chat: ${JSON.stringify(transcript)}`);
     await p2.screenshot({ path: screenshot.replace(/(\.png)?$/, '-chat.png'), fullPage: true });
+    // The GPU device lost (injected at kiln's next submission): the generation fails and
+    // the page says why, in plain words; the model knows it is lost.
+    await p2.evaluate(() => window.kilnModels.generate.injectDeviceLoss(1));
+    await p2.setChecked('#chat', false);
+    await p2.fill('#prompt', 'Hello');
+    await p2.click('#run');
+    await w2(['error'], minutes(5));
+    const lostText = await p2.textContent('#stats');
+    const lost = await p2.evaluate(() => window.kilnModels.generate.lost);
+    if (!lostText.includes('GPU device lost') || !lost) {
+      throw new Error(`a lost device was not reported: ${lostText} (lost: ${lost})`);
+    }
+    console.error(`lost device: ${lostText}`);
     await p2.close();
   }
   if (process.env.EMBED_LINES) await embeddings(browser);

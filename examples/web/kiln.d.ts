@@ -145,6 +145,11 @@ export class KilnTranscriber extends Loaded {
 export class KilnModel extends Loaded {
   readonly kind: 'generate';
   readonly hasChatTemplate: boolean;
+  /** Why the GPU device was lost (generations then fail with "GPU device lost"), or null
+   *  while it works. Load the model again to go on. */
+  readonly lost: string | null;
+  /** For testing: lose the GPU device at kiln's `submissions`-th next submission. */
+  injectDeviceLoss(submissions: number): void;
   readonly stats: GenerationStats | undefined;
   session(context?: number): Promise<KilnSession>;
   generate(prompt: string, options?: GenerateOptions): AsyncGenerator<string, void, void>;

@@ -259,6 +259,17 @@ export class KilnModel extends Loaded {
     return this.#model.hasChatTemplate;
   }
 
+  /** Why the GPU device was lost (every generation then fails with "GPU device lost"), or
+   *  null while it works. Load the model again to go on. */
+  get lost() {
+    return this.#model.lost ?? null;
+  }
+
+  /** For testing: lose the GPU device at kiln's `submissions`-th next submission. */
+  injectDeviceLoss(submissions) {
+    this.#model.injectDeviceLoss(submissions);
+  }
+
   /** A separate conversation with its own KV cache of `context` positions. */
   async session(context) {
     return new KilnSession(await this.#model.session(context ?? null));

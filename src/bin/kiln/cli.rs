@@ -124,6 +124,10 @@ pub struct Placement {
     /// Each adapter's share of a split [default: by measured bandwidth]
     #[arg(long, value_name = "W,...")]
     pub split_weights: Option<String>,
+    /// The most GPU memory kiln may hold on each adapter, in MiB: past it, loading or a
+    /// longer context fails with "out of GPU memory" [default: what the device has]
+    #[arg(long, value_name = "MIB")]
+    pub memory_limit: Option<u64>,
 }
 
 /// Sampling and stopping; the defaults are llama.cpp's.

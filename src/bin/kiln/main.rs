@@ -46,12 +46,44 @@ pub fn model_dir(
 
 /// The adapter `--adapter` names (`auto` when absent).
 pub fn open_gpu(adapter: Option<&str>) -> Result<Gpu> {
+    open_gpu_limited(adapter, None)
+}
+
+/// The adapter `--adapter` names, kiln holding at most `limit_mib` MiB on it
+/// (`--memory-limit`).
+fn open_gpu_limited(adapter: Option<&str>, limit_mib: Option<u64>) -> Result<Gpu> {
     let adapter = adapter.unwrap_or("auto").parse()?;
+    let gpu = open(adapter, limit_mib)?;
+    eprintln!("adapter: {}", gpu.describe());
+    Ok(gpu)
+}
+
+/// Open `adapter` with a memory limit of `limit_mib` MiB, and the fault the environment
+/// injects for testing: `KILN_INJECT_DEVICE_LOSS=N` loses the device at kiln's N-th
+/// submission ([`Gpu::inject_device_loss`]).
+fn open(adapter: kiln::gpu::AdapterChoice, limit_mib: Option<u64>) -> Result<Gpu> {
+    let memory_limit = limit_mib
+        .map(|m| {
+            m.checked_mul(1 << 20)
+                .filter(|&b| b > 0)
+                .with_context(|| format!("--memory-limit {m}: give 1 to 2^44 MiB"))
+        })
+        .transpose()?;
     let gpu = pollster::block_on(Gpu::new(&GpuOptions {
         adapter,
+        memory_limit,
         ..Default::default()
     }))?;
-    eprintln!("adapter: {}", gpu.describe());
+    if let Ok(n) = std::env::var("KILN_INJECT_DEVICE_LOSS") {
+        let n: u64 = n
+            .parse()
+            .with_context(|| format!("KILN_INJECT_DEVICE_LOSS={n}: give a count of submissions"))?;
+        eprintln!(
+            "KILN_INJECT_DEVICE_LOSS={n}: the device on {} will be lost at submission {n}",
+            gpu.describe()
+        );
+        gpu.inject_device_loss(n);
+    }
     Ok(gpu)
 }
 
@@ -62,7 +94,10 @@ pub fn open_gpus(p: &Placement) -> Result<Gpus> {
         if p.split.is_some() || p.split_weights.is_some() {
             bail!("--split and --split-weights place a model on several adapters: add --adapters");
         }
-        return Ok(Gpus::one(open_gpu(p.adapter.as_deref())?));
+        return Ok(Gpus::one(open_gpu_limited(
+            p.adapter.as_deref(),
+            p.memory_limit,
+        )?));
     };
     if p.adapter.is_some() {
         bail!("--adapter and --adapters both given: use one");
@@ -79,11 +114,7 @@ pub fn open_gpus(p: &Placement) -> Result<Gpus> {
                 eprintln!("--adapters all: leaving out adapter {i} ({name}): {why}");
                 continue;
             }
-            let options = GpuOptions {
-                adapter: kiln::gpu::AdapterChoice::Index(i),
-                ..Default::default()
-            };
-            match pollster::block_on(Gpu::new(&options)) {
+            match open(kiln::gpu::AdapterChoice::Index(i), p.memory_limit) {
                 Ok(g) => gpus.push(g),
                 Err(e) => eprintln!("--adapters all: leaving out adapter {i} ({name}): {e}"),
             }
@@ -101,11 +132,8 @@ pub fn open_gpus(p: &Placement) -> Result<Gpus> {
             let adapter = choice
                 .parse()
                 .with_context(|| format!("--adapters {list}"))?;
-            let gpu = pollster::block_on(Gpu::new(&GpuOptions {
-                adapter,
-                ..Default::default()
-            }))
-            .with_context(|| format!("--adapters {list}: adapter '{choice}'"))?;
+            let gpu = open(adapter, p.memory_limit)
+                .with_context(|| format!("--adapters {list}: adapter '{choice}'"))?;
             gpus.push(gpu);
         }
         gpus

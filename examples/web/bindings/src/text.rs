@@ -56,6 +56,20 @@ impl Model {
         self.inner.has_chat_template()
     }
 
+    /// Why the model's GPU device was lost, or null while it works. A lost device stays
+    /// lost: load the model again (on a new device) to go on.
+    #[wasm_bindgen(getter)]
+    pub fn lost(&self) -> Option<String> {
+        self.inner.gpu().lost()
+    }
+
+    /// For testing how a page copes with a lost GPU: the device is destroyed just before
+    /// kiln's `submissions`-th submission from now on (1: the next), as a real loss would.
+    #[wasm_bindgen(js_name = injectDeviceLoss)]
+    pub fn inject_device_loss(&self, submissions: u32) {
+        self.inner.gpu().inject_device_loss(submissions.into());
+    }
+
     /// A conversation with a KV cache of `context` positions (default: the model's, at most 2048).
     pub async fn session(&self, context: Option<usize>) -> Result<Session, JsError> {
         let context = context.unwrap_or_else(|| self.inner.decoder().max_positions().min(2048));

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub batch: Histogram,
     pub step: Histogram,
     pub requests: Family<Labels, Counter>,
+    pub gpu_memory: Gauge,
+    pub device_lost: Gauge,
 }
 
 impl Metrics {
@@ -97,6 +99,18 @@ impl Metrics {
             "Requests answered, by endpoint and status",
             requests.clone(),
         );
+        let gpu_memory = Gauge::default();
+        r.register(
+            "kiln_gpu_memory_bytes",
+            "Bytes of GPU buffers kiln holds: weights, KV cache, activations",
+            gpu_memory.clone(),
+        );
+        let device_lost = Gauge::default();
+        r.register(
+            "kiln_gpu_device_lost",
+            "1 once the GPU device is lost: every request then fails until a restart",
+            device_lost.clone(),
+        );
         let info = Family::<Labels, Gauge>::default();
         r.register(
             "kiln_info",
@@ -122,6 +136,8 @@ impl Metrics {
             batch,
             step,
             requests,
+            gpu_memory,
+            device_lost,
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod api;
 mod metrics;
+mod request;
 
 use anyhow::{Context, Result};
 use api::{ApiError, Job, Kind};
@@ -39,6 +40,28 @@ struct Shared {
     metrics: Metrics,
     api_key: Option<String>,
     ready: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Which of the model's GPU devices was lost, and why, once one has been: requests then
+    /// fail with 503 and `/health` reports it, so that a supervisor restarts the server.
+    fn lost(&self) -> Option<String> {
+        self.model.stages().iter().find_map(|stage| {
+            let why = stage.gpu.lost()?;
+            Some(format!(
+                "the GPU device on {} was lost ({why})",
+                stage.gpu.describe()
+            ))
+        })
+    }
+
+    /// 503 naming the loss.
+    fn lost_error(&self, why: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{why}; the server must be restarted"),
+        )
+    }
 }
 
 /// A request on its way to the engine.
@@ -201,6 +224,9 @@ async fn authorize(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Re
 }
 
 async fn health(State(s): State<Arc<Shared>>) -> Response {
+    if let Some(why) = s.lost() {
+        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    }
     match s.ready.load(std::sync::atomic::Ordering::SeqCst) {
         true => (StatusCode::OK, "ok").into_response(),
         false => (StatusCode::SERVICE_UNAVAILABLE, "loading").into_response(),
@@ -210,6 +236,10 @@ async fn health(State(s): State<Arc<Shared>>) -> Response {
 async fn metrics_text(State(s): State<Arc<Shared>>) -> Response {
     let waiting = s.queue.max_capacity() - s.queue.capacity();
     s.metrics.waiting.set(waiting as i64);
+    s.metrics
+        .gpu_memory
+        .set(s.model.gpu().memory_in_use() as i64);
+    s.metrics.device_lost.set(i64::from(s.lost().is_some()));
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         s.metrics.render(),
@@ -262,12 +292,16 @@ async fn answer(
     kind: Kind,
 ) -> Result<Response, ApiError> {
     let bytes = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    if let Some(why) = s.lost() {
+        return Err(s.lost_error(&why));
+    }
     let model = s.model.clone();
     let (name, context) = (s.name.clone(), s.context);
     // Tokenizing a long prompt is real work: off the async threads.
-    let job = tokio::task::spawn_blocking(move || api::parse(&bytes, kind, &model, &name, context))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let job =
+        tokio::task::spawn_blocking(move || api::parse(&bytes, kind, &*model, &name, context))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     let (updates, mut rx) = mpsc::unbounded_channel();
     let (stream, include_usage) = (job.stream, job.include_usage);
     let prompt_tokens = job.prompt.len();
@@ -319,6 +353,9 @@ async fn answer(
             )
         })?;
         if why == Finish::Error {
+            if let Some(lost) = s.lost() {
+                return Err(s.lost_error(&lost));
+            }
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "generation failed on the GPU",
