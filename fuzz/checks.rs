@@ -136,3 +136,63 @@ pub fn chat_template(input: &str) -> bool {
     }
     rendered
 }
+
+#[allow(dead_code)] // the server's responses are not read here
+#[path = "../src/bin/kiln/serve/request.rs"]
+mod request;
+
+/// A stand-in for the served model, so that requests are parsed without a GPU: chat turns
+/// rendered as "role: content" lines, one token per byte (chat templates and tokenizers have
+/// targets of their own), and any sampling allowed.
+struct ByteModel;
+
+impl request::Prompter for ByteModel {
+    fn render_chat(&self, messages: &[kiln::Message]) -> kiln::Result<String> {
+        Ok(messages
+            .iter()
+            .map(|m| format!("{}: {}\n", m.role, m.content))
+            .collect())
+    }
+    fn encode(&self, text: &str) -> kiln::Result<Vec<u32>> {
+        Ok(text.bytes().map(u32::from).collect())
+    }
+    fn check_sampling(&self, _: &kiln::Sampling) -> kiln::Result<()> {
+        Ok(())
+    }
+}
+
+/// `kiln serve`'s request parsing (`src/bin/kiln/serve/request.rs`), as the server runs it:
+/// the first byte picks the endpoint (completions or chat) and the context (1 to 1017
+/// positions), the rest is the body. A refused body is a client error with a message; an
+/// accepted one fits its context with room for at least one token, samples within range and
+/// has no empty stop string.
+pub fn request(input: &[u8]) -> bool {
+    let Some((&first, body)) = input.split_first() else {
+        return false;
+    };
+    let kind = match first & 1 {
+        0 => request::Kind::Completion,
+        _ => request::Kind::Chat,
+    };
+    let context = 1 + usize::from(first >> 1) * 8;
+    match request::parse(body, kind, &ByteModel, "kiln-model", context) {
+        Err(e) => {
+            assert!(e.status.is_client_error(), "{}: {}", e.status, e.message);
+            assert!(!e.message.is_empty());
+            false
+        }
+        Ok(job) => {
+            let (n, max) = (job.prompt.len(), job.options.max_tokens);
+            assert!(
+                n >= 1 && n < context,
+                "a prompt of {n} in a context of {context}"
+            );
+            assert!(max >= 1 && n + max <= context, "{n} + {max} over {context}");
+            if let Err(e) = job.options.sampling.validate() {
+                panic!("accepted sampling out of range: {e}");
+            }
+            assert!(job.options.stop.iter().all(|s| !s.is_empty()));
+            true
+        }
+    }
+}

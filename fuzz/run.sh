@@ -8,13 +8,15 @@
 #     fuzz/run.sh [-t SECONDS] [TARGET...]
 #
 # Needs nightly Rust and cargo-fuzz (rustup toolchain install nightly; cargo install
-# cargo-fuzz). FUZZ_BUILD passes build options (FUZZ_BUILD="-s none": no AddressSanitizer).
+# cargo-fuzz). FUZZ_BUILD passes build options (FUZZ_BUILD="-s none": no AddressSanitizer);
+# FUZZ_RUNS stops a target after that many executions if it gets there first (long runs:
+# FUZZ_RUNS=10000000 fuzz/run.sh -t 1800).
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_EACH=60
 if [ "${1:-}" = "-t" ]; then SECONDS_EACH=$2; shift 2; fi
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(safetensors gguf gguf_tokenizer config chat_template)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(safetensors gguf gguf_tokenizer config chat_template request)
 BUILD=(${FUZZ_BUILD:-})
 
 cargo +nightly fuzz build "${BUILD[@]}"
@@ -31,7 +33,7 @@ run() {
   local leaks=1
   [ "$t" = chat_template ] && leaks=0
   cargo +nightly fuzz run "${BUILD[@]}" "$t" "$work/corpus" "corpus/$t" -- \
-    -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 \
+    -max_total_time="$SECONDS_EACH" -runs="${FUZZ_RUNS:--1}" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 \
     -seed="${FUZZ_SEED:-1}" -detect_leaks=$leaks -print_final_stats=1 -close_fd_mask=1 \
     > "$work/log" 2>&1
 }

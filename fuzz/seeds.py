@@ -153,11 +153,32 @@ def config_and_template_seeds(models):
         "{{ messages[-1].content.split(' ')|join('|') }}" + conversation)
 
 
+def request_seeds():
+    # The first byte: bit 0 the endpoint (0 completions, 1 chat), the rest the context
+    # (1 + 8 * (byte >> 1) positions).
+    def body(first, obj):
+        return bytes([first]) + json.dumps(obj).encode()
+    out("request", "completion", body(64 << 1, {
+        "model": "kiln-model", "prompt": "Once upon a time", "max_tokens": 16,
+        "temperature": 0.7, "top_p": 0.9, "top_k": 40, "min_p": 0.05,
+        "repetition_penalty": 1.1, "seed": 7, "stop": ["\n\n", "The end"], "stream": True,
+        "stream_options": {"include_usage": True}, "n": 1, "unknown": [1, {"a": None}]}))
+    out("request", "chat", body((64 << 1) | 1, {
+        "messages": [{"role": "system", "content": "Be brief."},
+                     {"role": "user", "content": [{"type": "text", "text": "Hi"},
+                                                  {"type": "text", "text": " there"}]},
+                     {"role": "assistant", "content": None},
+                     {"role": "user", "content": "What is 2+2?"}],
+        "max_completion_tokens": 8, "temperature": 0, "stop": "."}))
+    out("request", "completion_list_prompt", body(10 << 1, {"prompt": ["abc"]}))
+
+
 if __name__ == "__main__":
     models = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser("~/.cache/kiln/models")
     safetensors_seeds()
     gguf_seeds()
     config_and_template_seeds(models)
+    request_seeds()
     for t in sorted(os.listdir(os.path.join(HERE, "corpus"))):
         d = os.path.join(HERE, "corpus", t)
         print(t, {f: os.path.getsize(os.path.join(d, f)) for f in sorted(os.listdir(d))})

@@ -63,3 +63,8 @@ fn config_inputs() {
 fn chat_template_inputs() {
     assert!(replay("chat_template", text(checks::chat_template)) >= 3);
 }
+
+#[test]
+fn request_inputs() {
+    assert!(replay("request", checks::request) >= 3);
+}
