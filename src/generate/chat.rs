@@ -185,6 +185,17 @@ mod tests {
                 "rendering the chat template failed",
             ),
             ("{{ raise_exception('no system role') }}", "no system role"),
+            // A namespace made to hold itself, through a list, a map or another namespace:
+            // printing it recursed until the stack overflowed (found by the fuzz target;
+            // minijinja is patched to refuse the assignment, vendor/minijinja/KILN-PATCH.md).
+            (
+                "{% set ns = namespace(n=0) %}{% set ns.n = [1, (ns, 2)] %}{{ ns }}",
+                "holds the namespace itself",
+            ),
+            (
+                "{% set a = namespace() %}{% set b = namespace(x={'k': a}) %}{% set a.y = b %}{{ a == b }}",
+                "holds the namespace itself",
+            ),
         ];
         for (source, expected) in cases {
             let e = template(source)

@@ -261,10 +261,15 @@ impl Gpu {
     pub fn has_f16_unpack(&self) -> bool {
         self.inner.f16_unpack
     }
-    /// A short description: "name (backend, type)".
+    /// A short description: "name (backend, type)" ("an unnamed adapter" where the
+    /// name is empty, as WebGPU in a browser may leave it).
     pub fn describe(&self) -> String {
         let i = &self.inner.info;
-        format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+        let name = match i.name.is_empty() {
+            true => "an unnamed adapter",
+            false => &i.name,
+        };
+        format!("{name} ({:?}, {:?})", i.backend, i.device_type)
     }
     /// Bytes of memory the adapter can still hand out, where that can be known: a CPU
     /// adapter's memory is the host's (Linux's `MemAvailable`); wgpu tells nothing of a
