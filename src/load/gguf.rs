@@ -239,6 +239,15 @@ impl<'a> Cursor<'a> {
             10 => Meta::U64(self.u64(key)?),
             11 => Meta::I64(self.u64(key)? as i64),
             12 => Meta::F64(f64::from_bits(self.u64(key)?)),
+            9 => {
+                return Err(Error::load(
+                    self.path,
+                    format!(
+                        "metadata '{key}' is an array of arrays, which no model metadata kiln \
+                         reads uses (not supported)"
+                    ),
+                ));
+            }
             _ => {
                 return Err(Error::load(
                     self.path,
@@ -571,6 +580,15 @@ mod tests {
                     &[kv("k", 4, &[1, 0, 0, 0]), kv("k", 4, &[2, 0, 0, 0])].concat(),
                 ),
                 "metadata 'k' appears twice",
+            ),
+            (
+                // An array of one array (of u8): named as such, not as an unknown type.
+                file(
+                    0,
+                    1,
+                    &kv("k", 9, &[&9u32.to_le_bytes()[..], &big(0)].concat()),
+                ),
+                "'k' is an array of arrays",
             ),
         ];
         for (bytes, expected) in cases {
