@@ -6,7 +6,7 @@ use crate::text;
 use anyhow::{Context, Result, bail};
 use kiln::bench::record::Results;
 use kiln::split::Gpus;
-use kiln::{DType, Gpu, GpuOptions};
+use kiln::{DType, Gpu};
 
 pub fn cmd_bench(args: &Bench) -> Result<()> {
     // Read before anything runs, so a bad file fails at once.
@@ -80,23 +80,25 @@ fn adapters(args: &Bench) -> Result<Vec<Gpu>> {
         bail!("--split-weights places a model: give --model too");
     }
     if args.all || p.adapters.as_deref() == Some("all") {
+        if p.memory_limit.is_some() {
+            bail!("--memory-limit applies to adapters opened by name: use --adapter or --adapters");
+        }
         return Ok(pollster::block_on(Gpu::all())
             .into_iter()
             .collect::<Result<_, _>>()?);
     }
     let Some(list) = p.adapters.as_deref() else {
-        return Ok(vec![crate::open_gpu(p.adapter.as_deref())?]);
+        return Ok(vec![crate::open_gpu_limited(
+            p.adapter.as_deref(),
+            p.memory_limit,
+        )?]);
     };
     let mut gpus = Vec::new();
     for choice in list.split(',') {
         let adapter = choice
             .parse()
             .with_context(|| format!("--adapters {list}"))?;
-        let options = GpuOptions {
-            adapter,
-            ..Default::default()
-        };
-        let gpu = pollster::block_on(Gpu::new(&options))
+        let gpu = crate::open(adapter, p.memory_limit)
             .with_context(|| format!("--adapters {list}: adapter '{choice}'"))?;
         gpus.push(gpu);
     }

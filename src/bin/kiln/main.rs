@@ -51,7 +51,7 @@ pub fn open_gpu(adapter: Option<&str>) -> Result<Gpu> {
 
 /// The adapter `--adapter` names, kiln holding at most `limit_mib` MiB on it
 /// (`--memory-limit`).
-fn open_gpu_limited(adapter: Option<&str>, limit_mib: Option<u64>) -> Result<Gpu> {
+pub fn open_gpu_limited(adapter: Option<&str>, limit_mib: Option<u64>) -> Result<Gpu> {
     let adapter = adapter.unwrap_or("auto").parse()?;
     let gpu = open(adapter, limit_mib)?;
     eprintln!("adapter: {}", gpu.describe());
@@ -61,7 +61,7 @@ fn open_gpu_limited(adapter: Option<&str>, limit_mib: Option<u64>) -> Result<Gpu
 /// Open `adapter` with a memory limit of `limit_mib` MiB, and the fault the environment
 /// injects for testing: `KILN_INJECT_DEVICE_LOSS=N` loses the device at kiln's N-th
 /// submission ([`Gpu::inject_device_loss`]).
-fn open(adapter: kiln::gpu::AdapterChoice, limit_mib: Option<u64>) -> Result<Gpu> {
+pub fn open(adapter: kiln::gpu::AdapterChoice, limit_mib: Option<u64>) -> Result<Gpu> {
     let memory_limit = limit_mib
         .map(|m| {
             m.checked_mul(1 << 20)
