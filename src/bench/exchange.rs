@@ -27,10 +27,10 @@ pub async fn exchange(from: &Gpu, to: &Gpu, floats: usize, runs: usize) -> Resul
         let t0 = Instant::now();
         let mut enc = from.device().create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(&src, 0, &staging, 0, bytes);
-        from.queue().submit([enc.finish()]);
+        from.submit([enc.finish()]);
         let data = from.map_read(&staging, bytes).await?;
         to.queue().write_buffer(&dst, 0, &data);
-        to.queue().submit([]);
+        to.submit([]);
         to.flush().await;
         if run > 0 {
             times.push(t0.elapsed());

@@ -77,7 +77,7 @@ impl Job {
                 pass.dispatch_workgroups(x, y, z);
             }
         }
-        gpu.queue().submit([enc.finish()]);
+        gpu.submit([enc.finish()]);
     }
 
     pub(super) fn submit(&self, gpu: &Gpu) {
@@ -119,7 +119,7 @@ impl Job {
             }
             enc.resolve_query_set(&set, 0..2, &resolve, 0);
             enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
-            gpu.queue().submit([enc.finish()]);
+            gpu.submit([enc.finish()]);
             let stamps: Vec<u64> =
                 bytemuck::pod_collect_to_vec(&gpu.map_read(&staging, bytes).await?);
             if let [start, end] = stamps[..] {
@@ -310,7 +310,7 @@ pub async fn latency_figures(gpu: &Gpu, samples: usize) -> Result<Vec<Figure>> {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = Instant::now();
-        gpu.queue().submit([]);
+        gpu.submit([]);
         gpu.flush().await;
         times.push(t.elapsed());
     }
@@ -324,7 +324,7 @@ pub async fn latency_figures(gpu: &Gpu, samples: usize) -> Result<Vec<Figure>> {
             let t = Instant::now();
             let mut enc = gpu.device().create_command_encoder(&Default::default());
             enc.copy_buffer_to_buffer(&src, 0, &staging, 0, bytes);
-            gpu.queue().submit([enc.finish()]);
+            gpu.submit([enc.finish()]);
             gpu.map_read(&staging, bytes).await?;
             times.push(t.elapsed());
         }

@@ -158,6 +158,17 @@ mod tests {
         <|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
     #[test]
+    fn namespaces_still_take_what_templates_assign_them() {
+        // As Qwen's and DeepSeek's templates do: flags, counters, lists grown turn by turn.
+        let source = "{% set ns = namespace(n=0, seen=[], last=none) %}\
+            {% for m in messages %}{% set ns.n = ns.n + 1 %}{% set ns.seen = ns.seen + [m.role] %}\
+            {% set ns.last = m %}{% endfor %}{{ ns.n }} {{ ns.seen|join(',') }} {{ ns.last.content }}";
+        let messages = [Message::new("user", "hi"), Message::new("assistant", "yo")];
+        let text = template(source).render(&messages, true).expect("renders");
+        assert_eq!(text, "2 user,assistant yo");
+    }
+
+    #[test]
     fn a_long_conversation_renders_within_the_budget() {
         let messages: Vec<Message> = (0..5000)
             .map(|i| Message::new(["user", "assistant"][i % 2], &format!("turn {i}")))
@@ -195,6 +206,30 @@ mod tests {
             (
                 "{% set a = namespace() %}{% set b = namespace(x={'k': a}) %}{% set a.y = b %}{{ a == b }}",
                 "holds the namespace itself",
+            ),
+            // ... and through the lazy sequences of operators and filters.
+            (
+                "{% set ns = namespace() %}{% set ns.x = [] + [ns] %}{{ ns }}",
+                "holds the namespace itself",
+            ),
+            (
+                "{% set ns = namespace() %}{% set ns.x = [ns]|reverse %}{{ ns }}",
+                "holds the namespace itself",
+            ),
+            (
+                "{% set ns = namespace() %}{% set ns.x = [1, ns][:] %}{{ ns }}",
+                "holds the namespace itself",
+            ),
+            (
+                "{% set ns = namespace() %}{% set ns.x = [ns] * 2 %}{{ ns }}",
+                "holds the namespace itself",
+            ),
+            // The check is charged to the fuel budget: big values assigned again and again
+            // run out of fuel instead of working on.
+            (
+                "{% set ns = namespace() %}{% set big = range(5000)|list %}\
+                 {% for i in range(100000) %}{% set ns.x = [big, big] %}{% endfor %}",
+                "budget",
             ),
         ];
         for (source, expected) in cases {

@@ -36,19 +36,29 @@ impl Ledger {
     /// Reserve `bytes` for buffer `label`, or fail naming the request, what is held and the
     /// limit. The reservation is returned when the lease drops.
     pub(crate) fn reserve(self: &Arc<Self>, label: &str, bytes: u64) -> Result<Lease> {
-        let before = self.in_use.fetch_add(bytes, Ordering::Relaxed);
-        let after = before.saturating_add(bytes);
-        if let Some(limit) = self.limit
-            && after > limit
-        {
-            self.in_use.fetch_sub(bytes, Ordering::Relaxed);
-            return Err(Error::OutOfMemory(format!(
-                "buffer '{label}' needs {} but kiln already holds {} of its {} memory limit",
-                bytes_text(bytes),
-                bytes_text(before),
-                bytes_text(limit)
-            )));
-        }
+        // Reserve only what fits: two allocations near the limit cannot both fail where one
+        // would fit.
+        let limit = self.limit.unwrap_or(u64::MAX);
+        let mut held = self.in_use.load(Ordering::Relaxed);
+        let after = loop {
+            let Some(after) = held.checked_add(bytes).filter(|&after| after <= limit) else {
+                return Err(Error::OutOfMemory(format!(
+                    "buffer '{label}' needs {} but kiln already holds {} of its {} memory limit",
+                    bytes_text(bytes),
+                    bytes_text(held),
+                    bytes_text(limit)
+                )));
+            };
+            match self.in_use.compare_exchange_weak(
+                held,
+                after,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break after,
+                Err(now) => held = now,
+            }
+        };
         self.peak.fetch_max(after, Ordering::Relaxed);
         Ok(Lease {
             ledger: self.clone(),

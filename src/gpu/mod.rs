@@ -150,8 +150,8 @@ impl Gpu {
 
     /// Use a device the caller owns (say, a desktop app's render device). kiln works within the
     /// device's limits and features as they are; it does not install an error handler or a
-    /// device-lost callback (the app keeps its own), so [`Gpu::lost`] knows only of losses
-    /// kiln injected itself. `unpack2x16float` is assumed available, as WebGPU guarantees.
+    /// device-lost callback (the app keeps its own), so [`Gpu::lost`] knows of a loss once
+    /// kiln's own work fails (a readback) or kiln injected it. `unpack2x16float` is assumed available, as WebGPU guarantees.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Gpu {
         let info = device.adapter_info();
         Self::with_info(device, queue, info, true, &GpuOptions::default())
@@ -487,6 +487,10 @@ impl Gpu {
             if let lost @ Error::DeviceLost(_) = self.failure(String::new()) {
                 return Err(lost);
             }
+            log::error!(
+                "a readback on {} failed ({e}): kiln takes the device as lost",
+                self.describe()
+            );
             self.mark_lost(format!("a readback failed: {e}"));
             return Err(self.failure(String::new()));
         }

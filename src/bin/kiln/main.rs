@@ -66,7 +66,7 @@ pub fn open(adapter: kiln::gpu::AdapterChoice, limit_mib: Option<u64>) -> Result
         .map(|m| {
             m.checked_mul(1 << 20)
                 .filter(|&b| b > 0)
-                .with_context(|| format!("--memory-limit {m}: give 1 to 2^44 MiB"))
+                .with_context(|| format!("--memory-limit {m}: give 1 to 2^44 - 1 MiB"))
         })
         .transpose()?;
     let gpu = pollster::block_on(Gpu::new(&GpuOptions {
@@ -75,9 +75,11 @@ pub fn open(adapter: kiln::gpu::AdapterChoice, limit_mib: Option<u64>) -> Result
         ..Default::default()
     }))?;
     if let Ok(n) = std::env::var("KILN_INJECT_DEVICE_LOSS") {
-        let n: u64 = n
-            .parse()
-            .with_context(|| format!("KILN_INJECT_DEVICE_LOSS={n}: give a count of submissions"))?;
+        let n: u64 = n.parse().ok().filter(|&n| n > 0).with_context(|| {
+            format!(
+                "KILN_INJECT_DEVICE_LOSS={n}: give the submission to lose the device at (1 or more)"
+            )
+        })?;
         eprintln!(
             "KILN_INJECT_DEVICE_LOSS={n}: the device on {} will be lost at submission {n}",
             gpu.describe()

@@ -102,7 +102,7 @@ impl Metrics {
         let gpu_memory = Gauge::default();
         r.register(
             "kiln_gpu_memory_bytes",
-            "Bytes of GPU buffers kiln holds: weights, KV cache, activations",
+            "Bytes of GPU buffers kiln holds, on all its adapters: weights, KV cache, activations",
             gpu_memory.clone(),
         );
         let device_lost = Gauge::default();

@@ -236,9 +236,13 @@ async fn health(State(s): State<Arc<Shared>>) -> Response {
 async fn metrics_text(State(s): State<Arc<Shared>>) -> Response {
     let waiting = s.queue.max_capacity() - s.queue.capacity();
     s.metrics.waiting.set(waiting as i64);
-    s.metrics
-        .gpu_memory
-        .set(s.model.gpu().memory_in_use() as i64);
+    let held: u64 = s
+        .model
+        .stages()
+        .iter()
+        .map(|st| st.gpu.memory_in_use())
+        .sum();
+    s.metrics.gpu_memory.set(held as i64);
     s.metrics.device_lost.set(i64::from(s.lost().is_some()));
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],

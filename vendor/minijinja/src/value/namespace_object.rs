@@ -26,8 +26,14 @@ impl Object for Namespace {
     }
 }
 
-/// How many values an assignment to a namespace may look through for the namespace itself.
-const MAX_CHECKED: usize = 100_000;
+/// The most containers an assignment to a namespace looks through for the namespace itself,
+/// where no fuel budget ends the walk first.
+const MAX_CHECKED: usize = 10_000_000;
+
+/// Fuel units charged per container the check visits (a built-in filter's item visit,
+/// `vm::fuel::ITEM_COST`), and per other value (a byte's worth, `vm::fuel::BYTE_COST`).
+const CONTAINER_COST: u64 = 32;
+const VALUE_COST: u64 = 1;
 
 impl Namespace {
     pub(crate) fn set_value(&self, key: &str, value: Value) {
@@ -37,9 +43,16 @@ impl Namespace {
     /// `{% set ns.key = value %}`, refused where `value` holds this namespace (kiln's patch):
     /// a namespace that holds itself is a cycle, and printing, comparing or serializing it
     /// recursed without end (a stack overflow that aborts the process), and it was never
-    /// freed. Namespaces are the only mutable values, so this is the only way to make one.
-    pub(crate) fn try_set_value(&self, key: &str, value: Value) -> Result<(), Error> {
-        if holds(&value, self)? {
+    /// freed. Namespaces are the only mutable values, so an assignment to one is the only
+    /// way to make a cycle. `charge` is called with the fuel units of each container
+    /// visited, and ends the check with its error.
+    pub(crate) fn try_set_value(
+        &self,
+        key: &str,
+        value: Value,
+        charge: &dyn Fn(u64) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        if holds(&value, self, charge)? {
             return Err(Error::new(
                 ErrorKind::InvalidOperation,
                 format!("cannot assign to namespace attribute '{key}' a value that holds the namespace itself"),
@@ -50,13 +63,28 @@ impl Namespace {
     }
 }
 
-/// Whether `value` is or holds `target`, through lists, maps and namespaces; an error past
-/// [`MAX_CHECKED`] values. Values are acyclic before an assignment, so the walk ends; it keeps
-/// its own stack, so deep nesting cannot overflow the thread's.
-fn holds(value: &Value, target: &Namespace) -> Result<bool, Error> {
+/// Whether `value` is or holds `target`, through lists, maps, namespaces and finite lazy
+/// sequences (`a + b`, `|reverse`, slices, `seq * n`). Values are acyclic before an
+/// assignment, so the walk ends; it keeps its own stack, so deep nesting cannot overflow the
+/// thread's.
+fn holds(
+    value: &Value,
+    target: &Namespace,
+    charge: &dyn Fn(u64) -> Result<(), Error>,
+) -> Result<bool, Error> {
     let mut todo = vec![value.clone()];
     let mut checked = 0usize;
+    // Charged in batches, and what is left at the end.
+    let mut owed = 0u64;
     while let Some(v) = todo.pop() {
+        if owed >= 4096 {
+            ok!(charge(std::mem::take(&mut owed)));
+        }
+        let Some(obj) = v.as_object() else {
+            owed += VALUE_COST; // strings, numbers and the like hold nothing
+            continue;
+        };
+        owed += CONTAINER_COST;
         checked += 1;
         if checked > MAX_CHECKED {
             return Err(Error::new(
@@ -71,11 +99,11 @@ fn holds(value: &Value, target: &Namespace) -> Result<bool, Error> {
             todo.extend(ns.data.lock().unwrap().values().cloned());
             continue;
         }
-        let Some(obj) = v.as_object() else {
-            continue;
-        };
         match obj.repr() {
             ObjectRepr::Seq => todo.extend(ok!(v.try_iter())),
+            ObjectRepr::Iterable if obj.enumerator_len().is_some() => {
+                todo.extend(ok!(v.try_iter()))
+            }
             ObjectRepr::Map => {
                 for key in ok!(v.try_iter()) {
                     if let Ok(item) = v.get_item(&key) {
@@ -87,5 +115,6 @@ fn holds(value: &Value, target: &Namespace) -> Result<bool, Error> {
             _ => {}
         }
     }
+    ok!(charge(owed));
     Ok(false)
 }

@@ -542,7 +542,7 @@ impl<'env> Executor<'env> {
                     b = stack.pop();
                     a = stack.pop();
                     if let Some(ns) = b.downcast_object_ref::<Namespace>() {
-                        ctx_ok!(ns.try_set_value(name, a));
+                        ctx_ok!(ns.try_set_value(name, a, &|units| state.charge_fuel(units)));
                     } else {
                         bail!(Error::new(
                             ErrorKind::InvalidOperation,
