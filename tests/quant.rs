@@ -285,6 +285,8 @@ fn gemv_configs(gpu: &Gpu) -> Vec<Gemv> {
             ..Gemv::ONE_LANE
         });
     }
+    // One lane a column, x read once per subgroup and broadcast (blocks widened to f32).
+    out.push(Gemv::BLOCK_BROADCAST);
     // Another tile: two lanes a column, 16 columns a workgroup.
     out.push(Gemv {
         lanes: 2,

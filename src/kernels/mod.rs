@@ -67,6 +67,12 @@ pub enum Include {
     TileRowsShared,
     /// The same, read once per subgroup and broadcast (subgroups of 8 or 16).
     TileRowsSubgroup,
+    /// `x_block(at, lane8)`: the 32 elements of a row of x one weight block multiplies (the
+    /// block GEMV), each lane reading its own (every adapter).
+    XBlockDirect,
+    /// The same, read once per subgroup and broadcast (subgroups of at least 8, one lane a
+    /// column).
+    XBlockSubgroup,
     /// `x4(m, k)` and `w4(n, k)`: 4 consecutive k of an activation row and a weight row,
     /// zero past K (the CPU GEMMs).
     GemmK4,
@@ -97,6 +103,8 @@ impl Include {
             Include::Q8Block => include_str!("../../shaders/q8_block.wgsl"),
             Include::TileRowsShared => include_str!("../../shaders/tile_rows_shared.wgsl"),
             Include::TileRowsSubgroup => include_str!("../../shaders/tile_rows_subgroup.wgsl"),
+            Include::XBlockDirect => include_str!("../../shaders/x_block_direct.wgsl"),
+            Include::XBlockSubgroup => include_str!("../../shaders/x_block_subgroup.wgsl"),
             Include::GemmK4 => include_str!("../../shaders/gemm_k4.wgsl"),
             Include::RealF32 => include_str!("../../shaders/real_f32.wgsl"),
             Include::RealF16 => include_str!("../../shaders/real_f16.wgsl"),
@@ -107,7 +115,10 @@ impl Include {
     pub fn needs_subgroups(self) -> bool {
         matches!(
             self,
-            Include::LanesSubgroup | Include::ReduceSubgroup | Include::TileRowsSubgroup
+            Include::LanesSubgroup
+                | Include::ReduceSubgroup
+                | Include::TileRowsSubgroup
+                | Include::XBlockSubgroup
         )
     }
 }
@@ -277,7 +288,8 @@ pub struct Target {
     /// Key ranges a decode row's attention over a KV cache is split into (a multiple of 16;
     /// 0 never splits): the row-block kernel's split mode, then a merge
     /// (`shaders/attention_merge.wgsl`). Unset, decode programs split by the cache's length
-    /// ([`crate::ops::attention::decode_splits`]) wherever the row-block kernel runs.
+    /// ([`crate::ops::attention::decode_splits`]) wherever the row-block kernel runs;
+    /// [`Target::of`] sets 16 on CPU adapters and 0 on GL.
     pub attention_splits: Option<usize>,
     /// The kernel of matmuls over more rows than GEMV takes.
     pub gemm: Gemm,
@@ -376,18 +388,31 @@ impl GemvTable {
     /// the f32 path's speed on lavapipe at this tile, `kiln tune`, 2026-11-29).
     pub const DEFAULT: GemvTable = GemvTable::uniform(Gemv::DEFAULT).with_int8();
 
-    /// Before tuning, on an adapter of kind `device`: [`GemvTable::DEFAULT`], except on CPU
-    /// adapters, where one lane per column ([`Gemv::ONE_LANE`]) runs without workgroup
-    /// memory. In the browser, where kiln does not tune, that is 7x the default's speed for
-    /// a Q4_0 head on Chromium's SwiftShader (Dawn zeroes workgroup memory and bounds-checks
-    /// every access). On lavapipe natively it was 1.3-1.5x for SmolLM2's head and ffn_up,
-    /// 1.0-1.3x for ffn_down, and 0.6-0.85x for its small Q4_0/Q8_0 attention matrices
-    /// (`kiln bench`, 2026-12-04); native runs tune anyway.
-    pub fn untuned(device: wgpu::DeviceType) -> GemvTable {
+    /// Before tuning, on an adapter of kind `device` whose smallest subgroup is `subgroup`
+    /// (`None` without SUBGROUP): [`GemvTable::DEFAULT`], except on CPU adapters, where one
+    /// lane per column ([`Gemv::ONE_LANE`]) runs without workgroup memory. In the browser,
+    /// where kiln does not tune, that is 7x the default's speed for a Q4_0 head on Chromium's
+    /// SwiftShader (Dawn zeroes workgroup memory and bounds-checks every access). On lavapipe
+    /// natively it was 1.3-1.5x for SmolLM2's head and ffn_up, 1.0-1.3x for ffn_down, and
+    /// 0.6-0.85x for its small Q4_0/Q8_0 attention matrices (`kiln bench`, 2026-12-04);
+    /// native runs tune anyway. Where subgroups hold 8 lanes or more (lavapipe), block
+    /// weights take [`Gemv::BLOCK_BROADCAST`]: 1.4x the 8-bit GEMV's speed at one row of x
+    /// and 2.7x at four on lavapipe (2048 x 2048 Q4_1, 2026-12-05).
+    pub fn untuned(device: wgpu::DeviceType, subgroup: Option<u32>) -> GemvTable {
         match device {
+            wgpu::DeviceType::Cpu if subgroup.is_some_and(|s| s >= 8) => {
+                GemvTable::uniform(Gemv::ONE_LANE).with_blocks(Gemv::BLOCK_BROADCAST)
+            }
             wgpu::DeviceType::Cpu => GemvTable::uniform(Gemv::ONE_LANE).with_int8(),
             _ => GemvTable::DEFAULT,
         }
+    }
+
+    /// `cfg` for every block format.
+    const fn with_blocks(mut self, cfg: Gemv) -> GemvTable {
+        self.blocks = [cfg; 8];
+        self.narrow_blocks = [cfg; 8];
+        self
     }
 
     /// 8-bit activations for every block format.
@@ -482,6 +507,14 @@ impl Gemv {
         ..Gemv::DEFAULT
     };
 
+    /// One lane per column with subgroups: block weights widened to f32 against x read once
+    /// per subgroup and broadcast (`shaders/x_block_subgroup.wgsl`), so that each extra row
+    /// of x costs only its multiply-adds. Needs subgroups of at least 8.
+    pub const BLOCK_BROADCAST: Gemv = Gemv {
+        subgroups: true,
+        ..Gemv::ONE_LANE
+    };
+
     /// Whether `gpu` can run this configuration.
     pub fn fits(&self, gpu: &crate::gpu::Gpu) -> bool {
         let threads = self.lanes * self.rows;
@@ -489,6 +522,8 @@ impl Gemv {
             && threads <= gpu.limits().max_compute_invocations_per_workgroup
             && threads <= 256
             && (!self.subgroups || (gpu.has_subgroups() && self.lanes <= gpu.subgroup_min_size()))
+            // One lane a column with subgroups: the block GEMV broadcasts x in eights.
+            && (!self.subgroups || self.lanes > 1 || gpu.subgroup_min_size() >= 8)
     }
 }
 
@@ -519,6 +554,7 @@ impl Target {
     pub fn of(gpu: &crate::gpu::Gpu) -> Target {
         let tuned = tuning::tuned(gpu);
         let gl = gpu.info().backend == wgpu::Backend::Gl;
+        let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
         Target {
             has_f16: gpu.has_f16(),
             has_f16_unpack: gpu.has_f16_unpack(),
@@ -532,7 +568,19 @@ impl Target {
             // dispatch while holding it: GL keeps the per-row kernel, and so does not split
             // decode's keys (split mode is the row-block kernel's).
             attention_rows: gl.then_some(usize::MAX),
-            attention_splits: gl.then_some(0),
+            // On other CPU adapters decode splits each row's keys into 16 ranges, one
+            // workgroup a (row, head), whatever the cache's length: there every workgroup's
+            // fixed work (its query, its merge) costs lanes, and two cores gain nothing from
+            // more. On lavapipe with SmolLM2's 2048-position cache that took attention from
+            // 9.6 to 4.1 ms a decode step at one stream and from 32.7 to 10.8 at four
+            // (`kiln generate --profile`, 2026-12-05).
+            attention_splits: if gl {
+                Some(0)
+            } else if cpu {
+                Some(crate::ops::attention::ROWS_BQ as usize)
+            } else {
+                None
+            },
             gemm: tuned.gemm.unwrap_or(Gemm::available(gpu)[0]),
         }
     }

@@ -28,7 +28,10 @@ impl Tuning {
     /// [`Target::of`](super::Target::of) picks it.
     pub fn untuned(gpu: &Gpu) -> Tuning {
         Tuning {
-            gemv: GemvTable::untuned(gpu.info().device_type),
+            gemv: GemvTable::untuned(
+                gpu.info().device_type,
+                gpu.has_subgroups().then(|| gpu.subgroup_min_size()),
+            ),
             gemv_max_rows: None,
             gemm: None,
         }

@@ -4,11 +4,12 @@
 //! Two kinds of kernel compute it: a tiled GEMM for many rows, as the target's [`Gemm`] says
 //! (`shaders/matmul.wgsl` for GPUs, `shaders/matmul_columns.wgsl` and its subgroup twin for
 //! CPU adapters), and a GEMV that streams each weight once per block of 8 rows, for decode
-//! and short prompts. GEMV
-//! widens weights to f32 (`shaders/gemv.wgsl`) or, on block-quantized weights, dots them with
-//! 8-bit activations (`shaders/gemv_q8.wgsl`, after `shaders/quantize_q8.wgsl` has quantized
-//! x once into the op's scratch), as the target's [`Gemv`] says (F32 weights with rows of a
-//! multiple of 4 are read as vectors, `shaders/gemv_f32x4.wgsl`); its lanes sum
+//! and short prompts. GEMV widens float weights to f32 (`shaders/gemv.wgsl`; F32 weights with
+//! rows of a multiple of 4 are read as vectors, `shaders/gemv_f32x4.wgsl`). Block-quantized
+//! weights are either widened to f32 a block at a time for every row of x
+//! (`shaders/gemv_block.wgsl`, which can read x once per subgroup and broadcast it) or dotted
+//! with 8-bit activations (`shaders/gemv_q8.wgsl`, after `shaders/quantize_q8.wgsl` has
+//! quantized x once into the op's scratch), as the target's [`Gemv`] says. Its lanes sum
 //! in workgroup memory or with subgroup shuffles. When a program's steps may have either,
 //! both are emitted and each step runs the one that suits the rows it has. A weight larger
 //! than one binding is split by rows into parts, one dispatch each.
@@ -161,6 +162,33 @@ pub static GEMV_Q8_1: Family = gemv_family(
     &[Include::Epilogue, Include::LanesOne, Include::Q8Block],
 );
 
+/// GEMV of block weights widened to f32 once per block for every row of x, lanes summed in
+/// workgroup memory: what block weights run without 8-bit activations.
+pub static GEMV_BLOCK: Family = gemv_family(
+    "gemv_block",
+    GEMV_BLOCK_SRC,
+    &[Include::Epilogue, Include::LanesShared, Include::XBlockDirect],
+);
+/// [`GEMV_BLOCK`] with lanes summed by subgroup shuffles.
+pub static GEMV_BLOCK_SG: Family = gemv_family(
+    "gemv_block_sg",
+    GEMV_BLOCK_SRC,
+    &[Include::Epilogue, Include::LanesSubgroup, Include::XBlockDirect],
+);
+/// [`GEMV_BLOCK`] with one lane per column.
+pub static GEMV_BLOCK_1: Family = gemv_family(
+    "gemv_block_1",
+    GEMV_BLOCK_SRC,
+    &[Include::Epilogue, Include::LanesOne, Include::XBlockDirect],
+);
+/// [`GEMV_BLOCK_1`] reading x once per subgroup and broadcasting it: batched decode on CPU
+/// adapters.
+pub static GEMV_BLOCK_1_SG: Family = gemv_family(
+    "gemv_block_1_sg",
+    GEMV_BLOCK_SRC,
+    &[Include::Epilogue, Include::LanesOne, Include::XBlockSubgroup],
+);
+
 /// Activations to 8-bit blocks for the 8-bit GEMV, once per step.
 pub static QUANTIZE_Q8: Family = Family {
     name: "quantize_q8",
@@ -176,6 +204,7 @@ const QX_BYTES: usize = 64;
 
 const GEMV_SRC: &str = include_str!("../../shaders/gemv.wgsl");
 const GEMV_Q8_SRC: &str = include_str!("../../shaders/gemv_q8.wgsl");
+const GEMV_BLOCK_SRC: &str = include_str!("../../shaders/gemv_block.wgsl");
 const GEMV_F32X4_SRC: &str = include_str!("../../shaders/gemv_f32x4.wgsl");
 
 const fn gemv_family(
@@ -244,6 +273,10 @@ pub fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue, cfg: Gemv, k: us
     };
     let family: &Family = if int8 {
         lanes(&GEMV_Q8_1, &GEMV_Q8, &GEMV_Q8_SG)
+    } else if w.is_block() && cfg.lanes == 1 && cfg.subgroups {
+        &GEMV_BLOCK_1_SG
+    } else if w.is_block() {
+        lanes(&GEMV_BLOCK_1, &GEMV_BLOCK, &GEMV_BLOCK_SG)
     } else if vec4 {
         lanes(&GEMV_F32X4_1, &GEMV_F32X4, &GEMV_F32X4_SG)
     } else {
@@ -267,7 +300,7 @@ pub fn variants() -> Vec<Kernel> {
                 for kind in [Gemm::Tiled, Gemm::Columns, Gemm::ColumnsSubgroup, Gemm::Direct] {
                     out.push(gemm(kind, w, b, epi, 1).0);
                 }
-                for (lanes, subgroups) in [(4, false), (4, true), (1, false)] {
+                for (lanes, subgroups) in [(4, false), (4, true), (1, false), (1, true)] {
                     for int8 in [false, true] {
                         if int8 && !w.is_block() {
                             continue;

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 /// Bump when kernels change enough that old choices should be measured again. (4: the GEMM
 /// kernel is chosen too, and GEMV's crossover to GEMM is timed against it. 5: the register
-/// GEMM joins the candidates.)
-const VERSION: u32 = 5;
+/// GEMM joins the candidates. 6: block weights widened to f32 against x broadcast per
+/// subgroup, `Gemv::BLOCK_BROADCAST`.)
+const VERSION: u32 = 6;
 
 /// The GEMM timed to choose a kernel (m, k, n): a 128-token prompt through a 512 x 512
 /// weight, F32 (every adapter reads it), small enough for SwiftShader (0.3 GFLOP/s).
@@ -288,9 +289,13 @@ pub async fn tune_gemm(gpu: &Gpu) -> Result<GemmChoice> {
 }
 
 /// The configurations worth timing: first each mode (lane reduction, 8-bit activations for
-/// block formats) at the default tile, then tiles for the fastest mode.
+/// block formats) at the default tile, and for block formats x broadcast per subgroup (one
+/// lane a column); then tiles for the fastest mode.
 fn modes(gpu: &Gpu, block: bool) -> Vec<Gemv> {
     let mut out = Vec::new();
+    if block && Gemv::BLOCK_BROADCAST.fits(gpu) {
+        out.push(Gemv::BLOCK_BROADCAST);
+    }
     for subgroups in [false, true] {
         for int8 in [false, true] {
             let lanes = if subgroups {

@@ -312,7 +312,12 @@ fn print_candidates(timed: &[kiln::tune::Candidate], best: &kiln::tune::Candidat
             "    lanes {:>2} x rows {:>3}  {:<9} {:<9} {:>9.1} us  {:.2}x  {:>7.1} GB/s{}",
             g.lanes,
             g.rows,
-            if g.subgroups { "subgroup" } else { "shared" },
+            match (g.lanes, g.subgroups) {
+                (1, true) => "broadcast",
+                (1, false) => "one lane",
+                (_, true) => "subgroup",
+                (_, false) => "shared",
+            },
             if g.int8 { "int8" } else { "f32" },
             c.micros,
             base / c.micros,
