@@ -11,7 +11,9 @@
 //
 // Split mode (p.splits > 0, decode: a row or a few, many keys): the BQ row slots of a
 // workgroup are instead BQ of one row's p.splits key ranges, workgroup x being head *
-// (splits / BQ) + block and y the row. Each range's merged partial (its accumulator, not yet
+// (splits / BQ) + block and y the row; or, where p.splits is a divisor of BQ, the ranges of
+// BQ / p.splits consecutive heads of the row (CPU adapters: fewer threads a head, each with
+// more keys, so less of the per-thread work of loading q and merging). Each range's merged partial (its accumulator, not yet
 // divided, then (m, l)) goes to o, which is then (rows, heads, splits, HD4 + 1) vec4s, and
 // attention_merge.wgsl combines them. This spreads a decode row's keys over 4 * splits
 // threads in splits / BQ workgroups, where the per-row kernel has 64 threads in one.
@@ -46,11 +48,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let qr = tid / QUAD;
     let c = tid % QUAD;
     let split = p.splits > 0u;
+    // Split mode: each head's ranges take `blocks` workgroups of BQ, or, with fewer ranges
+    // than BQ (a divisor of it), BQ / per heads share one workgroup.
+    let per = clamp(p.splits, 1u, BQ);
     let blocks = max(p.splits / BQ, 1u);
-    let h = select(wid.x, wid.x / blocks, split);
+    let h = select(wid.x, (wid.x / blocks) * (BQ / per) + qr / per, split);
     let r = select(wid.y * BQ + qr, wid.y, split);
-    let part = (wid.x % blocks) * BQ + qr;
-    let in_step = r < p.seqs * p.tokens;
+    let part = (wid.x % blocks) * BQ + qr % per;
+    let in_step = r < p.seqs * p.tokens && h < p.heads;
     let s = min(r / p.tokens, p.seqs - 1u);
     let t = r % p.tokens;
     let sq = seqs[s];

@@ -173,7 +173,7 @@ fn split_decode_matches_the_reference() {
                         qkv(&mut rng, 3, h),
                     ),
                 ];
-                for splits in [16, 48, 64] {
+                for splits in [2, 4, 16, 48, 64] {
                     let target = Target {
                         attention_splits: Some(splits),
                         ..Target::of(gpu)

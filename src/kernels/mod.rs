@@ -289,7 +289,8 @@ pub struct Target {
     /// 0 never splits): the row-block kernel's split mode, then a merge
     /// (`shaders/attention_merge.wgsl`). Unset, decode programs split by the cache's length
     /// ([`crate::ops::attention::decode_splits`]) wherever the row-block kernel runs;
-    /// [`Target::of`] sets 16 on CPU adapters and 0 on GL.
+    /// [`Target::of`] sets [`CPU_ATTENTION_SPLITS`] on CPU adapters and 0 on GL. Fewer ranges
+    /// than the kernel's 16 row slots must divide 16: several heads then share a workgroup.
     pub attention_splits: Option<usize>,
     /// The kernel of matmuls over more rows than GEMV takes.
     pub gemm: Gemm,
@@ -545,6 +546,9 @@ impl Target {
     }
 }
 
+/// Key ranges of a decode row's attention on CPU adapters other than GL (see [`Target::of`]).
+pub const CPU_ATTENTION_SPLITS: usize = 4;
+
 /// By default, up to this many rows run as GEMV.
 pub const GEMV_MAX_ROWS: usize = 16;
 
@@ -568,16 +572,18 @@ impl Target {
             // dispatch while holding it: GL keeps the per-row kernel, and so does not split
             // decode's keys (split mode is the row-block kernel's).
             attention_rows: gl.then_some(usize::MAX),
-            // On other CPU adapters decode splits each row's keys into 16 ranges, one
-            // workgroup a (row, head), whatever the cache's length: there every workgroup's
-            // fixed work (its query, its merge) costs lanes, and two cores gain nothing from
-            // more. On lavapipe with SmolLM2's 2048-position cache that took attention from
-            // 9.6 to 4.1 ms a decode step at one stream and from 32.7 to 10.8 at four
-            // (`kiln generate --profile`, 2026-12-05).
+            // On other CPU adapters decode splits each row's keys into 4 ranges whatever the
+            // cache's length, four heads to a workgroup: there every workgroup's and every
+            // thread's fixed work (loading the query, merging) costs lanes, and two cores gain
+            // nothing from more. On lavapipe with SmolLM2's 2048-position cache, attention a
+            // decode step took 9.6 ms at one stream and 32.7 at four split 64 ways (16 per 512
+            // positions), 5.1 and 15.2 split 16 ways, and 3.8 and 6.5 split 4 ways (`kiln
+            // generate --profile`, 2026-12-05; 1 and 2 ranges were within 10% of 4, but leave
+            // one core idle for a lone sequence).
             attention_splits: if gl {
                 Some(0)
             } else if cpu {
-                Some(crate::ops::attention::ROWS_BQ as usize)
+                Some(CPU_ATTENTION_SPLITS)
             } else {
                 None
             },

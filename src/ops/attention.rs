@@ -14,7 +14,9 @@
 //! Decode programs (one token per sequence) over a KV cache split each row's keys into
 //! ranges instead ([`decode_splits`], or [`Target::attention_splits`](crate::Target)): the
 //! row-block kernel's split mode computes each range's partial softmax into the op's
-//! scratch, and `shaders/attention_merge.wgsl` merges them. Where the row-block kernel does
+//! scratch, and `shaders/attention_merge.wgsl` merges them: a multiple of 16 ranges fills
+//! whole workgroups per head, and fewer (a divisor of 16, as CPU adapters run) put several
+//! heads' ranges in one workgroup ([`split_count`]). Where the row-block kernel does
 //! not fit the heads, or the target says 0 (GL), decode takes the per-row kernel. Splitting
 //! is decided by `attention_splits` alone: `attention_rows` does not turn it off.
 
@@ -104,6 +106,19 @@ fn merge_kernel(head_dim: usize) -> Kernel {
 /// row-block workgroup a head) per 512 positions, at most 64.
 pub fn decode_splits(capacity: usize) -> usize {
     ROWS_BQ as usize * capacity.div_ceil(512).clamp(1, 4)
+}
+
+/// The key ranges the row-block kernel's split mode runs for `n` asked: a power of two below
+/// [`ROWS_BQ`] (that many heads' ranges share a workgroup), else a multiple of it (0 stays 0).
+pub fn split_count(n: usize) -> usize {
+    let bq = ROWS_BQ as usize;
+    if n < bq { n.next_power_of_two().min(bq) * usize::from(n > 0) } else { n.next_multiple_of(bq) }
+}
+
+/// Workgroups along x of the split mode for `heads` heads in `splits` ranges each.
+fn split_groups(heads: usize, splits: usize) -> u32 {
+    let bq = ROWS_BQ as usize;
+    if splits >= bq { (heads * splits / bq) as u32 } else { heads.div_ceil(bq / splits) as u32 }
 }
 
 fn kernel() -> Kernel {
@@ -202,7 +217,7 @@ impl Attention {
             return 0;
         }
         let n = e.target.attention_splits.unwrap_or_else(|| decode_splits(ks[1]));
-        n.next_multiple_of(ROWS_BQ as usize)
+        split_count(n)
     }
 
     /// (causal, window, explicit key count) as the kernel takes them.
@@ -323,7 +338,7 @@ impl Op for Attention {
         if splits > 0 {
             let scratch = e.scratch()?;
             let split = Params { splits: splits as u32, ..params };
-            let shape = GridShape::RowsY { x: (h.heads * splits) as u32 / ROWS_BQ, per_group: 1 };
+            let shape = GridShape::RowsY { x: split_groups(h.heads, splits), per_group: 1 };
             let mut b = bindings.clone();
             b[5] = scratch.clone();
             e.dispatch(rows_kernel(h.head_dim), b, &split, e.grid(e.rows(self.q), shape));
@@ -439,4 +454,23 @@ pub fn attention(
         o.extend(attend(&q[j * qw..(j + 1) * qw], &k[..n * kvw], &v[..n * kvw], h, first, scale));
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_counts_fill_the_row_slots() {
+        let asked = [0, 1, 2, 3, 4, 5, 8, 9, 15, 16, 17, 48, 50];
+        let got: Vec<usize> = asked.iter().map(|&n| split_count(n)).collect();
+        assert_eq!(got, [0, 1, 2, 4, 4, 8, 8, 16, 16, 16, 32, 48, 64]);
+        // Fewer ranges than slots: heads share workgroups, the last one partly.
+        assert_eq!(split_groups(9, 4), 3);
+        assert_eq!(split_groups(6, 2), 1);
+        assert_eq!(split_groups(9, 1), 1);
+        // Whole workgroups per head.
+        assert_eq!(split_groups(9, 16), 9);
+        assert_eq!(split_groups(3, 64), 12);
+    }
 }
