@@ -13,10 +13,10 @@
 // workgroup are instead BQ of one row's p.splits key ranges, workgroup x being head *
 // (splits / BQ) + block and y the row; or, where p.splits is a divisor of BQ, the ranges of
 // BQ / p.splits consecutive heads of the row (CPU adapters: fewer threads a head, each with
-// more keys, so less of the per-thread work of loading q and merging). Each range's merged partial (its accumulator, not yet
-// divided, then (m, l)) goes to o, which is then (rows, heads, splits, HD4 + 1) vec4s, and
-// attention_merge.wgsl combines them. This spreads a decode row's keys over 4 * splits
-// threads in splits / BQ workgroups, where the per-row kernel has 64 threads in one.
+// more keys, so less of the per-thread work of loading q and merging). Each range's merged
+// partial (its accumulator, not yet divided, then (m, l)) goes to o, which is then (rows,
+// heads, splits, HD4 + 1) vec4s, and attention_merge.wgsl combines them. This spreads a
+// decode row's keys over 4 * splits threads, where the per-row kernel has 64 threads in one.
 //
 // On lavapipe this shape ran 30-100x faster than variants that look alike (one key per
 // iteration, CH of 2 or 4, head_dim from the params rather than the override HD4, columns

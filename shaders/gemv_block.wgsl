@@ -5,12 +5,13 @@
 // Each of the workgroup's ROWS columns has LANES lanes stride through the row's 32-element
 // blocks. A lane decodes a block once (qblock_w: a byte per quant and the affine (a, c) of
 // each half), widens it to f32 four weights at a time, and dots each four with the same four
-// elements of each of the workgroup's MR rows of x, read as vec4s at an address every lane of
-// the workgroup shares. What each extra row of x costs is those dot products alone: no 8-bit
-// emulation and no decoding, which is what makes several rows nearly as cheap as one on CPU
-// adapters, where every lane's arithmetic is paid for (gemv_q8.wgsl pays its integer dot
-// products once per row). The row loop has a constant trip count so that the compiler keeps
-// the sums in registers. K is a whole number of 32-element blocks.
+// elements of each of the workgroup's MR rows of x (x_block: each lane reading its own, or,
+// with one lane a column, where every lane of a subgroup needs the same elements, read once
+// per subgroup and broadcast). What each extra row of x costs is its reads and dot products;
+// the decoding is paid once, which is what makes several rows much cheaper than several
+// times one on CPU adapters, where every lane's arithmetic is paid for (gemv_q8.wgsl pays
+// its emulated integer dot products once per row). The row loop has a constant trip count
+// so that the compiler keeps the sums in registers. K is a whole number of 32-element blocks.
 
 struct Params {
     m: u32,
