@@ -397,8 +397,8 @@ impl GemvTable {
     /// natively it was 1.3-1.5x for SmolLM2's head and ffn_up, 1.0-1.3x for ffn_down, and
     /// 0.6-0.85x for its small Q4_0/Q8_0 attention matrices (`kiln bench`, 2026-12-04);
     /// native runs tune anyway. Where subgroups hold 8 lanes or more (lavapipe), block
-    /// weights take [`Gemv::BLOCK_BROADCAST`]: 1.4x the 8-bit GEMV's speed at one row of x
-    /// and 2.7x at four on lavapipe (2048 x 2048 Q4_1, 2026-12-05).
+    /// weights take [`Gemv::BLOCK_BROADCAST`]: 1.3-1.4x the 8-bit GEMV's speed at one row of
+    /// x and 2.7-3.0x at four on lavapipe (2048 x 2048 Q4_1, two runs, 2026-12-05).
     pub fn untuned(device: wgpu::DeviceType, subgroup: Option<u32>) -> GemvTable {
         match device {
             wgpu::DeviceType::Cpu if subgroup.is_some_and(|s| s >= 8) => {
