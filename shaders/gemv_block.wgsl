@@ -48,6 +48,8 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
+    // Before any branch: x_lane counts the subgroup's invocations.
+    let lane8 = x_lane();
     let lane = lid.x;
     let n = (wid.x + wid.y * nwg.x) * ROWS + lid.y;
     let m0 = wid.z * MR;
@@ -62,7 +64,6 @@ fn main(
     // Columns past the edge read the last one (not stored), so that every lane runs the
     // loop: x_block may broadcast across the subgroup.
     let s0 = min(n, p.n - 1u) * nb;
-    let lane8 = lid.y & 7u;
     // One lane a column: a loop the compiler sees is the same in every lane.
     let first = select(lane, 0u, LANES == 1u);
     for (var b = first; b < nb; b = b + LANES) {

@@ -46,6 +46,8 @@ var<workgroup> ws: array<vec4<f32>, TX * R * BK4>;
 
 @compute @workgroup_size(TX, TY, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    // Before any branch: tile_lane counts the subgroup's invocations.
+    let lane = tile_lane();
     let bm = TY * 16u;
     let bn = TX * R;
     let m0 = wid.y * bm;
@@ -74,8 +76,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         workgroupBarrier();
 
         for (var q = 0u; q < BK4; q = q + 1u) {
-            let a0 = tile_rows(q, lid.y, lid.x % 8u);
-            let a1 = tile_rows(q, lid.y + 8u * TY, lid.x % 8u);
+            let a0 = tile_rows(q, lid.y, lane);
+            let a1 = tile_rows(q, lid.y + 8u * TY, lane);
             var b: array<vec4<f32>, R>;
             for (var i = 0u; i < R; i = i + 1u) {
                 b[i] = ws[(lid.x + i * TX) * BK4 + q];

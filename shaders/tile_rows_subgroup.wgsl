@@ -3,7 +3,17 @@
 // or 16, so that it divides TX). Lane i of each subgroup (i < 8) reads row i alone and
 // broadcasts it: on CPU adapters a read at a lane-dependent address costs a load per lane,
 // so this reads the rows once where each thread reading its own reads them 8 times.
-// `lane` is the thread's index mod 8.
+// `lane` is tile_lane()'s: the thread's subgroup invocation index mod 8. Every thread of a
+// subgroup must share r0 (its row of threads), which holds where subgroups are runs of
+// consecutive local invocation indices, as on the CPU adapters this runs on, and TX is a
+// multiple of the subgroup size.
+
+// The subgroup invocation index mod 8, counted among the active invocations, so called
+// where the whole subgroup is (the top of main). WGSL does not say how invocations map to
+// subgroups, so it is not the local index mod 8.
+fn tile_lane() -> u32 {
+    return subgroupExclusiveAdd(1u) & 7u;
+}
 
 fn tile_rows(q: u32, r0: u32, lane: u32) -> array<vec4<f32>, 8> {
     let mine = xs[(r0 + lane * TY) * BK4 + q];
