@@ -4,7 +4,11 @@
 // column `col` holds its column's totals for the first `rows` rows. Call from uniform control
 // flow.
 
-var<workgroup> partial: array<f32, LANES * ROWS * MR>;
+// Room for LANES x ROWS threads of MR sums: a constant size, since Gemv::fits keeps LANES x
+// ROWS within 256. (Sized by LANES * ROWS * MR, naga 30 gives the array an unnamed override,
+// and panics processing a named override declared after it, such as gemv_block.wgsl's RPG.)
+const LANE_SLOTS: u32 = 256u;
+var<workgroup> partial: array<f32, LANE_SLOTS * MR>;
 
 fn lane_sum(acc: ptr<function, array<f32, MR>>, lane: u32, col: u32, rows: u32) {
     let slot = col * MR * LANES;

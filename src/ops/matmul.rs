@@ -263,7 +263,17 @@ pub fn gemm(
 /// The GEMV kernel for weights in `w` with rows of `k` elements, run as `cfg` says (int8
 /// only applies to blocks; one lane per column needs neither workgroup memory nor
 /// subgroups). F32 weights with `k` a multiple of 4 are read as vectors.
-pub fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue, cfg: Gemv, k: usize) -> Kernel {
+///
+/// `group_rows` (at most [`GEMV_MR`]): rows of x per workgroup, fewer than GEMV_MR where
+/// every step has fewer; the one-lane block kernels loop over just those (see `block_rows`).
+pub fn gemv(
+    w: WeightFormat,
+    bias: WeightFormat,
+    epi: Epilogue,
+    cfg: Gemv,
+    k: usize,
+    group_rows: u32,
+) -> Kernel {
     let int8 = cfg.int8 && w.is_block();
     let vec4 = w == WeightFormat::F32 && k.is_multiple_of(4);
     let lanes = |one, shared, subgroup| match (cfg.lanes == 1, cfg.subgroups) {
@@ -288,7 +298,25 @@ pub fn gemv(w: WeightFormat, bias: WeightFormat, epi: Epilogue, cfg: Gemv, k: us
         .weight("bias", bias)
         .constant("LANES", cfg.lanes)
         .constant("ROWS", cfg.rows);
+    let k = if block_rows(w, cfg) { k.constant("RPG", group_rows.min(GEMV_MR)) } else { k };
     epi.apply(k)
+}
+
+/// Whether the host sets the rows per workgroup of this GEMV to a step's rows: the block
+/// kernel (shaders/gemv_block.wgsl) with one lane a column, as CPU adapters run it, where
+/// each unused row costs a test and a branch per block. Other configurations (GPUs') keep
+/// GEMV_MR, so that one pipeline serves every step size.
+fn block_rows(w: WeightFormat, cfg: Gemv) -> bool {
+    w.is_block() && !cfg.int8 && cfg.lanes == 1
+}
+
+/// The rows of x each GEMV workgroup takes (`GridShape::RowsZ`'s `per_group`) for steps of
+/// at most `most` rows with this configuration.
+fn gemv_group_rows(w: WeightFormat, cfg: Gemv, most: usize) -> u32 {
+    match block_rows(w, cfg) {
+        true => most.clamp(1, GEMV_MR as usize) as u32,
+        false => GEMV_MR,
+    }
 }
 
 /// Every kernel variant matmuls can ask for (tests validate each with naga).
@@ -307,8 +335,15 @@ pub fn variants() -> Vec<Kernel> {
                         }
                         let cfg = Gemv { lanes, subgroups, int8, ..Gemv::DEFAULT };
                         let ks: &[usize] = if w == WeightFormat::F32 { &[4, 5] } else { &[4] };
+                        // The block kernels also as a decode step of 3 sequences sets them.
+                        let groups: &[u32] = match block_rows(w, cfg) {
+                            true => &[GEMV_MR, 3],
+                            false => &[GEMV_MR],
+                        };
                         for &k in ks {
-                            out.push(gemv(w, b, epi, cfg, k));
+                            for &group in groups {
+                                out.push(gemv(w, b, epi, cfg, k, group));
+                            }
                         }
                     }
                 }
@@ -479,7 +514,8 @@ impl Op for MatMul {
             // GEMV while a step has at most `cut` rows, GEMM above.
             if cut > 0 {
                 let [x, y, _] = grid(u64::from((n as u32).div_ceil(cfg.rows)), e.target.max_workgroups);
-                let shape = GridShape::RowsZ { xy: [x, y], per_group: GEMV_MR };
+                let group = gemv_group_rows(wf, cfg, most);
+                let shape = GridShape::RowsZ { xy: [x, y], per_group: group };
                 let mut g = e.grid(rows, shape);
                 if most > cut {
                     g.when = When::RowsAtMost(cut);
@@ -488,7 +524,7 @@ impl Op for MatMul {
                 if let Some(q) = &quantized {
                     b[1] = q.clone();
                 }
-                e.dispatch(gemv(wf, bf, epi, cfg, k), b, &params, g);
+                e.dispatch(gemv(wf, bf, epi, cfg, k, group), b, &params, g);
             }
             if most > cut {
                 let (kernel, x, per_group) = gemm(e.target.gemm, wf, bf, epi, n as u32);
