@@ -4,8 +4,8 @@
 // column `col` holds its column's totals for the first `rows` rows. Call from uniform control
 // flow.
 
-// Room for LANES x ROWS threads of MR sums: a constant size, since Gemv::fits keeps LANES x
-// ROWS within 256. (Sized by LANES * ROWS * MR, naga 30 gives the array an unnamed override,
+// Room for LANES x ROWS threads of MR sums: a constant size, the host's GEMV_MAX_THREADS, to
+// which Gemv::fits holds LANES x ROWS. (Sized by LANES * ROWS * MR, naga 30 gives the array an unnamed override,
 // and panics processing a named override declared after it, such as gemv_block.wgsl's RPG.)
 const LANE_SLOTS: u32 = 256u;
 var<workgroup> partial: array<f32, LANE_SLOTS * MR>;

@@ -253,20 +253,34 @@ fn a_broken_shader_is_caught_without_a_gpu() {
     assert!(!valid, "a type error must be rejected");
 }
 
+/// The value of `const NAME: u32` in `module`.
+fn const_u32(module: &naga::Module, name: &str) -> u32 {
+    let (_, c) = module
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("a const {name}"));
+    match module.global_expressions[c.init] {
+        naga::Expression::Literal(naga::Literal::U32(v)) => v,
+        ref other => panic!("{name} is {other:?}"),
+    }
+}
+
 /// The CPU GEMM's rows of threads are a const in its shader (workgroup arrays read by an
 /// include are sized by it); the host sizes its grid by GEMM_COLUMNS_TY.
 #[test]
 fn the_cpu_gemm_rows_of_threads_match_the_host() {
     use kiln::ops::matmul::{GEMM_COLUMNS, GEMM_COLUMNS_TY};
-    let module = module_of(&GEMM_COLUMNS);
-    let (_, ty) = module
-        .constants
-        .iter()
-        .find(|(_, c)| c.name.as_deref() == Some("TY"))
-        .expect("a const TY");
-    let value = match module.global_expressions[ty.init] {
-        naga::Expression::Literal(naga::Literal::U32(v)) => v,
-        ref other => panic!("TY is {other:?}"),
-    };
-    assert_eq!(value, GEMM_COLUMNS_TY);
+    assert_eq!(const_u32(&module_of(&GEMM_COLUMNS), "TY"), GEMM_COLUMNS_TY);
+}
+
+/// The GEMV's lane sums in workgroup memory have room for a const number of threads
+/// (lanes_shared.wgsl); the host keeps every GEMV workgroup within GEMV_MAX_THREADS.
+#[test]
+fn the_gemv_lane_sums_have_room_for_every_workgroup() {
+    let module = module_of(&kiln::ops::matmul::GEMV);
+    assert_eq!(
+        const_u32(&module, "LANE_SLOTS"),
+        kiln::kernels::GEMV_MAX_THREADS
+    );
 }

@@ -186,7 +186,7 @@ impl GemvTable {
 pub struct Gemv {
     /// Threads per output column (a power of two).
     pub lanes: u32,
-    /// Output columns per workgroup; lanes x rows is at most 256.
+    /// Output columns per workgroup; lanes x rows is at most [`GEMV_MAX_THREADS`].
     pub rows: u32,
     /// Sum lanes with subgroup shuffles (needs SUBGROUP and lanes within the smallest
     /// subgroup) rather than in workgroup memory.
@@ -230,12 +230,16 @@ impl Gemv {
         let threads = self.lanes * self.rows;
         self.lanes.is_power_of_two()
             && threads <= gpu.limits().max_compute_invocations_per_workgroup
-            && threads <= 256
+            && threads <= GEMV_MAX_THREADS
             && (!self.subgroups || (gpu.has_subgroups() && self.lanes <= gpu.subgroup_min_size()))
             // One lane a column with subgroups: the block GEMV broadcasts x in eights.
             && (!self.subgroups || self.lanes > 1 || gpu.subgroup_min_size() >= 8)
     }
 }
+
+/// The most threads (lanes x rows) a GEMV workgroup has: `shaders/lanes_shared.wgsl` sizes
+/// its workgroup array for this many (its `LANE_SLOTS`, which tests/shaders.rs checks).
+pub const GEMV_MAX_THREADS: u32 = 256;
 
 /// By default, up to this many rows run as GEMV.
 pub const GEMV_MAX_ROWS: usize = 16;

@@ -13,7 +13,7 @@ mod source;
 pub mod tuning;
 
 pub(crate) use cache::PipelineCache;
-pub use configs::{GEMV_MAX_ROWS, Gemm, Gemv, GemvTable, NARROW, Width};
+pub use configs::{GEMV_MAX_ROWS, GEMV_MAX_THREADS, Gemm, Gemv, GemvTable, NARROW, Width};
 pub use epilogue::{Act, Epilogue};
 pub(crate) use layout::gpu_struct;
 pub use layout::{Field, GpuStruct, Layout, Scalar};

@@ -5,7 +5,7 @@ use super::{set, set_gemm};
 use crate::dtype::{DType, WeightFormat};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{Gemm, Gemv, GemvTable, NARROW, Target, Width};
+use crate::kernels::{GEMV_MAX_THREADS, Gemm, Gemv, GemvTable, NARROW, Target, Width};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -305,7 +305,7 @@ fn modes(gpu: &Gpu, block: bool) -> Vec<Gemv> {
             };
             let cfg = Gemv {
                 lanes,
-                rows: 256 / lanes,
+                rows: GEMV_MAX_THREADS / lanes,
                 subgroups,
                 int8,
                 ..Gemv::DEFAULT
