@@ -226,7 +226,8 @@ fn norms_match_reference() {
     for gpu in gpus() {
         for dtype in DTYPES {
             // Rows shorter than the 256-thread workgroup, longer, and over 4 x 256 (the
-            // elements a thread loads per pass), none of them a multiple of either.
+            // elements a thread loads per pass), none of them a multiple of either, nor of
+            // CPU adapters' 8 threads a row (each run below under both counts).
             for (rows, d) in [(5, 77), (3, 300), (2, 2500)] {
                 let mut rng = Rng::new(11 + d as u64);
                 let w = weight(gpu, "w", &[d], dtype, &mut rng, 1.0, None);
@@ -240,9 +241,19 @@ fn norms_match_reference() {
                 g.output("ln", g.layer_norm(xi, wv, Some(bv), 1e-5));
                 g.output("ln_nobias", g.layer_norm(xi, wv, None, 1e-6));
                 g.output("l2", g.l2_normalize(xi, 1e-12));
-                for target in targets(gpu) {
+                let threads = [norm::WG, kiln::kernels::CPU_ROW_THREADS];
+                for (t, row_threads) in targets(gpu)
+                    .into_iter()
+                    .flat_map(|t| threads.map(|n| (t, n)))
+                {
+                    let target = Target { row_threads, ..t };
                     let got = run(gpu, target, &g, &[("x", Feed::F32(&x))], rows);
-                    let what = |op: &str| format!("{op} {rows}x{d} {dtype} on {}", label(gpu));
+                    let what = |op: &str| {
+                        format!(
+                            "{op} {rows}x{d} {dtype}, {row_threads} threads a row, on {}",
+                            label(gpu)
+                        )
+                    };
                     assert_close(
                         &got["rms"],
                         &norm::rms_norm(&x, &w.values, d, 1e-5),

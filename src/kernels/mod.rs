@@ -296,6 +296,9 @@ pub struct Target {
     pub attention_splits: Option<usize>,
     /// The kernel of matmuls over more rows than GEMV takes.
     pub gemm: Gemm,
+    /// Threads a row of the normalisations gets (one workgroup a row):
+    /// [`crate::ops::norm::WG`] on GPUs, [`CPU_ROW_THREADS`] on CPU adapters.
+    pub row_threads: u32,
 }
 
 impl Target {
@@ -312,12 +315,16 @@ impl Target {
             attention_rows: None,
             attention_splits: None,
             gemm: Gemm::Tiled,
+            row_threads: crate::ops::norm::WG,
         }
     }
 }
 
 /// Key ranges of a decode row's attention on CPU adapters other than GL (see [`Target::of`]).
 pub const CPU_ATTENTION_SPLITS: usize = 4;
+
+/// Threads a row of the normalisations gets on CPU adapters (see [`Target::of`]).
+pub const CPU_ROW_THREADS: u32 = 8;
 
 impl Target {
     /// What kiln plans for on `gpu`: its features and limits, and the GEMV configurations
@@ -355,6 +362,16 @@ impl Target {
                 None
             },
             gemm: tuned.gemm.unwrap_or(Gemm::available(gpu)[0]),
+            // A GPU wants many loads of a row in flight. llvmpipe runs each subgroup of a
+            // workgroup that waits at a barrier as a coroutine of its own, and for a row of
+            // SmolLM2 (576 values) switching among 32 of them cost more than the arithmetic:
+            // on lavapipe an RMSNorm dispatch of 4 rows took 68 us at 256 threads a row and
+            // 42 at 8, 50 and 34 us for one row (`kiln generate --profile`, 2026-12-05).
+            row_threads: if cpu {
+                CPU_ROW_THREADS
+            } else {
+                crate::ops::norm::WG
+            },
         }
     }
 }

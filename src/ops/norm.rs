@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::graph::{Buf, Emit, Eval, Graph, Op, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
-/// Threads per row.
+/// Threads per row on GPUs ([`crate::Target::row_threads`] says how many a device gets).
 pub const WG: u32 = 256;
 
 crate::kernels::gpu_struct! {
@@ -57,8 +57,15 @@ impl Kind {
     }
 }
 
-fn kernel(kind: Kind, w: WeightFormat, b: WeightFormat, bias: bool, sg: Option<u32>) -> Kernel {
-    crate::kernels::reducing(&FAMILY, &FAMILY_SG, WG, sg)
+fn kernel(
+    kind: Kind,
+    w: WeightFormat,
+    b: WeightFormat,
+    bias: bool,
+    sg: Option<u32>,
+    wg: u32,
+) -> Kernel {
+    crate::kernels::reducing(&FAMILY, &FAMILY_SG, wg, sg)
         .weight("w", w)
         .weight("b", b)
         .constant("MODE", kind.code())
@@ -69,18 +76,23 @@ fn kernel(kind: Kind, w: WeightFormat, b: WeightFormat, bias: bool, sg: Option<u
 pub fn variants() -> Vec<Kernel> {
     let f32 = WeightFormat::F32;
     let mut out = vec![
-        kernel(Kind::L2, f32, f32, false, None),
-        kernel(Kind::L2, f32, f32, false, Some(8)),
+        kernel(Kind::L2, f32, f32, false, None, WG),
+        kernel(Kind::L2, f32, f32, false, Some(8), WG),
     ];
     for w in WeightFormat::FLOAT {
         for b in WeightFormat::FLOAT {
-            out.push(kernel(Kind::Rms, w, b, false, None));
-            out.push(kernel(Kind::Layer, w, b, false, None));
-            out.push(kernel(Kind::Layer, w, b, true, None));
+            out.push(kernel(Kind::Rms, w, b, false, None, WG));
+            out.push(kernel(Kind::Layer, w, b, false, None, WG));
+            out.push(kernel(Kind::Layer, w, b, true, None, WG));
         }
     }
-    out.push(kernel(Kind::Rms, f32, f32, false, Some(32)));
-    out.push(kernel(Kind::Layer, f32, f32, true, Some(4)));
+    out.push(kernel(Kind::Rms, f32, f32, false, Some(32), WG));
+    out.push(kernel(Kind::Layer, f32, f32, true, Some(4), WG));
+    // CPU adapters' row of threads (Target::row_threads), with and without subgroups.
+    let cpu = crate::kernels::CPU_ROW_THREADS;
+    out.push(kernel(Kind::Rms, f32, f32, false, Some(8), cpu));
+    out.push(kernel(Kind::Rms, f32, f32, false, Some(4), cpu));
+    out.push(kernel(Kind::Rms, f32, f32, false, None, cpu));
     out
 }
 
@@ -145,7 +157,7 @@ impl Op for Norm {
         let d = *shape.last().unwrap_or(&1);
         let rows = shape.iter().product::<usize>() / d.max(1);
         let (w, b) = (e.weight_or_f32(self.w)?, e.weight_or_f32(self.b)?);
-        let k = kernel(self.kind, w, b, self.b.is_some(), e.target.subgroups);
+        let k = kernel(self.kind, w, b, self.b.is_some(), e.target.subgroups, e.target.row_threads);
         let bindings = vec![
             Buf::Params,
             e.buf(self.x),
