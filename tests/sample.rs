@@ -29,11 +29,17 @@ fn sampler_graph() -> Graph {
 }
 
 /// Draw `draws` tokens with `s` (sequence 0) and with a greedy twin (sequence 1) on every
-/// adapter and on the CPU twin; they must agree.
+/// adapter, with a GPU's threads a row and a CPU adapter's, and on the CPU twin; they must
+/// agree.
 fn check(s: Sampling, draws: usize, logits: &[f32]) {
-    for gpu in gpus() {
+    let threads = [kiln::ops::sample::WG, kiln::kernels::CPU_ROW_THREADS];
+    for (gpu, row_threads) in gpus().iter().flat_map(|g| threads.map(|n| (g, n))) {
         let g = sampler_graph();
-        let plan = Plan::new(&g, Target::of(gpu)).expect("plan");
+        let target = Target {
+            row_threads,
+            ..Target::of(gpu)
+        };
+        let plan = Plan::new(&g, target).expect("plan");
         let mut host = Host::default();
         host.states.insert("seen".into(), vec![0.0; SLOTS * V]);
         host.states.insert("token".into(), vec![0.0; SLOTS]);
@@ -68,7 +74,7 @@ fn check(s: Sampling, draws: usize, logits: &[f32]) {
                     assert_eq!(
                         got[slot],
                         want[slot] as u32,
-                        "draw {draw}, slot {slot}, with {s:?} on {}",
+                        "draw {draw}, slot {slot}, with {s:?}, {row_threads} threads, on {}",
                         label(gpu)
                     );
                 }
@@ -83,7 +89,11 @@ fn check(s: Sampling, draws: usize, logits: &[f32]) {
                 .collect();
             let want: Vec<u32> = host.states["seen"].iter().map(|&f| f as u32).collect();
             let differ = seen.iter().zip(&want).filter(|(a, b)| a != b).count();
-            assert_eq!(differ, 0, "{differ} seen flags differ on {}", label(gpu));
+            let on = label(gpu);
+            assert_eq!(
+                differ, 0,
+                "{differ} seen flags differ, {row_threads} threads, on {on}"
+            );
         });
     }
 }

@@ -55,13 +55,22 @@ pub static FAMILY_SG: Family = FAMILY.with_includes(
     &[Include::Seq, Include::SampleKey, Include::ReduceSubgroup],
 );
 
-fn kernel(sg: Option<u32>) -> Kernel {
-    crate::kernels::reducing(&FAMILY, &FAMILY_SG, WG, sg)
+fn kernel(sg: Option<u32>, wg: u32) -> Kernel {
+    crate::kernels::reducing(&FAMILY, &FAMILY_SG, wg, sg)
 }
 
 /// Every kernel variant of the sampler (tests validate each with naga).
 pub fn variants() -> Vec<Kernel> {
-    vec![kernel(None), kernel(Some(4)), kernel(Some(32))]
+    let cpu = crate::kernels::CPU_ROW_THREADS;
+    vec![
+        kernel(None, WG),
+        kernel(Some(4), WG),
+        kernel(Some(32), WG),
+        // CPU adapters' row of threads (Target::row_threads).
+        kernel(None, cpu),
+        kernel(Some(4), cpu),
+        kernel(Some(8), cpu),
+    ]
 }
 
 /// Token sampling: see [`Graph::sample`].
@@ -156,7 +165,7 @@ impl Op for Sample {
             e.buf(self.token),
         ];
         let grid = e.grid(Rows::Fixed(seqs), GridShape::Fixed([seqs as u32, 1, 1]));
-        e.dispatch(kernel(e.target.subgroups), bindings, &params, grid);
+        e.dispatch(kernel(e.target.subgroups, e.target.row_threads), bindings, &params, grid);
         Ok(())
     }
 
