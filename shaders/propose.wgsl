@@ -8,14 +8,15 @@
 //     the token sampled last in decode; the sampler marks the same flags;
 //  2. greedy: proposes its best penalised logit (lowest id on ties);
 //     otherwise: every token whose scaled logit reaches its `want`-th largest (ties kept),
-//     found by bisection over the bits of the order-preserving key, as the sampler finds
-//     top-k. `want` is top_k plus a margin, so that division rounding on another adapter
-//     cannot move a token of the global top-k out of the shard's proposals.
+//     found by bisection over the bits of the order-preserving key (sample_key.wgsl's
+//     threshold, as the sampler finds top-k). `want` is top_k plus a margin, so that
+//     division rounding on another adapter cannot move a token of the global top-k out of
+//     the shard's proposals.
 //  3. writes out[s] = [n, id_0, bits_0, ..., id_{n-1}, bits_{n-1}]: n <= cap candidates,
 //     global ids and their raw logits' bits, in no particular order (the host places each
 //     by its id).
 // reduce_sum comes from reduce.wgsl (or reduce_subgroup.wgsl), Seq from seq.wgsl,
-// Sampling, key, penalise and best_of from sample_key.wgsl.
+// Sampling, key, penalise, best_of and threshold from sample_key.wgsl.
 
 struct Params {
     seqs: u32,
@@ -45,18 +46,20 @@ override WG: u32 = 256u;
 
 var<workgroup> count: atomic<u32>;
 
-fn penalised(lbase: u32, sbase: u32, sp: Sampling, i: u32) -> f32 {
-    return penalise(logits[lbase + i], seen[sbase + p.first + i] != 0u, sp.penalty);
+// This workgroup's sequence: its parameters, and where its logits and flags start.
+struct Row {
+    sp: Sampling,
+    lbase: u32,
+    sbase: u32,
 }
 
-// How many of the shard's tokens have a scaled logit with key >= t.
-fn count_at_least(lbase: u32, sbase: u32, sp: Sampling, t: u32, tid: u32) -> f32 {
-    var c = 0.0;
-    for (var i = tid; i < p.vocab; i = i + WG) {
-        let l = penalised(lbase, sbase, sp, i) / sp.temperature;
-        c = c + select(0.0, 1.0, key(l) >= t);
-    }
-    return reduce_sum(c, tid);
+fn penalised(r: Row, i: u32) -> f32 {
+    return penalise(logits[r.lbase + i], seen[r.sbase + p.first + i] != 0u, r.sp.penalty);
+}
+
+// Scaled logit of the shard's token i (penalty and temperature applied).
+fn scaled(r: Row, i: u32) -> f32 {
+    return penalised(r, i) / r.sp.temperature;
 }
 
 @compute @workgroup_size(WG, 1, 1)
@@ -90,12 +93,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     storageBarrier();
     workgroupBarrier();
+    let r = Row(sp, lbase, sbase);
 
     if (sp.greedy != 0u) {
         var bv = -3.0e38;
         var bi = 0u;
         for (var i = tid; i < p.vocab; i = i + WG) {
-            let l = penalised(lbase, sbase, sp, i);
+            let l = penalised(r, i);
             if (l > bv) {
                 bv = l;
                 bi = i;
@@ -114,15 +118,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let want = min(sp.top_k + p.margin, p.cap);
     var thr = 0u;
     if (want < p.vocab) {
-        for (var bit = 31; bit >= 0; bit = bit - 1) {
-            let cand = thr | (1u << u32(bit));
-            if (count_at_least(lbase, sbase, sp, cand, tid) >= f32(want)) {
-                thr = cand;
-            }
-        }
+        thr = threshold(r, 0u, 0.0, f32(want), false, tid);
     }
     for (var i = tid; i < p.vocab; i = i + WG) {
-        let l = penalised(lbase, sbase, sp, i) / sp.temperature;
+        let l = scaled(r, i);
         if (key(l) >= thr) {
             let c = atomicAdd(&count, 1u);
             if (c < p.cap) {

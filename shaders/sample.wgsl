@@ -8,14 +8,14 @@
 //     otherwise scales by 1/temperature and keeps the tokens at or above a threshold that is
 //     the tightest of top-k (the k-th largest value), top-p (the smallest set, largest first,
 //     whose probability reaches top_p, among the top-k) and min-p (probability at least
-//     min_p times the largest); thresholds are found exactly by bisection over the bits of
-//     an order-preserving u32 key of each value;
+//     min_p times the largest); thresholds are found exactly by bisection over the bits
+//     of an order-preserving u32 key of each value, two bits a pass;
 //  4. draws u in [0, 1) from its random bits and picks, in id order, the first kept
 //     token whose cumulative weight exp(l - max) reaches u times the kept total;
 //  5. writes the token to its slot and marks it seen.
 // Each sequence has its own parameters (sampling[s]). reduce_sum comes from reduce.wgsl (or
 // reduce_subgroup.wgsl where the adapter has subgroups), the WG workgroup size from the
-// override below, Seq from seq.wgsl, Sampling, key, penalise and best_of from
+// override below, Seq from seq.wgsl, Sampling, key, penalise, best_of and threshold from
 // sample_key.wgsl.
 
 struct Params {
@@ -51,15 +51,6 @@ fn penalised(r: Row, i: u32) -> f32 {
 // Scaled logit of token i (temperature applied).
 fn scaled(r: Row, i: u32) -> f32 {
     return penalised(r, i) / r.sp.temperature;
-}
-
-// How many tokens have a scaled logit with key >= t.
-fn count_at_least(r: Row, t: u32, tid: u32) -> f32 {
-    var c = 0.0;
-    for (var i = tid; i < p.vocab; i = i + WG) {
-        c = c + select(0.0, 1.0, key(scaled(r, i)) >= t);
-    }
-    return reduce_sum(c, tid);
 }
 
 // The weight exp(l - m) of tokens with key >= t.
@@ -109,23 +100,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let m = best_v[0] / step.temperature;
         var thr = 0u;
         if (step.top_k > 0u && step.top_k < p.vocab) {
-            for (var bit = 31; bit >= 0; bit = bit - 1) {
-                let cand = thr | (1u << u32(bit));
-                if (count_at_least(r, cand, tid) >= f32(step.top_k)) {
-                    thr = cand;
-                }
-            }
+            thr = threshold(r, 0u, m, f32(step.top_k), false, tid);
         }
         if (step.top_p < 1.0) {
             let need = step.top_p * mass_at_least(r, thr, m, tid);
-            var t = 0u;
-            for (var bit = 31; bit >= 0; bit = bit - 1) {
-                let cand = t | (1u << u32(bit));
-                if (mass_at_least(r, max(cand, thr), m, tid) >= need) {
-                    t = cand;
-                }
-            }
-            thr = max(thr, t);
+            thr = max(thr, threshold(r, thr, m, need, true, tid));
         }
         if (step.min_p > 0.0) {
             thr = max(thr, key(m + log(step.min_p)));
