@@ -297,7 +297,7 @@ pub struct Target {
     /// The kernel of matmuls over more rows than GEMV takes.
     pub gemm: Gemm,
     /// Threads a row of the normalisations and of sampling gets (one workgroup a row):
-    /// [`crate::ops::norm::WG`] on GPUs, [`CPU_ROW_THREADS`] on CPU adapters.
+    /// [`GPU_ROW_THREADS`] on GPUs, [`CPU_ROW_THREADS`] on CPU adapters.
     pub row_threads: u32,
 }
 
@@ -315,7 +315,7 @@ impl Target {
             attention_rows: None,
             attention_splits: None,
             gemm: Gemm::Tiled,
-            row_threads: crate::ops::norm::WG,
+            row_threads: GPU_ROW_THREADS,
         }
     }
 }
@@ -326,6 +326,9 @@ pub const CPU_ATTENTION_SPLITS: usize = 4;
 /// Threads a row of the normalisations and of sampling gets on CPU adapters (see
 /// [`Target::of`]).
 pub const CPU_ROW_THREADS: u32 = 8;
+
+/// Threads a row of the normalisations and of sampling gets on GPUs.
+pub const GPU_ROW_THREADS: u32 = 256;
 
 impl Target {
     /// What kiln plans for on `gpu`: its features and limits, and the GEMV configurations
@@ -372,7 +375,7 @@ impl Target {
             row_threads: if cpu {
                 CPU_ROW_THREADS
             } else {
-                crate::ops::norm::WG
+                GPU_ROW_THREADS
             },
         }
     }

@@ -10,7 +10,7 @@ use crate::graph::{Buf, Emit, Eval, Graph, Op, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 
 /// Threads per row on GPUs ([`crate::Target::row_threads`] says how many a device gets).
-pub const WG: u32 = 256;
+pub const WG: u32 = crate::kernels::GPU_ROW_THREADS;
 
 crate::kernels::gpu_struct! {
     /// The normalisation kernel's parameters (`shaders/norm.wgsl`).

@@ -10,8 +10,9 @@ use crate::graph::{Bound, Buf, Emit, Eval, Graph, GridShape, Op, Rows, Value};
 use crate::kernels::{Family, GpuStruct, Include, Kernel, Slot};
 use crate::sample::Sampling;
 
-/// Threads per workgroup (one workgroup per sequence).
-pub const WG: u32 = 256;
+/// Threads per workgroup (one workgroup per sequence) on GPUs ([`crate::Target::row_threads`]
+/// says how many a device gets).
+pub const WG: u32 = crate::kernels::GPU_ROW_THREADS;
 
 crate::kernels::gpu_struct! {
     /// The sampler's parameters (`shaders/sample.wgsl`); each sequence's sampling options come
