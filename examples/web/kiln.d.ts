@@ -11,7 +11,7 @@ export interface LoadProgress {
   cached: boolean;
 }
 
-/** The Cache API cache that files of models loaded from a URL are kept in ("kiln-models-v1"). */
+/** The Cache API cache that files of models loaded from a URL are kept in ("kiln-models-v2"). */
 export const CACHE_NAME: string;
 
 export interface CachedModel {

@@ -24,10 +24,14 @@ let booted;
 
 /** The Cache API cache that files of models loaded from a URL are kept in. A new layout of
  *  what is stored gets a new name, so an old one is never misread. */
-export const CACHE_NAME = 'kiln-models-v1';
-// The response header the bindings name each stored file with ("1_Pooling/config.json"),
-// relative to its model's base URL (FILE_HEADER in bindings/src/cache.rs).
+export const CACHE_NAME = 'kiln-models-v2';
+// The caches of older layouts (v1: a file whole in one entry), deleted by the next load.
+const OLD_CACHES = ['kiln-models-v1'];
+// The headers of a stored file's index entry (bindings/src/cache.rs): the file's name in its
+// model folder ("1_Pooling/config.json", relative to the model's base URL) and its length.
+// Its parts are entries of their own, without these headers.
 const FILE_HEADER = 'x-kiln-file';
+const LENGTH_HEADER = 'x-kiln-length';
 
 /** The browser's CacheStorage, or null where the page has none (an insecure origin). */
 function cacheStorage() {
@@ -52,7 +56,8 @@ export async function cachedModels() {
   const models = new Map();
   for (const request of await cache.keys()) {
     const response = await cache.match(request);
-    if (!response) continue; // deleted meanwhile
+    // Deleted meanwhile, or one of a file's parts (counted with its index).
+    if (!response?.headers.has(LENGTH_HEADER)) continue;
     // The file's path in the model folder says how much of the URL is the base.
     const file = decodeURI(response.headers.get(FILE_HEADER) ?? request.url.split('/').pop());
     const url = new URL(request.url);
@@ -63,7 +68,7 @@ export async function cachedModels() {
     url.hash = '';
     const model = models.get(url.href) ?? { url: url.href, files: [], bytes: 0 };
     model.files.push(file);
-    model.bytes += Number(response.headers.get('content-length')) || 0;
+    model.bytes += Number(response.headers.get(LENGTH_HEADER)) || 0;
     models.set(url.href, model);
   }
   return [...models.values()];
@@ -80,6 +85,18 @@ export async function isCached(url) {
 export async function clearCache() {
   const storage = cacheStorage();
   return storage ? storage.delete(CACHE_NAME) : false;
+}
+
+/** Deletes the caches of older layouts, which no load reads: their files would otherwise
+ *  take up the browser's storage for ever. */
+async function dropOldCaches() {
+  const storage = cacheStorage();
+  if (!storage) return;
+  for (const name of OLD_CACHES) {
+    if (await storage.delete(name).catch(() => false)) {
+      console.info(`kiln: deleted the browser cache ${name}, an older layout of cached models`);
+    }
+  }
 }
 
 /** Whether this browser exposes WebGPU at all. */
@@ -116,6 +133,7 @@ export async function load(source, { onProgress, normalize, cache = true } = {})
   }
   booted ??= init();
   await booted;
+  await dropOldCaches();
   // Without the Cache API the bindings warn, once, and load from the network.
   const options = { normalize, cache: cache ? CACHE_NAME : undefined };
   const model = typeof source === 'string'

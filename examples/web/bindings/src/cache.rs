@@ -1,44 +1,91 @@
 //! Model files kept in the browser's Cache API, so that a model loaded from a URL downloads
 //! once: each file is looked up in the named cache first, and a file fetched from the
-//! network is written there as it streams onto the GPU (a tee, not a second download, and
-//! not a copy held in memory). Caching is best effort: without the Cache API (an insecure
-//! origin), or when a write fails (quota), the load goes on from the network with a console
-//! warning; it never fails because of the cache.
+//! network is written there as it streams onto the GPU (a tee, not a second download).
+//! Caching is best effort: without the Cache API (an insecure origin), or when a write fails
+//! (quota, a full disk), the load goes on from the network with a console warning; it never
+//! fails because of the cache.
+//!
+//! A file is stored as parts of about [`PART_BYTES`], each put from memory, then an index
+//! entry under the file's own URL that says how many parts there are and how long the file
+//! is. Not one entry with the whole body streamed in: Chromium spools a streamed body
+//! through its blob storage on disk, which refuses to grow once the disk has less than a few
+//! GB free (measured: Chromium 156 stores a 538 MB body with 7.9 GB free, fails after 14 MB
+//! with 3.9 GB free), while 16 MB parts from memory still store with 0.8 GB free. The index
+//! goes in last, so a file whose store broke off has no index and is never read.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::Reflect;
+use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::js_text;
 
-/// The header a stored response names its file in the model folder with
+/// The header a stored index names its file in the model folder with
 /// ("1_Pooling/config.json"), so that kiln.js can tell which model base URL a cached file
 /// belongs to.
 pub const FILE_HEADER: &str = "x-kiln-file";
+/// The index's headers: how many parts the file was stored in, and its length in bytes.
+pub const PARTS_HEADER: &str = "x-kiln-parts";
+pub const LENGTH_HEADER: &str = "x-kiln-length";
 
-/// How many chunks (a network read's worth each, tens of kB) may wait on the cache's writes
-/// before the load waits for it: enough not to stall on every chunk's round trip to the
-/// browser's storage, few enough that a file is never held in memory.
-const QUEUED_CHUNKS: f64 = 32.0;
+/// A part is put once this many bytes are gathered: few enough to hold in memory while the
+/// previous part is being stored, many enough that a model is tens of entries, not thousands.
+const PART_BYTES: usize = 16 << 20;
 
 fn warn(text: &str) {
     web_sys::console::warn_1(&text.into());
+}
+
+/// The key part `i` of the file at `url` is stored under: the URL with a `kiln-part` query
+/// parameter (before any fragment, which cache keys drop).
+fn part_url(url: &str, i: u32) -> String {
+    let url = url.split_once('#').map_or(url, |(u, _)| u);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}kiln-part={i}")
+}
+
+/// The next chunk `reader` gives (a Uint8Array), or None at the end of its stream.
+pub async fn read_chunk(
+    reader: &web_sys::ReadableStreamDefaultReader,
+) -> Result<Option<Uint8Array>, String> {
+    let result = JsFuture::from(reader.read())
+        .await
+        .map_err(|e| format!("reading failed: {}", js_text(&e)))?;
+    let done = Reflect::get(&result, &"done".into())
+        .ok()
+        .and_then(|d| d.as_bool())
+        .unwrap_or(true);
+    if done {
+        return Ok(None);
+    }
+    let value = Reflect::get(&result, &"value".into())
+        .map_err(|_| "a stream chunk without value".to_string())?;
+    value
+        .dyn_into::<Uint8Array>()
+        .map(Some)
+        .map_err(|_| "a stream chunk that is not bytes".to_string())
 }
 
 /// The cache one load reads and writes.
 pub struct ModelCache {
     cache: web_sys::Cache,
     name: String,
-    /// The URLs this load read from the cache or stored in it: dropped again if the load
-    /// fails or a file could not be stored, so that a bad or half-cached model is fetched
-    /// afresh next time rather than served stale from the cache for ever.
-    touched: RefCell<Vec<String>>,
-    /// A file could not be stored (quota, or the stream broke).
+    /// The files this load read from the cache or stored in it (their URL and how many parts
+    /// they have there): dropped again if the load fails or a file could not be stored, so
+    /// that a bad or half-cached model is fetched afresh next time rather than served stale
+    /// from the cache for ever.
+    touched: RefCell<Vec<(String, u32)>>,
+    /// A file could not be stored (quota, a full disk, or the stream broke).
     incomplete: Cell<bool>,
+}
+
+/// A whole file in the cache, as its index describes it.
+pub struct Stored {
+    pub len: u64,
+    parts: u32,
 }
 
 impl ModelCache {
@@ -72,30 +119,58 @@ impl ModelCache {
         }
     }
 
-    /// The stored response for `url`, if there is one.
-    pub async fn lookup(&self, url: &str) -> Option<web_sys::Response> {
-        match JsFuture::from(self.cache.match_with_str(url)).await {
-            Ok(r) if r.is_instance_of::<web_sys::Response>() => Some(r.unchecked_into()),
-            Ok(_) => None,
+    async fn get(&self, url: &str) -> Result<Option<web_sys::Response>, JsValue> {
+        let found = JsFuture::from(self.cache.match_with_str(url)).await?;
+        Ok(found.dyn_into::<web_sys::Response>().ok())
+    }
+
+    /// The file stored for `url`, if the cache has all of it.
+    pub async fn lookup(&self, url: &str) -> Option<Stored> {
+        let index = match self.get(url).await {
+            Ok(index) => index?,
             Err(e) => {
                 warn(&format!(
                     "kiln: could not look {url} up in the browser cache ({}); fetching it",
                     js_text(&e)
+                ));
+                return None;
+            }
+        };
+        let header = |name| index.headers().get(name).ok().flatten();
+        let parts = header(PARTS_HEADER).and_then(|p| p.parse().ok());
+        let len = header(LENGTH_HEADER).and_then(|l| l.parse().ok());
+        match (parts, len) {
+            (Some(parts), Some(len)) => Some(Stored { len, parts }),
+            // Not what kiln stores: ignore it, and let the network's copy replace it.
+            _ => {
+                warn(&format!(
+                    "kiln: ignoring the browser cache's entry for {url}: it has no {PARTS_HEADER} and \
+                     {LENGTH_HEADER} headers"
                 ));
                 None
             }
         }
     }
 
-    /// Notes that `url` was read from the cache (see `touched`).
-    pub fn used(&self, url: &str) {
-        self.touched.borrow_mut().push(url.to_string());
+    /// Reads the stored file at `url` (which `lookup` found), part after part; notes it as
+    /// read by this load (see `touched`).
+    pub fn read(self: &Rc<Self>, url: &str, stored: Stored) -> Parts {
+        self.touched
+            .borrow_mut()
+            .push((url.to_string(), stored.parts));
+        Parts {
+            cache: self.clone(),
+            url: url.to_string(),
+            stored,
+            next: 0,
+            read: 0,
+            reader: None,
+        }
     }
 
-    /// Starts storing `response` (an `ok` one, from the network) under `url`: its status
-    /// and headers now, its body as the returned tee is fed the chunks the load reads.
-    /// None, with a warning, if the browser refuses; None once a file of this load could
-    /// not be stored (the model will not be cached whole, so its files are dropped anyway).
+    /// Starts storing `response` (an `ok` one, from the network) under `url`: the returned
+    /// tee is fed the chunks the load reads. None once a file of this load could not be
+    /// stored (the model will not be cached whole, so its files are dropped anyway).
     pub fn store(
         self: &Rc<Self>,
         url: &str,
@@ -105,140 +180,217 @@ impl ModelCache {
         if self.incomplete.get() {
             return None;
         }
-        let started = (|| -> Result<Tee, JsValue> {
-            // An identity transform: what the load writes into one end, cache.put reads
-            // from the other.
-            let queue = web_sys::QueuingStrategy::new();
-            queue.set_high_water_mark(QUEUED_CHUNKS);
-            let pipe = web_sys::TransformStream::new_with_transformer_and_writable_strategy(
-                &js_sys::Object::new(),
-                &queue,
-            )?;
+        let headers = (|| -> Result<web_sys::Headers, JsValue> {
             let headers = web_sys::Headers::new_with_headers(&response.headers())?;
+            // The index's body is empty; the file's length is LENGTH_HEADER.
+            headers.delete("content-length")?;
             headers.set(FILE_HEADER, &String::from(js_sys::encode_uri(name)))?;
-            let init = web_sys::ResponseInit::new();
-            init.set_status(response.status());
-            init.set_status_text(&response.status_text());
-            init.set_headers(&headers);
-            let stored = web_sys::Response::new_with_opt_readable_stream_and_init(
-                Some(&pipe.readable()),
-                &init,
-            )?;
-            let put = self.cache.put_with_str(url, &stored);
-            let writer = web_sys::WritableStreamDefaultWriter::new(&pipe.writable())?;
-            Ok(Tee {
-                writer,
-                put: Some(put),
-                url: url.to_string(),
-                cache: self.clone(),
-            })
+            Ok(headers)
         })();
-        match started {
-            Ok(tee) => Some(tee),
+        match headers {
+            Ok(headers) => Some(Tee {
+                cache: self.clone(),
+                url: url.to_string(),
+                headers,
+                status: response.status(),
+                gathered: js_sys::Array::new(),
+                gathered_bytes: 0,
+                len: 0,
+                parts: 0,
+                put: None,
+                done: false,
+            }),
             Err(e) => {
-                self.failed(url, &e);
+                self.failed(url, 0, &e);
                 None
             }
         }
     }
 
-    fn failed(&self, url: &str, e: &JsValue) {
+    fn failed(&self, url: &str, parts: u32, e: &JsValue) {
         warn(&format!(
             "kiln: could not store {url} in the browser cache ({}); it will be downloaded again next time",
             js_text(e)
         ));
+        self.touched.borrow_mut().push((url.to_string(), parts));
         self.incomplete.set(true);
     }
 
     /// After the load: if it failed, or a file could not be stored, drop every file it read
-    /// from or wrote to the cache (a model is cached whole or not at all).
+    /// from or wrote to the cache, parts and index (a model is cached whole or not at all).
     pub async fn settle(&self, loaded: bool) {
         if loaded && !self.incomplete.get() {
             return;
         }
-        let urls = std::mem::take(&mut *self.touched.borrow_mut());
-        for url in &urls {
-            if let Err(e) = JsFuture::from(self.cache.delete_with_str(url)).await {
-                warn(&format!(
-                    "kiln: could not drop {url} from the browser cache {:?} ({})",
-                    self.name,
-                    js_text(&e)
-                ));
+        let files = std::mem::take(&mut *self.touched.borrow_mut());
+        for (url, parts) in &files {
+            let keys = std::iter::once(url.clone()).chain((0..*parts).map(|i| part_url(url, i)));
+            for key in keys {
+                if let Err(e) = JsFuture::from(self.cache.delete_with_str(&key)).await {
+                    warn(&format!(
+                        "kiln: could not drop {key} from the browser cache {:?} ({})",
+                        self.name,
+                        js_text(&e)
+                    ));
+                }
             }
         }
     }
 }
 
-/// One file on its way into the cache: the chunks the load reads are written here too.
-pub struct Tee {
-    writer: web_sys::WritableStreamDefaultWriter,
-    /// cache.put's promise: settles once the whole body is stored (or could not be). None
-    /// once done with.
-    put: Option<js_sys::Promise>,
-    url: String,
+/// A stored file's bytes, read part after part.
+pub struct Parts {
     cache: Rc<ModelCache>,
+    url: String,
+    stored: Stored,
+    /// The part to open when the current one ends.
+    next: u32,
+    read: u64,
+    reader: Option<web_sys::ReadableStreamDefaultReader>,
+}
+
+impl Parts {
+    /// The next chunk, or None at the end of the file. An error if a part is gone (the cache
+    /// was cleared meanwhile) or the parts do not add up to the file's length.
+    pub async fn next(&mut self) -> Result<Option<Uint8Array>, String> {
+        loop {
+            if let Some(reader) = &self.reader {
+                if let Some(chunk) = read_chunk(reader).await? {
+                    self.read += chunk.length() as u64;
+                    return Ok(Some(chunk));
+                }
+                self.reader = None;
+            }
+            if self.next == self.stored.parts {
+                if self.read != self.stored.len {
+                    return Err(format!(
+                        "the browser cache holds {} bytes of {}, not the {} its index says; load it again to download it afresh",
+                        self.read, self.url, self.stored.len
+                    ));
+                }
+                return Ok(None);
+            }
+            let key = part_url(&self.url, self.next);
+            let part = self.cache.get(&key).await.map_err(|e| js_text(&e))?;
+            let body = part.and_then(|p| p.body()).ok_or_else(|| {
+                format!(
+                    "part {} of {} is gone from the browser cache (cleared while loading?); load it again to download it afresh",
+                    self.next, self.url
+                )
+            })?;
+            self.reader = Some(body.get_reader().unchecked_into());
+            self.next += 1;
+        }
+    }
+}
+
+/// One file on its way into the cache: the chunks the load reads are gathered here and put
+/// a part at a time, with one part's put in flight while the next is gathered.
+pub struct Tee {
+    cache: Rc<ModelCache>,
+    url: String,
+    /// The network response's headers and FILE_HEADER: the index's.
+    headers: web_sys::Headers,
+    status: u16,
+    gathered: js_sys::Array,
+    gathered_bytes: usize,
+    len: u64,
+    /// Parts put so far (the last may still be in flight).
+    parts: u32,
+    put: Option<js_sys::Promise>,
+    /// Stored whole, or given up on.
+    done: bool,
 }
 
 impl Tee {
-    /// `step` (room to write to the body, or closing it), or put's failure, whichever comes
-    /// first:
-    /// a put that gives up without reading the body to its end would otherwise leave the
-    /// write waiting for ever.
-    fn or_put(&self, step: js_sys::Promise) -> JsFuture {
-        match &self.put {
-            Some(put) => JsFuture::from(js_sys::Promise::race(&js_sys::Array::of2(&step, put))),
-            None => JsFuture::from(step),
-        }
-    }
-
     /// Passes a chunk on to the cache. False if the cache write failed (warned of; the tee
     /// is then done with, and the load carries on).
-    pub async fn write(&mut self, chunk: &JsValue) -> bool {
-        // Backpressure: wait while QUEUED_CHUNKS are queued. A failed write errors the
-        // stream, which the next wait (or closing) reports.
-        if let Err(e) = self.or_put(self.writer.ready()).await {
-            self.fail(&e);
-            return false;
+    pub async fn write(&mut self, chunk: &Uint8Array) -> bool {
+        self.gathered.push(chunk);
+        self.gathered_bytes += chunk.length() as usize;
+        self.len += chunk.length() as u64;
+        if self.gathered_bytes < PART_BYTES {
+            return true;
         }
-        // Wrapped in a future, a failed write's rejection counts as handled.
-        drop(JsFuture::from(self.writer.write_with_chunk(chunk)));
-        true
+        match self.put_part().await {
+            Ok(()) => true,
+            Err(e) => {
+                self.fail(&e);
+                false
+            }
+        }
     }
 
-    /// The body is all written: close it and wait until the cache has it.
+    /// Waits for the put in flight, then puts what is gathered as the next part.
+    async fn put_part(&mut self) -> Result<(), JsValue> {
+        if let Some(put) = self.put.take() {
+            JsFuture::from(put).await?;
+        }
+        let blob = web_sys::Blob::new_with_u8_array_sequence(&self.gathered)?;
+        self.gathered = js_sys::Array::new();
+        self.gathered_bytes = 0;
+        let response = web_sys::Response::new_with_opt_blob(Some(&blob))?;
+        self.put = Some(
+            self.cache
+                .cache
+                .put_with_str(&part_url(&self.url, self.parts), &response),
+        );
+        self.parts += 1;
+        Ok(())
+    }
+
+    /// The body is all written: store the last part and, once every part is in, the index.
     pub async fn finish(mut self) {
         let result = async {
-            // Closing waits for the queued writes.
-            self.or_put(self.writer.close()).await?;
-            let put = self.put.take().expect("put is awaited once");
-            JsFuture::from(put).await
+            if self.gathered_bytes > 0 {
+                self.put_part().await?;
+            }
+            if let Some(put) = self.put.take() {
+                JsFuture::from(put).await?;
+            }
+            self.headers.set(PARTS_HEADER, &self.parts.to_string())?;
+            self.headers.set(LENGTH_HEADER, &self.len.to_string())?;
+            let init = web_sys::ResponseInit::new();
+            init.set_status(self.status);
+            init.set_headers(&self.headers);
+            let index = web_sys::Response::new_with_opt_str_and_init(None, &init)?;
+            JsFuture::from(self.cache.cache.put_with_str(&self.url, &index)).await
         }
         .await;
+        self.done = true;
         match result {
-            Ok(_) => self.cache.touched.borrow_mut().push(self.url.clone()),
-            Err(e) => self.fail(&e),
+            Ok(_) => self
+                .cache
+                .touched
+                .borrow_mut()
+                .push((self.url.clone(), self.parts)),
+            Err(e) => self.cache.failed(&self.url, self.parts, &e),
         }
     }
 
     fn fail(&mut self, e: &JsValue) {
-        self.cache.failed(&self.url, e);
-        self.abort();
-    }
-
-    /// Errors the body cache.put reads, so that it stores nothing.
-    fn abort(&mut self) {
-        if let Some(put) = self.put.take() {
-            // Wrapped in futures, the promises' rejections (put's, now that its body is
-            // errored) count as handled rather than as console errors.
-            drop(JsFuture::from(put));
-            drop(JsFuture::from(self.writer.abort()));
-        }
+        self.done = true;
+        self.cache.failed(&self.url, self.parts, e);
     }
 }
 
 impl Drop for Tee {
-    /// A load that stops reading a file part way (an error) leaves no half file cached.
+    /// A load that stops reading a file part way (an error) leaves its parts to `settle`,
+    /// which drops them with the rest of the load's files; no index was stored, so they are
+    /// never read meanwhile. (A put still in flight may land after that: an orphan part,
+    /// never read, replaced when the file is next stored, gone with "Clear cached weights".)
     fn drop(&mut self) {
-        self.abort();
+        if let Some(put) = self.put.take() {
+            // Wrapped in a future, put's rejection (if it fails) counts as handled rather
+            // than as a console error.
+            drop(JsFuture::from(put));
+        }
+        if !self.done {
+            self.cache
+                .touched
+                .borrow_mut()
+                .push((self.url.clone(), self.parts));
+            self.cache.incomplete.set(true);
+        }
     }
 }

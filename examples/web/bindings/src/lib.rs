@@ -16,8 +16,8 @@ mod text;
 
 use std::rc::Rc;
 
-use cache::{ModelCache, Tee};
-use js_sys::{Reflect, Uint8Array};
+use cache::{ModelCache, Parts, Tee};
+use js_sys::Reflect;
 use kiln::load::{LoadOptions, StreamLoader, Weights};
 use kiln::models::Task;
 use kiln::{Gpu, GpuOptions};
@@ -53,14 +53,56 @@ enum Source {
     Files(Vec<web_sys::File>),
 }
 
-/// A file's bytes on their way in: the stream, its length, whether it comes from the
-/// browser cache, and where the stream is copied to on its way from the network into the
-/// cache.
+/// A file's bytes on their way in: from a stream (the network's, or a picked file's) or
+/// the browser cache's parts, its length, and where the network's stream is copied to on its
+/// way into the cache.
 struct Body {
-    stream: web_sys::ReadableStream,
+    from: Origin,
     len: u64,
-    cached: bool,
     tee: Option<Tee>,
+}
+
+enum Origin {
+    Stream(web_sys::ReadableStreamDefaultReader),
+    Cache(Parts),
+}
+
+impl Body {
+    fn stream(stream: web_sys::ReadableStream, len: u64, tee: Option<Tee>) -> Body {
+        Body {
+            from: Origin::Stream(stream.get_reader().unchecked_into()),
+            len,
+            tee,
+        }
+    }
+
+    fn cached(&self) -> bool {
+        matches!(self.from, Origin::Cache(_))
+    }
+
+    /// The next chunk, or None at the end (copying each into the cache, where the body has a
+    /// tee).
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, JsError> {
+        let chunk = match &mut self.from {
+            Origin::Stream(reader) => cache::read_chunk(reader).await,
+            Origin::Cache(parts) => parts.next().await,
+        }
+        .map_err(err)?;
+        let Some(chunk) = chunk else {
+            // The whole file went by: the cache's copy is complete.
+            if let Some(tee) = self.tee.take() {
+                tee.finish().await;
+            }
+            return Ok(None);
+        };
+        // A failed cache write (warned of) ends the copying, not the load.
+        if let Some(tee) = &mut self.tee
+            && !tee.write(&chunk).await
+        {
+            self.tee = None;
+        }
+        Ok(Some(chunk.to_vec()))
+    }
 }
 
 async fn fetch(url: &str) -> Result<web_sys::Response, JsError> {
@@ -122,36 +164,19 @@ impl Source {
     /// then also writes into the cache (only `ok` responses are stored).
     async fn open(&self, name: &str) -> Result<Option<Body>, JsError> {
         let Source::Url(_, cache) = self else {
-            return Ok(self.file(name).map(|f| Body {
-                stream: f.stream(),
-                len: f.size() as u64,
-                cached: false,
-                tee: None,
-            }));
+            return Ok(self
+                .file(name)
+                .map(|f| Body::stream(f.stream(), f.size() as u64, None)));
         };
         let url = self.label(name);
         if let Some(cache) = cache
-            && let Some(resp) = cache.lookup(&url).await
+            && let Some(stored) = cache.lookup(&url).await
         {
-            match body_of(&url, &resp) {
-                Ok((stream, len)) => {
-                    cache.used(&url);
-                    return Ok(Some(Body {
-                        stream,
-                        len,
-                        cached: true,
-                        tee: None,
-                    }));
-                }
-                // Not what kiln stores: ignore it, and let the network's copy replace it.
-                Err(e) => web_sys::console::warn_1(
-                    &format!(
-                        "kiln: ignoring the browser cache's copy of {url}: {}",
-                        js_text(&e.into())
-                    )
-                    .into(),
-                ),
-            }
+            return Ok(Some(Body {
+                len: stored.len,
+                from: Origin::Cache(cache.read(&url, stored)),
+                tee: None,
+            }));
         }
         let resp = fetch(&url).await?;
         if resp.status() == 404 {
@@ -162,22 +187,16 @@ impl Source {
         }
         let (stream, len) = body_of(&url, &resp)?;
         let tee = cache.as_ref().and_then(|c| c.store(&url, name, &resp));
-        Ok(Some(Body {
-            stream,
-            len,
-            cached: false,
-            tee,
-        }))
+        Ok(Some(Body::stream(stream, len, tee)))
     }
 
     /// The whole (small) file, or None if there is no such file.
     async fn read(&self, name: &str) -> Result<Option<Vec<u8>>, JsError> {
-        let Some(body) = self.open(name).await? else {
+        let Some(mut body) = self.open(name).await? else {
             return Ok(None);
         };
         let mut out = Vec::with_capacity(body.len as usize);
-        let mut chunks = Chunks::new(body);
-        while let Some(c) = chunks.next().await? {
+        while let Some(c) = body.next().await? {
             out.extend_from_slice(&c);
         }
         Ok(Some(out))
@@ -211,58 +230,16 @@ fn body_of(
     Ok((stream, len))
 }
 
-/// Reads a stream chunk by chunk (copying each into the cache, where the body has a tee).
-struct Chunks {
-    reader: web_sys::ReadableStreamDefaultReader,
-    tee: Option<Tee>,
-}
-
-impl Chunks {
-    fn new(body: Body) -> Chunks {
-        Chunks {
-            reader: body.stream.get_reader().unchecked_into(),
-            tee: body.tee,
-        }
-    }
-
-    /// The next chunk, or None at the end.
-    async fn next(&mut self) -> Result<Option<Vec<u8>>, JsError> {
-        let result = JsFuture::from(self.reader.read())
-            .await
-            .map_err(|e| err(format!("reading failed: {}", js_text(&e))))?;
-        if Reflect::get(&result, &"done".into())
-            .ok()
-            .and_then(|d| d.as_bool())
-            .unwrap_or(true)
-        {
-            // The whole file went by: the cache's copy is complete.
-            if let Some(tee) = self.tee.take() {
-                tee.finish().await;
-            }
-            return Ok(None);
-        }
-        let value = Reflect::get(&result, &"value".into())
-            .map_err(|_| JsError::new("a stream chunk without value"))?;
-        // A failed cache write (warned of) ends the copying, not the load.
-        if let Some(tee) = &mut self.tee
-            && !tee.write(&value).await
-        {
-            self.tee = None;
-        }
-        Ok(Some(value.unchecked_into::<Uint8Array>().to_vec()))
-    }
-}
-
 /// Stream one safetensors file into the GPU.
 async fn load_stream(
     gpu: &Gpu,
     source: &Source,
     name: &str,
-    body: Body,
+    mut body: Body,
     progress: &Progress,
 ) -> Result<Weights, JsError> {
     let label = source.label(name);
-    let cached = body.cached;
+    let cached = body.cached();
     let report =
         |p: &kiln::load::Progress| progress.report(name, p.bytes_done, p.bytes_total, cached);
     let options = LoadOptions {
@@ -270,8 +247,7 @@ async fn load_stream(
         ..Default::default()
     };
     let mut loader = StreamLoader::new(gpu, &label, body.len, options);
-    let mut chunks = Chunks::new(body);
-    while let Some(c) = chunks.next().await? {
+    while let Some(c) = body.next().await? {
         loader.push(&c).await.map_err(err)?;
     }
     loader.finish().await.map_err(err)
