@@ -10,7 +10,7 @@
 // device lost (injected) is reported on the page.
 // usage: node e2e.mjs URL PROMPT TOKENS EXPECTED_FILE SCREENSHOT
 import { chromium } from 'playwright-core';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020.js';
@@ -145,6 +145,9 @@ const browser = await launch(true);
 try {
   const { page, state, waitState } = await open(browser);
   if ((await state()) === 'nowebgpu') throw new Error('the page found no WebGPU in this Chromium');
+  // What the page says of the browser cache: a failed store is warned of, not an error.
+  const cacheWarnings = [];
+  page.on('console', (m) => { if (/browser cache/.test(m.text())) cacheWarnings.push(m.text()); });
 
   // A truncated model file is a clear error on the page.
   await page.fill('#url', 'bad/');
@@ -209,7 +212,9 @@ try {
     await page.reload();
     await waitState(['ready'], minutes(1));
     await page.waitForSelector('#cached', { state: 'visible', timeout: 10_000 }).catch(async () => {
-      throw new Error(`no "cached" badge for model/ on a second visit (${await page.textContent('#cache-info')})`);
+      const disk = statfsSync(tmpdir());
+      throw new Error(`no "cached" badge for model/ on a second visit (${await page.textContent('#cache-info')}); `
+        + `the page warned: ${JSON.stringify(cacheWarnings)}; ${(disk.bavail * disk.bsize / 1e9).toFixed(1)} GB free under ${tmpdir()}`);
     });
     console.error(`second visit: badge "${await page.textContent('#cached')}"; ${await page.textContent('#cache-info')}`);
     await page.fill('#url', 'elsewhere/');
@@ -233,6 +238,32 @@ try {
     }
     await page.waitForSelector('#cached', { state: 'visible', timeout: 10_000 });
     await page.screenshot({ path: screenshot.replace(/(\.png)?$/, '-cached.png'), fullPage: true });
+
+    // A part of the weights gone from the cache: the next load sees it before reading any,
+    // downloads the file again, and stores it whole again.
+    const parts = await page.evaluate(async () => {
+      const cache = await caches.open((await import('./kiln.js')).CACHE_NAME);
+      const weights = new URL('model/model.safetensors', location.href).href;
+      const n = Number((await cache.match(weights)).headers.get('x-kiln-parts'));
+      await cache.delete(`${weights}?kiln-part=1`);
+      return n;
+    });
+    if (!(parts > 1)) throw new Error(`model.safetensors is stored in ${parts} parts, not several`);
+    cacheWarnings.length = 0;
+    await page.selectOption('#model-pick', '');
+    await page.selectOption('#model-pick', 'model/');
+    await waitState(['loaded', 'error'], minutes(10));
+    const healed = await page.textContent('#load-status');
+    const healedFrom = await page.evaluate(() => document.body.dataset.loadedFrom);
+    if ((await state()) !== 'loaded' || healedFrom !== 'network'
+      || !cacheWarnings.some((w) => /part 1 of \d+ is gone/.test(w))) {
+      throw new Error(`with a part of its weights gone from the cache, model/ loaded from ${healedFrom}: "${healed}"; `
+        + `the page warned: ${JSON.stringify(cacheWarnings)}`);
+    }
+    await page.waitForSelector('#cached', { state: 'visible', timeout: 10_000 }).catch(() => {
+      throw new Error(`model/ was not cached again after a part of it went missing: ${JSON.stringify(cacheWarnings)}`);
+    });
+    console.error(`a part gone (of ${parts}): ${healed}; ${cacheWarnings.join('; ')}`);
     await page.click('#clear-cache');
     await page.waitForSelector('#cached', { state: 'hidden', timeout: 10_000 }).catch(async () => {
       throw new Error(`the "cached" badge stayed after "Clear cached weights": ${await page.textContent('#load-status')}`);

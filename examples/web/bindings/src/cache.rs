@@ -11,7 +11,8 @@
 //! through its blob storage on disk, which refuses to grow once the disk has less than a few
 //! GB free (measured: Chromium 156 stores a 538 MB body with 7.9 GB free, fails after 14 MB
 //! with 3.9 GB free), while 16 MB parts from memory still store with 0.8 GB free. The index
-//! goes in last, so a file whose store broke off has no index and is never read.
+//! goes in last, so a file whose store broke off has no index and is never read; a file
+//! with a part gone (cleared by hand) is fetched and stored again.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -31,9 +32,10 @@ pub const FILE_HEADER: &str = "x-kiln-file";
 pub const PARTS_HEADER: &str = "x-kiln-parts";
 pub const LENGTH_HEADER: &str = "x-kiln-length";
 
-/// A part is put once this many bytes are gathered: few enough to hold in memory while the
-/// previous part is being stored, many enough that a model is tens of entries, not thousands.
-const PART_BYTES: usize = 16 << 20;
+/// Bytes per part (the last is shorter): few enough to hold in memory while the previous
+/// part is being stored, many enough that a model is tens of entries, not thousands. Fixed,
+/// so that the same file is always stored under the same keys.
+const PART_BYTES: u32 = 16 << 20;
 
 fn warn(text: &str) {
     web_sys::console::warn_1(&text.into());
@@ -88,6 +90,15 @@ pub struct Stored {
     parts: u32,
 }
 
+/// What the cache has for a file.
+pub enum Lookup {
+    /// All of it.
+    Hit(Stored),
+    /// Not all of it (or nothing): fetch it, and store it over `stale_parts` parts of an
+    /// unusable copy.
+    Miss { stale_parts: u32 },
+}
+
 impl ModelCache {
     /// The Cache API cache `name`, or None (with a warning) where this page cannot have one.
     pub async fn open(name: &str) -> Option<Rc<ModelCache>> {
@@ -124,32 +135,58 @@ impl ModelCache {
         Ok(found.dyn_into::<web_sys::Response>().ok())
     }
 
-    /// The file stored for `url`, if the cache has all of it.
-    pub async fn lookup(&self, url: &str) -> Option<Stored> {
+    /// The file stored for `url`, if the cache has all of it: its index and every part the
+    /// index names.
+    pub async fn lookup(&self, url: &str) -> Lookup {
+        let miss = |stale_parts, why: String| {
+            warn(&format!("kiln: {why}; fetching {url}"));
+            Lookup::Miss { stale_parts }
+        };
         let index = match self.get(url).await {
-            Ok(index) => index?,
+            Ok(Some(index)) => index,
+            Ok(None) => return Lookup::Miss { stale_parts: 0 },
             Err(e) => {
-                warn(&format!(
-                    "kiln: could not look {url} up in the browser cache ({}); fetching it",
-                    js_text(&e)
-                ));
-                return None;
+                return miss(
+                    0,
+                    format!(
+                        "could not look it up in the browser cache ({})",
+                        js_text(&e)
+                    ),
+                );
             }
         };
         let header = |name| index.headers().get(name).ok().flatten();
         let parts = header(PARTS_HEADER).and_then(|p| p.parse().ok());
         let len = header(LENGTH_HEADER).and_then(|l| l.parse().ok());
-        match (parts, len) {
-            (Some(parts), Some(len)) => Some(Stored { len, parts }),
-            // Not what kiln stores: ignore it, and let the network's copy replace it.
-            _ => {
-                warn(&format!(
-                    "kiln: ignoring the browser cache's entry for {url}: it has no {PARTS_HEADER} and \
-                     {LENGTH_HEADER} headers"
-                ));
-                None
+        let (Some(parts), Some(len)) = (parts, len) else {
+            return miss(
+                0,
+                format!(
+                    "the browser cache's entry has no {PARTS_HEADER} and {LENGTH_HEADER} headers, so kiln did not store it"
+                ),
+            );
+        };
+        for i in 0..parts {
+            match self.get(&part_url(url, i)).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return miss(
+                        parts,
+                        format!("part {i} of {parts} is gone from the browser cache"),
+                    );
+                }
+                Err(e) => {
+                    return miss(
+                        parts,
+                        format!(
+                            "could not look part {i} up in the browser cache ({})",
+                            js_text(&e)
+                        ),
+                    );
+                }
             }
         }
+        Lookup::Hit(Stored { len, parts })
     }
 
     /// Reads the stored file at `url` (which `lookup` found), part after part; notes it as
@@ -168,14 +205,16 @@ impl ModelCache {
         }
     }
 
-    /// Starts storing `response` (an `ok` one, from the network) under `url`: the returned
-    /// tee is fed the chunks the load reads. None once a file of this load could not be
-    /// stored (the model will not be cached whole, so its files are dropped anyway).
+    /// Starts storing `response` (an `ok` one, from the network) under `url`, over the
+    /// `stale_parts` of an unusable copy: the returned tee is fed the chunks the load reads.
+    /// None once a file of this load could not be stored (the model will not be cached
+    /// whole, so its files are dropped anyway).
     pub fn store(
         self: &Rc<Self>,
         url: &str,
         name: &str,
         response: &web_sys::Response,
+        stale_parts: u32,
     ) -> Option<Tee> {
         if self.incomplete.get() {
             return None;
@@ -197,6 +236,7 @@ impl ModelCache {
                 gathered_bytes: 0,
                 len: 0,
                 parts: 0,
+                stale_parts,
                 put: None,
                 done: false,
             }),
@@ -293,10 +333,12 @@ pub struct Tee {
     headers: web_sys::Headers,
     status: u16,
     gathered: js_sys::Array,
-    gathered_bytes: usize,
+    gathered_bytes: u32,
     len: u64,
     /// Parts put so far (the last may still be in flight).
     parts: u32,
+    /// Parts of an older copy, deleted beyond the new copy's once it is stored.
+    stale_parts: u32,
     put: Option<js_sys::Promise>,
     /// Stored whole, or given up on.
     done: bool,
@@ -306,19 +348,21 @@ impl Tee {
     /// Passes a chunk on to the cache. False if the cache write failed (warned of; the tee
     /// is then done with, and the load carries on).
     pub async fn write(&mut self, chunk: &Uint8Array) -> bool {
-        self.gathered.push(chunk);
-        self.gathered_bytes += chunk.length() as usize;
         self.len += chunk.length() as u64;
-        if self.gathered_bytes < PART_BYTES {
-            return true;
-        }
-        match self.put_part().await {
-            Ok(()) => true,
-            Err(e) => {
+        let mut rest = chunk.clone();
+        while rest.length() > 0 {
+            let take = (PART_BYTES - self.gathered_bytes).min(rest.length());
+            self.gathered.push(&rest.subarray(0, take));
+            self.gathered_bytes += take;
+            rest = rest.subarray(take, rest.length());
+            if self.gathered_bytes == PART_BYTES
+                && let Err(e) = self.put_part().await
+            {
                 self.fail(&e);
-                false
+                return false;
             }
         }
+        true
     }
 
     /// Waits for the put in flight, then puts what is gathered as the next part.
@@ -354,7 +398,11 @@ impl Tee {
             init.set_status(self.status);
             init.set_headers(&self.headers);
             let index = web_sys::Response::new_with_opt_str_and_init(None, &init)?;
-            JsFuture::from(self.cache.cache.put_with_str(&self.url, &index)).await
+            JsFuture::from(self.cache.cache.put_with_str(&self.url, &index)).await?;
+            for i in self.parts..self.stale_parts {
+                JsFuture::from(self.cache.cache.delete_with_str(&part_url(&self.url, i))).await?;
+            }
+            Ok::<_, JsValue>(())
         }
         .await;
         self.done = true;

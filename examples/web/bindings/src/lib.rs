@@ -16,7 +16,7 @@ mod text;
 
 use std::rc::Rc;
 
-use cache::{ModelCache, Parts, Tee};
+use cache::{Lookup, ModelCache, Parts, Tee};
 use js_sys::Reflect;
 use kiln::load::{LoadOptions, StreamLoader, Weights};
 use kiln::models::Task;
@@ -169,14 +169,18 @@ impl Source {
                 .map(|f| Body::stream(f.stream(), f.size() as u64, None)));
         };
         let url = self.label(name);
-        if let Some(cache) = cache
-            && let Some(stored) = cache.lookup(&url).await
-        {
-            return Ok(Some(Body {
-                len: stored.len,
-                from: Origin::Cache(cache.read(&url, stored)),
-                tee: None,
-            }));
+        let mut stale_parts = 0;
+        if let Some(cache) = cache {
+            match cache.lookup(&url).await {
+                Lookup::Hit(stored) => {
+                    return Ok(Some(Body {
+                        len: stored.len,
+                        from: Origin::Cache(cache.read(&url, stored)),
+                        tee: None,
+                    }));
+                }
+                Lookup::Miss { stale_parts: n } => stale_parts = n,
+            }
         }
         let resp = fetch(&url).await?;
         if resp.status() == 404 {
@@ -186,7 +190,9 @@ impl Source {
             return Err(err(format!("{url}: HTTP {}", resp.status())));
         }
         let (stream, len) = body_of(&url, &resp)?;
-        let tee = cache.as_ref().and_then(|c| c.store(&url, name, &resp));
+        let tee = cache
+            .as_ref()
+            .and_then(|c| c.store(&url, name, &resp, stale_parts));
         Ok(Some(Body::stream(stream, len, tee)))
     }
 
