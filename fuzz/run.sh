@@ -7,8 +7,8 @@
 #
 #     fuzz/run.sh [-t SECONDS] [TARGET...]
 #
-# Needs nightly Rust and cargo-fuzz (rustup toolchain install nightly; cargo install
-# cargo-fuzz). FUZZ_BUILD passes build options (FUZZ_BUILD="-s none": no AddressSanitizer);
+# Needs the nightly Rust of rust-toolchain.toml and cargo-fuzz (in fuzz/: rustup toolchain
+# install; cargo install cargo-fuzz). FUZZ_BUILD passes build options (FUZZ_BUILD="-s none": no AddressSanitizer);
 # FUZZ_RUNS stops a target after that many executions if it gets there first (long runs:
 # FUZZ_RUNS=10000000 fuzz/run.sh -t 1800).
 set -euo pipefail
@@ -19,7 +19,8 @@ TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(safetensors gguf gguf_tokenizer config chat_template request)
 BUILD=(${FUZZ_BUILD:-})
 
-cargo +nightly fuzz build "${BUILD[@]}"
+# cargo here is rust-toolchain.toml's pinned nightly.
+cargo fuzz build "${BUILD[@]}"
 mkdir -p target/runs
 run() {
   local t=$1 work=target/runs/$1
@@ -28,7 +29,7 @@ run() {
   # 2 GB memory, 10 s per input; -print_final_stats for the figures.
   # A fixed seed (FUZZ_SEED; 0 = libFuzzer picks one) makes a run explore the same inputs on
   # the same build, so a short CI run does not fail at random on what it happens to reach.
-  cargo +nightly fuzz run "${BUILD[@]}" "$t" "$work/corpus" "corpus/$t" -- \
+  cargo fuzz run "${BUILD[@]}" "$t" "$work/corpus" "corpus/$t" -- \
     -max_total_time="$SECONDS_EACH" -runs="${FUZZ_RUNS:--1}" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 \
     -seed="${FUZZ_SEED:-1}" -print_final_stats=1 -close_fd_mask=1 \
     > "$work/log" 2>&1
