@@ -94,6 +94,7 @@ async function loadModel(source, label) {
   const t0 = performance.now();
   // Whether every weight file so far came from the browser cache (null: none yet).
   let fromCache = null;
+  let from = null; // once loaded: 'network', 'cache' or 'files'
   try {
     const model = await load(source, {
       onProgress: ({ file, loaded, total, cached: hit }) => {
@@ -103,7 +104,7 @@ async function loadModel(source, label) {
       },
     });
     const secs = (performance.now() - t0) / 1000;
-    const from = typeof source !== 'string' ? 'files' : fromCache ? 'cache' : 'network';
+    from = typeof source !== 'string' ? 'files' : fromCache ? 'cache' : 'network';
     $('progress').value = 1;
     setStatus(`Loaded ${label}${from === 'cache' ? ' from cache' : ''} in ${secs.toFixed(1)} s.`);
     document.body.dataset.loadSeconds = secs.toFixed(2);
@@ -133,7 +134,14 @@ async function loadModel(source, label) {
     $('load-url').disabled = false;
     $('model-pick').disabled = false;
     // A load from a URL adds its model to the cache (or, failing, takes it out).
-    if (typeof source === 'string') await refreshCache();
+    if (typeof source === 'string') {
+      await refreshCache();
+      // Downloaded but not kept (storage full, or refused): say so where the user looks.
+      if (from === 'network' && !cached.some((m) => m.url === absolute(source))) {
+        setStatus(`${$('load-status').textContent} The browser did not keep it in its cache `
+          + '(the console says why), so the next load downloads it again.');
+      }
+    }
   }
 }
 

@@ -274,6 +274,26 @@ try {
     });
     if (left.models.length || left.cache) throw new Error(`the cache is not empty after clearing it: ${JSON.stringify(left)}`);
     console.error(`cleared: ${await page.textContent('#load-status')}`);
+
+    // A browser that will not store the model (its quota for the page cut to 50 MB, through
+    // the DevTools protocol): the load still works, from the network, the page says the model
+    // was not kept, and none of its files stay cached (a model is cached whole or not at all).
+    const cdp = await page.context().newCDPSession(page);
+    const origin = new URL(url).origin;
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 50e6 });
+    cacheWarnings.length = 0;
+    await page.selectOption('#model-pick', '');
+    await page.selectOption('#model-pick', 'model/');
+    await waitState(['loaded', 'error'], minutes(10));
+    const refused = await page.textContent('#load-status');
+    const kept = await page.evaluate(async () => (await (await import('./kiln.js')).cachedModels()).map((m) => m.url));
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+    if ((await state()) !== 'loaded' || !/did not keep it in its cache/.test(refused) || kept.length
+      || !cacheWarnings.some((w) => /could not store/.test(w)) || (await page.isVisible('#cached'))) {
+      throw new Error(`with the page's storage quota at 50 MB: "${refused}"; cached: ${JSON.stringify(kept)}; `
+        + `the page warned: ${JSON.stringify(cacheWarnings)}`);
+    }
+    console.error(`quota of 50 MB: ${refused} (${cacheWarnings.join('; ')})`);
   }
 
   // The same model from picked files (the folder picker's path), then a chat turn.
