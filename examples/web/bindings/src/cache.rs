@@ -156,8 +156,8 @@ impl ModelCache {
             }
         };
         let header = |name| index.headers().get(name).ok().flatten();
-        let parts = header(PARTS_HEADER).and_then(|p| p.parse().ok());
-        let len = header(LENGTH_HEADER).and_then(|l| l.parse().ok());
+        let parts = header(PARTS_HEADER).and_then(|p| p.parse::<u32>().ok());
+        let len = header(LENGTH_HEADER).and_then(|l| l.parse::<u64>().ok());
         let (Some(parts), Some(len)) = (parts, len) else {
             return miss(
                 0,
@@ -166,6 +166,18 @@ impl ModelCache {
                 ),
             );
         };
+        // Parts are cut at fixed boundaries, so the two headers agree; an index where they do
+        // not was not written by kiln, and its part count is not to be trusted (it bounds
+        // the deletes of a re-store).
+        let should = len.div_ceil(u64::from(PART_BYTES));
+        if u64::from(parts) != should {
+            return miss(
+                0,
+                format!(
+                    "the browser cache's index names {parts} parts for {len} bytes, not {should}"
+                ),
+            );
+        }
         for i in 0..parts {
             match self.get(&part_url(url, i)).await {
                 Ok(Some(_)) => {}
